@@ -1,0 +1,3 @@
+//! Compression techniques: each turns a trained model into a variant, and says what it did.
+
+pub mod quantize;

@@ -1,0 +1,14 @@
+//! slimbench-models: the model zoo, data sets, compression techniques and quality metrics.
+//! All candle code of slimbench lives here; the harness reaches it through [`workload::Workload`].
+
+pub mod cache;
+pub mod catalog;
+pub mod compress;
+pub mod data;
+pub mod error;
+pub mod layer;
+pub mod quality;
+pub mod workload;
+pub mod zoo;
+
+pub use error::{ModelError, Result};

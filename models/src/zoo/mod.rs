@@ -1,0 +1,3 @@
+//! The model zoo: one file a model family.
+
+pub mod mlp;

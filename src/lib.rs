@@ -1,0 +1,1 @@
+//! Placeholder library target of the root package; its content is `benches/`.
