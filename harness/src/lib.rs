@@ -1,1 +1,14 @@
-//! x
+//! slimbench: measures what AI model compression buys. The CLI, the runner that isolates each
+//! cell in a worker process, the meters, statistics, records and exporters.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map of modules and their invariants.
+
+pub mod cli;
+pub mod export;
+pub mod host;
+pub mod memory;
+pub mod meter;
+pub mod plan;
+pub mod results;
+pub mod runner;
+pub mod stats;

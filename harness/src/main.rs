@@ -1,1 +1,5 @@
-fn main(){}
+//! The `slimbench` binary.
+
+fn main() -> std::process::ExitCode {
+    slimbench::cli::main()
+}

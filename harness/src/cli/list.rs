@@ -1,0 +1,56 @@
+//! `slimbench list`: the models, techniques and devices known, and each energy source's state here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use slimbench_models::catalog;
+
+use crate::host::HostInfo;
+use crate::meter::choose::{availability, EnergyChoice, MeterSettings};
+use crate::meter::rapl::powercap_root;
+
+/// Arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Powercap sysfs root to probe for RAPL (default /sys/class/powercap, or $SLIMBENCH_POWERCAP_ROOT).
+    #[arg(long)]
+    pub powercap_root: Option<PathBuf>,
+}
+
+/// Prints the catalogue and the energy sources.
+pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
+    println!("models:");
+    for (name, about) in catalog::MODELS {
+        println!("  {name:<14} {about}");
+    }
+    println!("techniques:");
+    for (name, about) in catalog::techniques() {
+        println!("  {name:<14} {about}");
+    }
+    println!("devices:");
+    for (name, about) in catalog::DEVICES {
+        println!("  {name:<14} {about}");
+    }
+    println!("  {:<14} not available: built without the cuda feature", "cuda:N");
+    let host = HostInfo::detect();
+    println!(
+        "host: {} ({} logical cores), {}, {:.1} GiB",
+        host.cpu_model,
+        host.logical_cores,
+        host.os,
+        host.total_memory_bytes as f64 / (1u64 << 30) as f64
+    );
+    println!("energy sources:");
+    let settings = MeterSettings {
+        choice: EnergyChoice::Auto,
+        powercap_root: powercap_root(args.powercap_root.as_deref()),
+        cpu_model: host.cpu_model,
+        logical_cores: host.logical_cores,
+        gpus: None,
+    };
+    for s in availability(&settings) {
+        let state = if s.available { "available" } else { "unavailable" };
+        println!("  {:<14} {state}: {}", s.source, s.detail);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,66 @@
+//! The `slimbench` command line: one file a subcommand.
+
+pub mod list;
+pub mod run;
+pub mod worker;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::plan::UsageError;
+
+/// slimbench measures what model compression buys: quality, size, latency, throughput, peak memory
+/// and energy of each compressed variant beside the uncompressed model.
+#[derive(Debug, Parser)]
+#[command(name = "slimbench", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Measure every cell of a plan (models x techniques x devices x batch sizes) and write a report.
+    Run(run::RunArgs),
+    /// List the models, techniques and devices known, and what this machine can measure.
+    List(list::ListArgs),
+    /// Internal: measure one cell in this process and print its record (used by `run`).
+    #[command(name = "__worker", hide = true)]
+    Worker(worker::WorkerArgs),
+}
+
+/// Parses the command line, runs it, and maps the outcome to the exit code: 0 success, 1 some
+/// cell failed or an error occurred, 2 a usage error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Run(args) => run::run(args),
+        Commands::List(args) => list::run(args),
+        Commands::Worker(args) => worker::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+/// Splits comma-separated flag values, trimming blanks.
+pub fn split_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! `results.csv`: one row a cell; each column carries its unit in its name, and each energy
+//! figure has a `_source` column beside it. Empty cells mean "not measured" (a failed cell).
+
+use super::Exporter;
+use crate::meter::{DomainKind, EnergyRecord};
+use crate::results::Record;
+
+/// Writes `results.csv`.
+pub struct CsvExporter;
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn f(v: f64) -> String {
+    // Enough digits to reproduce every derived figure; no exponent for ordinary values.
+    format!("{v:.6}")
+}
+
+fn of(v: Option<f64>) -> String {
+    v.map(f).unwrap_or_default()
+}
+
+/// Energy of the domains of `kinds`, with their sources joined by `+`.
+fn group(energy: &EnergyRecord, kinds: &[DomainKind]) -> (Option<f64>, String) {
+    let ds: Vec<_> = energy
+        .domains
+        .iter()
+        .filter(|d| kinds.contains(&d.kind))
+        .collect();
+    if ds.is_empty() {
+        return (None, String::new());
+    }
+    let mut sources: Vec<&str> = ds.iter().map(|d| d.source.as_str()).collect();
+    sources.dedup();
+    (Some(ds.iter().map(|d| d.energy_j).sum()), sources.join("+"))
+}
+
+/// The columns of a record, in file order.
+pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
+    let q = r.quality.as_ref();
+    let l = r.latency.as_ref();
+    let e = r.energy.as_ref();
+    let (cpu_j, cpu_src) = e
+        .map(|e| group(e, &[DomainKind::CpuPackage, DomainKind::CpuEstimate]))
+        .unwrap_or_default();
+    let (ram_j, ram_src) = e
+        .map(|e| group(e, &[DomainKind::Dram, DomainKind::RamEstimate]))
+        .unwrap_or_default();
+    let (gpu_j, gpu_src) = e
+        .map(|e| group(e, &[DomainKind::Gpu]))
+        .unwrap_or_default();
+    let layers: Vec<String> = r
+        .layers
+        .iter()
+        .map(|l| format!("{}={}", l.name, l.format))
+        .collect();
+    vec![
+        ("schema_version", r.schema_version.to_string()),
+        ("run_id", r.run_id.clone()),
+        ("timestamp_utc", r.timestamp_utc.clone()),
+        ("host_cpu_model", r.host.cpu_model.clone()),
+        ("host_logical_cores", r.host.logical_cores.to_string()),
+        ("host_os", r.host.os.clone()),
+        ("host_total_memory_bytes", r.host.total_memory_bytes.to_string()),
+        ("model", r.key.model.clone()),
+        ("technique", r.key.technique.clone()),
+        ("technique_params", r.technique_params.to_string()),
+        ("device", r.key.device.clone()),
+        ("batch_size", r.key.batch_size.to_string()),
+        ("status", r.status.as_str().to_string()),
+        ("error", r.error.clone().unwrap_or_default()),
+        ("parameter_count", opt(r.parameter_count)),
+        ("nonzero_parameter_count", opt(r.nonzero_parameter_count)),
+        ("model_bytes", opt(r.model_bytes)),
+        ("layer_formats", layers.join(";")),
+        ("quality_metric", q.map(|q| q.metric.clone()).unwrap_or_default()),
+        ("quality_pct", of(q.map(|q| q.value_pct))),
+        ("quality_baseline_pct", of(q.map(|q| q.baseline_pct))),
+        ("quality_delta_points", of(q.map(|q| q.delta_points))),
+        ("latency_mean_ms", of(l.map(|l| l.mean_ms))),
+        ("latency_p50_ms", of(l.map(|l| l.p50_ms))),
+        ("latency_p90_ms", of(l.map(|l| l.p90_ms))),
+        ("latency_p99_ms", of(l.map(|l| l.p99_ms))),
+        ("latency_min_ms", of(l.map(|l| l.min_ms))),
+        ("latency_max_ms", of(l.map(|l| l.max_ms))),
+        ("latency_std_ms", of(l.map(|l| l.std_ms))),
+        ("iterations", opt(l.map(|l| l.iterations))),
+        ("window_s", of(r.window_s)),
+        ("throughput_items_per_s", of(r.throughput_items_per_s)),
+        ("peak_rss_bytes", opt(r.peak_rss_bytes)),
+        ("energy_source", e.map(|e| e.source.clone()).unwrap_or_default()),
+        ("energy_measured", opt(e.map(|e| e.measured))),
+        ("energy_total_j", of(e.map(|e| e.energy_total_j))),
+        ("energy_per_batch_j", of(e.map(|e| e.energy_per_batch_j))),
+        ("energy_per_item_j", of(e.map(|e| e.energy_per_item_j))),
+        ("energy_above_idle_j", of(e.map(|e| e.energy_above_idle_j))),
+        ("energy_above_idle_per_item_j", of(e.map(|e| e.energy_above_idle_per_item_j))),
+        ("energy_cpu_j", of(cpu_j)),
+        ("energy_cpu_source", cpu_src),
+        ("energy_ram_j", of(ram_j)),
+        ("energy_ram_source", ram_src),
+        ("energy_gpu_j", of(gpu_j)),
+        ("energy_gpu_source", gpu_src),
+        ("power_idle_w", of(e.map(|e| e.idle_power_w))),
+        ("power_mean_w", of(e.map(|e| e.mean_power_w))),
+        ("power_peak_w", of(e.map(|e| e.peak_power_w))),
+        ("energy_window_s", of(e.map(|e| e.window_s))),
+        ("energy_sampling_hz", of(e.map(|e| e.sampling_hz))),
+        ("energy_method", e.map(|e| e.method.clone()).unwrap_or_default()),
+        ("gpu_process_peak_bytes", opt(e.and_then(|e| e.gpu_process_peak_bytes))),
+        ("gpu_device_peak_bytes", opt(e.and_then(|e| e.gpu_device_peak_bytes))),
+    ]
+}
+
+/// The header of `results.csv`.
+pub fn header() -> Vec<&'static str> {
+    use crate::host::HostInfo;
+    use crate::results::{CellKey, Status};
+    let dummy = Record::empty(
+        "",
+        CellKey {
+            model: String::new(),
+            technique: String::new(),
+            device: String::new(),
+            batch_size: 0,
+        },
+        HostInfo {
+            cpu_model: String::new(),
+            logical_cores: 0,
+            physical_cores: None,
+            os: String::new(),
+            total_memory_bytes: 0,
+        },
+        Status::Ok,
+    );
+    columns(&dummy).into_iter().map(|(k, _)| k).collect()
+}
+
+impl Exporter for CsvExporter {
+    fn export(&self, records: &[Record]) -> anyhow::Result<Vec<u8>> {
+        let mut w = ::csv::Writer::from_writer(Vec::new());
+        w.write_record(header())?;
+        for r in records {
+            w.write_record(columns(r).into_iter().map(|(_, v)| v))?;
+        }
+        Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    }
+}

@@ -1,0 +1,85 @@
+//! The console table printed at the end of a run: one row a cell, the figures a reader compares.
+
+use crate::results::Record;
+
+fn cell_text(r: &Record) -> Vec<String> {
+    let q = r.quality.as_ref();
+    let l = r.latency.as_ref();
+    let e = r.energy.as_ref();
+    let dash = || "-".to_string();
+    vec![
+        r.key.model.clone(),
+        r.key.technique.clone(),
+        r.key.device.clone(),
+        r.key.batch_size.to_string(),
+        r.status.as_str().to_string(),
+        q.map(|q| format!("{:.2}", q.value_pct)).unwrap_or_else(dash),
+        q.map(|q| format!("{:+.2}", q.delta_points))
+            .unwrap_or_else(dash),
+        r.model_bytes
+            .map(|b| format!("{:.1}", b as f64 / 1024.0))
+            .unwrap_or_else(dash),
+        l.map(|l| format!("{:.4}", l.p50_ms)).unwrap_or_else(dash),
+        l.map(|l| format!("{:.4}", l.p99_ms)).unwrap_or_else(dash),
+        r.throughput_items_per_s
+            .map(|t| format!("{t:.0}"))
+            .unwrap_or_else(dash),
+        e.map(|e| format!("{:.3e}", e.energy_per_item_j))
+            .unwrap_or_else(dash),
+        e.map(|e| e.source.clone()).unwrap_or_else(dash),
+        r.peak_rss_bytes
+            .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
+            .unwrap_or_else(dash),
+    ]
+}
+
+/// The table as text, columns aligned, with units in the header.
+pub fn render(records: &[Record]) -> String {
+    let header: Vec<String> = [
+        "model",
+        "technique",
+        "device",
+        "batch",
+        "status",
+        "acc_%",
+        "d_pts",
+        "size_KiB",
+        "p50_ms",
+        "p99_ms",
+        "items/s",
+        "J/item",
+        "energy_source",
+        "rss_MiB",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let rows: Vec<Vec<String>> = std::iter::once(header)
+        .chain(records.iter().map(cell_text))
+        .collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (v, w))| {
+                if c < 5 {
+                    format!("{v:<w$}")
+                } else {
+                    format!("{v:>w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+        if i == 0 {
+            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! Which meters a cell uses (`--energy auto|rapl|nvml|estimate`), and what this machine offers.
+//!
+//! `auto` takes every measured source that opens; where RAPL does not, the CPU and RAM are covered
+//! by the estimate, with a warning naming why, and the record's label says `estimated-tdp`. Asking
+//! for a measured source that cannot be read is an error with what was found. Never a silent
+//! fallback.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::estimate::EstimateMeter;
+use super::nvml::{NvmlMeter, RealNvml};
+use super::rapl::RaplMeter;
+use super::{DomainInfo, EnergyMeter, MeterError};
+
+/// The `--energy` choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EnergyChoice {
+    /// Every measured source available; the estimate (with a warning) where none is.
+    Auto,
+    /// RAPL only; an error when it cannot be read.
+    Rapl,
+    /// NVML only; an error when it cannot be read.
+    Nvml,
+    /// The TDP-based estimate only.
+    Estimate,
+}
+
+/// Where the meters look.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MeterSettings {
+    /// The `--energy` choice.
+    pub choice: EnergyChoice,
+    /// The powercap root (default `/sys/class/powercap`).
+    pub powercap_root: PathBuf,
+    /// CPU model string, for the TDP table.
+    pub cpu_model: String,
+    /// Logical cores, for the per-thread share of TDP.
+    pub logical_cores: usize,
+    /// GPUs to read (`None`: all that NVML reports).
+    pub gpus: Option<Vec<u32>>,
+}
+
+/// Several meters read as one; domains are concatenated in order.
+pub struct CompositeMeter {
+    parts: Vec<Box<dyn EnergyMeter>>,
+    infos: Vec<DomainInfo>,
+}
+
+impl CompositeMeter {
+    /// Joins `parts`.
+    pub fn new(parts: Vec<Box<dyn EnergyMeter>>) -> Self {
+        let infos = parts.iter().flat_map(|p| p.domains().to_vec()).collect();
+        Self { parts, infos }
+    }
+}
+
+impl EnergyMeter for CompositeMeter {
+    fn domains(&self) -> &[DomainInfo] {
+        &self.infos
+    }
+
+    fn read_joules(&mut self) -> Result<Vec<f64>, MeterError> {
+        let mut out = Vec::with_capacity(self.infos.len());
+        for p in &mut self.parts {
+            out.extend(p.read_joules()?);
+        }
+        Ok(out)
+    }
+
+    fn update_period_s(&self) -> f64 {
+        self.parts
+            .iter()
+            .map(|p| p.update_period_s())
+            .fold(0.0, f64::max)
+    }
+
+    fn min_poll_hz(&self) -> f64 {
+        self.parts
+            .iter()
+            .map(|p| p.min_poll_hz())
+            .fold(0.0, f64::max)
+    }
+
+    fn dropped_samples(&self) -> u64 {
+        self.parts.iter().map(|p| p.dropped_samples()).sum()
+    }
+
+    fn method(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| p.method())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The meter for a cell and the warnings to print about it.
+pub struct OpenedMeter {
+    /// The meter.
+    pub meter: Box<dyn EnergyMeter>,
+    /// Warnings (for example a fallback to the estimate), each to be shown on stderr.
+    pub warnings: Vec<String>,
+}
+
+fn open_rapl(root: &Path) -> Result<Box<dyn EnergyMeter>, MeterError> {
+    Ok(Box::new(RaplMeter::open(root)?))
+}
+
+fn open_nvml(gpus: Option<&[u32]>) -> Result<Box<dyn EnergyMeter>, MeterError> {
+    let backend = RealNvml::init()?;
+    Ok(Box::new(NvmlMeter::open(backend, gpus, std::process::id())?))
+}
+
+/// Opens the meters `settings` asks for.
+pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
+    let estimate = || -> Result<Box<dyn EnergyMeter>, MeterError> {
+        Ok(Box::new(EstimateMeter::open(
+            &settings.cpu_model,
+            settings.logical_cores,
+        )?))
+    };
+    match settings.choice {
+        EnergyChoice::Rapl => Ok(OpenedMeter {
+            meter: open_rapl(&settings.powercap_root)?,
+            warnings: vec![],
+        }),
+        EnergyChoice::Nvml => Ok(OpenedMeter {
+            meter: open_nvml(settings.gpus.as_deref())?,
+            warnings: vec![],
+        }),
+        EnergyChoice::Estimate => Ok(OpenedMeter {
+            meter: estimate()?,
+            warnings: vec![],
+        }),
+        EnergyChoice::Auto => {
+            let mut parts = Vec::new();
+            let mut warnings = Vec::new();
+            match open_rapl(&settings.powercap_root) {
+                Ok(m) => parts.push(m),
+                Err(rapl_err) => {
+                    parts.push(estimate()?);
+                    warnings.push(format!(
+                        "RAPL unavailable ({rapl_err}); CPU and RAM energy are ESTIMATED from CPU time and TDP (labelled estimated-tdp)"
+                    ));
+                }
+            }
+            // NVML is only worth opening when GPUs are asked for or present.
+            match open_nvml(settings.gpus.as_deref()) {
+                Ok(m) => parts.push(m),
+                Err(e) if settings.gpus.is_some() => {
+                    warnings.push(format!("NVML unavailable ({e}); GPU energy is not measured"))
+                }
+                Err(_) => {}
+            }
+            let meter: Box<dyn EnergyMeter> = if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Box::new(CompositeMeter::new(parts))
+            };
+            Ok(OpenedMeter { meter, warnings })
+        }
+    }
+}
+
+/// Whether one source can be read here, and why not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceStatus {
+    /// `rapl`, `nvml` or `estimated-tdp`.
+    pub source: &'static str,
+    /// True when it opens.
+    pub available: bool,
+    /// What it would read, or why it cannot.
+    pub detail: String,
+}
+
+/// Probes each source, for `slimbench list`.
+pub fn availability(settings: &MeterSettings) -> Vec<SourceStatus> {
+    let status = |source, r: Result<Box<dyn EnergyMeter>, MeterError>| match r {
+        Ok(m) => SourceStatus {
+            source,
+            available: true,
+            detail: m.method(),
+        },
+        Err(e) => SourceStatus {
+            source,
+            available: false,
+            detail: e.to_string(),
+        },
+    };
+    vec![
+        status("rapl", open_rapl(&settings.powercap_root)),
+        status("nvml", open_nvml(settings.gpus.as_deref())),
+        status(
+            "estimated-tdp",
+            EstimateMeter::open(&settings.cpu_model, settings.logical_cores)
+                .map(|m| Box::new(m) as Box<dyn EnergyMeter>),
+        ),
+    ]
+}

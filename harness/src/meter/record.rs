@@ -1,0 +1,180 @@
+//! The energy part of a record, computed from a meter's samples around the idle and timed windows.
+
+use serde::{Deserialize, Serialize};
+
+use super::sampler::Sample;
+use super::{DomainInfo, DomainKind, Source};
+
+/// Energy and power of one domain over the timed window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainEnergy {
+    /// Domain name (`package-0`, `gpu-0`, `cpu`, ...).
+    pub name: String,
+    /// What it covers.
+    pub kind: DomainKind,
+    /// Where the figures come from.
+    pub source: Source,
+    /// Energy over the window, J.
+    pub energy_j: f64,
+    /// Power measured in the idle window just before, W.
+    pub idle_power_w: f64,
+    /// Mean power over the window, W.
+    pub mean_power_w: f64,
+    /// Highest power between two consecutive samples in the window, W.
+    pub peak_power_w: f64,
+}
+
+/// Energy and power of a cell, every figure with its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyRecord {
+    /// `rapl`, `nvml`, `estimated-tdp`, or sources joined with `+`.
+    pub source: String,
+    /// True only when every domain counted in the total was measured.
+    pub measured: bool,
+    /// How the figures were obtained, in words.
+    pub method: String,
+    /// Total energy over the window (domains that count in the total), J.
+    pub energy_total_j: f64,
+    /// Per batch, J.
+    pub energy_per_batch_j: f64,
+    /// Per item, J.
+    pub energy_per_item_j: f64,
+    /// Above idle over the window, J.
+    pub energy_above_idle_j: f64,
+    /// Above idle per item, J.
+    pub energy_above_idle_per_item_j: f64,
+    /// Idle power just before the window, W.
+    pub idle_power_w: f64,
+    /// Mean power over the window, W.
+    pub mean_power_w: f64,
+    /// Peak power between consecutive samples, W.
+    pub peak_power_w: f64,
+    /// Length of the energy window, s.
+    pub window_s: f64,
+    /// Length of the idle window, s.
+    pub idle_window_s: f64,
+    /// Background sampling rate, Hz.
+    pub sampling_hz: f64,
+    /// Samples taken (idle and timed windows).
+    pub samples: usize,
+    /// Samples dropped for a counter going backwards.
+    pub dropped_samples: u64,
+    /// Per-domain figures.
+    pub domains: Vec<DomainEnergy>,
+    /// Peak GPU memory of the worker process, bytes (NVML).
+    pub gpu_process_peak_bytes: Option<u64>,
+    /// Peak GPU memory device-wide, bytes (NVML).
+    pub gpu_device_peak_bytes: Option<u64>,
+}
+
+/// Sample indices and times that bound the idle and timed windows.
+#[derive(Debug, Clone)]
+pub struct Windows<'a> {
+    /// First and last sample of the idle window.
+    pub idle: (&'a Sample, &'a Sample),
+    /// First and last sample of the timed window.
+    pub timed: (&'a Sample, &'a Sample),
+}
+
+/// The `+`-joined label of the sources in `domains`, in first-seen order.
+pub fn source_label(domains: &[DomainInfo]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for d in domains {
+        if !seen.contains(&d.source.as_str()) {
+            seen.push(d.source.as_str());
+        }
+    }
+    seen.join("+")
+}
+
+fn per_domain_peak(samples: &[Sample], from: f64, to: f64, i: usize) -> f64 {
+    samples
+        .windows(2)
+        .filter(|w| w[0].t_s >= from && w[1].t_s <= to && w[1].t_s > w[0].t_s)
+        .map(|w| (w[1].joules[i] - w[0].joules[i]) / (w[1].t_s - w[0].t_s))
+        .fold(0.0, f64::max)
+}
+
+/// Builds the energy record of a window of `iterations` batches of `batch_size` items.
+#[allow(clippy::too_many_arguments)]
+pub fn energy_record(
+    domains: &[DomainInfo],
+    method: String,
+    samples: &[Sample],
+    windows: &Windows<'_>,
+    iterations: usize,
+    batch_size: usize,
+    sampling_hz: f64,
+    dropped_samples: u64,
+) -> EnergyRecord {
+    let (i0, i1) = windows.idle;
+    let (w0, w1) = windows.timed;
+    let idle_s = (i1.t_s - i0.t_s).max(f64::MIN_POSITIVE);
+    let window_s = (w1.t_s - w0.t_s).max(f64::MIN_POSITIVE);
+    let mut out = Vec::new();
+    for (i, d) in domains.iter().enumerate() {
+        let energy_j = (w1.joules[i] - w0.joules[i]).max(0.0);
+        out.push(DomainEnergy {
+            name: d.name.clone(),
+            kind: d.kind,
+            source: d.source,
+            energy_j,
+            idle_power_w: ((i1.joules[i] - i0.joules[i]) / idle_s).max(0.0),
+            mean_power_w: energy_j / window_s,
+            peak_power_w: per_domain_peak(samples, w0.t_s, w1.t_s, i).max(energy_j / window_s),
+        });
+    }
+    let counted: Vec<&DomainEnergy> = out.iter().filter(|d| d.kind.counts_in_total()).collect();
+    let total: f64 = counted.iter().map(|d| d.energy_j).sum();
+    let idle_power: f64 = counted.iter().map(|d| d.idle_power_w).sum();
+    let peak: f64 = counted.iter().map(|d| d.peak_power_w).sum();
+    let above_idle = (total - idle_power * window_s).max(0.0);
+    let items = (iterations * batch_size).max(1) as f64;
+    EnergyRecord {
+        source: source_label(domains),
+        measured: domains
+            .iter()
+            .filter(|d| d.kind.counts_in_total())
+            .all(|d| d.source.is_measured()),
+        method,
+        energy_total_j: total,
+        energy_per_batch_j: total / iterations.max(1) as f64,
+        energy_per_item_j: total / items,
+        energy_above_idle_j: above_idle,
+        energy_above_idle_per_item_j: above_idle / items,
+        idle_power_w: idle_power,
+        mean_power_w: total / window_s,
+        peak_power_w: peak,
+        window_s,
+        idle_window_s: idle_s,
+        sampling_hz,
+        samples: samples.len(),
+        dropped_samples,
+        domains: out,
+        gpu_process_peak_bytes: None,
+        gpu_device_peak_bytes: None,
+    }
+}
+
+/// The power trace as CSV text (`t_s,domain,source,watts`): the power between each pair of
+/// consecutive samples, stamped at the later one.
+pub fn trace_csv(domains: &[DomainInfo], samples: &[Sample]) -> String {
+    let mut out = String::from("t_s,domain,source,watts\n");
+    for w in samples.windows(2) {
+        let dt = w[1].t_s - w[0].t_s;
+        if dt <= 0.0 {
+            continue;
+        }
+        for (i, d) in domains.iter().enumerate() {
+            let watts = (w[1].joules[i] - w[0].joules[i]) / dt;
+            out.push_str(&format!(
+                "{:.6},{},{},{:.6}\n",
+                w[1].t_s,
+                d.name,
+                d.source.as_str(),
+                watts
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,247 @@
+//! The parent side: prepares each model once, spawns one worker per cell with a timeout, turns a
+//! crash, a signal or a timeout into a `failed` record, and appends every record to
+//! `results.jsonl` (flushed) as the cell ends.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use slimbench_models::workload::prepare_base;
+
+use super::worker::{TimingSettings, WorkerRequest};
+use crate::export::{export_all, ExportType};
+use crate::host::HostInfo;
+use crate::meter::choose::MeterSettings;
+use crate::plan::Plan;
+use crate::results::{append_record, CellKey, Record, Status};
+
+/// Everything about a run except its plan.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The run's id (its folder name).
+    pub run_id: String,
+    /// The run's folder.
+    pub run_dir: PathBuf,
+    /// The prepared-weights cache.
+    pub cache_dir: PathBuf,
+    /// Timing of each cell.
+    pub timing: TimingSettings,
+    /// Energy meters.
+    pub meter: MeterSettings,
+    /// Longest a cell may take before its worker is killed.
+    pub cell_timeout: Duration,
+    /// The host.
+    pub host: HostInfo,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Every record, in plan order.
+    pub records: Vec<Record>,
+    /// The run's folder.
+    pub run_dir: PathBuf,
+}
+
+impl RunOutcome {
+    /// True when some cell failed.
+    pub fn any_failed(&self) -> bool {
+        self.records.iter().any(|r| r.status == Status::Failed)
+    }
+}
+
+/// A new run id: UTC time to the second and a short random suffix.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{:04x}",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S"),
+        (nanos ^ std::process::id()) & 0xffff
+    )
+}
+
+/// Runs every cell of `plan`, reporting progress on stderr.
+pub fn run_plan(plan: &Plan, settings: &RunSettings) -> anyhow::Result<RunOutcome> {
+    std::fs::create_dir_all(&settings.run_dir)
+        .with_context(|| format!("cannot create {}", settings.run_dir.display()))?;
+    let plan_path = settings.run_dir.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec_pretty(plan)?)
+        .with_context(|| format!("cannot write {}", plan_path.display()))?;
+    let results_path = settings.run_dir.join("results.jsonl");
+
+    let mut models: Vec<&str> = plan.cells.iter().map(|c| c.model.as_str()).collect();
+    models.dedup();
+    for model in models {
+        let t = Instant::now();
+        let (_, outcome) = prepare_base(model, &settings.cache_dir)
+            .with_context(|| format!("preparing {model}"))?;
+        eprintln!(
+            "prepared {model}: {outcome:?} in {:.1} s (cache {})",
+            t.elapsed().as_secs_f64(),
+            settings.cache_dir.display()
+        );
+    }
+
+    let mut records = Vec::new();
+    let total = plan.cells.len();
+    for (i, key) in plan.cells.iter().enumerate() {
+        let t = Instant::now();
+        let record = run_worker(key, settings);
+        append_record(&results_path, &record)?;
+        eprintln!(
+            "[{}/{total}] {key}: {}{} ({:.1} s)",
+            i + 1,
+            record.status.as_str(),
+            record
+                .error
+                .as_deref()
+                .map(|e| format!(": {}", e.lines().next().unwrap_or("")))
+                .unwrap_or_default(),
+            t.elapsed().as_secs_f64()
+        );
+        records.push(record);
+    }
+    export_all(
+        &records,
+        &settings.run_dir,
+        &[ExportType::Csv, ExportType::Json],
+    )?;
+    Ok(RunOutcome {
+        records,
+        run_dir: settings.run_dir.clone(),
+    })
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Runs one cell in a worker process and returns its record, a `failed` one if the worker died.
+pub fn run_worker(key: &CellKey, settings: &RunSettings) -> Record {
+    let request = WorkerRequest {
+        run_id: settings.run_id.clone(),
+        key: key.clone(),
+        run_dir: settings.run_dir.clone(),
+        cache_dir: settings.cache_dir.clone(),
+        timing: settings.timing.clone(),
+        meter: settings.meter.clone(),
+        host: settings.host.clone(),
+    };
+    let failed = |why: String| Record::failed(&settings.run_id, key.clone(), settings.host.clone(), why);
+    let json = match serde_json::to_string(&request) {
+        Ok(j) => j,
+        Err(e) => return failed(format!("cannot encode the worker request: {e}")),
+    };
+    match spawn_and_wait(&json, settings.cell_timeout) {
+        Ok(out) => interpret(out, settings.cell_timeout).unwrap_or_else(failed),
+        Err(e) => failed(format!("cannot start the worker: {e:#}")),
+    }
+}
+
+struct WorkerOutput {
+    status: Option<std::process::ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+fn spawn_and_wait(request_json: &str, timeout: Duration) -> anyhow::Result<WorkerOutput> {
+    let exe = std::env::current_exe().context("cannot find this executable to start a worker")?;
+    let mut child = Command::new(exe)
+        .args(["__worker", "--request", request_json])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut out_pipe = child.stdout.take().context("no worker stdout")?;
+    let mut err_pipe = child.stderr.take().context("no worker stderr")?;
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(WorkerOutput {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    })
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        6 => "SIGABRT",
+        9 => "SIGKILL (an out-of-memory kill looks like this)",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+fn interpret(out: WorkerOutput, timeout: Duration) -> Result<Record, String> {
+    let stderr_tail = tail(&out.stderr, 15);
+    let with_stderr = |why: String| {
+        if stderr_tail.trim().is_empty() {
+            why
+        } else {
+            format!("{why}; worker stderr:\n{stderr_tail}")
+        }
+    };
+    let Some(status) = out.status else {
+        return Err(with_stderr(format!(
+            "timed out after {:.0} s (--cell-timeout); the worker was killed",
+            timeout.as_secs_f64()
+        )));
+    };
+    if !status.success() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::ExitStatusExt;
+            if let Some(sig) = status.signal() {
+                return Err(with_stderr(format!(
+                    "worker killed by signal {sig} ({})",
+                    signal_name(sig)
+                )));
+            }
+        }
+        let panicked = out.stderr.contains("panicked at");
+        return Err(with_stderr(format!(
+            "worker {} with exit code {}",
+            if panicked { "panicked" } else { "exited" },
+            status.code().unwrap_or(-1)
+        )));
+    }
+    let line = out
+        .stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| with_stderr("worker printed no record".into()))?;
+    serde_json::from_str(line).map_err(|e| with_stderr(format!("worker printed a bad record: {e}")))
+}
+
+/// The folder of a new run under `out_root`.
+pub fn run_dir_for(out_root: &Path, run_id: &str) -> PathBuf {
+    out_root.join(run_id)
+}

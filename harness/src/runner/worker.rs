@@ -1,0 +1,209 @@
+//! The worker side: builds one cell's variant, warms up, measures idle power, times iterations
+//! until both a minimum count and a minimum duration are reached, evaluates quality, and returns
+//! one record. Runs inside the hidden `__worker` subcommand, so its peak memory is its own.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use slimbench_models::workload::{build_workload, WorkloadSpec};
+use slimbench_models::ModelError;
+
+use crate::host::HostInfo;
+use crate::memory::peak_rss_bytes;
+use crate::meter::choose::{open_meter, MeterSettings};
+use crate::meter::record::{energy_record, trace_csv, Windows};
+use crate::meter::sampler::Sampler;
+use crate::results::{CellKey, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
+use crate::stats::{thin_samples, LatencyStats};
+
+/// How long and how often a cell is timed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimingSettings {
+    /// Untimed iterations before the window.
+    pub warmup_iters: usize,
+    /// Least number of timed iterations.
+    pub min_iters: usize,
+    /// Least length of the timed window, s (raised to 100 times the meter's update period).
+    pub min_duration_s: f64,
+    /// Length of the idle-power window before the timed one, s.
+    pub idle_s: f64,
+    /// Background power sampling rate, Hz (0: only the window edges, where the meter allows).
+    pub sample_hz: f64,
+}
+
+impl TimingSettings {
+    /// Defaults of a full run.
+    pub fn full() -> Self {
+        Self {
+            warmup_iters: 10,
+            min_iters: 50,
+            min_duration_s: 2.0,
+            idle_s: 0.5,
+            sample_hz: 10.0,
+        }
+    }
+
+    /// Defaults of `--quick`.
+    pub fn quick() -> Self {
+        Self {
+            warmup_iters: 3,
+            min_iters: 20,
+            min_duration_s: 1.0,
+            idle_s: 0.2,
+            sample_hz: 10.0,
+        }
+    }
+}
+
+/// Everything a worker needs to measure one cell; passed as JSON on its command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRequest {
+    /// The run.
+    pub run_id: String,
+    /// The cell.
+    pub key: CellKey,
+    /// The run's folder (traces go to `traces/` inside it).
+    pub run_dir: PathBuf,
+    /// The prepared-weights cache.
+    pub cache_dir: PathBuf,
+    /// Timing.
+    pub timing: TimingSettings,
+    /// Energy meters.
+    pub meter: MeterSettings,
+    /// The host, detected once by the parent.
+    pub host: HostInfo,
+}
+
+/// A file-name-safe name of a cell (`digits-mlp_q8_0_cpu_b32`).
+pub fn cell_slug(key: &CellKey) -> String {
+    format!(
+        "{}_{}_{}_b{}",
+        key.model, key.technique, key.device, key.batch_size
+    )
+    .chars()
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '-'
+        }
+    })
+    .collect()
+}
+
+/// Measures the cell; never fails: errors become `failed` or `not-applicable` records.
+pub fn run_cell(req: &WorkerRequest) -> Record {
+    match measure(req) {
+        Ok(record) => record,
+        Err(e) => {
+            let status = match e.downcast_ref::<ModelError>() {
+                Some(ModelError::NotApplicable(_)) => Status::NotApplicable,
+                _ => Status::Failed,
+            };
+            let mut r = Record::empty(&req.run_id, req.key.clone(), req.host.clone(), status);
+            r.error = Some(format!("{e:#}"));
+            r.peak_rss_bytes = peak_rss_bytes();
+            r
+        }
+    }
+}
+
+fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
+    let spec = WorkloadSpec {
+        model: req.key.model.clone(),
+        technique: req.key.technique.clone(),
+        device: req.key.device.clone(),
+        batch_size: req.key.batch_size,
+        cache_dir: req.cache_dir.clone(),
+    };
+    let mut workload = build_workload(&spec)?;
+    let quality = workload.quality().context("evaluating quality")?;
+    let footprint = workload.footprint()?;
+    for _ in 0..req.timing.warmup_iters {
+        workload.run_batch().context("warm-up iteration")?;
+    }
+
+    let opened = open_meter(&req.meter).context("opening the energy meter")?;
+    for w in &opened.warnings {
+        eprintln!("warning: {w}");
+    }
+    let meter = opened.meter;
+    let domains = meter.domains().to_vec();
+    let method = meter.method();
+    let min_window_s = req
+        .timing
+        .min_duration_s
+        .max(100.0 * meter.update_period_s());
+    let sampler = Sampler::start(meter, req.timing.sample_hz);
+    let sampling_hz = sampler.hz();
+
+    let idle_start = sampler.read_now()?;
+    std::thread::sleep(Duration::from_secs_f64(req.timing.idle_s));
+    let idle_end = sampler.read_now()?;
+
+    let mut latencies_ms = Vec::new();
+    let window_start = sampler.read_now()?;
+    let started = Instant::now();
+    loop {
+        let t = Instant::now();
+        workload.run_batch()?;
+        latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if latencies_ms.len() >= req.timing.min_iters
+            && started.elapsed().as_secs_f64() >= min_window_s
+        {
+            break;
+        }
+    }
+    let window_end = sampler.read_now()?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let (samples, meter, sampler_error) = sampler.stop();
+    if let Some(e) = sampler_error {
+        anyhow::bail!("energy sampling failed: {e}");
+    }
+
+    let iterations = latencies_ms.len();
+    let energy = energy_record(
+        &domains,
+        method,
+        &samples,
+        &Windows {
+            idle: (&idle_start, &idle_end),
+            timed: (&window_start, &window_end),
+        },
+        iterations,
+        req.key.batch_size,
+        sampling_hz,
+        meter.dropped_samples(),
+    );
+    write_trace(req, &trace_csv(&domains, &samples))?;
+
+    let mut r = Record::empty(&req.run_id, req.key.clone(), req.host.clone(), Status::Ok);
+    r.technique_params = workload.technique_params();
+    r.parameter_count = Some(footprint.parameter_count);
+    r.nonzero_parameter_count = Some(footprint.nonzero_parameter_count);
+    r.model_bytes = Some(footprint.model_bytes);
+    r.quality = Some(QualityRecord {
+        delta_points: quality.value_pct - quality.baseline_pct,
+        metric: quality.metric,
+        value_pct: quality.value_pct,
+        baseline_pct: quality.baseline_pct,
+        items: quality.items,
+    });
+    r.latency = LatencyStats::from_samples(&latencies_ms);
+    r.window_s = Some(wall_s);
+    r.throughput_items_per_s = Some((iterations * req.key.batch_size) as f64 / wall_s);
+    r.peak_rss_bytes = peak_rss_bytes();
+    r.energy = Some(energy);
+    r.layers = workload.layers();
+    r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
+    Ok(r)
+}
+
+fn write_trace(req: &WorkerRequest, csv: &str) -> anyhow::Result<()> {
+    let dir = req.run_dir.join("traces");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{}.csv", cell_slug(&req.key)));
+    std::fs::write(&path, csv).with_context(|| format!("cannot write {}", path.display()))
+}
