@@ -48,7 +48,10 @@ pub fn known_techniques() -> Vec<String> {
 
 /// Names of known devices.
 pub fn known_devices() -> Vec<String> {
-    catalog::DEVICES.iter().map(|(n, _)| n.to_string()).collect()
+    catalog::DEVICES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect()
 }
 
 impl Plan {
@@ -127,7 +130,10 @@ mod tests {
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let e = Plan::new(&s(&["digits-mlp"]), &s(&["q3"]), &s(&["cpu"]), &[1]).unwrap_err();
-        assert!(e.0.contains("unknown technique \"q3\"") && e.0.contains("q8_0"), "{e}");
+        assert!(
+            e.0.contains("unknown technique \"q3\"") && e.0.contains("q8_0"),
+            "{e}"
+        );
         let e = Plan::new(&s(&["nope"]), &s(&["fp32"]), &s(&["cpu"]), &[1]).unwrap_err();
         assert!(e.0.contains("digits-mlp"), "{e}");
         let e = Plan::new(&s(&["digits-mlp"]), &s(&["fp32"]), &s(&["cuda:0"]), &[1]).unwrap_err();

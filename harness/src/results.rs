@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use slimbench_models::layer::LayerReport;
 
-use crate::meter::EnergyRecord;
 use crate::host::HostInfo;
+use crate::meter::EnergyRecord;
 use crate::stats::LatencyStats;
 
 /// Version of the record layout; bumped on any incompatible change.
@@ -201,7 +201,11 @@ pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
                     i + 1
                 );
             }
-            Err(e) => anyhow::bail!("{}: line {}: not a result record: {e}", path.display(), i + 1),
+            Err(e) => anyhow::bail!(
+                "{}: line {}: not a result record: {e}",
+                path.display(),
+                i + 1
+            ),
         }
     }
     Ok(records)

@@ -77,9 +77,7 @@ pub fn thin_samples(samples: &[f64], max: usize) -> Vec<f64> {
     if samples.len() <= max || max == 0 {
         return samples.to_vec();
     }
-    (0..max)
-        .map(|i| samples[i * samples.len() / max])
-        .collect()
+    (0..max).map(|i| samples[i * samples.len() / max]).collect()
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ use slimbench_models::zoo::mlp::{predictions, tensors_of, Mlp};
 fn test_accuracy(model: &Mlp) -> f64 {
     let (_, test) = digits_split().unwrap();
     let (x, _) = tensors_of(&test).unwrap();
-    accuracy_pct(&predictions(&model.forward(&x).unwrap()).unwrap(), &test.labels)
+    accuracy_pct(
+        &predictions(&model.forward(&x).unwrap()).unwrap(),
+        &test.labels,
+    )
 }
 
 #[test]
@@ -24,7 +27,10 @@ fn mlp_trains_to_95_percent_and_q8_0_stays_within_a_point() {
 
     let q8 = quantize_mlp(&base, GgmlDType::Q8_0).unwrap();
     let q8_acc = test_accuracy(&q8.model);
-    assert!((fp32 - q8_acc).abs() <= 1.0, "q8_0 {q8_acc:.2}% vs fp32 {fp32:.2}%");
+    assert!(
+        (fp32 - q8_acc).abs() <= 1.0,
+        "q8_0 {q8_acc:.2}% vs fp32 {fp32:.2}%"
+    );
     assert!(q8.model.size_bytes() < base.size_bytes() / 3);
 
     let q4 = quantize_mlp(&base, GgmlDType::Q4_0).unwrap();
@@ -53,6 +59,9 @@ fn workload_reports_quality_against_the_baseline() {
     assert_eq!(q.items, 359);
     assert!(q.baseline_pct >= 95.0);
     let f = w.footprint().unwrap();
-    assert_eq!(f.parameter_count, 64 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10);
+    assert_eq!(
+        f.parameter_count,
+        64 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+    );
     assert!(w.layers().iter().all(|l| l.format == "q4_0"));
 }

@@ -31,7 +31,10 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     for (name, about) in catalog::DEVICES {
         println!("  {name:<14} {about}");
     }
-    println!("  {:<14} not available: built without the cuda feature", "cuda:N");
+    println!(
+        "  {:<14} not available: built without the cuda feature",
+        "cuda:N"
+    );
     let host = HostInfo::detect();
     println!(
         "host: {} ({} logical cores), {}, {:.1} GiB",
@@ -49,7 +52,11 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         gpus: None,
     };
     for s in availability(&settings) {
-        let state = if s.available { "available" } else { "unavailable" };
+        let state = if s.available {
+            "available"
+        } else {
+            "unavailable"
+        };
         println!("  {:<14} {state}: {}", s.source, s.detail);
     }
     Ok(ExitCode::SUCCESS)

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Measure every cell of a plan (models x techniques x devices x batch sizes) and write a report.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List the models, techniques and devices known, and what this machine can measure.
     List(list::ListArgs),
     /// Internal: measure one cell in this process and print its record (used by `run`).
@@ -37,7 +37,7 @@ pub enum Commands {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Commands::Run(args) => run::run(args),
+        Commands::Run(args) => run::run(*args),
         Commands::List(args) => list::run(args),
         Commands::Worker(args) => worker::run(args),
     };

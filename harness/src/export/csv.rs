@@ -47,9 +47,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
     let (ram_j, ram_src) = e
         .map(|e| group(e, &[DomainKind::Dram, DomainKind::RamEstimate]))
         .unwrap_or_default();
-    let (gpu_j, gpu_src) = e
-        .map(|e| group(e, &[DomainKind::Gpu]))
-        .unwrap_or_default();
+    let (gpu_j, gpu_src) = e.map(|e| group(e, &[DomainKind::Gpu])).unwrap_or_default();
     let layers: Vec<String> = r
         .layers
         .iter()
@@ -62,7 +60,10 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("host_cpu_model", r.host.cpu_model.clone()),
         ("host_logical_cores", r.host.logical_cores.to_string()),
         ("host_os", r.host.os.clone()),
-        ("host_total_memory_bytes", r.host.total_memory_bytes.to_string()),
+        (
+            "host_total_memory_bytes",
+            r.host.total_memory_bytes.to_string(),
+        ),
         ("model", r.key.model.clone()),
         ("technique", r.key.technique.clone()),
         ("technique_params", r.technique_params.to_string()),
@@ -74,7 +75,10 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("nonzero_parameter_count", opt(r.nonzero_parameter_count)),
         ("model_bytes", opt(r.model_bytes)),
         ("layer_formats", layers.join(";")),
-        ("quality_metric", q.map(|q| q.metric.clone()).unwrap_or_default()),
+        (
+            "quality_metric",
+            q.map(|q| q.metric.clone()).unwrap_or_default(),
+        ),
         ("quality_pct", of(q.map(|q| q.value_pct))),
         ("quality_baseline_pct", of(q.map(|q| q.baseline_pct))),
         ("quality_delta_points", of(q.map(|q| q.delta_points))),
@@ -89,13 +93,19 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("window_s", of(r.window_s)),
         ("throughput_items_per_s", of(r.throughput_items_per_s)),
         ("peak_rss_bytes", opt(r.peak_rss_bytes)),
-        ("energy_source", e.map(|e| e.source.clone()).unwrap_or_default()),
+        (
+            "energy_source",
+            e.map(|e| e.source.clone()).unwrap_or_default(),
+        ),
         ("energy_measured", opt(e.map(|e| e.measured))),
         ("energy_total_j", of(e.map(|e| e.energy_total_j))),
         ("energy_per_batch_j", of(e.map(|e| e.energy_per_batch_j))),
         ("energy_per_item_j", of(e.map(|e| e.energy_per_item_j))),
         ("energy_above_idle_j", of(e.map(|e| e.energy_above_idle_j))),
-        ("energy_above_idle_per_item_j", of(e.map(|e| e.energy_above_idle_per_item_j))),
+        (
+            "energy_above_idle_per_item_j",
+            of(e.map(|e| e.energy_above_idle_per_item_j)),
+        ),
         ("energy_cpu_j", of(cpu_j)),
         ("energy_cpu_source", cpu_src),
         ("energy_ram_j", of(ram_j)),
@@ -107,9 +117,18 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("power_peak_w", of(e.map(|e| e.peak_power_w))),
         ("energy_window_s", of(e.map(|e| e.window_s))),
         ("energy_sampling_hz", of(e.map(|e| e.sampling_hz))),
-        ("energy_method", e.map(|e| e.method.clone()).unwrap_or_default()),
-        ("gpu_process_peak_bytes", opt(e.and_then(|e| e.gpu_process_peak_bytes))),
-        ("gpu_device_peak_bytes", opt(e.and_then(|e| e.gpu_device_peak_bytes))),
+        (
+            "energy_method",
+            e.map(|e| e.method.clone()).unwrap_or_default(),
+        ),
+        (
+            "gpu_process_peak_bytes",
+            opt(e.and_then(|e| e.gpu_process_peak_bytes)),
+        ),
+        (
+            "gpu_device_peak_bytes",
+            opt(e.and_then(|e| e.gpu_device_peak_bytes)),
+        ),
     ]
 }
 
@@ -144,6 +163,6 @@ impl Exporter for CsvExporter {
         for r in records {
             w.write_record(columns(r).into_iter().map(|(_, v)| v))?;
         }
-        Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+        w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
     }
 }

@@ -13,7 +13,8 @@ fn cell_text(r: &Record) -> Vec<String> {
         r.key.device.clone(),
         r.key.batch_size.to_string(),
         r.status.as_str().to_string(),
-        q.map(|q| format!("{:.2}", q.value_pct)).unwrap_or_else(dash),
+        q.map(|q| format!("{:.2}", q.value_pct))
+            .unwrap_or_else(dash),
         q.map(|q| format!("{:+.2}", q.delta_points))
             .unwrap_or_else(dash),
         r.model_bytes

@@ -111,7 +111,11 @@ fn open_rapl(root: &Path) -> Result<Box<dyn EnergyMeter>, MeterError> {
 
 fn open_nvml(gpus: Option<&[u32]>) -> Result<Box<dyn EnergyMeter>, MeterError> {
     let backend = RealNvml::init()?;
-    Ok(Box::new(NvmlMeter::open(backend, gpus, std::process::id())?))
+    Ok(Box::new(NvmlMeter::open(
+        backend,
+        gpus,
+        std::process::id(),
+    )?))
 }
 
 /// Opens the meters `settings` asks for.
@@ -150,9 +154,9 @@ pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
             // NVML is only worth opening when GPUs are asked for or present.
             match open_nvml(settings.gpus.as_deref()) {
                 Ok(m) => parts.push(m),
-                Err(e) if settings.gpus.is_some() => {
-                    warnings.push(format!("NVML unavailable ({e}); GPU energy is not measured"))
-                }
+                Err(e) if settings.gpus.is_some() => warnings.push(format!(
+                    "NVML unavailable ({e}); GPU energy is not measured"
+                )),
                 Err(_) => {}
             }
             let meter: Box<dyn EnergyMeter> = if parts.len() == 1 {

@@ -235,7 +235,11 @@ impl<B: GpuBackend> EnergyMeter for NvmlMeter<B> {
 
     fn update_period_s(&self) -> f64 {
         // The energy counter updates every 20-100 ms; power is a 1 s average on recent GPUs.
-        if self.gpus.iter().any(|g| g.path == GpuEnergyPath::PolledPower) {
+        if self
+            .gpus
+            .iter()
+            .any(|g| g.path == GpuEnergyPath::PolledPower)
+        {
             0.1
         } else {
             0.02
@@ -243,7 +247,11 @@ impl<B: GpuBackend> EnergyMeter for NvmlMeter<B> {
     }
 
     fn min_poll_hz(&self) -> f64 {
-        if self.gpus.iter().any(|g| g.path == GpuEnergyPath::PolledPower) {
+        if self
+            .gpus
+            .iter()
+            .any(|g| g.path == GpuEnergyPath::PolledPower)
+        {
             10.0
         } else {
             1.0
@@ -257,7 +265,10 @@ impl<B: GpuBackend> EnergyMeter for NvmlMeter<B> {
             .map(|g| match g.path {
                 GpuEnergyPath::Counter => format!("gpu-{}: NVML total-energy counter", g.index),
                 GpuEnergyPath::PolledPower => {
-                    format!("gpu-{}: NVML power polled and integrated (trapezoid)", g.index)
+                    format!(
+                        "gpu-{}: NVML power polled and integrated (trapezoid)",
+                        g.index
+                    )
                 }
             })
             .collect();

@@ -41,16 +41,21 @@ pub struct RaplMeter {
     dropped: u64,
 }
 
+/// The meter error for an I/O error reading `path`: permission problems get the how-to-fix hint.
+pub fn read_error(path: &Path, e: std::io::Error) -> MeterError {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => MeterError::PermissionDenied {
+            path: path.display().to_string(),
+            hint: PERMISSION_HINT.to_string(),
+        },
+        _ => MeterError::Read(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
 fn read_trimmed(path: &Path) -> Result<String, MeterError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => MeterError::PermissionDenied {
-                path: path.display().to_string(),
-                hint: PERMISSION_HINT.to_string(),
-            },
-            _ => MeterError::Read(format!("cannot read {}: {e}", path.display())),
-        })
+        .map_err(|e| read_error(path, e))
 }
 
 fn read_counter(path: &Path) -> Result<u64, MeterError> {
@@ -263,6 +268,10 @@ mod tests {
         assert_eq!(wrapped_delta(10, 25, 100), Some(15));
         assert_eq!(wrapped_delta(95, 5, 100), Some(10));
         assert_eq!(wrapped_delta(u64::MAX - 1, 3, u64::MAX), Some(4));
-        assert_eq!(wrapped_delta(60, 10, 100), None, "a 50-unit jump back is no wrap");
+        assert_eq!(
+            wrapped_delta(60, 10, 100),
+            None,
+            "a 50-unit jump back is no wrap"
+        );
     }
 }

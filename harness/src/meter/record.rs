@@ -87,6 +87,24 @@ pub fn source_label(domains: &[DomainInfo]) -> String {
     seen.join("+")
 }
 
+/// The samples thinned so that consecutive ones are at least `min_dt_s` apart (the first and last
+/// are kept): power over a shorter interval than the meter's resolution is noise, not a peak.
+pub fn coarsen(samples: &[Sample], min_dt_s: f64) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let last_one = i + 1 == samples.len();
+        match out.last() {
+            Some(prev) if s.t_s - prev.t_s < min_dt_s && !last_one => {}
+            Some(prev) if s.t_s - prev.t_s < min_dt_s && out.len() > 1 => {
+                let n = out.len();
+                out[n - 1] = s.clone();
+            }
+            _ => out.push(s.clone()),
+        }
+    }
+    out
+}
+
 fn per_domain_peak(samples: &[Sample], from: f64, to: f64, i: usize) -> f64 {
     samples
         .windows(2)
@@ -95,7 +113,8 @@ fn per_domain_peak(samples: &[Sample], from: f64, to: f64, i: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Builds the energy record of a window of `iterations` batches of `batch_size` items.
+/// Builds the energy record of a window of `iterations` batches of `batch_size` items. Peak power
+/// is taken over intervals of at least `min_interval_s`.
 #[allow(clippy::too_many_arguments)]
 pub fn energy_record(
     domains: &[DomainInfo],
@@ -106,7 +125,9 @@ pub fn energy_record(
     batch_size: usize,
     sampling_hz: f64,
     dropped_samples: u64,
+    min_interval_s: f64,
 ) -> EnergyRecord {
+    let coarse = coarsen(samples, min_interval_s);
     let (i0, i1) = windows.idle;
     let (w0, w1) = windows.timed;
     let idle_s = (i1.t_s - i0.t_s).max(f64::MIN_POSITIVE);
@@ -121,7 +142,7 @@ pub fn energy_record(
             energy_j,
             idle_power_w: ((i1.joules[i] - i0.joules[i]) / idle_s).max(0.0),
             mean_power_w: energy_j / window_s,
-            peak_power_w: per_domain_peak(samples, w0.t_s, w1.t_s, i).max(energy_j / window_s),
+            peak_power_w: per_domain_peak(&coarse, w0.t_s, w1.t_s, i).max(energy_j / window_s),
         });
     }
     let counted: Vec<&DomainEnergy> = out.iter().filter(|d| d.kind.counts_in_total()).collect();
@@ -157,10 +178,10 @@ pub fn energy_record(
 }
 
 /// The power trace as CSV text (`t_s,domain,source,watts`): the power between each pair of
-/// consecutive samples, stamped at the later one.
-pub fn trace_csv(domains: &[DomainInfo], samples: &[Sample]) -> String {
+/// consecutive samples at least `min_interval_s` apart, stamped at the later one.
+pub fn trace_csv(domains: &[DomainInfo], samples: &[Sample], min_interval_s: f64) -> String {
     let mut out = String::from("t_s,domain,source,watts\n");
-    for w in samples.windows(2) {
+    for w in coarsen(samples, min_interval_s).windows(2) {
         let dt = w[1].t_s - w[0].t_s;
         if dt <= 0.0 {
             continue;

@@ -133,7 +133,8 @@ pub fn run_worker(key: &CellKey, settings: &RunSettings) -> Record {
         meter: settings.meter.clone(),
         host: settings.host.clone(),
     };
-    let failed = |why: String| Record::failed(&settings.run_id, key.clone(), settings.host.clone(), why);
+    let failed =
+        |why: String| Record::failed(&settings.run_id, key.clone(), settings.host.clone(), why);
     let json = match serde_json::to_string(&request) {
         Ok(j) => j,
         Err(e) => return failed(format!("cannot encode the worker request: {e}")),

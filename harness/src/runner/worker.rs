@@ -131,6 +131,8 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     }
     let meter = opened.meter;
     let domains = meter.domains().to_vec();
+    // Power over intervals shorter than ten counter updates (or 50 ms) is resolution noise.
+    let min_interval_s = (10.0 * meter.update_period_s()).max(0.05);
     let method = meter.method();
     let min_window_s = req
         .timing
@@ -176,8 +178,9 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         req.key.batch_size,
         sampling_hz,
         meter.dropped_samples(),
+        min_interval_s,
     );
-    write_trace(req, &trace_csv(&domains, &samples))?;
+    write_trace(req, &trace_csv(&domains, &samples, min_interval_s))?;
 
     let mut r = Record::empty(&req.run_id, req.key.clone(), req.host.clone(), Status::Ok);
     r.technique_params = workload.technique_params();

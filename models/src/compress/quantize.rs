@@ -45,7 +45,7 @@ pub fn fallback_chain(format: GgmlDType) -> Vec<GgmlDType> {
 pub fn choose_format(format: GgmlDType, in_dim: usize) -> Option<GgmlDType> {
     fallback_chain(format)
         .into_iter()
-        .find(|f| in_dim % f.block_size() == 0)
+        .find(|f| in_dim.is_multiple_of(f.block_size()))
 }
 
 /// An MLP with quantized layers and what each layer got.
@@ -64,26 +64,28 @@ pub fn quantize_mlp(mlp: &Mlp, format: GgmlDType) -> Result<QuantizedMlp> {
     let mut layers = Vec::new();
     let mut reports = Vec::new();
     for layer in &mlp.layers {
-        let (new_layer, note): (DenseLayer, Option<String>) =
-            match choose_format(format, layer.in_dim) {
-                Some(chosen) if chosen == format => (layer.quantized(chosen)?, None),
-                Some(chosen) => (
-                    layer.quantized(chosen)?,
-                    Some(format!(
-                        "input width {} is not a multiple of {asked}'s block of {}; fell back to {}",
-                        layer.in_dim,
-                        format.block_size(),
-                        format_name(chosen)
-                    )),
-                ),
-                None => (
-                    layer.clone(),
-                    Some(format!(
-                        "input width {} fits no block of {asked}'s fallback chain; kept f32",
-                        layer.in_dim
-                    )),
-                ),
-            };
+        let (new_layer, note): (DenseLayer, Option<String>) = match choose_format(
+            format,
+            layer.in_dim,
+        ) {
+            Some(chosen) if chosen == format => (layer.quantized(chosen)?, None),
+            Some(chosen) => (
+                layer.quantized(chosen)?,
+                Some(format!(
+                    "input width {} is not a multiple of {asked}'s block of {}; fell back to {}",
+                    layer.in_dim,
+                    format.block_size(),
+                    format_name(chosen)
+                )),
+            ),
+            None => (
+                layer.clone(),
+                Some(format!(
+                    "input width {} fits no block of {asked}'s fallback chain; kept f32",
+                    layer.in_dim
+                )),
+            ),
+        };
         reports.push(new_layer.report(note));
         layers.push(new_layer);
     }
@@ -123,7 +125,11 @@ mod tests {
         let mlp = mlp_with_widths(&[64, 256, 10]);
         let q = quantize_mlp(&mlp, GgmlDType::Q4K).unwrap();
         assert_eq!(q.layers[0].format, "q4_1");
-        assert!(q.layers[0].note.as_deref().unwrap().contains("fell back to q4_1"));
+        assert!(q.layers[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("fell back to q4_1"));
         assert_eq!(q.layers[1].format, "q4k");
         assert!(q.layers[1].note.is_none());
     }

@@ -134,12 +134,7 @@ pub fn parse_digits_csv(text: &str, source_name: &str) -> Result<Dataset> {
             .parse()
             .ok()
             .filter(|l| (*l as usize) < DIGITS_CLASSES)
-            .ok_or_else(|| {
-                bad(
-                    line_no,
-                    format!("label {label_text:?} is not a class 0..9"),
-                )
-            })?;
+            .ok_or_else(|| bad(line_no, format!("label {label_text:?} is not a class 0..9")))?;
         labels.push(label);
     }
     if labels.is_empty() {
@@ -186,11 +181,15 @@ mod tests {
     fn bad_pixel_and_label_are_reported() {
         let mut fields = vec!["0"; 65];
         fields[5] = "x";
-        let err = parse_digits_csv(&fields.join(","), "f").unwrap_err().to_string();
+        let err = parse_digits_csv(&fields.join(","), "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1") && err.contains("pixel 6"), "{err}");
         let mut fields = vec!["0"; 65];
         fields[64] = "12";
-        let err = parse_digits_csv(&fields.join(","), "f").unwrap_err().to_string();
+        let err = parse_digits_csv(&fields.join(","), "f")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("label \"12\""), "{err}");
     }
 

@@ -166,7 +166,11 @@ pub fn train_mlp(config: &MlpConfig, train: &Dataset, tc: &TrainConfig) -> Resul
             fan_in,
             &[fan_out, fan_in],
         )?)?);
-        vars.push(Var::from_tensor(&init_uniform(&mut rng, fan_in, &[fan_out])?)?);
+        vars.push(Var::from_tensor(&init_uniform(
+            &mut rng,
+            fan_in,
+            &[fan_out],
+        )?)?);
     }
     let mut optimizer = AdamW::new(
         vars.clone(),

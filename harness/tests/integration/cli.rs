@@ -1,0 +1,168 @@
+//! The `slimbench` binary end to end, through assert_cmd.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+use crate::fake_powercap::{zone, MAX};
+
+fn slimbench(cache: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("slimbench").unwrap();
+    cmd.env("SLIMBENCH_CACHE", cache)
+        .env_remove("SLIMBENCH_POWERCAP_ROOT");
+    cmd
+}
+
+fn only_run_dir(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one run folder: {dirs:?}");
+    dirs[0].clone()
+}
+
+fn csv_rows(run_dir: &Path) -> Vec<csv::StringRecord> {
+    let mut reader = csv::Reader::from_path(run_dir.join("results.csv")).unwrap();
+    reader.records().map(|r| r.unwrap()).collect()
+}
+
+fn column(run_dir: &Path, name: &str) -> Vec<String> {
+    let mut reader = csv::Reader::from_path(run_dir.join("results.csv")).unwrap();
+    let idx = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == name)
+        .unwrap();
+    reader
+        .records()
+        .map(|r| r.unwrap().get(idx).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn quick_run_writes_one_row_per_cell_and_labels_estimated_energy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("reports");
+    slimbench(&tmp.path().join("cache"))
+        .args(["run", "--quick", "--out"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("report:"))
+        .stdout(predicate::str::contains("estimated-tdp"))
+        .stdout(predicate::str::contains("ESTIMATED"))
+        .stderr(predicate::str::contains("warning: RAPL unavailable"));
+    let run = only_run_dir(&out);
+    let rows = csv_rows(&run);
+    assert_eq!(rows.len(), 6, "3 techniques x 2 batch sizes");
+    assert!(column(&run, "status").iter().all(|s| s == "ok"));
+    assert!(column(&run, "energy_source")
+        .iter()
+        .all(|s| s == "estimated-tdp"));
+    assert!(column(&run, "energy_measured").iter().all(|s| s == "false"));
+    let jsonl = std::fs::read_to_string(run.join("results.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 6);
+    let acc: Vec<f64> = column(&run, "quality_pct")
+        .iter()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(acc.iter().all(|a| *a >= 95.0), "{acc:?}");
+    for t in ["fp32", "q8_0", "q4_0"] {
+        for b in [1, 32] {
+            assert!(run
+                .join(format!("traces/digits-mlp_{t}_cpu_b{b}.csv"))
+                .exists());
+        }
+    }
+}
+
+#[test]
+fn unknown_technique_exits_2_listing_the_valid_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .args(["run", "--techniques", "fp32,q3_z", "--out"])
+        .arg(tmp.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown technique \"q3_z\""))
+        .stderr(predicate::str::contains("q8_0"));
+}
+
+#[test]
+fn unknown_model_and_device_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .args(["run", "--models", "resnet"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("digits-mlp"));
+    slimbench(tmp.path())
+        .args(["run", "--devices", "cuda:0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("built without the cuda feature"));
+}
+
+#[test]
+fn asking_for_rapl_without_a_tree_exits_2_with_what_was_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .args(["run", "--energy", "rapl", "--powercap-root"])
+        .arg(tmp.path().join("absent"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--energy rapl"))
+        .stderr(predicate::str::contains("no powercap tree at"));
+}
+
+#[test]
+fn rapl_run_on_a_fake_tree_is_labelled_measured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("powercap");
+    zone(&tree, "intel-rapl:0", "package-0", 1000, MAX);
+    let out = tmp.path().join("reports");
+    slimbench(&tmp.path().join("cache"))
+        .args([
+            "run",
+            "--techniques",
+            "fp32",
+            "--batch-sizes",
+            "1",
+            "--min-iters",
+            "5",
+            "--min-duration",
+            "0.1",
+            "--energy",
+            "rapl",
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--powercap-root")
+        .arg(&tree)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("measured (rapl)"));
+    let run = only_run_dir(&out);
+    assert_eq!(column(&run, "energy_source"), ["rapl"]);
+    assert_eq!(column(&run, "energy_cpu_source"), ["rapl"]);
+    assert_eq!(column(&run, "energy_measured"), ["true"]);
+}
+
+#[test]
+fn list_names_models_techniques_and_why_each_energy_source_is_unavailable() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .args(["list", "--powercap-root"])
+        .arg(tmp.path().join("absent"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("digits-mlp"))
+        .stdout(predicate::str::contains("q4k"))
+        .stdout(predicate::str::contains(
+            "rapl           unavailable: no powercap tree at",
+        ))
+        .stdout(predicate::str::contains("estimated-tdp  available"));
+}

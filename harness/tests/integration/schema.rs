@@ -1,0 +1,47 @@
+//! The record schema as users see it: the CSV header, and a record's round trip through JSON.
+
+use slimbench::export::csv::header;
+
+#[test]
+fn csv_header_is_stable() {
+    insta::assert_snapshot!(header().join("\n"));
+}
+
+#[test]
+fn every_numeric_column_names_its_unit() {
+    let unitless_ok = [
+        "schema_version",
+        "run_id",
+        "timestamp_utc",
+        "host_cpu_model",
+        "host_logical_cores",
+        "host_os",
+        "model",
+        "technique",
+        "technique_params",
+        "device",
+        "batch_size",
+        "status",
+        "error",
+        "parameter_count",
+        "nonzero_parameter_count",
+        "layer_formats",
+        "quality_metric",
+        "iterations",
+        "energy_source",
+        "energy_measured",
+        "energy_cpu_source",
+        "energy_ram_source",
+        "energy_gpu_source",
+        "energy_method",
+    ];
+    let units = [
+        "_bytes", "_pct", "_points", "_ms", "_s", "_per_s", "_j", "_w", "_hz",
+    ];
+    for col in header() {
+        assert!(
+            unitless_ok.contains(&col) || units.iter().any(|u| col.ends_with(u)),
+            "column {col} carries no unit"
+        );
+    }
+}
