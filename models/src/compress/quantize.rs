@@ -64,28 +64,26 @@ pub fn quantize_mlp(mlp: &Mlp, format: GgmlDType) -> Result<QuantizedMlp> {
     let mut layers = Vec::new();
     let mut reports = Vec::new();
     for layer in &mlp.layers {
-        let (new_layer, note): (DenseLayer, Option<String>) = match choose_format(
-            format,
-            layer.in_dim,
-        ) {
-            Some(chosen) if chosen == format => (layer.quantized(chosen)?, None),
-            Some(chosen) => (
-                layer.quantized(chosen)?,
-                Some(format!(
+        let (new_layer, note): (DenseLayer, Option<String>) =
+            match choose_format(format, layer.in_dim) {
+                Some(chosen) if chosen == format => (layer.quantized(chosen)?, None),
+                Some(chosen) => (
+                    layer.quantized(chosen)?,
+                    Some(format!(
                     "input width {} is not a multiple of {asked}'s block of {}; fell back to {}",
                     layer.in_dim,
                     format.block_size(),
                     format_name(chosen)
                 )),
-            ),
-            None => (
-                layer.clone(),
-                Some(format!(
-                    "input width {} fits no block of {asked}'s fallback chain; kept f32",
-                    layer.in_dim
-                )),
-            ),
-        };
+                ),
+                None => (
+                    layer.clone(),
+                    Some(format!(
+                        "input width {} fits no block of {asked}'s fallback chain; kept f32",
+                        layer.in_dim
+                    )),
+                ),
+            };
         reports.push(new_layer.report(note));
         layers.push(new_layer);
     }

@@ -1,1 +1,0 @@
-//! Placeholder library target of the root package; its content is `benches/`.
