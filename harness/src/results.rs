@@ -119,8 +119,8 @@ pub struct Record {
     pub latency_samples_ms: Vec<f64>,
 }
 
-/// The most latency samples a record keeps.
-pub const MAX_KEPT_SAMPLES: usize = 2000;
+/// The most latency samples a record keeps: the ones its bootstrap intervals were computed from.
+pub const MAX_KEPT_SAMPLES: usize = crate::stats::MAX_RESAMPLED;
 
 impl Record {
     /// A record with identity and host filled and every measurement empty.
@@ -175,6 +175,13 @@ pub fn append_record(path: &Path, record: &Record) -> anyhow::Result<()> {
         .and_then(|_| file.sync_data())
         .with_context(|| format!("cannot write to {}", path.display()))?;
     Ok(())
+}
+
+/// `records` in the order of `plan`'s cells (records of cells outside the plan last).
+pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<Record> {
+    let position = |k: &CellKey| plan.cells.iter().position(|c| c == k).unwrap_or(usize::MAX);
+    records.sort_by_key(|r| position(&r.key));
+    records
 }
 
 /// Reads every record of a `results.jsonl`; a bad line is an error naming the file and line.

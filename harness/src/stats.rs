@@ -4,8 +4,115 @@
 //! default of numpy and R): for sorted samples x[0..n] and p in 0..=100, h = (n - 1) p / 100 and the
 //! percentile is x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h]). The standard deviation is
 //! the sample one (n - 1 in the denominator).
+//!
+//! Confidence intervals are percentile bootstraps: [`BOOTSTRAP_RESAMPLES`] resamples with
+//! replacement from a ChaCha8 generator seeded with [`BOOTSTRAP_SEED`] (so a record's interval is
+//! reproducible from its samples), the 2.5th and 97.5th percentiles of the resampled statistic.
+//! Outliers are counted with Tukey's fences (mild: beyond 1.5 IQR of the quartiles; severe: beyond
+//! 3 IQR) and reported, never dropped.
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+/// Resamples per bootstrap interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 1000;
+/// Most samples a bootstrap resamples (and a record keeps): evenly thinned beyond that.
+pub const MAX_RESAMPLED: usize = 2000;
+/// Seed of the bootstrap generator.
+pub const BOOTSTRAP_SEED: u64 = 0x51_1b_e2_c4;
+
+/// A 95% confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    /// Lower bound.
+    pub lo: f64,
+    /// Upper bound.
+    pub hi: f64,
+}
+
+impl Interval {
+    /// True when `x` lies inside (bounds included).
+    pub fn contains(&self, x: f64) -> bool {
+        self.lo <= x && x <= self.hi
+    }
+}
+
+/// Percentile-bootstrap 95% interval of `statistic` over `samples`, with `resamples` draws from
+/// `rng`. `None` for fewer than two samples.
+pub fn bootstrap_ci(
+    samples: &[f64],
+    statistic: impl Fn(&mut [f64]) -> f64,
+    resamples: usize,
+    rng: &mut ChaCha8Rng,
+) -> Option<Interval> {
+    if samples.len() < 2 || resamples == 0 {
+        return None;
+    }
+    let mut stats = Vec::with_capacity(resamples);
+    let mut buf = vec![0.0; samples.len()];
+    for _ in 0..resamples {
+        for slot in buf.iter_mut() {
+            *slot = samples[rng.gen_range(0..samples.len())];
+        }
+        stats.push(statistic(&mut buf));
+    }
+    stats.sort_by(f64::total_cmp);
+    Some(Interval {
+        lo: percentile_sorted(&stats, 2.5),
+        hi: percentile_sorted(&stats, 97.5),
+    })
+}
+
+/// Mean of a slice (the statistic form used by the bootstrap).
+pub fn mean_of(xs: &mut [f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// Median of a slice (type 7; reorders the slice in place, in linear time).
+pub fn median_of(xs: &mut [f64]) -> f64 {
+    let n = xs.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let lo = (n - 1) / 2;
+    let (_, &mut lo_value, right) = xs.select_nth_unstable_by(lo, f64::total_cmp);
+    if n % 2 == 1 {
+        lo_value
+    } else {
+        let hi_value = right.iter().copied().fold(f64::INFINITY, f64::min);
+        0.5 * (lo_value + hi_value)
+    }
+}
+
+/// Counts of outliers by Tukey's fences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outliers {
+    /// Beyond 1.5 IQR but within 3 IQR of the quartiles (either side).
+    pub mild: usize,
+    /// Beyond 3 IQR of the quartiles (either side).
+    pub severe: usize,
+}
+
+/// Tukey outlier counts of `sorted` (ascending).
+pub fn tukey_outliers(sorted: &[f64]) -> Outliers {
+    if sorted.len() < 4 {
+        return Outliers::default();
+    }
+    let q1 = percentile_sorted(sorted, 25.0);
+    let q3 = percentile_sorted(sorted, 75.0);
+    let iqr = q3 - q1;
+    let mut out = Outliers::default();
+    for &x in sorted {
+        let d = if x < q1 { q1 - x } else { x - q3 };
+        if d > 3.0 * iqr {
+            out.severe += 1;
+        } else if d > 1.5 * iqr {
+            out.mild += 1;
+        }
+    }
+    out
+}
 
 /// Latency of one batch over the timed iterations, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +133,12 @@ pub struct LatencyStats {
     pub std_ms: f64,
     /// Number of timed iterations.
     pub iterations: usize,
+    /// Bootstrap 95% interval of the mean.
+    pub mean_ci95_ms: Option<Interval>,
+    /// Bootstrap 95% interval of the median.
+    pub p50_ci95_ms: Option<Interval>,
+    /// Tukey outlier counts (reported, not dropped).
+    pub outliers: Outliers,
 }
 
 /// The p-th percentile (0..=100) of `sorted` (ascending), by linear interpolation (type 7).
@@ -44,11 +157,14 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
 }
 
 impl LatencyStats {
-    /// Summarises `samples_ms`; `None` when there are no samples.
+    /// Summarises `samples_ms`; `None` when there are no samples. The bootstrap intervals are
+    /// computed from the samples thinned to [`MAX_RESAMPLED`] (as a record keeps them), so that
+    /// they can be reproduced from the record.
     pub fn from_samples(samples_ms: &[f64]) -> Option<Self> {
         if samples_ms.is_empty() {
             return None;
         }
+        let kept = thin_samples(samples_ms, MAX_RESAMPLED);
         let mut sorted = samples_ms.to_vec();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len() as f64;
@@ -67,6 +183,19 @@ impl LatencyStats {
             max_ms: sorted[sorted.len() - 1],
             std_ms: var.sqrt(),
             iterations: sorted.len(),
+            mean_ci95_ms: bootstrap_ci(
+                &kept,
+                mean_of,
+                BOOTSTRAP_RESAMPLES,
+                &mut ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED),
+            ),
+            p50_ci95_ms: bootstrap_ci(
+                &kept,
+                median_of,
+                BOOTSTRAP_RESAMPLES,
+                &mut ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED + 1),
+            ),
+            outliers: tukey_outliers(&sorted),
         })
     }
 }
@@ -104,6 +233,62 @@ mod tests {
         assert_eq!(st.std_ms, 2.0);
         assert_eq!(st.iterations, 3);
         assert!(LatencyStats::from_samples(&[]).is_none());
+    }
+
+    #[test]
+    fn tukey_fences_count_mild_and_severe() {
+        let mut s: Vec<f64> = (1..=20).map(f64::from).collect();
+        s.push(40.0); // q1 = 6.25, q3 = 16.75, IQR 10.5: 40 is 23.25 above q3 (mild)
+        s.push(100.0); // 83.25 above q3: severe
+        s.sort_by(f64::total_cmp);
+        assert_eq!(tukey_outliers(&s), Outliers { mild: 1, severe: 1 });
+        assert_eq!(
+            tukey_outliers(&[1.0, 2.0, 3.0, 4.0, 5.0]),
+            Outliers::default()
+        );
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_sample_statistic() {
+        let s: Vec<f64> = (0..100).map(|i| f64::from(i % 17)).collect();
+        let st = LatencyStats::from_samples(&s).unwrap();
+        let m = st.mean_ci95_ms.unwrap();
+        assert!(m.contains(st.mean_ms) && m.hi > m.lo, "{m:?}");
+        let again = LatencyStats::from_samples(&s).unwrap();
+        assert_eq!(st, again, "seeded: the same samples give the same interval");
+    }
+
+    /// Property: for samples from a known distribution (exponential, rate 1: true median ln 2), the
+    /// 95% bootstrap interval of the median holds the true median in at least 90% of 200 trials.
+    #[test]
+    fn bootstrap_median_interval_covers_the_true_median() {
+        let true_median = std::f64::consts::LN_2;
+        let mut covered = 0;
+        for seed in 0..200u64 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let samples: Vec<f64> = (0..60).map(|_| -(1.0 - rng.gen::<f64>()).ln()).collect();
+            let ci = bootstrap_ci(&samples, median_of, 500, &mut rng).unwrap();
+            if ci.contains(true_median) {
+                covered += 1;
+            }
+        }
+        assert!(covered >= 180, "covered {covered} of 200");
+    }
+
+    #[test]
+    fn linear_time_median_matches_the_sorted_one() {
+        for n in 1..12 {
+            let mut xs: Vec<f64> = (0..n)
+                .map(|i| f64::from((i * 7) % 5) + f64::from(i) / 10.0)
+                .collect();
+            let mut sorted = xs.clone();
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(
+                median_of(&mut xs),
+                percentile_sorted(&sorted, 50.0),
+                "n = {n}"
+            );
+        }
     }
 
     #[test]

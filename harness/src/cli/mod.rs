@@ -1,6 +1,9 @@
 //! The `slimbench` command line: one file a subcommand.
 
 pub mod list;
+pub mod merge;
+pub mod plan;
+pub mod plan_args;
 pub mod run;
 pub mod worker;
 
@@ -27,6 +30,10 @@ pub enum Commands {
     Run(Box<run::RunArgs>),
     /// List the models, techniques and devices known, and what this machine can measure.
     List(list::ListArgs),
+    /// Print the cells of a plan and how `--shards N` splits them for a fleet.
+    Plan(plan::PlanCmdArgs),
+    /// Join the result folders of a plan's shares into one.
+    Merge(merge::MergeArgs),
     /// Internal: measure one cell in this process and print its record (used by `run`).
     #[command(name = "__worker", hide = true)]
     Worker(worker::WorkerArgs),
@@ -39,6 +46,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Run(args) => run::run(*args),
         Commands::List(args) => list::run(args),
+        Commands::Plan(args) => plan::run(args),
+        Commands::Merge(args) => merge::run(args),
         Commands::Worker(args) => worker::run(args),
     };
     match result {

@@ -1,157 +1,281 @@
-//! `slimbench run`: builds the plan from flags, runs it, writes the report, prints the table.
+//! `slimbench run`: resolves the plan and settings (flags over config file over defaults), or takes
+//! them from a run folder with `--resume`; runs the missing cells; writes the report.
 
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use slimbench_models::cache::default_cache_dir;
-use slimbench_models::catalog;
 
-use super::split_list;
-use crate::export::table;
+use super::plan_args::{load_optional_config, PlanArgs};
+use crate::export::{export_all, table, ExportType};
 use crate::host::HostInfo;
 use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use crate::meter::rapl::powercap_root;
 use crate::plan::{Plan, UsageError};
-use crate::runner::parent::{new_run_id, run_dir_for};
-use crate::runner::{run_plan, RunSettings, TimingSettings};
+use crate::results::{order_by_plan, read_records, Record, Status, SCHEMA_VERSION};
+use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
+use crate::runner::parent::{new_run_id, prepare_models};
+use crate::runner::{run_cells, RunOptions, RunSettings, TimingSettings};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Models to measure, comma-separated (see `slimbench list`). Default: the default suite.
-    #[arg(long, value_delimiter = ',')]
-    pub models: Vec<String>,
-    /// Techniques to apply, comma-separated; `fp32` is the uncompressed baseline. Default: fp32,q8_0,q4_0.
-    #[arg(long, value_delimiter = ',')]
-    pub techniques: Vec<String>,
-    /// Devices, comma-separated. Default: cpu.
-    #[arg(long, value_delimiter = ',')]
-    pub devices: Vec<String>,
-    /// Batch sizes, comma-separated. Default: 1,32.
-    #[arg(long, value_delimiter = ',', default_value = "1,32")]
-    pub batch_sizes: Vec<usize>,
-    /// Folder under which the run's folder (named by its run id) is created.
-    #[arg(long, default_value = "reports")]
-    pub out: PathBuf,
-    /// Short windows for a fast look (20 iterations and 1 s per cell at least, instead of 50 and 2 s).
+    /// What to run.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Folder under which the run's folder (named by its run id) is created [default: reports].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Short windows for a fast look (3 warm-up, 20 iterations and 1 s per cell at least, instead
+    /// of 10, 50 and 2 s).
     #[arg(long)]
     pub quick: bool,
-    /// Untimed warm-up iterations per cell (default 10; 3 with --quick).
+    /// Untimed warm-up iterations per cell [default: 10; 3 with --quick].
     #[arg(long)]
     pub warmup: Option<usize>,
-    /// Least number of timed iterations per cell (default 50; 20 with --quick).
+    /// Least number of timed iterations per cell [default: 50; 20 with --quick].
     #[arg(long)]
     pub min_iters: Option<usize>,
-    /// Least length of the timed window per cell, in seconds (default 2; 1 with --quick).
+    /// Least length of the timed window per cell, in seconds [default: 2; 1 with --quick]. The
+    /// energy window is never under 1 s nor under 100 updates of the meter.
     #[arg(long)]
     pub min_duration: Option<f64>,
-    /// Energy source: auto uses every measured source available and falls back to the estimate with a
-    /// warning; rapl or nvml fail when unreadable; estimate uses CPU time x TDP.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub energy: EnergyChoice,
-    /// Powercap sysfs root for RAPL (default /sys/class/powercap, or $SLIMBENCH_POWERCAP_ROOT).
+    /// Energy source: auto uses every measured source available and falls back to the estimate with
+    /// a warning; rapl or nvml fail (exit 2) when unreadable; estimate uses CPU time x TDP [default: auto].
+    #[arg(long, value_enum)]
+    pub energy: Option<EnergyChoice>,
+    /// Powercap sysfs root for RAPL [default: /sys/class/powercap, or $SLIMBENCH_POWERCAP_ROOT].
     #[arg(long)]
     pub powercap_root: Option<PathBuf>,
-    /// Power sampling rate in Hz during a cell (raised to what the meter needs; 0: window edges only).
-    #[arg(long, default_value_t = 10.0)]
-    pub sample_hz: f64,
-    /// Folder of prepared (trained) weights (default $SLIMBENCH_CACHE or ~/.cache/slimbench).
+    /// Power sampling rate in Hz during a cell, raised to what the meter needs [default: 10].
+    #[arg(long)]
+    pub sample_hz: Option<f64>,
+    /// Folder of prepared (trained) weights [default: $SLIMBENCH_CACHE or ~/.cache/slimbench].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Seconds a cell may take before its worker is killed and the cell recorded as failed.
-    #[arg(long, default_value_t = 600.0)]
-    pub cell_timeout: f64,
+    /// Seconds a cell may take before its worker is killed and the cell recorded failed [default: 600].
+    #[arg(long)]
+    pub cell_timeout: Option<f64>,
+    /// Run one share of the plan, i/N (every N-th cell starting at the i-th), for a fleet; join the
+    /// shares' folders with `slimbench merge`.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Finish the run in DIR: run only its missing cells, with the plan and settings stored there.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Print each record as one JSON line on stdout as its cell ends (no table).
+    #[arg(long)]
+    pub json: bool,
 }
 
-fn or_default(given: &[String], default: &[&str]) -> Vec<String> {
-    let list = split_list(given);
-    if list.is_empty() {
-        default.iter().map(|s| s.to_string()).collect()
-    } else {
-        list
-    }
-}
-
-/// Runs the plan the flags describe.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let plan = Plan::new(
-        &or_default(&args.models, catalog::DEFAULT_MODELS),
-        &or_default(&args.techniques, catalog::DEFAULT_TECHNIQUES),
-        &or_default(&args.devices, &["cpu"]),
-        &args.batch_sizes,
-    )?;
-    let mut timing = if args.quick {
+fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
+    let config = load_optional_config(args.plan.config.as_deref())?;
+    let plan: Plan = args.plan.resolve_plan(&config)?;
+    let quick = args.quick || config.quick.unwrap_or(false);
+    let mut timing = if quick {
         TimingSettings::quick()
     } else {
         TimingSettings::full()
     };
-    timing.warmup_iters = args.warmup.unwrap_or(timing.warmup_iters);
-    timing.min_iters = args.min_iters.unwrap_or(timing.min_iters).max(1);
-    timing.min_duration_s = args.min_duration.unwrap_or(timing.min_duration_s);
-    if !(timing.min_duration_s >= 0.0 && args.sample_hz >= 0.0 && args.cell_timeout > 0.0) {
+    timing.warmup_iters = args.warmup.or(config.warmup).unwrap_or(timing.warmup_iters);
+    timing.min_iters = args
+        .min_iters
+        .or(config.min_iters)
+        .unwrap_or(timing.min_iters)
+        .max(1);
+    timing.min_duration_s = args
+        .min_duration
+        .or(config.min_duration_s)
+        .unwrap_or(timing.min_duration_s);
+    timing.sample_hz = args
+        .sample_hz
+        .or(config.sample_hz)
+        .unwrap_or(timing.sample_hz);
+    let cell_timeout_s = args.cell_timeout.or(config.cell_timeout_s).unwrap_or(600.0);
+    if !(timing.min_duration_s >= 0.0 && timing.sample_hz >= 0.0 && cell_timeout_s > 0.0) {
         return Err(UsageError(
-            "--min-duration and --sample-hz must be 0 or more, --cell-timeout more than 0".into(),
-        )
-        .into());
+            "min duration and sample rate must be 0 or more, the cell timeout more than 0".into(),
+        ));
     }
-    timing.sample_hz = args.sample_hz;
+    let spec = RunSpec {
+        timing,
+        energy: args.energy.or(config.energy).unwrap_or(EnergyChoice::Auto),
+        powercap_root: powercap_root(
+            args.powercap_root
+                .as_deref()
+                .or(config.powercap_root.as_deref()),
+        ),
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .or(config.cache_dir.clone())
+            .unwrap_or_else(default_cache_dir),
+        cell_timeout_s,
+    };
+    let run_id = new_run_id();
+    let out = args
+        .out
+        .clone()
+        .or(config.out.clone())
+        .unwrap_or_else(|| PathBuf::from("reports"));
+    let run_dir = out.join(&run_id);
+    Ok((
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            run_id,
+            plan,
+            shard: args.shard,
+            spec,
+        },
+        run_dir,
+    ))
+}
 
-    let host = HostInfo::detect();
+fn meter_settings(spec: &RunSpec, host: &HostInfo) -> Result<MeterSettings, UsageError> {
     let meter = MeterSettings {
-        choice: args.energy,
-        powercap_root: powercap_root(args.powercap_root.as_deref()),
+        choice: spec.energy,
+        powercap_root: spec.powercap_root.clone(),
         cpu_model: host.cpu_model.clone(),
         logical_cores: host.logical_cores,
         gpus: None,
     };
-    // Probe the meter once here: an unreadable explicit source is a usage error (exit 2), and the
-    // fallback warning of `auto` is shown once, not per cell.
+    // Probe once here: an unreadable explicit source is a usage error (exit 2), and the fallback
+    // warning of `auto` is shown once, not once a cell.
     match open_meter(&meter) {
         Ok(opened) => {
             for w in &opened.warnings {
                 eprintln!("warning: {w}");
             }
+            Ok(meter)
         }
         Err(e) => {
-            return Err(UsageError(format!(
-                "--energy {}: {e}",
-                serde_json::to_value(args.energy)?.as_str().unwrap_or("?")
-            ))
-            .into())
+            let name = serde_json::to_value(spec.energy)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            Err(UsageError(format!("--energy {name}: {e}")))
         }
     }
+}
 
-    let run_id = new_run_id();
+fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
+    let path = run_dir.join("results.jsonl");
+    if path.exists() {
+        read_records(&path)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Runs the plan the flags describe, or resumes one.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (manifest, run_dir) = match &args.resume {
+        Some(dir) => {
+            if args.plan.any_given() || args.shard.is_some() {
+                eprintln!(
+                    "warning: --resume uses the plan and settings stored in {}; the plan flags are ignored",
+                    dir.display()
+                );
+            }
+            (Manifest::read(dir)?, dir.clone())
+        }
+        None => {
+            let (manifest, run_dir) = resolve_new_run(&args)?;
+            std::fs::create_dir_all(&run_dir)
+                .map_err(|e| UsageError(format!("cannot create {}: {e}", run_dir.display())))?;
+            manifest.write(&run_dir)?;
+            (manifest, run_dir)
+        }
+    };
+    let host = HostInfo::detect();
+    let meter = meter_settings(&manifest.spec, &host)?;
+    let cells = shard_cells(&manifest.plan, manifest.shard);
+    let done: HashSet<_> = done_cells(&run_dir)?.into_iter().map(|r| r.key).collect();
+    let todo: Vec<_> = cells
+        .iter()
+        .filter(|c| !done.contains(c))
+        .cloned()
+        .collect();
+    eprintln!(
+        "run {}: {} cells{}, {} already recorded, {} to run -> {}",
+        manifest.run_id,
+        cells.len(),
+        manifest
+            .shard
+            .map(|s| format!(
+                " (share {}/{} of {})",
+                s.index,
+                s.count,
+                manifest.plan.cells.len()
+            ))
+            .unwrap_or_default(),
+        cells.len() - todo.len(),
+        todo.len(),
+        run_dir.display()
+    );
+    prepare_models(&todo, &manifest.spec.cache_dir)?;
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = Arc::clone(&interrupted);
+        let installed = ctrlc::set_handler(move || {
+            flag.store(true, Ordering::SeqCst);
+            eprintln!(
+                "\ninterrupt: stopping after the current cell (Ctrl-C again does not hurry it)"
+            );
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: cannot install the Ctrl-C handler ({e}); Ctrl-C will stop at once");
+        }
+    }
     let settings = RunSettings {
-        run_dir: run_dir_for(&args.out, &run_id),
-        run_id,
-        cache_dir: args.cache_dir.unwrap_or_else(default_cache_dir),
-        timing,
+        run_id: manifest.run_id.clone(),
+        run_dir: run_dir.clone(),
+        cache_dir: manifest.spec.cache_dir.clone(),
+        timing: manifest.spec.timing.clone(),
         meter,
-        cell_timeout: Duration::from_secs_f64(args.cell_timeout),
+        cell_timeout: Duration::from_secs_f64(manifest.spec.cell_timeout_s),
         host,
     };
-    eprintln!(
-        "run {}: {} cells -> {}",
-        settings.run_id,
-        plan.cells.len(),
-        settings.run_dir.display()
-    );
-    let outcome = run_plan(&plan, &settings)?;
-    print!("{}", table::render(&outcome.records));
-    if let Some(e) = outcome.records.iter().find_map(|r| r.energy.as_ref()) {
-        if !e.measured {
-            println!(
-                "energy: ESTIMATED ({}), not measured: {}",
-                e.source, e.method
-            );
-        } else {
-            println!("energy: measured ({}): {}", e.source, e.method);
+    let outcome = run_cells(
+        &todo,
+        &settings,
+        &RunOptions {
+            json_lines: args.json,
+            interrupted,
+        },
+    )?;
+
+    let records = order_by_plan(done_cells(&run_dir)?, &manifest.plan);
+    export_all(&records, &run_dir, &[ExportType::Csv, ExportType::Json])?;
+    if !args.json {
+        print!("{}", table::render(&records));
+        if let Some(e) = records.iter().find_map(|r| r.energy.as_ref()) {
+            if e.measured {
+                println!("energy: measured ({}): {}", e.source, e.method);
+            } else {
+                println!(
+                    "energy: ESTIMATED ({}), not measured: {}",
+                    e.source, e.method
+                );
+            }
         }
+        println!("report: {}", run_dir.display());
     }
-    println!("report: {}", outcome.run_dir.display());
-    Ok(if outcome.any_failed() {
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: {} of {} cells recorded; resume with: slimbench run --resume {}",
+            records.len(),
+            cells.len(),
+            run_dir.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if records.iter().any(|r| r.status == Status::Failed) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -89,6 +89,24 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("latency_min_ms", of(l.map(|l| l.min_ms))),
         ("latency_max_ms", of(l.map(|l| l.max_ms))),
         ("latency_std_ms", of(l.map(|l| l.std_ms))),
+        (
+            "latency_mean_ci95_lo_ms",
+            of(l.and_then(|l| l.mean_ci95_ms).map(|i| i.lo)),
+        ),
+        (
+            "latency_mean_ci95_hi_ms",
+            of(l.and_then(|l| l.mean_ci95_ms).map(|i| i.hi)),
+        ),
+        (
+            "latency_p50_ci95_lo_ms",
+            of(l.and_then(|l| l.p50_ci95_ms).map(|i| i.lo)),
+        ),
+        (
+            "latency_p50_ci95_hi_ms",
+            of(l.and_then(|l| l.p50_ci95_ms).map(|i| i.hi)),
+        ),
+        ("latency_outliers_mild", opt(l.map(|l| l.outliers.mild))),
+        ("latency_outliers_severe", opt(l.map(|l| l.outliers.severe))),
         ("iterations", opt(l.map(|l| l.iterations))),
         ("window_s", of(r.window_s)),
         ("throughput_items_per_s", of(r.throughput_items_per_s)),

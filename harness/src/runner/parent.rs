@@ -2,20 +2,21 @@
 //! crash, a signal or a timeout into a `failed` record, and appends every record to
 //! `results.jsonl` (flushed) as the cell ends.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 use slimbench_models::workload::prepare_base;
 
 use super::worker::{TimingSettings, WorkerRequest};
-use crate::export::{export_all, ExportType};
 use crate::host::HostInfo;
 use crate::meter::choose::MeterSettings;
-use crate::plan::Plan;
-use crate::results::{append_record, CellKey, Record, Status};
+use crate::results::{append_record, CellKey, Record};
 
 /// Everything about a run except its plan.
 #[derive(Debug, Clone)]
@@ -36,20 +37,22 @@ pub struct RunSettings {
     pub host: HostInfo,
 }
 
-/// What a run produced.
-#[derive(Debug)]
-pub struct RunOutcome {
-    /// Every record, in plan order.
-    pub records: Vec<Record>,
-    /// The run's folder.
-    pub run_dir: PathBuf,
+/// How the parent reports as cells end.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print each record as one JSON line on stdout as its cell ends.
+    pub json_lines: bool,
+    /// Set (by Ctrl-C) to stop after the current cell.
+    pub interrupted: Arc<AtomicBool>,
 }
 
-impl RunOutcome {
-    /// True when some cell failed.
-    pub fn any_failed(&self) -> bool {
-        self.records.iter().any(|r| r.status == Status::Failed)
-    }
+/// What running the cells produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The records of the cells run now, in order.
+    pub records: Vec<Record>,
+    /// True when the run stopped early on Ctrl-C.
+    pub interrupted: bool,
 }
 
 /// A new run id: UTC time to the second and a short random suffix.
@@ -65,35 +68,59 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Runs every cell of `plan`, reporting progress on stderr.
-pub fn run_plan(plan: &Plan, settings: &RunSettings) -> anyhow::Result<RunOutcome> {
-    std::fs::create_dir_all(&settings.run_dir)
-        .with_context(|| format!("cannot create {}", settings.run_dir.display()))?;
-    let plan_path = settings.run_dir.join("plan.json");
-    std::fs::write(&plan_path, serde_json::to_vec_pretty(plan)?)
-        .with_context(|| format!("cannot write {}", plan_path.display()))?;
-    let results_path = settings.run_dir.join("results.jsonl");
-
-    let mut models: Vec<&str> = plan.cells.iter().map(|c| c.model.as_str()).collect();
+/// Trains or loads the base weights of every model in `cells` (not timed with the cells).
+pub fn prepare_models(cells: &[CellKey], cache_dir: &Path) -> anyhow::Result<()> {
+    let mut models: Vec<&str> = cells.iter().map(|c| c.model.as_str()).collect();
+    models.sort();
     models.dedup();
     for model in models {
         let t = Instant::now();
-        let (_, outcome) = prepare_base(model, &settings.cache_dir)
-            .with_context(|| format!("preparing {model}"))?;
+        let (_, outcome) =
+            prepare_base(model, cache_dir).with_context(|| format!("preparing {model}"))?;
         eprintln!(
             "prepared {model}: {outcome:?} in {:.1} s (cache {})",
             t.elapsed().as_secs_f64(),
-            settings.cache_dir.display()
+            cache_dir.display()
         );
     }
+    Ok(())
+}
 
+fn progress_bar(total: usize) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total as u64);
+    let style = ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} cells  elapsed {elapsed_precise}  eta {eta_precise}  {msg}",
+    )
+    .ok()?;
+    bar.set_style(style);
+    Some(bar)
+}
+
+/// Runs `cells` one worker each, appending every record to `results.jsonl` in the run folder as
+/// its cell ends. Stops after the current cell when `options.interrupted` is set.
+pub fn run_cells(
+    cells: &[CellKey],
+    settings: &RunSettings,
+    options: &RunOptions,
+) -> anyhow::Result<RunOutcome> {
+    let results_path = settings.run_dir.join("results.jsonl");
+    let bar = progress_bar(cells.len());
     let mut records = Vec::new();
-    let total = plan.cells.len();
-    for (i, key) in plan.cells.iter().enumerate() {
+    let total = cells.len();
+    for (i, key) in cells.iter().enumerate() {
+        if options.interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        if let Some(bar) = &bar {
+            bar.set_message(key.to_string());
+        }
         let t = Instant::now();
         let record = run_worker(key, settings);
         append_record(&results_path, &record)?;
-        eprintln!(
+        let line = format!(
             "[{}/{total}] {key}: {}{} ({:.1} s)",
             i + 1,
             record.status.as_str(),
@@ -104,16 +131,24 @@ pub fn run_plan(plan: &Plan, settings: &RunSettings) -> anyhow::Result<RunOutcom
                 .unwrap_or_default(),
             t.elapsed().as_secs_f64()
         );
+        match &bar {
+            Some(bar) => {
+                bar.println(line);
+                bar.inc(1);
+            }
+            None => eprintln!("{line}"),
+        }
+        if options.json_lines {
+            println!("{}", serde_json::to_string(&record)?);
+        }
         records.push(record);
     }
-    export_all(
-        &records,
-        &settings.run_dir,
-        &[ExportType::Csv, ExportType::Json],
-    )?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     Ok(RunOutcome {
+        interrupted: records.len() < cells.len(),
         records,
-        run_dir: settings.run_dir.clone(),
     })
 }
 
@@ -153,8 +188,16 @@ struct WorkerOutput {
 
 fn spawn_and_wait(request_json: &str, timeout: Duration) -> anyhow::Result<WorkerOutput> {
     let exe = std::env::current_exe().context("cannot find this executable to start a worker")?;
-    let mut child = Command::new(exe)
-        .args(["__worker", "--request", request_json])
+    let mut command = Command::new(exe);
+    command.args(["__worker", "--request", request_json]);
+    #[cfg(unix)]
+    {
+        // Its own process group: Ctrl-C at the terminal reaches the parent only, which lets the
+        // current cell finish.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -240,9 +283,4 @@ fn interpret(out: WorkerOutput, timeout: Duration) -> Result<Record, String> {
         .find(|l| l.trim_start().starts_with('{'))
         .ok_or_else(|| with_stderr("worker printed no record".into()))?;
     serde_json::from_str(line).map_err(|e| with_stderr(format!("worker printed a bad record: {e}")))
-}
-
-/// The folder of a new run under `out_root`.
-pub fn run_dir_for(out_root: &Path, run_id: &str) -> PathBuf {
-    out_root.join(run_id)
 }

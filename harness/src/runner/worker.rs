@@ -18,6 +18,44 @@ use crate::meter::sampler::Sampler;
 use crate::results::{CellKey, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
 use crate::stats::{thin_samples, LatencyStats};
 
+/// Shortest energy window, s: shorter windows make per-item energy noise.
+pub const MIN_ENERGY_WINDOW_S: f64 = 1.0;
+
+/// Environment variable of the fault injection meant for tests only: a comma-separated list of
+/// `KIND:TEXT`, where a cell whose name contains TEXT fails by KIND: `panic`, `abort`, `kill`
+/// (SIGKILL to itself, as an out-of-memory kill does), `hang` (until the cell timeout) or `error`.
+pub const FAULT_ENV: &str = "SLIMBENCH_TEST_FAULT";
+
+fn inject_fault(key: &CellKey) -> anyhow::Result<()> {
+    let Ok(spec) = std::env::var(FAULT_ENV) else {
+        return Ok(());
+    };
+    let slug = cell_slug(key);
+    for item in spec.split(',') {
+        let Some((kind, text)) = item.split_once(':') else {
+            continue;
+        };
+        if text.is_empty() || !slug.contains(text) {
+            continue;
+        }
+        eprintln!("{FAULT_ENV}: injecting {kind} into {slug}");
+        match kind {
+            "panic" => panic!("injected panic ({FAULT_ENV})"),
+            "abort" => std::process::abort(),
+            "kill" => {
+                // SAFETY: sending a signal to our own pid has no memory-safety preconditions.
+                unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            }
+            "hang" => loop {
+                std::thread::sleep(Duration::from_secs(1));
+            },
+            "error" => anyhow::bail!("injected error ({FAULT_ENV})"),
+            other => anyhow::bail!("{FAULT_ENV}: unknown fault kind {other:?}"),
+        }
+    }
+    Ok(())
+}
+
 /// How long and how often a cell is timed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimingSettings {
@@ -25,7 +63,8 @@ pub struct TimingSettings {
     pub warmup_iters: usize,
     /// Least number of timed iterations.
     pub min_iters: usize,
-    /// Least length of the timed window, s (raised to 100 times the meter's update period).
+    /// Least length of the timed window, s (raised to 100 times the meter's update period, and to
+    /// [`MIN_ENERGY_WINDOW_S`]).
     pub min_duration_s: f64,
     /// Length of the idle-power window before the timed one, s.
     pub idle_s: f64,
@@ -111,6 +150,7 @@ pub fn run_cell(req: &WorkerRequest) -> Record {
 }
 
 fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
+    inject_fault(&req.key)?;
     let spec = WorkloadSpec {
         model: req.key.model.clone(),
         technique: req.key.technique.clone(),
@@ -134,10 +174,12 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     // Power over intervals shorter than ten counter updates (or 50 ms) is resolution noise.
     let min_interval_s = (10.0 * meter.update_period_s()).max(0.05);
     let method = meter.method();
+    // The energy window is at least 100 meter updates and MIN_ENERGY_WINDOW_S long.
     let min_window_s = req
         .timing
         .min_duration_s
-        .max(100.0 * meter.update_period_s());
+        .max(100.0 * meter.update_period_s())
+        .max(MIN_ENERGY_WINDOW_S);
     let sampler = Sampler::start(meter, req.timing.sample_hz);
     let sampling_hz = sampler.hz();
 

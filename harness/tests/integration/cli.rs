@@ -7,14 +7,14 @@ use predicates::prelude::*;
 
 use crate::fake_powercap::{zone, MAX};
 
-fn slimbench(cache: &Path) -> Command {
+pub fn slimbench(cache: &Path) -> Command {
     let mut cmd = Command::cargo_bin("slimbench").unwrap();
     cmd.env("SLIMBENCH_CACHE", cache)
         .env_remove("SLIMBENCH_POWERCAP_ROOT");
     cmd
 }
 
-fn only_run_dir(out: &Path) -> PathBuf {
+pub fn only_run_dir(out: &Path) -> PathBuf {
     let dirs: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -4,4 +4,5 @@ mod cli;
 mod fake_powercap;
 mod nvml_fake;
 mod rapl;
+mod runner;
 mod schema;

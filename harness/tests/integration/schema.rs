@@ -28,6 +28,8 @@ fn every_numeric_column_names_its_unit() {
         "layer_formats",
         "quality_metric",
         "iterations",
+        "latency_outliers_mild",
+        "latency_outliers_severe",
         "energy_source",
         "energy_measured",
         "energy_cpu_source",

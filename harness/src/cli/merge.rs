@@ -1,0 +1,109 @@
+//! `slimbench merge`: joins the result folders of a plan's shares into one run folder, refusing
+//! mixed schema versions, different plans and cells recorded twice.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::export::{export_all, ExportType};
+use crate::plan::UsageError;
+use crate::results::{append_record, order_by_plan, read_records, CellKey, SCHEMA_VERSION};
+use crate::runner::manifest::Manifest;
+use crate::runner::parent::new_run_id;
+
+/// Arguments of `merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Run folders to join (each with run.json and results.jsonl).
+    #[arg(required = true, num_args = 1..)]
+    pub dirs: Vec<PathBuf>,
+    /// Folder to write the joined run into (created; must not hold results already).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Joins the folders.
+pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut first: Option<(PathBuf, Manifest)> = None;
+    let mut seen: HashMap<CellKey, PathBuf> = HashMap::new();
+    let mut records = Vec::new();
+    for dir in &args.dirs {
+        let manifest = Manifest::read(dir)?;
+        if let Some((first_dir, first_manifest)) = &first {
+            if first_manifest.plan != manifest.plan {
+                return Err(UsageError(format!(
+                    "mismatched plans: {} and {} were made from different plans; merge only shares of one plan",
+                    first_dir.display(),
+                    dir.display()
+                ))
+                .into());
+            }
+        } else {
+            first = Some((dir.clone(), manifest.clone()));
+        }
+        let path = dir.join("results.jsonl");
+        let found = read_records(&path).map_err(|e| UsageError(format!("{e:#}")))?;
+        for r in found {
+            if r.schema_version != SCHEMA_VERSION {
+                return Err(UsageError(format!(
+                    "{}: a record has schema version {}, this slimbench writes {SCHEMA_VERSION}",
+                    path.display(),
+                    r.schema_version
+                ))
+                .into());
+            }
+            if let Some(other) = seen.insert(r.key.clone(), dir.clone()) {
+                return Err(UsageError(format!(
+                    "cell {} is recorded in both {} and {}",
+                    r.key,
+                    other.display(),
+                    dir.display()
+                ))
+                .into());
+            }
+            records.push(r);
+        }
+    }
+    let Some((_, mut manifest)) = first else {
+        return Err(UsageError("merge needs at least one folder".into()).into());
+    };
+    let results_path = args.out.join("results.jsonl");
+    if results_path.exists() {
+        return Err(UsageError(format!(
+            "{} already holds results; choose an empty --out",
+            args.out.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| UsageError(format!("cannot create {}: {e}", args.out.display())))?;
+    let records = order_by_plan(records, &manifest.plan);
+    for r in &records {
+        append_record(&results_path, r)?;
+    }
+    manifest.run_id = format!("merge-{}", new_run_id());
+    manifest.shard = None;
+    manifest.write(&args.out)?;
+    export_all(&records, &args.out, &[ExportType::Csv, ExportType::Json])?;
+    let missing: Vec<String> = manifest
+        .plan
+        .cells
+        .iter()
+        .filter(|c| !seen.contains_key(c))
+        .map(|c| c.to_string())
+        .collect();
+    println!(
+        "merged {} folders: {} of {} cells -> {}",
+        args.dirs.len(),
+        records.len(),
+        manifest.plan.cells.len(),
+        args.out.display()
+    );
+    if !missing.is_empty() {
+        println!("missing cells ({}):", missing.len());
+        for m in &missing {
+            println!("  {m}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
