@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and their invariants.
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod export;
 pub mod host;

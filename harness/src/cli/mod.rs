@@ -1,5 +1,6 @@
 //! The `slimbench` command line: one file a subcommand.
 
+pub mod compare;
 pub mod list;
 pub mod merge;
 pub mod plan;
@@ -34,6 +35,8 @@ pub enum Commands {
     Plan(plan::PlanCmdArgs),
     /// Join the result folders of a plan's shares into one.
     Merge(merge::MergeArgs),
+    /// Compare two result sets cell by cell; exit 1 on a regression (the CI gate).
+    Compare(compare::CompareArgs),
     /// Internal: measure one cell in this process and print its record (used by `run`).
     #[command(name = "__worker", hide = true)]
     Worker(worker::WorkerArgs),
@@ -48,6 +51,7 @@ pub fn main() -> ExitCode {
         Commands::List(args) => list::run(args),
         Commands::Plan(args) => plan::run(args),
         Commands::Merge(args) => merge::run(args),
+        Commands::Compare(args) => compare::run(args),
         Commands::Worker(args) => worker::run(args),
     };
     match result {

@@ -1,6 +1,7 @@
 //! All integration tests of the harness in one binary, a module per area.
 
 mod cli;
+mod compare;
 mod fake_powercap;
 mod nvml_fake;
 mod rapl;
