@@ -41,11 +41,6 @@ pub fn known_models() -> Vec<String> {
     catalog::MODELS.iter().map(|(n, _)| n.to_string()).collect()
 }
 
-/// Names of known techniques.
-pub fn known_techniques() -> Vec<String> {
-    catalog::techniques().into_iter().map(|(n, _)| n).collect()
-}
-
 /// Names of known devices.
 pub fn known_devices() -> Vec<String> {
     catalog::DEVICES
@@ -64,7 +59,15 @@ impl Plan {
         batch_sizes: &[usize],
     ) -> Result<Self, UsageError> {
         check("model", models, &known_models())?;
-        check("technique", techniques, &known_techniques())?;
+        if techniques.is_empty() {
+            return Err(UsageError(format!(
+                "no technique given; valid techniques: {}",
+                catalog::technique_names().join(", ")
+            )));
+        }
+        for t in techniques {
+            catalog::parse_technique(t).map_err(|e| UsageError(e.to_string()))?;
+        }
         for d in devices {
             if d.starts_with("cuda") {
                 return Err(UsageError(format!(

@@ -67,12 +67,17 @@ fn read_valid(path: &Path) -> Option<HashMap<String, Tensor>> {
 fn write_entry(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    candle_core::safetensors::save(tensors, &tmp)?;
-    let bytes = std::fs::read(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    // A uniquely named temporary file, so concurrent writers of one entry never mix their bytes.
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(|e| ModelError::io(dir, e))?;
+    candle_core::safetensors::save(tensors, tmp.path())?;
+    let bytes = std::fs::read(tmp.path()).map_err(|e| ModelError::io(tmp.path(), e))?;
     let sum_path = path.with_extension("sha256");
     std::fs::write(&sum_path, sha256_hex(&bytes)).map_err(|e| ModelError::io(&sum_path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| ModelError::io(path, e.error))?;
     Ok(())
 }
 

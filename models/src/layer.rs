@@ -2,8 +2,9 @@
 //! block format, or a half-precision cast), with its real storage size.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Device, Module, Tensor};
 use serde::{Deserialize, Serialize};
+use sprs::CsMatI;
 
 use crate::error::Result;
 
@@ -23,6 +24,17 @@ pub enum WeightStorage {
         format: GgmlDType,
         /// Bytes the quantized blocks take.
         bytes: usize,
+    },
+    /// A half-precision cast (f16 or bf16), transposed (`in x out`); the input is cast to match and
+    /// the output back to f32.
+    Half {
+        /// The weight, transposed, in F16 or BF16.
+        weight_t: Tensor,
+    },
+    /// Compressed sparse rows (`out x in`, u32 indices) through a CSR x dense kernel (sprs).
+    Sparse {
+        /// The nonzero weights.
+        csr: CsMatI<f32, u32, u32>,
     },
 }
 
@@ -52,9 +64,12 @@ pub struct LayerReport {
     pub out_dim: usize,
     /// Storage format of the weight (`f32`, `q8_0`, ...).
     pub format: String,
-    /// Why the format differs from the one asked for, if it does.
+    /// Why the format differs from the one asked for, or how the layer runs, where that matters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Fraction of weights that are zero (0..1).
+    #[serde(default)]
+    pub weight_sparsity: f64,
     /// Bytes of weight and bias as stored.
     pub bytes: usize,
 }
@@ -104,7 +119,69 @@ impl DenseLayer {
                 QMatMul::Tensor(t) => t.clone(),
                 QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
             },
+            WeightStorage::Half { weight_t } => weight_t.to_dtype(DType::F32)?.t()?.contiguous()?,
+            WeightStorage::Sparse { csr } => {
+                let dense = csr.to_dense();
+                let (rows, cols) = (dense.nrows(), dense.ncols());
+                Tensor::from_vec(
+                    dense.into_raw_vec_and_offset().0,
+                    (rows, cols),
+                    &Device::Cpu,
+                )?
+            }
         })
+    }
+
+    /// Casts the weight to `dtype` (F16 or BF16).
+    pub fn cast(&self, dtype: DType) -> Result<Self> {
+        let weight_t = self.weight_f32()?.t()?.contiguous()?.to_dtype(dtype)?;
+        Ok(Self {
+            weight: WeightStorage::Half { weight_t },
+            ..self.clone()
+        })
+    }
+
+    /// The same layer stored as CSR (its zeros dropped).
+    pub fn to_sparse(&self) -> Result<Self> {
+        let w = self.weight_f32()?.to_vec2::<f32>()?;
+        let mut indptr = vec![0u32];
+        let mut indices = Vec::new();
+        let mut data = Vec::new();
+        for row in &w {
+            for (col, &v) in row.iter().enumerate() {
+                if v != 0.0 {
+                    indices.push(col as u32);
+                    data.push(v);
+                }
+            }
+            indptr.push(indices.len() as u32);
+        }
+        let csr = CsMatI::new((self.out_dim, self.in_dim), indptr, indices, data);
+        Ok(Self {
+            weight: WeightStorage::Sparse { csr },
+            ..self.clone()
+        })
+    }
+
+    /// True when the weight is stored as CSR.
+    pub fn is_sparse(&self) -> bool {
+        matches!(self.weight, WeightStorage::Sparse { .. })
+    }
+
+    /// Fraction of the weight's entries that are zero.
+    pub fn weight_sparsity(&self) -> Result<f64> {
+        let n = self.in_dim * self.out_dim;
+        let nonzero = match &self.weight {
+            WeightStorage::Sparse { csr } => csr.nnz(),
+            _ => self
+                .weight_f32()?
+                .flatten_all()?
+                .to_vec1::<f32>()?
+                .iter()
+                .filter(|v| **v != 0.0)
+                .count(),
+        };
+        Ok(1.0 - nonzero as f64 / n.max(1) as f64)
     }
 
     /// Quantizes the weight to `format`; the caller has checked that `in_dim` fits its block.
@@ -130,6 +207,14 @@ impl DenseLayer {
         match &self.weight {
             WeightStorage::F32 { .. } => "f32",
             WeightStorage::Quantized { format, .. } => format_name(*format),
+            WeightStorage::Half { weight_t } => {
+                if weight_t.dtype() == DType::BF16 {
+                    "bf16"
+                } else {
+                    "f16"
+                }
+            }
+            WeightStorage::Sparse { .. } => "f32-csr",
         }
     }
 
@@ -155,6 +240,9 @@ impl DenseLayer {
         let weight = match &self.weight {
             WeightStorage::F32 { .. } => self.in_dim * self.out_dim * 4,
             WeightStorage::Quantized { bytes, .. } => *bytes,
+            WeightStorage::Half { .. } => self.in_dim * self.out_dim * 2,
+            // f32 values, u32 column indices, u32 row pointers.
+            WeightStorage::Sparse { csr } => csr.nnz() * 8 + (self.out_dim + 1) * 4,
         };
         weight + self.out_dim * 4
     }
@@ -167,6 +255,7 @@ impl DenseLayer {
             out_dim: self.out_dim,
             format: self.format().to_string(),
             note,
+            weight_sparsity: self.weight_sparsity().unwrap_or(0.0),
             bytes: self.size_bytes(),
         }
     }
@@ -177,7 +266,27 @@ impl Module for DenseLayer {
         let y = match &self.weight {
             WeightStorage::F32 { weight_t } => x.matmul(weight_t)?,
             WeightStorage::Quantized { matmul, .. } => matmul.forward(x)?,
+            WeightStorage::Half { weight_t } => x
+                .to_dtype(weight_t.dtype())?
+                .matmul(weight_t)?
+                .to_dtype(DType::F32)?,
+            WeightStorage::Sparse { csr } => csr_forward(csr, x)?,
         };
         y.broadcast_add(&self.bias)
     }
+}
+
+/// `x W^T` for a CSR weight `out x in` and a dense batch `rows x in`: Y^T = W X^T through sprs's
+/// CSR x dense row-major kernel (vectorised over the batch), then transposed back.
+fn csr_forward(csr: &CsMatI<f32, u32, u32>, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, in_dim) = x.dims2()?;
+    let x_t = x.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let x_t = ndarray::ArrayView2::from_shape((in_dim, rows), &x_t)
+        .map_err(|e| candle_core::Error::Msg(format!("CSR input shape: {e}")))?;
+    let mut y_t = ndarray::Array2::<f32>::zeros((csr.rows(), rows));
+    sprs::prod::csr_mulacc_dense_rowmaj(csr.view(), x_t, y_t.view_mut());
+    let out = csr.rows();
+    Tensor::from_vec(y_t.into_raw_vec_and_offset().0, (out, rows), x.device())?
+        .t()?
+        .contiguous()
 }

@@ -1,27 +1,33 @@
-//! The small interface through which the harness reaches a model variant: run one batch, report
-//! quality and footprint. Nothing in it exposes candle types, so the harness's meters, statistics
-//! and exporters stay free of the tensor library.
+//! The small interface through which the harness reaches a model variant (run one batch, report
+//! quality and footprint), and the preparation of variants: each training step of a technique
+//! chain (pruning with its fine-tune, distillation) is cached on disk under a key of all its inputs;
+//! quantization and casts are applied when the workload is built.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{entry_path, load_or_build, sha256_hex, CacheOutcome};
-use crate::catalog::{is_device, is_model, is_technique, BASELINE};
-use crate::compress::quantize::{format_by_name, quantize_mlp};
+use crate::catalog::{is_device, is_model, parse_technique, Step, MODELS};
+use crate::compress::distill::{distill, train_control, DEFAULT_ALPHA, DEFAULT_TEMPERATURE};
+use crate::compress::prune::{prune_structured, prune_unstructured};
+use crate::compress::quantize::{cast_network, quantize_network};
 use crate::data::digits::{digits_split, DIGITS_CSV_GZ};
 use crate::error::{ModelError, Result};
 use crate::layer::LayerReport;
 use crate::quality::accuracy_pct;
-use crate::zoo::mlp::{predictions, tensors_of, train_mlp, Mlp, MlpConfig, TrainConfig};
+use crate::train::{tensors_of, train, TrainConfig};
+use crate::zoo::net::{predictions, NetSpec, Network};
+use crate::zoo::{cnn, mlp};
 
 /// What to build: one cell's model, technique, device and batch size, and where the cache is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
     /// Model name from the catalogue.
     pub model: String,
-    /// Technique name from the catalogue.
+    /// Technique (or chain) name.
     pub technique: String,
     /// Device name (`cpu`).
     pub device: String,
@@ -51,7 +57,7 @@ pub struct Footprint {
     pub parameter_count: usize,
     /// Parameters that are not zero.
     pub nonzero_parameter_count: usize,
-    /// Bytes of the weights as stored (quantized blocks at their real size).
+    /// Bytes of the weights as stored (quantized blocks and sparse layers at their real size).
     pub model_bytes: usize,
 }
 
@@ -71,63 +77,273 @@ pub trait Workload {
     fn layers(&self) -> Vec<LayerReport>;
 }
 
-const DIGITS_MLP: &str = "digits-mlp";
+/// Fine-tune after pruning: half the model's training epochs at learning rate 1e-3.
+pub fn finetune_config(model: &str) -> Result<TrainConfig> {
+    let tc = train_config(model)?;
+    Ok(TrainConfig {
+        epochs: (tc.epochs / 2).max(1),
+        learning_rate: 1e-3,
+        ..tc
+    })
+}
 
-fn digits_mlp_config() -> MlpConfig {
-    MlpConfig {
-        input: 64,
-        hidden: vec![256, 128],
-        classes: 10,
+/// Training of a student (distilled or control): twice the teacher's epochs, since a small
+/// network needs more passes to converge; the control gets exactly the same budget.
+pub fn student_config(model: &str) -> Result<TrainConfig> {
+    let tc = train_config(model)?;
+    Ok(TrainConfig {
+        epochs: tc.epochs * 2,
+        ..tc
+    })
+}
+
+/// How a model (and its distilled student) is trained.
+pub fn train_config(model: &str) -> Result<TrainConfig> {
+    match model {
+        mlp::NAME => Ok(mlp::train_config()),
+        cnn::NAME => Ok(cnn::train_config()),
+        other => Err(unknown_model(other)),
     }
 }
 
-/// The cache entry of a model's trained base weights.
-pub fn base_weights_path(model: &str, cache_dir: &Path) -> Result<PathBuf> {
+fn specs(model: &str) -> Result<(NetSpec, NetSpec)> {
     match model {
-        DIGITS_MLP => {
-            let key = serde_json::json!({
-                "model": model,
-                "config": digits_mlp_config(),
-                "train": TrainConfig::default(),
-                "data_sha256": sha256_hex(DIGITS_CSV_GZ),
-                "format": 1,
-            });
-            Ok(entry_path(cache_dir, model, &key.to_string()))
-        }
+        mlp::NAME => Ok((mlp::spec(), mlp::student_spec())),
+        cnn::NAME => Ok((cnn::spec(), cnn::student_spec())),
         other => Err(unknown_model(other)),
     }
 }
 
 fn unknown_model(name: &str) -> ModelError {
-    let names: Vec<&str> = crate::catalog::MODELS.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = MODELS.iter().map(|(n, _)| *n).collect();
     ModelError::Invalid(format!(
         "unknown model {name:?}; known models: {}",
         names.join(", ")
     ))
 }
 
+fn base_key(model: &str) -> Result<String> {
+    let (spec, _) = specs(model)?;
+    Ok(serde_json::json!({
+        "model": model,
+        "spec": spec,
+        "train": train_config(model)?,
+        "data_sha256": sha256_hex(DIGITS_CSV_GZ),
+        "format": 2,
+    })
+    .to_string())
+}
+
+/// The cache entry of a model's trained base weights.
+pub fn base_weights_path(model: &str, cache_dir: &Path) -> Result<PathBuf> {
+    Ok(entry_path(cache_dir, model, &base_key(model)?))
+}
+
+fn load_network(
+    path: &Path,
+    build: impl FnOnce() -> Result<Network>,
+) -> Result<(Network, CacheOutcome)> {
+    let (tensors, outcome) = load_or_build(path, || build()?.to_tensors())?;
+    Ok((
+        Network::from_tensors(&tensors, &path.display().to_string())?,
+        outcome,
+    ))
+}
+
 /// Trains (or loads from the cache) a model's base weights.
-pub fn prepare_base(model: &str, cache_dir: &Path) -> Result<(Mlp, CacheOutcome)> {
+pub fn prepare_base(model: &str, cache_dir: &Path) -> Result<(Network, CacheOutcome)> {
     if !is_model(model) {
         return Err(unknown_model(model));
     }
-    let path = base_weights_path(model, cache_dir)?;
-    let (tensors, outcome) = load_or_build(&path, || {
-        let (train, _) = digits_split()?;
-        train_mlp(&digits_mlp_config(), &train, &TrainConfig::default())?.to_tensors()
-    })?;
-    let mlp = Mlp::from_tensors(&tensors, &path.display().to_string())?;
-    Ok((mlp, outcome))
+    let (spec, _) = specs(model)?;
+    let tc = train_config(model)?;
+    load_network(&base_weights_path(model, cache_dir)?, || {
+        let (train_set, _) = digits_split()?;
+        train(&Network::init(&spec, tc.seed)?, &train_set, &tc, None, None)
+    })
 }
 
-/// Builds the workload of one cell: loads the base, applies the technique, fixes the batch.
-pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
-    if !is_technique(&spec.technique) {
-        return Err(ModelError::Invalid(format!(
-            "unknown technique {:?}",
-            spec.technique
-        )));
+/// A variant after its training steps, before any quantization or cast.
+#[derive(Debug, Clone)]
+pub struct PreparedVariant {
+    /// The uncompressed base model.
+    pub base: Network,
+    /// The model after the chain's training steps (f32).
+    pub network: Network,
+    /// The post-training step (quantization or cast), if the chain ends in one.
+    pub post: Option<Step>,
+    /// True when a step pruned weights to zero (the sparse kernel is then considered).
+    pub unstructured: bool,
+    /// Each step with its parameters, as recorded.
+    pub params: Vec<serde_json::Value>,
+    /// Whether each training step came from the cache.
+    pub outcomes: Vec<CacheOutcome>,
+}
+
+fn step_params(step: &Step, model: &str) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(step).map_err(|e| ModelError::Invalid(e.to_string()))?;
+    let extra = match step {
+        Step::PruneUnstructured { .. } | Step::PruneStructured { .. } => {
+            serde_json::json!({ "finetune": finetune_config(model)? })
+        }
+        Step::Distill { .. } => {
+            let (teacher, student) = specs(model)?;
+            let _ = teacher;
+            serde_json::json!({
+                "student": student,
+                "temperature": DEFAULT_TEMPERATURE,
+                "alpha": DEFAULT_ALPHA,
+                "train": student_config(model)?,
+            })
+        }
+        Step::Quantize { format } => serde_json::json!({
+            "block_size": crate::compress::quantize::format_by_name(format).map(|f| f.block_size()),
+            "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
+        }),
+        Step::Cast { .. } => serde_json::json!({}),
+    };
+    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        obj.extend(more.clone());
     }
+    Ok(v)
+}
+
+fn apply_training_step(step: &Step, net: &Network, model: &str) -> Result<Network> {
+    let (train_set, _) = digits_split()?;
+    match step {
+        Step::PruneUnstructured { sparsity, scope } => {
+            let (pruned, masks) = prune_unstructured(net, *sparsity, *scope)?;
+            train(
+                &pruned,
+                &train_set,
+                &finetune_config(model)?,
+                Some(&masks),
+                None,
+            )
+        }
+        Step::PruneStructured { ratio, norm } => {
+            let pruned = prune_structured(net, *ratio, *norm)?;
+            train(&pruned, &train_set, &finetune_config(model)?, None, None)
+        }
+        Step::Distill { control } => {
+            let (_, student) = specs(model)?;
+            let tc = student_config(model)?;
+            if *control {
+                train_control(&student, &train_set, &tc)
+            } else {
+                distill(
+                    net,
+                    &student,
+                    &train_set,
+                    &tc,
+                    DEFAULT_TEMPERATURE,
+                    DEFAULT_ALPHA,
+                )
+            }
+        }
+        Step::Quantize { .. } | Step::Cast { .. } => Err(ModelError::Invalid(
+            "a quantization or cast is not a training step".into(),
+        )),
+    }
+}
+
+/// Prepares a variant: the base, then each training step of the chain, each cached.
+pub fn prepare_variant(model: &str, technique: &str, cache_dir: &Path) -> Result<PreparedVariant> {
+    let steps = parse_technique(technique)?;
+    let (base, base_outcome) = prepare_base(model, cache_dir)?;
+    let mut key = base_key(model)?;
+    let mut net = base.clone();
+    let mut params = Vec::new();
+    let mut outcomes = vec![base_outcome];
+    let mut post = None;
+    let mut unstructured = false;
+    for step in &steps {
+        let p = step_params(step, model)?;
+        params.push(p.clone());
+        if step.is_post_training() {
+            post = Some(step.clone());
+            continue;
+        }
+        unstructured |= matches!(step, Step::PruneUnstructured { .. });
+        key = format!("{key}|{p}");
+        let path = entry_path(cache_dir, &format!("{model}-variant"), &key);
+        let (next, outcome) = load_network(&path, || apply_training_step(step, &net, model))?;
+        net = next;
+        outcomes.push(outcome);
+    }
+    Ok(PreparedVariant {
+        base,
+        network: net,
+        post,
+        unstructured,
+        params,
+        outcomes,
+    })
+}
+
+fn median_ms(mut f: impl FnMut() -> Result<()>, reps: usize) -> Result<f64> {
+    for _ in 0..3 {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+/// For each pruned fully connected layer, times the dense and the CSR path at `batch_size` and
+/// keeps the faster (the measured break-even); the report says which and the times.
+pub fn choose_sparse_layers(
+    net: &Network,
+    batch_size: usize,
+) -> Result<(Network, Vec<LayerReport>)> {
+    use candle_core::Module;
+    let mut dense_layers = Vec::new();
+    let mut reports = net
+        .convs
+        .iter()
+        .map(|c| c.report())
+        .collect::<Result<Vec<_>>>()?;
+    for layer in &net.dense {
+        if layer.weight_sparsity()? == 0.0 {
+            reports.push(layer.report(Some("no zeros: dense".into())));
+            dense_layers.push(layer.clone());
+            continue;
+        }
+        let sparse = layer.to_sparse()?;
+        let x = Tensor::ones(
+            (batch_size, layer.in_dim),
+            candle_core::DType::F32,
+            &Device::Cpu,
+        )?;
+        let dense_ms = median_ms(|| Ok(layer.forward(&x).map(|_| ())?), 25)?;
+        let sparse_ms = median_ms(|| Ok(sparse.forward(&x).map(|_| ())?), 25)?;
+        let (chosen, path) = if sparse_ms < dense_ms {
+            (sparse, "csr")
+        } else {
+            (layer.clone(), "dense")
+        };
+        reports.push(chosen.report(Some(format!(
+            "runs {path}: measured at batch {batch_size}, csr {sparse_ms:.4} ms vs dense {dense_ms:.4} ms"
+        ))));
+        dense_layers.push(chosen);
+    }
+    Ok((
+        Network {
+            convs: net.convs.clone(),
+            dense: dense_layers,
+        },
+        reports,
+    ))
+}
+
+/// Builds the workload of one cell: prepares the variant, applies any quantization or cast,
+/// chooses dense or sparse execution for pruned layers, fixes the batch.
+pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     if !is_device(&spec.device) {
         return Err(ModelError::Invalid(format!(
             "unknown device {:?}",
@@ -137,20 +353,25 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     if spec.batch_size == 0 {
         return Err(ModelError::Invalid("batch size must be at least 1".into()));
     }
-    let (base, _) = prepare_base(&spec.model, &spec.cache_dir)?;
-    let (model, layers, params) = if spec.technique == BASELINE {
-        let layers = base.layer_reports();
-        (base.clone(), layers, serde_json::json!({}))
-    } else {
-        let format = format_by_name(&spec.technique)
-            .ok_or_else(|| ModelError::Invalid(format!("unknown technique {}", spec.technique)))?;
-        let q = quantize_mlp(&base, format)?;
-        let params = serde_json::json!({
-            "format": spec.technique,
-            "block_size": format.block_size(),
-            "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
-        });
-        (q.model, q.layers, params)
+    let prepared = prepare_variant(&spec.model, &spec.technique, &spec.cache_dir)?;
+    let (model, layers) = match &prepared.post {
+        Some(step) => {
+            let q = if let Some(format) = step.quant_format() {
+                quantize_network(&prepared.network, format)?
+            } else if let Some(dtype) = step.cast_dtype() {
+                cast_network(&prepared.network, dtype)?
+            } else {
+                return Err(ModelError::Invalid(format!(
+                    "unknown post-training step {step:?}"
+                )));
+            };
+            (q.model, q.layers)
+        }
+        None if prepared.unstructured => choose_sparse_layers(&prepared.network, spec.batch_size)?,
+        None => {
+            let layers = prepared.network.layer_reports()?;
+            (prepared.network.clone(), layers)
+        }
     };
     let (_, test) = digits_split()?;
     let (test_x, test_y) = tensors_of(&test)?;
@@ -158,20 +379,20 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     let (batch, _) = tensors_of(&test.select(&rows))?;
     Ok(Box::new(ClassifierWorkload {
         model,
-        base,
+        base: prepared.base,
         batch,
         test_x,
         test_labels: test_y.to_vec1::<u32>()?,
         batch_size: spec.batch_size,
-        params,
+        params: serde_json::json!({ "steps": prepared.params }),
         layers,
     }))
 }
 
 /// A classifier variant with its fixed timing batch and held-out split.
 struct ClassifierWorkload {
-    model: Mlp,
-    base: Mlp,
+    model: Network,
+    base: Network,
     batch: Tensor,
     test_x: Tensor,
     test_labels: Vec<u32>,

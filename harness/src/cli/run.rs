@@ -18,7 +18,7 @@ use crate::meter::rapl::powercap_root;
 use crate::plan::{Plan, UsageError};
 use crate::results::{order_by_plan, read_records, Record, Status, SCHEMA_VERSION};
 use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
-use crate::runner::parent::{new_run_id, prepare_models};
+use crate::runner::parent::{new_run_id, prepare_variants};
 use crate::runner::{run_cells, RunOptions, RunSettings, TimingSettings};
 
 /// Arguments of `run`.
@@ -217,7 +217,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         todo.len(),
         run_dir.display()
     );
-    prepare_models(&todo, &manifest.spec.cache_dir)?;
+    prepare_variants(&todo, &manifest.spec.cache_dir);
 
     let interrupted = Arc::new(AtomicBool::new(false));
     {

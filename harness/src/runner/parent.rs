@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use slimbench_models::workload::prepare_base;
+use slimbench_models::cache::CacheOutcome;
+use slimbench_models::workload::prepare_variant;
 
 use super::worker::{TimingSettings, WorkerRequest};
 use crate::host::HostInfo;
@@ -68,22 +69,38 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// Trains or loads the base weights of every model in `cells` (not timed with the cells).
-pub fn prepare_models(cells: &[CellKey], cache_dir: &Path) -> anyhow::Result<()> {
-    let mut models: Vec<&str> = cells.iter().map(|c| c.model.as_str()).collect();
-    models.sort();
-    models.dedup();
-    for model in models {
+/// Trains or loads every variant of `cells` (base weights, pruning fine-tunes, distilled students)
+/// once, before any cell is timed; workers then read them from the cache. A variant that cannot be
+/// prepared is left to its cells, which record the error.
+pub fn prepare_variants(cells: &[CellKey], cache_dir: &Path) {
+    let mut pairs: Vec<(&str, &str)> = cells
+        .iter()
+        .map(|c| (c.model.as_str(), c.technique.as_str()))
+        .collect();
+    pairs.sort();
+    pairs.dedup();
+    for (model, technique) in pairs {
         let t = Instant::now();
-        let (_, outcome) =
-            prepare_base(model, cache_dir).with_context(|| format!("preparing {model}"))?;
-        eprintln!(
-            "prepared {model}: {outcome:?} in {:.1} s (cache {})",
-            t.elapsed().as_secs_f64(),
-            cache_dir.display()
-        );
+        match prepare_variant(model, technique, cache_dir) {
+            Ok(p) => {
+                let built = p
+                    .outcomes
+                    .iter()
+                    .filter(|o| **o != CacheOutcome::Hit)
+                    .count();
+                let how = if built == 0 {
+                    "from the cache".to_string()
+                } else {
+                    format!("trained {built} step(s)")
+                };
+                eprintln!(
+                    "prepared {model}/{technique}: {how} in {:.1} s",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => eprintln!("cannot prepare {model}/{technique}: {e}"),
+        }
     }
-    Ok(())
 }
 
 fn progress_bar(total: usize) -> Option<ProgressBar> {

@@ -47,7 +47,15 @@ fn quick_run_writes_one_row_per_cell_and_labels_estimated_energy() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("reports");
     slimbench(&tmp.path().join("cache"))
-        .args(["run", "--quick", "--out"])
+        .args([
+            "run",
+            "--quick",
+            "--models",
+            "digits-mlp",
+            "--techniques",
+            "fp32,q8_0,q4_0",
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .success()
@@ -127,6 +135,8 @@ fn rapl_run_on_a_fake_tree_is_labelled_measured() {
     slimbench(&tmp.path().join("cache"))
         .args([
             "run",
+            "--models",
+            "digits-mlp",
             "--techniques",
             "fp32",
             "--batch-sizes",

@@ -37,6 +37,8 @@ fn compare_gates_quality_and_reports_missing_cells() {
     slimbench(&tmp.path().join("cache"))
         .args([
             "run",
+            "--models",
+            "digits-mlp",
             "--techniques",
             "fp32,q8_0",
             "--batch-sizes",

@@ -10,6 +10,8 @@ use slimbench::runner::manifest::Manifest;
 
 use crate::cli::{only_run_dir, slimbench};
 
+const SIX_CELLS: [&str; 2] = ["--techniques", "fp32,q8_0,q4_0"];
+
 fn keys(run_dir: &Path) -> Vec<CellKey> {
     read_records(&run_dir.join("results.jsonl"))
         .unwrap()
@@ -18,9 +20,12 @@ fn keys(run_dir: &Path) -> Vec<CellKey> {
         .collect()
 }
 
+/// A short run of the MLP; with [`SIX_CELLS`] three techniques at batch 1 and 32.
 fn short_run_args() -> Vec<&'static str> {
     vec![
         "run",
+        "--models",
+        "digits-mlp",
         "--min-iters",
         "1",
         "--min-duration",
@@ -36,6 +41,7 @@ fn panic_abort_signal_and_timeout_are_failed_records_and_the_run_goes_on() {
     let out = tmp.path().join("out");
     slimbench(&tmp.path().join("cache"))
         .args(short_run_args())
+        .args(SIX_CELLS)
         .args(["--cell-timeout", "4", "--out"])
         .arg(&out)
         .env(
@@ -78,6 +84,7 @@ fn a_parent_killed_with_sigkill_resumes_to_exactly_the_full_cell_set() {
     let bin = assert_cmd::cargo::cargo_bin("slimbench");
     let mut child = std::process::Command::new(&bin)
         .args(short_run_args())
+        .args(SIX_CELLS)
         .arg("--out")
         .arg(&out)
         .env("SLIMBENCH_CACHE", &cache)
@@ -171,6 +178,7 @@ fn shards_one_to_three_merged_equal_the_full_plan_and_mismatched_plans_are_refus
         let out = tmp.path().join(format!("shard{i}"));
         slimbench(&cache)
             .args(short_run_args())
+            .args(SIX_CELLS)
             .args(["--shard", &format!("{i}/3"), "--out"])
             .arg(&out)
             .assert()
@@ -214,7 +222,8 @@ fn shards_one_to_three_merged_equal_the_full_plan_and_mismatched_plans_are_refus
 fn plan_prints_each_cells_share() {
     let tmp = tempfile::tempdir().unwrap();
     slimbench(tmp.path())
-        .args(["plan", "--shards", "4"])
+        .args(["plan", "--models", "digits-mlp", "--shards", "4"])
+        .args(SIX_CELLS)
         .assert()
         .success()
         .stdout(predicate::str::contains("6 cells in 4 share(s)"))

@@ -9,7 +9,7 @@ use candle_core::quantized::GgmlDType;
 
 use crate::error::{ModelError, Result};
 use crate::layer::{format_name, DenseLayer, LayerReport};
-use crate::zoo::mlp::Mlp;
+use crate::zoo::net::Network;
 
 /// The weight formats slimbench can quantize to, by name.
 pub const QUANT_FORMATS: &[(&str, GgmlDType)] = &[
@@ -48,22 +48,23 @@ pub fn choose_format(format: GgmlDType, in_dim: usize) -> Option<GgmlDType> {
         .find(|f| in_dim.is_multiple_of(f.block_size()))
 }
 
-/// An MLP with quantized layers and what each layer got.
+/// A network with quantized layers and what each layer got.
 #[derive(Debug, Clone)]
-pub struct QuantizedMlp {
+pub struct QuantizedNetwork {
     /// The quantized model.
-    pub model: Mlp,
+    pub model: Network,
     /// One entry per layer, with the chosen format and the reason for any fallback.
     pub layers: Vec<LayerReport>,
 }
 
-/// Quantizes every layer of `mlp` to `format`, falling back per layer where the block does not fit.
-/// Returns `NotApplicable` when no layer can be quantized at all.
-pub fn quantize_mlp(mlp: &Mlp, format: GgmlDType) -> Result<QuantizedMlp> {
+/// Quantizes every fully connected layer of `net` to `format`, falling back per layer where the
+/// block does not fit; convolutions stay f32 (candle has no quantized convolution). Returns
+/// `NotApplicable` when no layer can be quantized at all.
+pub fn quantize_network(net: &Network, format: GgmlDType) -> Result<QuantizedNetwork> {
     let asked = format_name(format);
     let mut layers = Vec::new();
     let mut reports = Vec::new();
-    for layer in &mlp.layers {
+    for layer in &net.dense {
         let (new_layer, note): (DenseLayer, Option<String>) =
             match choose_format(format, layer.in_dim) {
                 Some(chosen) if chosen == format => (layer.quantized(chosen)?, None),
@@ -91,13 +92,38 @@ pub fn quantize_mlp(mlp: &Mlp, format: GgmlDType) -> Result<QuantizedMlp> {
         return Err(ModelError::NotApplicable(format!(
             "no layer's input width fits {asked} (block {}): widths {:?}",
             format.block_size(),
-            mlp.layers.iter().map(|l| l.in_dim).collect::<Vec<_>>()
+            net.dense.iter().map(|l| l.in_dim).collect::<Vec<_>>()
         )));
     }
-    Ok(QuantizedMlp {
-        model: Mlp { layers },
-        layers: reports,
+    let mut all = net
+        .convs
+        .iter()
+        .map(|c| c.report())
+        .collect::<Result<Vec<_>>>()?;
+    all.extend(reports);
+    Ok(QuantizedNetwork {
+        model: Network {
+            convs: net.convs.clone(),
+            dense: layers,
+        },
+        layers: all,
     })
+}
+
+/// Casts every fully connected layer's weight to f16 or bf16 (convolutions stay f32). On x86
+/// CPUs candle widens half-precision matmuls to f32: the cast saves memory, not time.
+pub fn cast_network(net: &Network, dtype: candle_core::DType) -> Result<QuantizedNetwork> {
+    let dense = net
+        .dense
+        .iter()
+        .map(|l| l.cast(dtype))
+        .collect::<Result<Vec<_>>>()?;
+    let model = Network {
+        convs: net.convs.clone(),
+        dense,
+    };
+    let layers = model.layer_reports()?;
+    Ok(QuantizedNetwork { model, layers })
 }
 
 #[cfg(test)]
@@ -105,8 +131,8 @@ mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
 
-    fn mlp_with_widths(widths: &[usize]) -> Mlp {
-        let layers = widths
+    fn mlp_with_widths(widths: &[usize]) -> Network {
+        let dense = widths
             .windows(2)
             .enumerate()
             .map(|(i, p)| {
@@ -115,13 +141,16 @@ mod tests {
                 DenseLayer::from_f32(format!("layers.{i}"), &w, b).unwrap()
             })
             .collect();
-        Mlp { layers }
+        Network {
+            convs: vec![],
+            dense,
+        }
     }
 
     #[test]
     fn k_quant_falls_back_per_layer_and_says_why() {
         let mlp = mlp_with_widths(&[64, 256, 10]);
-        let q = quantize_mlp(&mlp, GgmlDType::Q4K).unwrap();
+        let q = quantize_network(&mlp, GgmlDType::Q4K).unwrap();
         assert_eq!(q.layers[0].format, "q4_1");
         assert!(q.layers[0]
             .note
@@ -135,22 +164,22 @@ mod tests {
     #[test]
     fn a_layer_fitting_no_block_stays_f32_and_nothing_fitting_is_not_applicable() {
         let mlp = mlp_with_widths(&[64, 20, 10]);
-        let q = quantize_mlp(&mlp, GgmlDType::Q8_0).unwrap();
+        let q = quantize_network(&mlp, GgmlDType::Q8_0).unwrap();
         assert_eq!(q.layers[0].format, "q8_0");
         assert_eq!(q.layers[1].format, "f32");
         assert!(q.layers[1].note.as_deref().unwrap().contains("kept f32"));
         let none_fit = mlp_with_widths(&[20, 10]);
-        let err = quantize_mlp(&none_fit, GgmlDType::Q8_0).unwrap_err();
+        let err = quantize_network(&none_fit, GgmlDType::Q8_0).unwrap_err();
         assert!(matches!(err, ModelError::NotApplicable(_)), "{err}");
     }
 
     #[test]
     fn quantized_size_is_the_real_block_storage() {
         let mlp = mlp_with_widths(&[64, 32]);
-        let q = quantize_mlp(&mlp, GgmlDType::Q8_0).unwrap();
+        let q = quantize_network(&mlp, GgmlDType::Q8_0).unwrap();
         // q8_0: 34 bytes per 32 weights; plus the f32 bias.
         assert_eq!(q.model.size_bytes(), 64 * 32 / 32 * 34 + 32 * 4);
-        let q4 = quantize_mlp(&mlp, GgmlDType::Q4_0).unwrap();
+        let q4 = quantize_network(&mlp, GgmlDType::Q4_0).unwrap();
         assert_eq!(q4.model.size_bytes(), 64 * 32 / 32 * 18 + 32 * 4);
     }
 }

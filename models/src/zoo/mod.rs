@@ -1,3 +1,5 @@
-//! The model zoo: one file a model family.
+//! The model zoo: the network type shared by the digits models, and one file a model family.
 
+pub mod cnn;
 pub mod mlp;
+pub mod net;
