@@ -13,6 +13,9 @@
 //! sample_hz = 10.0
 //! cell_timeout_s = 600.0
 //! out = "reports"
+//! region = "POL"           # ISO3, country name, or gcp:<region>
+//! carbon_intensity = 300.0 # g CO2e/kWh, overrides the region
+//! pue = 1.2
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -56,6 +59,12 @@ pub struct RunConfig {
     pub cache_dir: Option<PathBuf>,
     /// Output folder under which the run folder is created.
     pub out: Option<PathBuf>,
+    /// Grid region: ISO3 code, country name, or `gcp:<region>`.
+    pub region: Option<String>,
+    /// Grid intensity, g CO2e per kWh (overrides the region's).
+    pub carbon_intensity: Option<f64>,
+    /// Power usage effectiveness of the facility.
+    pub pue: Option<f64>,
 }
 
 /// Reads and checks a config file; errors name the file, and the key and line where they can.

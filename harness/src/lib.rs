@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and their invariants.
 
+pub mod carbon;
 pub mod cli;
 pub mod compare;
 pub mod config;

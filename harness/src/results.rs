@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use slimbench_models::layer::LayerReport;
 
+use crate::carbon::CarbonRecord;
 use crate::host::HostInfo;
 use crate::meter::EnergyRecord;
 use crate::stats::LatencyStats;
@@ -113,6 +114,9 @@ pub struct Record {
     pub peak_rss_bytes: Option<u64>,
     /// Energy and power, each figure with its source.
     pub energy: Option<EnergyRecord>,
+    /// CO2e of the energy, with the intensity, its source and year, and the PUE.
+    #[serde(default)]
+    pub carbon: Option<CarbonRecord>,
     /// What each layer became.
     pub layers: Vec<LayerReport>,
     /// Raw latencies in ms (evenly thinned to at most [`MAX_KEPT_SAMPLES`]) for resampling.
@@ -143,6 +147,7 @@ impl Record {
             throughput_items_per_s: None,
             peak_rss_bytes: None,
             energy: None,
+            carbon: None,
             layers: Vec::new(),
             latency_samples_ms: Vec::new(),
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use slimbench_models::cache::default_cache_dir;
 
 use super::plan_args::{load_optional_config, PlanArgs};
+use crate::carbon;
 use crate::export::{export_all, table, ExportType};
 use crate::host::HostInfo;
 use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
@@ -70,6 +71,16 @@ pub struct RunArgs {
     /// Print each record as one JSON line on stdout as its cell ends (no table).
     #[arg(long)]
     pub json: bool,
+    /// Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or gcp:<region>
+    /// [default: the world average, 480 g/kWh (Ember, 2023)].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Grid carbon intensity in g CO2e per kWh; overrides --region.
+    #[arg(long, value_name = "G_PER_KWH")]
+    pub carbon_intensity: Option<f64>,
+    /// Power usage effectiveness of the facility (1.0 = no cooling or power overhead) [default: 1.0].
+    #[arg(long)]
+    pub pue: Option<f64>,
 }
 
 fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
@@ -115,6 +126,11 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
             .or(config.cache_dir.clone())
             .unwrap_or_else(default_cache_dir),
         cell_timeout_s,
+        carbon: carbon::resolve(
+            args.region.as_deref().or(config.region.as_deref()),
+            args.carbon_intensity.or(config.carbon_intensity),
+            args.pue.or(config.pue),
+        )?,
     };
     let run_id = new_run_id();
     let out = args
@@ -239,6 +255,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         timing: manifest.spec.timing.clone(),
         meter,
         cell_timeout: Duration::from_secs_f64(manifest.spec.cell_timeout_s),
+        carbon: manifest.spec.carbon.clone(),
         host,
     };
     let outcome = run_cells(

@@ -41,6 +41,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
     let q = r.quality.as_ref();
     let l = r.latency.as_ref();
     let e = r.energy.as_ref();
+    let c = r.carbon.as_ref();
     let (cpu_j, cpu_src) = e
         .map(|e| group(e, &[DomainKind::CpuPackage, DomainKind::CpuEstimate]))
         .unwrap_or_default();
@@ -139,6 +140,24 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             "energy_method",
             e.map(|e| e.method.clone()).unwrap_or_default(),
         ),
+        ("co2e_per_item_g", of(c.map(|c| c.co2e_per_item_g))),
+        (
+            "co2e_per_million_items_g",
+            of(c.map(|c| c.co2e_per_million_items_g)),
+        ),
+        (
+            "carbon_intensity_g_per_kwh",
+            of(c.map(|c| c.intensity_g_per_kwh)),
+        ),
+        (
+            "carbon_intensity_source",
+            c.map(|c| c.intensity_source.clone()).unwrap_or_default(),
+        ),
+        (
+            "carbon_intensity_year",
+            opt(c.and_then(|c| c.intensity_year)),
+        ),
+        ("pue", of(c.map(|c| c.pue))),
         (
             "gpu_process_peak_bytes",
             opt(e.and_then(|e| e.gpu_process_peak_bytes)),

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::worker::TimingSettings;
+use crate::carbon::CarbonSettings;
 use crate::meter::choose::EnergyChoice;
 use crate::plan::{Plan, UsageError};
 use crate::results::{CellKey, SCHEMA_VERSION};
@@ -65,6 +66,8 @@ pub struct RunSpec {
     pub cache_dir: PathBuf,
     /// Per-cell timeout, seconds.
     pub cell_timeout_s: f64,
+    /// Grid intensity and PUE for the CO2e figures.
+    pub carbon: CarbonSettings,
 }
 
 /// The content of `run.json`.

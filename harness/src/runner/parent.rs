@@ -15,6 +15,7 @@ use slimbench_models::cache::CacheOutcome;
 use slimbench_models::workload::prepare_variant;
 
 use super::worker::{TimingSettings, WorkerRequest};
+use crate::carbon::CarbonSettings;
 use crate::host::HostInfo;
 use crate::meter::choose::MeterSettings;
 use crate::results::{append_record, CellKey, Record};
@@ -34,6 +35,8 @@ pub struct RunSettings {
     pub meter: MeterSettings,
     /// Longest a cell may take before its worker is killed.
     pub cell_timeout: Duration,
+    /// Grid intensity and PUE for the CO2e figures.
+    pub carbon: CarbonSettings,
     /// The host.
     pub host: HostInfo,
 }
@@ -135,7 +138,10 @@ pub fn run_cells(
             bar.set_message(key.to_string());
         }
         let t = Instant::now();
-        let record = run_worker(key, settings);
+        let mut record = run_worker(key, settings);
+        if let Some(e) = &record.energy {
+            record.carbon = Some(settings.carbon.record(e.energy_per_item_j, &e.source));
+        }
         append_record(&results_path, &record)?;
         let line = format!(
             "[{}/{total}] {key}: {}{} ({:.1} s)",

@@ -36,9 +36,22 @@ fn every_numeric_column_names_its_unit() {
         "energy_ram_source",
         "energy_gpu_source",
         "energy_method",
+        "carbon_intensity_source",
+        "carbon_intensity_year",
+        "pue",
     ];
     let units = [
-        "_bytes", "_pct", "_points", "_ms", "_s", "_per_s", "_j", "_w", "_hz",
+        "_bytes",
+        "_pct",
+        "_points",
+        "_ms",
+        "_s",
+        "_per_s",
+        "_j",
+        "_w",
+        "_hz",
+        "_g",
+        "_g_per_kwh",
     ];
     for col in header() {
         assert!(
