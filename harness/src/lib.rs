@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and their invariants.
 
 pub mod carbon;
+pub mod chart;
 pub mod cli;
 pub mod compare;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod host;
 pub mod memory;
 pub mod meter;
 pub mod plan;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod stats;

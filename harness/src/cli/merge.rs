@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::export::{export_all, ExportType};
+use crate::export::{export_all, ALL_EXPORTS};
 use crate::plan::UsageError;
+use crate::report::RunData;
 use crate::results::{append_record, order_by_plan, read_records, CellKey, SCHEMA_VERSION};
 use crate::runner::manifest::Manifest;
 use crate::runner::parent::new_run_id;
@@ -84,7 +85,16 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
     manifest.run_id = format!("merge-{}", new_run_id());
     manifest.shard = None;
     manifest.write(&args.out)?;
-    export_all(&records, &args.out, &[ExportType::Csv, ExportType::Json])?;
+    let traces = args.out.join("traces");
+    for dir in &args.dirs {
+        if let Ok(entries) = std::fs::read_dir(dir.join("traces")) {
+            std::fs::create_dir_all(&traces)?;
+            for e in entries.flatten() {
+                std::fs::copy(e.path(), traces.join(e.file_name()))?;
+            }
+        }
+    }
+    export_all(&RunData::load(&args.out)?, &args.out, &ALL_EXPORTS)?;
     let missing: Vec<String> = manifest
         .plan
         .cells

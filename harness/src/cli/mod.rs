@@ -5,6 +5,7 @@ pub mod list;
 pub mod merge;
 pub mod plan;
 pub mod plan_args;
+pub mod report;
 pub mod run;
 pub mod worker;
 
@@ -37,6 +38,8 @@ pub enum Commands {
     Merge(merge::MergeArgs),
     /// Compare two result sets cell by cell; exit 1 on a regression (the CI gate).
     Compare(compare::CompareArgs),
+    /// Re-render every output (CSV, JSON, Markdown and HTML reports, emissions.csv, charts) of a run folder.
+    Report(report::ReportArgs),
     /// Internal: measure one cell in this process and print its record (used by `run`).
     #[command(name = "__worker", hide = true)]
     Worker(worker::WorkerArgs),
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Commands::Plan(args) => plan::run(args),
         Commands::Merge(args) => merge::run(args),
         Commands::Compare(args) => compare::run(args),
+        Commands::Report(args) => report::run(args),
         Commands::Worker(args) => worker::run(args),
     };
     match result {

@@ -12,12 +12,13 @@ use slimbench_models::cache::default_cache_dir;
 
 use super::plan_args::{load_optional_config, PlanArgs};
 use crate::carbon;
-use crate::export::{export_all, table, ExportType};
+use crate::export::{export_all, table, ALL_EXPORTS};
 use crate::host::HostInfo;
 use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use crate::meter::rapl::powercap_root;
 use crate::plan::{Plan, UsageError};
-use crate::results::{order_by_plan, read_records, Record, Status, SCHEMA_VERSION};
+use crate::report::RunData;
+use crate::results::{read_records, Record, Status, SCHEMA_VERSION};
 use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
 use crate::runner::parent::{new_run_id, prepare_variants};
 use crate::runner::{run_cells, RunOptions, RunSettings, TimingSettings};
@@ -146,6 +147,9 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
             plan,
             shard: args.shard,
             spec,
+            slimbench_version: crate::runner::manifest::VERSION.to_string(),
+            commit: crate::runner::manifest::COMMIT.to_string(),
+            started_utc: crate::results::now_utc(),
         },
         run_dir,
     ))
@@ -267,8 +271,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
 
-    let records = order_by_plan(done_cells(&run_dir)?, &manifest.plan);
-    export_all(&records, &run_dir, &[ExportType::Csv, ExportType::Json])?;
+    let data = RunData::load(&run_dir)?;
+    export_all(&data, &run_dir, &ALL_EXPORTS)?;
+    let records = data.records;
     if !args.json {
         print!("{}", table::render(&records));
         if let Some(e) = records.iter().find_map(|r| r.energy.as_ref()) {
@@ -281,7 +286,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        println!("report: {}", run_dir.display());
+        println!(
+            "report: {} (report.html, report.md, results.csv, emissions.csv)",
+            run_dir.display()
+        );
     }
     if outcome.interrupted {
         eprintln!(

@@ -3,6 +3,7 @@
 
 use super::Exporter;
 use crate::meter::{DomainKind, EnergyRecord};
+use crate::report::RunData;
 use crate::results::Record;
 
 /// Writes `results.csv`.
@@ -194,10 +195,10 @@ pub fn header() -> Vec<&'static str> {
 }
 
 impl Exporter for CsvExporter {
-    fn export(&self, records: &[Record]) -> anyhow::Result<Vec<u8>> {
+    fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut w = ::csv::Writer::from_writer(Vec::new());
         w.write_record(header())?;
-        for r in records {
+        for r in &data.records {
             w.write_record(columns(r).into_iter().map(|(_, v)| v))?;
         }
         w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))

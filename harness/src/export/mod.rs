@@ -2,19 +2,23 @@
 //! Nothing here reads the clock or the hardware.
 
 pub mod csv;
+pub mod emissions;
+pub mod html;
 pub mod json;
+pub mod markdown;
+pub mod sections;
 pub mod table;
 
 use std::path::Path;
 
 use anyhow::Context;
 
-use crate::results::Record;
+use crate::report::RunData;
 
-/// Turns records into the bytes of one output format.
+/// Turns a run into the bytes of one output format.
 pub trait Exporter {
     /// The file's bytes.
-    fn export(&self, records: &[Record]) -> anyhow::Result<Vec<u8>>;
+    fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>>;
 }
 
 /// The formats a run writes.
@@ -24,7 +28,22 @@ pub enum ExportType {
     Csv,
     /// `results.json`: the records as one JSON array.
     Json,
+    /// `report.md`: the sustainability report in Markdown.
+    Markdown,
+    /// `report.html`: the self-contained sustainability report with charts.
+    Html,
+    /// `emissions.csv`: CodeCarbon's layout.
+    Emissions,
 }
+
+/// Every format, in the order they are written.
+pub const ALL_EXPORTS: [ExportType; 5] = [
+    ExportType::Csv,
+    ExportType::Json,
+    ExportType::Markdown,
+    ExportType::Html,
+    ExportType::Emissions,
+];
 
 impl ExportType {
     /// The file name in a run folder.
@@ -32,6 +51,9 @@ impl ExportType {
         match self {
             ExportType::Csv => "results.csv",
             ExportType::Json => "results.json",
+            ExportType::Markdown => "report.md",
+            ExportType::Html => "report.html",
+            ExportType::Emissions => "emissions.csv",
         }
     }
 
@@ -39,16 +61,29 @@ impl ExportType {
         match self {
             ExportType::Csv => Box::new(csv::CsvExporter),
             ExportType::Json => Box::new(json::JsonExporter),
+            ExportType::Markdown => Box::new(markdown::MarkdownExporter),
+            ExportType::Html => Box::new(html::HtmlExporter),
+            ExportType::Emissions => Box::new(emissions::EmissionsExporter),
         }
     }
 }
 
-/// Writes every format in `types` into `dir`.
-pub fn export_all(records: &[Record], dir: &Path, types: &[ExportType]) -> anyhow::Result<()> {
+/// Writes every format in `types` into `dir`, and each chart as `charts/<name>.svg`.
+pub fn export_all(data: &RunData, dir: &Path, types: &[ExportType]) -> anyhow::Result<()> {
     for t in types {
         let path = dir.join(t.file_name());
-        let bytes = t.exporter().export(records)?;
+        let bytes = t.exporter().export(data)?;
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if types.contains(&ExportType::Html) {
+        let charts_dir = dir.join("charts");
+        std::fs::create_dir_all(&charts_dir)
+            .with_context(|| format!("cannot create {}", charts_dir.display()))?;
+        for (stem, _, svg) in html::charts(data)? {
+            let path = charts_dir.join(format!("{stem}.svg"));
+            std::fs::write(&path, svg)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
     }
     Ok(())
 }

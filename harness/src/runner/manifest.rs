@@ -83,7 +83,21 @@ pub struct Manifest {
     pub shard: Option<Shard>,
     /// Settings.
     pub spec: RunSpec,
+    /// The slimbench version that made the run.
+    #[serde(default)]
+    pub slimbench_version: String,
+    /// The git commit it was built from.
+    #[serde(default)]
+    pub commit: String,
+    /// When the run started, RFC 3339 UTC.
+    #[serde(default)]
+    pub started_utc: String,
 }
+
+/// This build's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This build's git commit.
+pub const COMMIT: &str = env!("SLIMBENCH_GIT_COMMIT");
 
 /// The manifest file of a run folder.
 pub fn manifest_path(run_dir: &Path) -> PathBuf {

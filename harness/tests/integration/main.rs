@@ -2,6 +2,7 @@
 
 mod cli;
 mod compare;
+mod exporters;
 mod fake_powercap;
 mod nvml_fake;
 mod rapl;

@@ -1,0 +1,183 @@
+//! Grouped bars per variant (one bar per batch size): median latency with p90 and p99 whiskers,
+//! energy per item, peak memory, model size.
+
+use plotters::prelude::*;
+
+use super::{err, PALETTE, SIZE};
+use crate::results::{Record, Status};
+
+/// What the bars show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarMetric {
+    /// Median latency per batch, ms, with p90 and p99 whiskers.
+    Latency,
+    /// Energy per item, mJ.
+    Energy,
+    /// Peak resident memory of the worker, MiB.
+    Memory,
+    /// Model size as stored, KiB.
+    Size,
+}
+
+impl BarMetric {
+    /// The axis title, with its unit.
+    pub fn axis(self) -> &'static str {
+        match self {
+            BarMetric::Latency => {
+                "latency per batch (ms): p50 bar, p90 thick tick, p99 whisker end"
+            }
+            BarMetric::Energy => "energy per item (mJ)",
+            BarMetric::Memory => "peak resident memory (MiB)",
+            BarMetric::Size => "model size (KiB)",
+        }
+    }
+
+    fn value(self, r: &Record) -> Option<f64> {
+        match self {
+            BarMetric::Latency => r.latency.as_ref().map(|l| l.p50_ms),
+            BarMetric::Energy => r.energy.as_ref().map(|e| e.energy_per_item_j * 1e3),
+            BarMetric::Memory => r.peak_rss_bytes.map(|b| b as f64 / (1u64 << 20) as f64),
+            BarMetric::Size => r.model_bytes.map(|b| b as f64 / 1024.0),
+        }
+    }
+}
+
+/// The bar chart of `records` (one model and device) as SVG; `None` without data.
+pub fn bars_svg(
+    records: &[&Record],
+    metric: BarMetric,
+    title: &str,
+) -> anyhow::Result<Option<String>> {
+    let ok: Vec<&Record> = records
+        .iter()
+        .copied()
+        .filter(|r| r.status == Status::Ok && metric.value(r).is_some())
+        .collect();
+    if ok.is_empty() {
+        return Ok(None);
+    }
+    let mut techniques: Vec<String> = Vec::new();
+    let mut batches: Vec<usize> = Vec::new();
+    for r in &ok {
+        if !techniques.contains(&r.key.technique) {
+            techniques.push(r.key.technique.clone());
+        }
+        if !batches.contains(&r.key.batch_size) {
+            batches.push(r.key.batch_size);
+        }
+    }
+    batches.sort();
+    // Latency: the axis ends at 2.5 x the largest median, so that noisy tails do not flatten every
+    // bar; whiskers beyond it are cut at the edge and the p99 written there.
+    let top = ok
+        .iter()
+        .filter_map(|r| metric.value(r))
+        .fold(0.0, f64::max)
+        * if metric == BarMetric::Latency {
+            2.5
+        } else {
+            1.15
+        };
+    let n = techniques.len() as f64;
+    let height = SIZE
+        .1
+        .max(90 + 26 * techniques.len() as u32 * batches.len().max(1) as u32);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let label_width = techniques.iter().map(|t| t.len()).max().unwrap_or(4) as u32 * 7 + 16;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(0.0..top.max(1e-9), 0.0..n)
+            .map_err(err)?;
+        let names = techniques.clone();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(techniques.len() * 2 + 1)
+            .y_label_formatter(&|y| {
+                let i = y.floor() as usize;
+                // Categories run top to bottom: index 0 at the top.
+                if (y - y.floor() - 0.5).abs() < 0.01 && i < names.len() {
+                    names[names.len() - 1 - i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_desc(metric.axis())
+            .draw()
+            .map_err(err)?;
+        let slot = 0.8 / batches.len() as f64;
+        for (bi, batch) in batches.iter().enumerate() {
+            let color = PALETTE[bi % PALETTE.len()];
+            let mut first = true;
+            for (ti, technique) in techniques.iter().enumerate() {
+                let Some(r) = ok
+                    .iter()
+                    .find(|r| &r.key.technique == technique && r.key.batch_size == *batch)
+                else {
+                    continue;
+                };
+                let Some(v) = metric.value(r) else { continue };
+                let row = (techniques.len() - 1 - ti) as f64;
+                let y1 = row + 0.9 - bi as f64 * slot;
+                let y0 = y1 - slot * 0.9;
+                let bar = chart
+                    .draw_series([Rectangle::new(
+                        [(0.0, y0), (v.min(top), y1)],
+                        color.filled(),
+                    )])
+                    .map_err(err)?;
+                if first {
+                    bar.label(format!("batch {batch}")).legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
+                    });
+                    first = false;
+                }
+                if let (BarMetric::Latency, Some(l)) = (metric, r.latency.as_ref()) {
+                    let mid = (y0 + y1) / 2.0;
+                    let p90 = l.p90_ms.min(top);
+                    let p99 = l.p99_ms.min(top);
+                    chart
+                        .draw_series([
+                            PathElement::new(
+                                vec![(l.p50_ms, mid), (p99, mid)],
+                                BLACK.stroke_width(1),
+                            ),
+                            PathElement::new(
+                                vec![(p99, mid - slot * 0.25), (p99, mid + slot * 0.25)],
+                                BLACK.stroke_width(1),
+                            ),
+                            PathElement::new(
+                                vec![(p90, mid - slot * 0.35), (p90, mid + slot * 0.35)],
+                                BLACK.stroke_width(2),
+                            ),
+                        ])
+                        .map_err(err)?;
+                    if l.p99_ms > top {
+                        chart
+                            .draw_series([Text::new(
+                                format!("p99 {:.2} ->", l.p99_ms),
+                                (top * 0.86, y1),
+                                ("sans-serif", 9).into_font().color(&BLACK),
+                            )])
+                            .map_err(err)?;
+                    }
+                }
+            }
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Some(svg))
+}

@@ -1,0 +1,140 @@
+//! `report.html`: the sustainability report as one self-contained page: inline CSS, charts inlined
+//! as SVG, no script and no external request.
+
+use super::sections::sections;
+use super::Exporter;
+use crate::chart::bars::{bars_svg, BarMetric};
+use crate::chart::pareto::{pareto_svg, Cost};
+use crate::chart::trace::{parse_trace, trace_svg};
+use crate::report::RunData;
+use crate::results::Record;
+use crate::runner::worker::cell_slug;
+
+/// Writes `report.html`.
+pub struct HtmlExporter;
+
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1200px;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:13px}\
+th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}\
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #ddd}\
+.estimated{background:#fff3cd;border:1px solid #e0c060;padding:8px}";
+
+/// The groups charts are drawn for: (model, device), in record order.
+fn groups(records: &[Record]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in records {
+        let g = (r.key.model.clone(), r.key.device.clone());
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+/// Every chart of the run, as (file stem, title, SVG).
+pub fn charts(data: &RunData) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for (model, device) in groups(&data.records) {
+        let cells: Vec<&Record> = data
+            .records
+            .iter()
+            .filter(|r| r.key.model == model && r.key.device == device)
+            .collect();
+        let mut batches: Vec<usize> = cells.iter().map(|r| r.key.batch_size).collect();
+        batches.sort();
+        batches.dedup();
+        for b in batches {
+            let at: Vec<&Record> = cells
+                .iter()
+                .copied()
+                .filter(|r| r.key.batch_size == b)
+                .collect();
+            for (cost, name) in [(Cost::Energy, "energy"), (Cost::Latency, "latency")] {
+                let title = format!("{model} on {device}, batch {b}: accuracy vs {name}");
+                if let Some(svg) = pareto_svg(&at, cost, &title)? {
+                    out.push((format!("pareto-{name}-{model}-{device}-b{b}"), title, svg));
+                }
+            }
+        }
+        for (metric, name) in [
+            (BarMetric::Latency, "latency"),
+            (BarMetric::Energy, "energy"),
+            (BarMetric::Memory, "memory"),
+            (BarMetric::Size, "size"),
+        ] {
+            let title = format!("{model} on {device}: {name}");
+            if let Some(svg) = bars_svg(&cells, metric, &title)? {
+                out.push((format!("bars-{name}-{model}-{device}"), title, svg));
+            }
+        }
+    }
+    for r in &data.records {
+        let slug = cell_slug(&r.key);
+        if let Some(text) = data.traces.get(&slug) {
+            let title = format!("power trace: {}", r.key);
+            if let Some(svg) = trace_svg(&parse_trace(text), &title)? {
+                out.push((format!("trace-{slug}"), title, svg));
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|(stem, t, svg)| (stem.replace(':', "-"), t, svg))
+        .collect())
+}
+
+impl Exporter for HtmlExporter {
+    fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
+        let mut out = format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>slimbench report {}</title><style>{STYLE}</style></head><body>\n<h1>slimbench report: {}</h1>\n",
+            esc(&data.manifest.run_id),
+            esc(&data.manifest.run_id)
+        );
+        let (_, measured) = crate::report::energy_sources(&data.records);
+        if !measured {
+            out.push_str("<p class=\"estimated\"><b>Energy in this report is ESTIMATED (estimated-tdp), not measured.</b> See Method and caveats.</p>\n");
+        }
+        let charts = charts(data)?;
+        for (i, section) in sections(data).into_iter().enumerate() {
+            out.push_str(&format!("<h2>{}</h2>\n", esc(&section.title)));
+            for p in &section.paragraphs {
+                out.push_str(&format!("<p>{}</p>\n", esc(p)));
+            }
+            if let Some(t) = &section.table {
+                out.push_str("<table><tr>");
+                for h in &t.header {
+                    out.push_str(&format!("<th>{}</th>", esc(h)));
+                }
+                out.push_str("</tr>\n");
+                for row in &t.rows {
+                    out.push_str("<tr>");
+                    for c in row {
+                        out.push_str(&format!("<td>{}</td>", esc(c)));
+                    }
+                    out.push_str("</tr>\n");
+                }
+                out.push_str("</table>\n");
+            }
+            if i == 1 {
+                out.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
+                for (stem, _, svg) in charts.iter().filter(|c| !c.0.starts_with("trace-")) {
+                    out.push_str(&format!("<figure id=\"{}\">{svg}</figure>\n", esc(stem)));
+                }
+                out.push_str("</div>\n<details><summary>Power traces, one per cell</summary><div class=\"charts\">\n");
+                for (stem, _, svg) in charts.iter().filter(|c| c.0.starts_with("trace-")) {
+                    out.push_str(&format!("<figure id=\"{}\">{svg}</figure>\n", esc(stem)));
+                }
+                out.push_str("</div></details>\n");
+            }
+        }
+        out.push_str("</body></html>\n");
+        Ok(out.into_bytes())
+    }
+}

@@ -1,0 +1,330 @@
+//! Snapshot tests of every exporter on hand-built results, the HTML report's self-containment, and
+//! `slimbench report` re-rendering a folder from its files alone.
+
+use std::collections::BTreeMap;
+
+use predicates::prelude::*;
+use slimbench::carbon::resolve;
+use slimbench::export::{ExportType, Exporter, ALL_EXPORTS};
+use slimbench::host::HostInfo;
+use slimbench::meter::{DomainEnergy, DomainKind, EnergyRecord, Source};
+use slimbench::plan::Plan;
+use slimbench::report::RunData;
+use slimbench::results::{CellKey, QualityRecord, Record, Status};
+use slimbench::runner::manifest::{Manifest, RunSpec};
+use slimbench::runner::TimingSettings;
+use slimbench::stats::LatencyStats;
+
+fn key(technique: &str, batch: usize) -> CellKey {
+    CellKey {
+        model: "digits-mlp".into(),
+        technique: technique.into(),
+        device: "cpu".into(),
+        batch_size: batch,
+    }
+}
+
+fn record(
+    technique: &str,
+    batch: usize,
+    acc: f64,
+    p50: f64,
+    j_per_item: f64,
+    bytes: usize,
+) -> Record {
+    let host = HostInfo {
+        cpu_model: "Test CPU 9000".into(),
+        logical_cores: 4,
+        physical_cores: Some(2),
+        os: "Linux (test)".into(),
+        total_memory_bytes: 8 << 30,
+    };
+    let mut r = Record::empty("run-1", key(technique, batch), host, Status::Ok);
+    r.timestamp_utc = "2026-01-02T03:04:05Z".into();
+    r.parameter_count = Some(50_826);
+    r.nonzero_parameter_count = Some(50_826);
+    r.model_bytes = Some(bytes);
+    r.quality = Some(QualityRecord {
+        metric: "accuracy".into(),
+        value_pct: acc,
+        baseline_pct: 98.0,
+        delta_points: acc - 98.0,
+        items: 359,
+    });
+    let samples: Vec<f64> = (0..20)
+        .map(|i| p50 * (0.95 + 0.005 * f64::from(i)))
+        .collect();
+    r.latency = LatencyStats::from_samples(&samples);
+    r.latency_samples_ms = samples;
+    r.window_s = Some(2.0);
+    r.throughput_items_per_s = Some(batch as f64 / p50 * 1e3);
+    r.peak_rss_bytes = Some(10 << 20);
+    let items = 1000.0;
+    r.energy = Some(EnergyRecord {
+        source: "rapl".into(),
+        measured: true,
+        method: "RAPL energy counters through powercap sysfs (package-0), wrap-corrected".into(),
+        energy_total_j: j_per_item * items,
+        energy_per_batch_j: j_per_item * batch as f64,
+        energy_per_item_j: j_per_item,
+        energy_above_idle_j: j_per_item * items * 0.5,
+        energy_above_idle_per_item_j: j_per_item * 0.5,
+        idle_power_w: 5.0,
+        mean_power_w: 10.0,
+        peak_power_w: 12.0,
+        window_s: 2.0,
+        idle_window_s: 0.5,
+        sampling_hz: 10.0,
+        samples: 25,
+        dropped_samples: 0,
+        domains: vec![DomainEnergy {
+            name: "package-0".into(),
+            kind: DomainKind::CpuPackage,
+            source: Source::Rapl,
+            energy_j: j_per_item * items,
+            idle_power_w: 5.0,
+            mean_power_w: 10.0,
+            peak_power_w: 12.0,
+        }],
+        gpu_process_peak_bytes: None,
+        gpu_device_peak_bytes: None,
+    });
+    r
+}
+
+fn sample_run() -> RunData {
+    let carbon = resolve(Some("POL"), None, Some(1.2)).unwrap();
+    let mut records = vec![
+        record("fp32", 1, 98.0, 0.10, 0.004, 203_304),
+        record("q8_0", 1, 97.8, 0.02, 0.001, 55_000),
+        record("q4_0", 1, 96.5, 0.03, 0.0012, 30_000),
+    ];
+    for r in &mut records {
+        let e = r.energy.as_ref().unwrap();
+        r.carbon = Some(carbon.record(e.energy_per_item_j, &e.source));
+    }
+    let mut failed = Record::failed(
+        "run-1",
+        key("q5k", 1),
+        records[0].host.clone(),
+        "worker killed by signal 9",
+    );
+    failed.timestamp_utc = "2026-01-02T03:04:06Z".into();
+    records.push(failed);
+    let plan = Plan {
+        cells: records.iter().map(|r| r.key.clone()).collect(),
+    };
+    RunData {
+        manifest: Manifest {
+            schema_version: 1,
+            run_id: "run-1".into(),
+            plan,
+            shard: None,
+            spec: RunSpec {
+                timing: TimingSettings::full(),
+                energy: slimbench::meter::choose::EnergyChoice::Auto,
+                powercap_root: "/sys/class/powercap".into(),
+                cache_dir: "/cache".into(),
+                cell_timeout_s: 600.0,
+                carbon,
+            },
+            slimbench_version: "0.1.0".into(),
+            commit: "abc123".into(),
+            started_utc: "2026-01-02T03:04:00Z".into(),
+        },
+        records,
+        traces: BTreeMap::from([(
+            "digits-mlp_fp32_cpu_b1".to_string(),
+            "t_s,domain,source,watts\n0.1,package-0,rapl,9.5\n0.2,package-0,rapl,10.5\n"
+                .to_string(),
+        )]),
+    }
+}
+
+fn export(t: ExportType) -> String {
+    let bytes = match t {
+        ExportType::Csv => slimbench::export::csv::CsvExporter.export(&sample_run()),
+        ExportType::Json => slimbench::export::json::JsonExporter.export(&sample_run()),
+        ExportType::Markdown => slimbench::export::markdown::MarkdownExporter.export(&sample_run()),
+        ExportType::Html => slimbench::export::html::HtmlExporter.export(&sample_run()),
+        ExportType::Emissions => {
+            slimbench::export::emissions::EmissionsExporter.export(&sample_run())
+        }
+    };
+    String::from_utf8(bytes.unwrap()).unwrap()
+}
+
+#[test]
+fn csv_snapshot() {
+    insta::assert_snapshot!(export(ExportType::Csv));
+}
+
+#[test]
+fn json_snapshot() {
+    insta::assert_snapshot!(export(ExportType::Json));
+}
+
+#[test]
+fn markdown_report_snapshot() {
+    insta::assert_snapshot!(export(ExportType::Markdown));
+}
+
+#[test]
+fn codecarbon_emissions_snapshot() {
+    let text = export(ExportType::Emissions);
+    let header = text.lines().next().unwrap();
+    for col in [
+        "timestamp",
+        "project_name",
+        "run_id",
+        "duration",
+        "emissions",
+        "emissions_rate",
+        "cpu_power",
+        "gpu_power",
+        "ram_power",
+        "cpu_energy",
+        "gpu_energy",
+        "ram_energy",
+        "energy_consumed",
+        "country_name",
+        "country_iso_code",
+        "region",
+        "pue",
+    ] {
+        assert!(
+            header.split(',').any(|h| h == col),
+            "CodeCarbon column {col}"
+        );
+    }
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn emissions_are_in_kwh_and_kg() {
+    // fp32: 4 J per... 0.004 J/item x 1000 items = 4 J = 1.111e-6 kWh; x 1.2 PUE x 661.9 g/kWh.
+    let text = export(ExportType::Emissions);
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    let row = reader.records().next().unwrap().unwrap();
+    let get = |c: &str| {
+        row.get(headers.iter().position(|h| h == c).unwrap())
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!((get("energy_consumed") - 4.0 / 3.6e6).abs() < 1e-15);
+    assert!((get("emissions") - 4.0 / 3.6e6 * 1.2 * 661.9 / 1e3).abs() < 1e-15);
+}
+
+#[test]
+fn html_report_is_self_contained_and_has_every_section() {
+    let html = export(ExportType::Html);
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "src='http",
+        "href='http",
+        "url(http",
+        "@import",
+        "<script",
+        "<link",
+    ] {
+        assert!(
+            !html.contains(external),
+            "the report must not load {external}"
+        );
+    }
+    for section in [
+        "Context",
+        "Best variant within the quality budget",
+        "Variants against their baseline",
+        "Results",
+        "Method and caveats",
+        "Charts",
+    ] {
+        assert!(html.contains(section), "missing section {section}");
+    }
+    assert!(html.matches("<svg").count() >= 5, "charts inlined as SVG");
+    assert!(html.contains("Poland (POL)") && html.contains("661.9"));
+    assert!(html.contains("US EPA"), "car factor source");
+    insta::assert_snapshot!(html
+        .lines()
+        .filter(|l| !l.contains("<svg") && !l.starts_with("<figure"))
+        .collect::<Vec<_>>()
+        .join("\n"));
+}
+
+#[test]
+fn best_variant_and_projection_follow_the_budget() {
+    let md = export(ExportType::Markdown);
+    // q8_0 uses least energy within 1 point; q4_0 (-1.5 points) is outside the budget.
+    assert!(
+        md.contains("| digits-mlp / cpu / batch 1 | q8_0 | -0.20 | 5.00x | 75.0% |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| digits-mlp/cpu/q4_0/b1") || md.contains("digits-mlp/q4_0/cpu/b1 | -1.50"),
+        "{md}"
+    );
+    // (0.004 - 0.001) J x 1e6 x 365 = 1.095 MJ = 0.304 kWh; x 1.2 x 661.9 g = 241.8 g.
+    assert!(md.contains("| 0.304 | 0.242 |"), "{md}");
+}
+
+#[test]
+fn report_rerenders_a_folder_from_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    crate::cli::slimbench(&tmp.path().join("cache"))
+        .args([
+            "run",
+            "--models",
+            "digits-mlp",
+            "--techniques",
+            "fp32,q8_0",
+            "--batch-sizes",
+            "1",
+            "--min-iters",
+            "1",
+            "--min-duration",
+            "0",
+            "--region",
+            "FRA",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let run = crate::cli::only_run_dir(&out);
+    for t in ALL_EXPORTS {
+        std::fs::remove_file(run.join(t.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(run.join("charts")).unwrap();
+    crate::cli::slimbench(tmp.path())
+        .arg("report")
+        .arg(&run)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("report.html"));
+    for t in ALL_EXPORTS {
+        assert!(run.join(t.file_name()).exists(), "{:?}", t);
+    }
+    assert!(run
+        .join("charts/pareto-energy-digits-mlp-cpu-b1.svg")
+        .exists());
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("France (FRA)"),
+        "the region survives in run.json"
+    );
+}
+
+#[test]
+fn unknown_region_is_a_usage_error_listing_close_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    crate::cli::slimbench(tmp.path())
+        .args(["run", "--region", "Frnace"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("France"));
+}
