@@ -104,10 +104,7 @@ impl Exporter for EmissionsExporter {
                 String::new(),
                 format!("{:.3}", r.host.total_memory_bytes as f64 / 1e9),
                 "process".to_string(),
-                (!cloud_provider.is_empty())
-                    .then_some("Y")
-                    .unwrap_or("N")
-                    .to_string(),
+                if cloud_provider.is_empty() { "N" } else { "Y" }.to_string(),
                 format!("{}", c.pue),
             ])?;
         }
