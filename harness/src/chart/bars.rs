@@ -1,10 +1,12 @@
 //! Grouped bars per variant (one bar per batch size): median latency with p90 and p99 whiskers,
 //! energy per item, peak memory, model size.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{err, PALETTE, SIZE};
 use crate::results::{Record, Status};
+use crate::stats::LatencyStats;
 
 /// What the bars show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,19 +44,15 @@ impl BarMetric {
     }
 }
 
-/// The bar chart of `records` (one model and device) as SVG; `None` without data.
-pub fn bars_svg(
-    records: &[&Record],
-    metric: BarMetric,
-    title: &str,
-) -> anyhow::Result<Option<String>> {
+/// The bar chart of `records` (one model and device); `None` without data.
+pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option<BarsChart> {
     let ok: Vec<&Record> = records
         .iter()
         .copied()
         .filter(|r| r.status == Status::Ok && metric.value(r).is_some())
         .collect();
     if ok.is_empty() {
-        return Ok(None);
+        return None;
     }
     let mut techniques: Vec<String> = Vec::new();
     let mut batches: Vec<usize> = Vec::new();
@@ -78,23 +76,71 @@ pub fn bars_svg(
         } else {
             1.15
         };
-    let n = techniques.len() as f64;
     let height = SIZE
         .1
         .max(90 + 26 * techniques.len() as u32 * batches.len().max(1) as u32);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (SIZE.0, height)).into_drawing_area();
+    Some(BarsChart {
+        rows: ok
+            .iter()
+            .map(|r| {
+                (
+                    r.key.technique.clone(),
+                    r.key.batch_size,
+                    metric.value(r),
+                    r.latency.clone(),
+                )
+            })
+            .collect(),
+        techniques,
+        batches,
+        top,
+        size: (SIZE.0, height),
+        metric,
+        title: title.to_string(),
+    })
+}
+
+/// A bar chart ready to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarsChart {
+    /// (technique, batch size, value, latency statistics) per cell.
+    pub rows: Vec<(String, usize, Option<f64>, Option<LatencyStats>)>,
+    /// Categories, top to bottom.
+    pub techniques: Vec<String>,
+    /// Batch sizes, one bar each.
+    pub batches: Vec<usize>,
+    /// End of the value axis.
+    pub top: f64,
+    /// Pixels.
+    pub size: (u32, u32),
+    /// What the bars show.
+    pub metric: BarMetric,
+    /// Caption.
+    pub title: String,
+}
+
+impl BarsChart {
+    /// Draws the chart on `root`.
+    pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+        let (techniques, batches, top, metric, title, n) = (
+            &self.techniques,
+            &self.batches,
+            self.top,
+            self.metric,
+            self.title.as_str(),
+            self.techniques.len() as f64,
+        );
         root.fill(&WHITE).map_err(err)?;
-        let label_width = techniques.iter().map(|t| t.len()).max().unwrap_or(4) as u32 * 7 + 16;
-        let mut chart = ChartBuilder::on(&root)
+        let label_width =
+            self.techniques.iter().map(|t| t.len()).max().unwrap_or(4) as u32 * 7 + 16;
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(label_width)
             .build_cartesian_2d(0.0..top.max(1e-9), 0.0..n)
             .map_err(err)?;
-        let names = techniques.clone();
+        let names = self.techniques.clone();
         chart
             .configure_mesh()
             .disable_y_mesh()
@@ -116,13 +162,14 @@ pub fn bars_svg(
             let color = PALETTE[bi % PALETTE.len()];
             let mut first = true;
             for (ti, technique) in techniques.iter().enumerate() {
-                let Some(r) = ok
+                let Some((_, _, Some(v), latency)) = self
+                    .rows
                     .iter()
-                    .find(|r| &r.key.technique == technique && r.key.batch_size == *batch)
+                    .find(|r| &r.0 == technique && r.1 == *batch)
                 else {
                     continue;
                 };
-                let Some(v) = metric.value(r) else { continue };
+                let v = *v;
                 let row = (techniques.len() - 1 - ti) as f64;
                 let y1 = row + 0.9 - bi as f64 * slot;
                 let y0 = y1 - slot * 0.9;
@@ -138,7 +185,7 @@ pub fn bars_svg(
                     });
                     first = false;
                 }
-                if let (BarMetric::Latency, Some(l)) = (metric, r.latency.as_ref()) {
+                if let (BarMetric::Latency, Some(l)) = (metric, latency.as_ref()) {
                     let mid = (y0 + y1) / 2.0;
                     let p90 = l.p90_ms.min(top);
                     let p99 = l.p99_ms.min(top);
@@ -178,6 +225,6 @@ pub fn bars_svg(
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;
+        Ok(())
     }
-    Ok(Some(svg))
 }

@@ -23,15 +23,17 @@ pub fn place(anchors: &[((i32, i32), String)], size: i32, area: LabelBox) -> Vec
     for ((x, y), text) in anchors {
         let w = text_width(text.chars().count(), size);
         let h = size + 2;
+        // Two columns (right, left of the point) of rows that do not overlap one another.
+        let mid = y - h / 2;
         let candidates = [
-            (x + 6, y - h / 2),
-            (x - 6 - w, y - h / 2),
-            (x - w / 2, y - 6 - h),
-            (x - w / 2, y + 6),
-            (x + 6, y - h - 4),
-            (x + 6, y + 4),
-            (x - 6 - w, y - h - 4),
-            (x - 6 - w, y + 4),
+            (x + 6, mid),
+            (x - 6 - w, mid),
+            (x + 6, mid - h - 2),
+            (x - 6 - w, mid - h - 2),
+            (x + 6, mid + h + 2),
+            (x - 6 - w, mid + h + 2),
+            (x + 6, mid - 2 * h - 4),
+            (x - 6 - w, mid + 2 * h + 4),
         ];
         let score = |(cx, cy): (i32, i32)| {
             let b = (cx, cy, cx + w, cy + h);

@@ -1,6 +1,7 @@
 //! Quality against cost (energy per item, or median latency): one point per variant, the Pareto
 //! front (no other point both cheaper and better) drawn through the points on it.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::labels::place;
@@ -60,44 +61,70 @@ fn bounds(values: impl Iterator<Item = f64> + Clone, min_pad: f64) -> (f64, f64)
     (lo - pad, hi + pad)
 }
 
-/// The chart of `records` (already one model, device and batch size) as SVG; `None` when fewer
-/// than two cells have both figures.
-pub fn pareto_svg(records: &[&Record], cost: Cost, title: &str) -> anyhow::Result<Option<String>> {
-    let cells: Vec<(&Record, f64, f64)> = records
+/// A Pareto chart ready to draw: labelled points and the axis ranges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParetoChart {
+    /// (label, cost, quality) per variant.
+    pub points: Vec<(String, f64, f64)>,
+    /// Cost axis range.
+    pub x: (f64, f64),
+    /// Quality axis range.
+    pub y: (f64, f64),
+    /// The cost axis.
+    pub cost: Cost,
+    /// Caption.
+    pub title: String,
+}
+
+/// The chart of `records` (already one model, device and batch size); `None` when fewer than two
+/// cells have both figures.
+pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<ParetoChart> {
+    let points: Vec<(String, f64, f64)> = records
         .iter()
         .filter(|r| r.status == Status::Ok)
-        .filter_map(|r| Some((*r, cost.of(r)?, r.quality.as_ref()?.value_pct)))
+        .filter_map(|r| {
+            Some((
+                r.key.technique.clone(),
+                cost.of(r)?,
+                r.quality.as_ref()?.value_pct,
+            ))
+        })
         .collect();
-    if cells.len() < 2 {
-        return Ok(None);
+    if points.len() < 2 {
+        return None;
     }
-    let x_max = cells.iter().map(|c| c.1).fold(0.0, f64::max);
-    let (x0, x1) = bounds(cells.iter().map(|c| c.1), x_max * 0.02 + 1e-12);
-    let (y0, y1) = bounds(cells.iter().map(|c| c.2), 0.5);
-    let (x0, y1) = (x0.max(0.0), y1.min(100.5));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+    let x_max = points.iter().map(|c| c.1).fold(0.0, f64::max);
+    let (x0, x1) = bounds(points.iter().map(|c| c.1), x_max * 0.02 + 1e-12);
+    let (y0, y1) = bounds(points.iter().map(|c| c.2), 0.5);
+    Some(ParetoChart {
+        points,
+        x: (x0.max(0.0), x1),
+        y: (y0, y1.min(100.5)),
+        cost,
+        title: title.to_string(),
+    })
+}
+
+impl ParetoChart {
+    /// Draws the chart on `root`.
+    pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0..y1)
+            .build_cartesian_2d(self.x.0..self.x.1, self.y.0..self.y.1)
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc(cost.axis())
+            .x_desc(self.cost.axis())
             .y_desc("accuracy (%)")
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
-        let points: Vec<(f64, f64)> = cells.iter().map(|c| (c.1, c.2)).collect();
-        let front: Vec<(f64, f64)> = pareto_front(&points)
-            .into_iter()
-            .map(|i| points[i])
-            .collect();
+        let xy: Vec<(f64, f64)> = self.points.iter().map(|c| (c.1, c.2)).collect();
+        let front: Vec<(f64, f64)> = pareto_front(&xy).into_iter().map(|i| xy[i]).collect();
         chart
             .draw_series(LineSeries::new(front, PALETTE[5].stroke_width(2)))
             .map_err(err)?
@@ -105,7 +132,7 @@ pub fn pareto_svg(records: &[&Record], cost: Cost, title: &str) -> anyhow::Resul
             .legend(|(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[5].stroke_width(2))
             });
-        for (i, (_, x, y)) in cells.iter().enumerate() {
+        for (i, (x, y)) in xy.iter().enumerate() {
             let color = PALETTE[i % 5];
             let style = color.filled();
             match i % 3 {
@@ -115,9 +142,10 @@ pub fn pareto_svg(records: &[&Record], cost: Cost, title: &str) -> anyhow::Resul
             }
             .map_err(err)?;
         }
-        let anchors: Vec<((i32, i32), String)> = cells
+        let anchors: Vec<((i32, i32), String)> = self
+            .points
             .iter()
-            .map(|(r, x, y)| (chart.backend_coord(&(*x, *y)), r.key.technique.clone()))
+            .map(|(label, x, y)| (chart.backend_coord(&(*x, *y)), label.clone()))
             .collect();
         let (w, h) = SIZE;
         let positions = place(&anchors, 12, (70, 40, w as i32 - 10, h as i32 - 50));
@@ -137,8 +165,8 @@ pub fn pareto_svg(records: &[&Record], cost: Cost, title: &str) -> anyhow::Resul
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;
+        Ok(())
     }
-    Ok(Some(svg))
 }
 
 #[cfg(test)]

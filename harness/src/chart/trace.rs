@@ -1,5 +1,6 @@
 //! The power trace of one cell (from its `traces/<cell>.csv`): watts over time, one line per domain.
 
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{err, PALETTE};
@@ -27,24 +28,45 @@ pub fn parse_trace(csv_text: &str) -> Trace {
     out
 }
 
-/// The trace as an SVG line chart; `None` when it has no points.
-pub fn trace_svg(trace: &Trace, title: &str) -> anyhow::Result<Option<String>> {
+/// A power-trace chart ready to draw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceChart {
+    /// The lines.
+    pub trace: Trace,
+    /// Last time, s.
+    pub t_max: f64,
+    /// Highest power, W.
+    pub w_max: f64,
+    /// Caption.
+    pub title: String,
+}
+
+/// The chart of `trace`; `None` when it has no points.
+pub fn trace_chart(trace: Trace, title: &str) -> Option<TraceChart> {
     let all = trace.iter().flat_map(|(_, p)| p.iter());
     let t_max = all.clone().map(|p| p.0).fold(0.0, f64::max);
     let w_max = all.map(|p| p.1).fold(0.0, f64::max);
-    if t_max <= 0.0 {
-        return Ok(None);
-    }
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (560, 260)).into_drawing_area();
+    (t_max > 0.0).then(|| TraceChart {
+        trace,
+        t_max,
+        w_max,
+        title: title.to_string(),
+    })
+}
+
+/// Size of a trace chart in pixels.
+pub const TRACE_SIZE: (u32, u32) = (560, 260);
+
+impl TraceChart {
+    /// Draws the chart on `root`.
+    pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 14))
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 14))
             .margin(8)
             .x_label_area_size(34)
             .y_label_area_size(50)
-            .build_cartesian_2d(0.0..t_max, 0.0..(w_max * 1.15).max(1e-6))
+            .build_cartesian_2d(0.0..self.t_max, 0.0..(self.w_max * 1.15).max(1e-6))
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -52,7 +74,7 @@ pub fn trace_svg(trace: &Trace, title: &str) -> anyhow::Result<Option<String>> {
             .y_desc("power (W)")
             .draw()
             .map_err(err)?;
-        for (i, (name, points)) in trace.iter().enumerate() {
+        for (i, (name, points)) in self.trace.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
@@ -69,6 +91,6 @@ pub fn trace_svg(trace: &Trace, title: &str) -> anyhow::Result<Option<String>> {
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;
+        Ok(())
     }
-    Ok(Some(svg))
 }

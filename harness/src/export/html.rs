@@ -3,9 +3,10 @@
 
 use super::sections::sections;
 use super::Exporter;
-use crate::chart::bars::{bars_svg, BarMetric};
-use crate::chart::pareto::{pareto_svg, Cost};
-use crate::chart::trace::{parse_trace, trace_svg};
+use crate::chart::bars::{bars_chart, BarMetric};
+use crate::chart::pareto::{pareto_chart, Cost};
+use crate::chart::trace::{parse_trace, trace_chart};
+use crate::chart::Chart;
 use crate::report::RunData;
 use crate::results::Record;
 use crate::runner::worker::cell_slug;
@@ -38,8 +39,8 @@ fn groups(records: &[Record]) -> Vec<(String, String)> {
     out
 }
 
-/// Every chart of the run, as (file stem, title, SVG).
-pub fn charts(data: &RunData) -> anyhow::Result<Vec<(String, String, String)>> {
+/// Every chart of the run, as (file stem, title, chart).
+pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
     let mut out = Vec::new();
     for (model, device) in groups(&data.records) {
         let cells: Vec<&Record> = data
@@ -58,8 +59,12 @@ pub fn charts(data: &RunData) -> anyhow::Result<Vec<(String, String, String)>> {
                 .collect();
             for (cost, name) in [(Cost::Energy, "energy"), (Cost::Latency, "latency")] {
                 let title = format!("{model} on {device}, batch {b}: accuracy vs {name}");
-                if let Some(svg) = pareto_svg(&at, cost, &title)? {
-                    out.push((format!("pareto-{name}-{model}-{device}-b{b}"), title, svg));
+                if let Some(c) = pareto_chart(&at, cost, &title) {
+                    out.push((
+                        format!("pareto-{name}-{model}-{device}-b{b}"),
+                        title,
+                        Chart::Pareto(c),
+                    ));
                 }
             }
         }
@@ -70,8 +75,12 @@ pub fn charts(data: &RunData) -> anyhow::Result<Vec<(String, String, String)>> {
             (BarMetric::Size, "size"),
         ] {
             let title = format!("{model} on {device}: {name}");
-            if let Some(svg) = bars_svg(&cells, metric, &title)? {
-                out.push((format!("bars-{name}-{model}-{device}"), title, svg));
+            if let Some(c) = bars_chart(&cells, metric, &title) {
+                out.push((
+                    format!("bars-{name}-{model}-{device}"),
+                    title,
+                    Chart::Bars(c),
+                ));
             }
         }
     }
@@ -79,15 +88,14 @@ pub fn charts(data: &RunData) -> anyhow::Result<Vec<(String, String, String)>> {
         let slug = cell_slug(&r.key);
         if let Some(text) = data.traces.get(&slug) {
             let title = format!("power trace: {}", r.key);
-            if let Some(svg) = trace_svg(&parse_trace(text), &title)? {
-                out.push((format!("trace-{slug}"), title, svg));
+            if let Some(c) = trace_chart(parse_trace(text), &title) {
+                out.push((format!("trace-{slug}"), title, Chart::Trace(c)));
             }
         }
     }
-    Ok(out
-        .into_iter()
-        .map(|(stem, t, svg)| (stem.replace(':', "-"), t, svg))
-        .collect())
+    out.into_iter()
+        .map(|(stem, t, c)| (stem.replace(':', "-"), t, c))
+        .collect()
 }
 
 impl Exporter for HtmlExporter {
@@ -101,7 +109,10 @@ impl Exporter for HtmlExporter {
         if !measured {
             out.push_str("<p class=\"estimated\"><b>Energy in this report is ESTIMATED (estimated-tdp), not measured.</b> See Method and caveats.</p>\n");
         }
-        let charts = charts(data)?;
+        let charts: Vec<(String, String)> = charts(data)
+            .into_iter()
+            .map(|(stem, _, c)| c.svg().map(|svg| (stem, svg)))
+            .collect::<anyhow::Result<_>>()?;
         for (i, section) in sections(data).into_iter().enumerate() {
             out.push_str(&format!("<h2>{}</h2>\n", esc(&section.title)));
             for p in &section.paragraphs {
@@ -124,11 +135,11 @@ impl Exporter for HtmlExporter {
             }
             if i == 1 {
                 out.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
-                for (stem, _, svg) in charts.iter().filter(|c| !c.0.starts_with("trace-")) {
+                for (stem, svg) in charts.iter().filter(|c| !c.0.starts_with("trace-")) {
                     out.push_str(&format!("<figure id=\"{}\">{svg}</figure>\n", esc(stem)));
                 }
                 out.push_str("</div>\n<details><summary>Power traces, one per cell</summary><div class=\"charts\">\n");
-                for (stem, _, svg) in charts.iter().filter(|c| c.0.starts_with("trace-")) {
+                for (stem, svg) in charts.iter().filter(|c| c.0.starts_with("trace-")) {
                     out.push_str(&format!("<figure id=\"{}\">{svg}</figure>\n", esc(stem)));
                 }
                 out.push_str("</div></details>\n");

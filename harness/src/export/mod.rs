@@ -68,7 +68,8 @@ impl ExportType {
     }
 }
 
-/// Writes every format in `types` into `dir`, and each chart as `charts/<name>.svg`.
+/// Writes every format in `types` into `dir`, and with the HTML report each chart as
+/// `charts/<name>.svg` and `charts/<name>.png`.
 pub fn export_all(data: &RunData, dir: &Path, types: &[ExportType]) -> anyhow::Result<()> {
     for t in types {
         let path = dir.join(t.file_name());
@@ -79,10 +80,14 @@ pub fn export_all(data: &RunData, dir: &Path, types: &[ExportType]) -> anyhow::R
         let charts_dir = dir.join("charts");
         std::fs::create_dir_all(&charts_dir)
             .with_context(|| format!("cannot create {}", charts_dir.display()))?;
-        for (stem, _, svg) in html::charts(data)? {
+        for (stem, _, chart) in html::charts(data) {
             let path = charts_dir.join(format!("{stem}.svg"));
-            std::fs::write(&path, svg)
+            std::fs::write(&path, chart.svg()?)
                 .with_context(|| format!("cannot write {}", path.display()))?;
+            let png = charts_dir.join(format!("{stem}.png"));
+            chart
+                .png(&png)
+                .with_context(|| format!("cannot write {}", png.display()))?;
         }
     }
     Ok(())
