@@ -132,7 +132,11 @@ fn energy_measurement() -> (Energy, String) {
 
 fn main() {
     let (measurement, label) = energy_measurement();
+    // Short windows: 40 benchmarks must fit the 10-minute budget of `cargo bench` on 2 cores.
     let mut criterion = Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(50)
         .with_measurement(measurement)
         .configure_from_args();
     energy_groups(&mut criterion, &label);

@@ -35,5 +35,17 @@ fn variants(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, variants);
+/// Short windows: 40 benchmarks must fit the 10-minute budget of `cargo bench` on 2 cores.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(1))
+        .measurement_time(std::time::Duration::from_secs(2))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = variants
+}
 criterion_main!(benches);
