@@ -3,6 +3,8 @@
 //! (`energy[estimated-tdp]/...`), so an estimate is never mistaken for a measurement. Criterion's
 //! console still prints "time"; the values are joules (shown in J, mJ or uJ).
 
+mod common;
+
 use std::sync::Mutex;
 
 use criterion::measurement::{Measurement, ValueFormatter};
@@ -12,8 +14,6 @@ use slimbench::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use slimbench::meter::rapl::powercap_root;
 use slimbench::meter::record::source_label;
 use slimbench::meter::EnergyMeter;
-use slimbench_models::catalog::{DEFAULT_MODELS, DEFAULT_TECHNIQUES};
-use slimbench_models::workload::{build_workload, WorkloadSpec};
 
 /// Joules drawn between `start` and `end`, summed over the meter's counted domains.
 struct Energy {
@@ -145,31 +145,14 @@ fn main() {
 
 /// One group per model, one benchmark per variant and batch size, the source in the group name.
 fn energy_groups(c: &mut Criterion<Energy>, label: &str) {
-    let cache = slimbench_models::cache::default_cache_dir();
-    for model in DEFAULT_MODELS {
+    for (model, variants) in common::default_variants() {
         let mut group = c.benchmark_group(format!("energy[{label}]/{model}"));
-        for technique in DEFAULT_TECHNIQUES {
-            for batch_size in [1usize, 32] {
-                let spec = WorkloadSpec {
-                    model: model.to_string(),
-                    technique: technique.to_string(),
-                    device: "cpu".into(),
-                    batch_size,
-                    cache_dir: cache.clone(),
-                };
-                let mut workload = match build_workload(&spec) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        eprintln!("skipping {model}/{technique}/b{batch_size}: {e}");
-                        continue;
-                    }
-                };
-                group.throughput(Throughput::Elements(batch_size as u64));
-                group.bench_function(
-                    BenchmarkId::new(format!("{technique}/cpu"), batch_size),
-                    |b| b.iter(|| workload.run_batch().expect("batch runs")),
-                );
-            }
+        for (technique, batch_size, mut workload) in variants {
+            group.throughput(Throughput::Elements(batch_size as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("{technique}/cpu"), batch_size),
+                |b| b.iter(|| workload.run_batch().expect("batch runs")),
+            );
         }
         group.finish();
     }
