@@ -30,7 +30,7 @@ pub const MODELS: &[(&str, &str)] = &[
     ),
     (
         "digits-cnn",
-        "CNN conv3x3(16)-conv3x3(32)-maxpool-linear on the UCI digits, 9,930 parameters, trained here",
+        "CNN conv3x3(8)-conv3x3(16)-maxpool-linear on the UCI digits, 3,818 parameters, trained here from a fixed seed",
     ),
 ];
 

@@ -21,18 +21,18 @@ pub struct ListArgs {
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     println!("models:");
     for (name, about) in catalog::MODELS {
-        println!("  {name:<14} {about}");
+        println!("  {name:<28} {about}");
     }
     println!("techniques:");
     for (name, about) in catalog::techniques() {
-        println!("  {name:<14} {about}");
+        println!("  {name:<28} {about}");
     }
     println!("devices:");
     for (name, about) in catalog::DEVICES {
-        println!("  {name:<14} {about}");
+        println!("  {name:<28} {about}");
     }
     println!(
-        "  {:<14} not available: built without the cuda feature",
+        "  {:<28} not available: built without the cuda feature",
         "cuda:N"
     );
     let host = HostInfo::detect();
@@ -57,7 +57,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         } else {
             "unavailable"
         };
-        println!("  {:<14} {state}: {}", s.source, s.detail);
+        println!("  {:<28} {state}: {}", s.source, s.detail);
     }
     Ok(ExitCode::SUCCESS)
 }

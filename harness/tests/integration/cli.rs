@@ -171,8 +171,12 @@ fn list_names_models_techniques_and_why_each_energy_source_is_unavailable() {
         .success()
         .stdout(predicate::str::contains("digits-mlp"))
         .stdout(predicate::str::contains("q4k"))
-        .stdout(predicate::str::contains(
-            "rapl           unavailable: no powercap tree at",
-        ))
-        .stdout(predicate::str::contains("estimated-tdp  available"));
+        .stdout(predicate::str::contains(format!(
+            "{:<28} unavailable: no powercap tree at",
+            "rapl"
+        )))
+        .stdout(predicate::str::contains(format!(
+            "{:<28} available",
+            "estimated-tdp"
+        )));
 }
