@@ -72,7 +72,8 @@ impl Sampler {
                 while !stop.load(Ordering::Relaxed) {
                     let now = Instant::now();
                     if next > now {
-                        std::thread::sleep((next - now).min(Duration::from_millis(50)));
+                        // One wake-up a sample: `stop` unparks the thread to end it at once.
+                        std::thread::park_timeout(next - now);
                         continue;
                     }
                     next += period;
@@ -108,6 +109,7 @@ impl Sampler {
     pub fn stop(mut self) -> (Vec<Sample>, Box<dyn EnergyMeter>, Option<String>) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
         let mut samples = std::mem::take(&mut *lock(&self.samples));
