@@ -65,15 +65,15 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
-/// The A/B test that answers the question on a noisy machine: 30 rounds, each running the batch
-/// for 200 ms with the sampler off, at 10 Hz and at 100 Hz, in a rotating order, so that drift of
+/// The A/B test that answers the question on a noisy machine: 60 rounds, each running the batch
+/// for 150 ms with the sampler off, at 10 Hz and at 100 Hz, in a rotating order, so that drift of
 /// the machine falls on all three alike. Prints the median latency of each and the ratios.
 fn interleaved() {
     let mut workload = build_workload(&spec()).expect("digits workload builds");
     let settings = meter_settings();
     let rates = [0.0, 10.0, 100.0];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rates.len()];
-    for round in 0..30 {
+    for round in 0..60 {
         for k in 0..rates.len() {
             let which = (round + k) % rates.len();
             let sampler = (rates[which] > 0.0).then(|| {
@@ -82,7 +82,7 @@ fn interleaved() {
                     rates[which],
                 )
             });
-            let end = Instant::now() + Duration::from_millis(200);
+            let end = Instant::now() + Duration::from_millis(150);
             while Instant::now() < end {
                 let t = Instant::now();
                 workload.run_batch().expect("batch runs");
@@ -99,7 +99,7 @@ fn interleaved() {
         .map(|s| slimbench::stats::median_of(s))
         .collect();
     println!(
-        "interleaved A/B (30 rounds x 200 ms): median us off {:.3}, 10 Hz {:.3} (ratio {:.4}), 100 Hz {:.3} (ratio {:.4})",
+        "interleaved A/B (60 rounds x 150 ms): median us off {:.3}, 10 Hz {:.3} (ratio {:.4}), 100 Hz {:.3} (ratio {:.4})",
         medians[0],
         medians[1],
         medians[1] / medians[0],
