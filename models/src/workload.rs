@@ -187,8 +187,7 @@ fn step_params(step: &Step, model: &str) -> Result<serde_json::Value> {
             serde_json::json!({ "finetune": finetune_config(model)? })
         }
         Step::Distill { .. } => {
-            let (teacher, student) = specs(model)?;
-            let _ = teacher;
+            let (_, student) = specs(model)?;
             serde_json::json!({
                 "student": student,
                 "temperature": DEFAULT_TEMPERATURE,

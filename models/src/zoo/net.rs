@@ -127,8 +127,7 @@ impl Network {
     /// Number of non-zero parameters.
     pub fn nonzero_parameter_count(&self) -> Result<usize> {
         let mut n = 0;
-        for (name, t) in self.to_tensors()? {
-            let _ = name;
+        for t in self.to_tensors()?.values() {
             n += t
                 .flatten_all()?
                 .to_vec1::<f32>()?
