@@ -1,8 +1,11 @@
-//! The plan of a run: the matrix of cells (model x technique x device x batch size), validated
+//! The plan of a run: the matrix of cells (model x technique x device x batch size, and sequence
+//! length for text models), validated
 //! against the catalogue so that a misspelt name is a usage error listing the valid ones.
 
 use serde::{Deserialize, Serialize};
 use slimbench_models::catalog;
+
+use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN};
 
 use crate::results::CellKey;
 
@@ -41,6 +44,29 @@ pub fn known_models() -> Vec<String> {
     catalog::MODELS.iter().map(|(n, _)| n.to_string()).collect()
 }
 
+/// The shapes a plan times: batch sizes, and for text models their own batch sizes and sequence
+/// lengths.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shapes {
+    /// Batch sizes of the non-text models.
+    pub batch_sizes: Vec<usize>,
+    /// Batch sizes (texts) of the text models.
+    pub text_batch_sizes: Vec<usize>,
+    /// Tokens per text of the text models.
+    pub seq_lens: Vec<usize>,
+}
+
+impl Shapes {
+    /// The same batch sizes for every model, and the default sequence length.
+    pub fn batches(batch_sizes: &[usize]) -> Self {
+        Self {
+            batch_sizes: batch_sizes.to_vec(),
+            text_batch_sizes: batch_sizes.to_vec(),
+            seq_lens: vec![DEFAULT_SEQ_LEN],
+        }
+    }
+}
+
 /// Names of known devices.
 pub fn known_devices() -> Vec<String> {
     catalog::DEVICES
@@ -56,9 +82,17 @@ impl Plan {
         models: &[String],
         techniques: &[String],
         devices: &[String],
-        batch_sizes: &[usize],
+        shapes: &Shapes,
     ) -> Result<Self, UsageError> {
-        check("model", models, &known_models())?;
+        // Known names, and `bert@DIR` folders from --model-dir.
+        let unknown: Vec<String> = models
+            .iter()
+            .filter(|m| !catalog::is_model(m))
+            .cloned()
+            .collect();
+        if models.is_empty() || !unknown.is_empty() {
+            check("model", &unknown, &known_models())?;
+        }
         if techniques.is_empty() {
             return Err(UsageError(format!(
                 "no technique given; valid techniques: {}",
@@ -77,9 +111,16 @@ impl Plan {
             }
         }
         check("device", devices, &known_devices())?;
-        if batch_sizes.is_empty() || batch_sizes.contains(&0) {
+        for sizes in [&shapes.batch_sizes, &shapes.text_batch_sizes] {
+            if sizes.is_empty() || sizes.contains(&0) {
+                return Err(UsageError(
+                    "--batch-sizes needs one or more sizes of at least 1, e.g. 1,32".into(),
+                ));
+            }
+        }
+        if shapes.seq_lens.is_empty() || shapes.seq_lens.iter().any(|&s| s < 2) {
             return Err(UsageError(
-                "--batch-sizes needs one or more sizes of at least 1, e.g. 1,32".into(),
+                "--seq-lens needs one or more lengths of at least 2 tokens, e.g. 32,128,256".into(),
             ));
         }
         let mut ordered: Vec<&String> = techniques
@@ -90,14 +131,26 @@ impl Plan {
         let mut cells = Vec::new();
         for model in models {
             for device in devices {
+                let text = is_text_model(model);
+                let (batches, seqs): (&[usize], Vec<Option<usize>>) = if text {
+                    (
+                        &shapes.text_batch_sizes,
+                        shapes.seq_lens.iter().map(|&s| Some(s)).collect(),
+                    )
+                } else {
+                    (&shapes.batch_sizes, vec![None])
+                };
                 for technique in &ordered {
-                    for &batch_size in batch_sizes {
-                        cells.push(CellKey {
-                            model: model.clone(),
-                            technique: (*technique).clone(),
-                            device: device.clone(),
-                            batch_size,
-                        });
+                    for &seq_len in &seqs {
+                        for &batch_size in batches {
+                            cells.push(CellKey {
+                                model: model.clone(),
+                                technique: (*technique).clone(),
+                                device: device.clone(),
+                                batch_size,
+                                seq_len,
+                            });
+                        }
                     }
                 }
             }
@@ -121,7 +174,7 @@ mod tests {
             &s(&["digits-mlp"]),
             &s(&["q8_0", "fp32"]),
             &s(&["cpu"]),
-            &[1, 32],
+            &Shapes::batches(&[1, 32]),
         )
         .unwrap();
         assert_eq!(p.cells.len(), 4);
@@ -132,14 +185,46 @@ mod tests {
 
     #[test]
     fn unknown_names_list_the_valid_ones() {
-        let e = Plan::new(&s(&["digits-mlp"]), &s(&["q3"]), &s(&["cpu"]), &[1]).unwrap_err();
+        let one = Shapes::batches(&[1]);
+        let e = Plan::new(&s(&["digits-mlp"]), &s(&["q3"]), &s(&["cpu"]), &one).unwrap_err();
         assert!(
             e.0.contains("unknown technique \"q3\"") && e.0.contains("q8_0"),
             "{e}"
         );
-        let e = Plan::new(&s(&["nope"]), &s(&["fp32"]), &s(&["cpu"]), &[1]).unwrap_err();
+        let e = Plan::new(&s(&["nope"]), &s(&["fp32"]), &s(&["cpu"]), &one).unwrap_err();
         assert!(e.0.contains("digits-mlp"), "{e}");
-        let e = Plan::new(&s(&["digits-mlp"]), &s(&["fp32"]), &s(&["cuda:0"]), &[1]).unwrap_err();
+        let e = Plan::new(&s(&["digits-mlp"]), &s(&["fp32"]), &s(&["cuda:0"]), &one).unwrap_err();
         assert!(e.0.contains("built without the cuda feature"), "{e}");
+    }
+
+    #[test]
+    fn text_models_get_their_batches_and_sequence_lengths() {
+        let shapes = Shapes {
+            batch_sizes: vec![1, 32],
+            text_batch_sizes: vec![1, 8],
+            seq_lens: vec![32, 128],
+        };
+        let p = Plan::new(
+            &s(&["digits-mlp", "minilm"]),
+            &s(&["fp32"]),
+            &s(&["cpu"]),
+            &shapes,
+        )
+        .unwrap();
+        let text: Vec<_> = p.cells.iter().filter(|c| c.model == "minilm").collect();
+        assert_eq!(text.len(), 4);
+        assert!(text
+            .iter()
+            .all(|c| c.seq_len.is_some() && c.batch_size <= 8));
+        assert!(p
+            .cells
+            .iter()
+            .filter(|c| c.model == "digits-mlp")
+            .all(|c| c.seq_len.is_none()));
+        let bad = Shapes {
+            seq_lens: vec![],
+            ..shapes
+        };
+        assert!(Plan::new(&s(&["minilm"]), &s(&["fp32"]), &s(&["cpu"]), &bad).is_err());
     }
 }

@@ -134,9 +134,7 @@ fn baseline_of<'a>(records: &'a [Record], key: &CellKey) -> Option<&'a Record> {
     records.iter().find(|r| {
         r.status == Status::Ok
             && r.key.technique == slimbench_models::catalog::BASELINE
-            && r.key.model == key.model
-            && r.key.device == key.device
-            && r.key.batch_size == key.batch_size
+            && r.key.same_setting(key)
     })
 }
 
@@ -202,11 +200,10 @@ pub fn best_variants(
     volume: Volume,
 ) -> Vec<BestVariant> {
     let rows = variant_rows(records, budget);
-    let mut groups: Vec<(String, String, usize)> = Vec::new();
+    let mut groups: Vec<&CellKey> = Vec::new();
     for r in &rows {
-        let g = (r.key.model.clone(), r.key.device.clone(), r.key.batch_size);
-        if !groups.contains(&g) {
-            groups.push(g);
+        if !groups.iter().any(|g| g.same_setting(&r.key)) {
+            groups.push(&r.key);
         }
     }
     let energy_of = |k: &CellKey| {
@@ -217,15 +214,10 @@ pub fn best_variants(
             .map(|e| e.energy_per_item_j)
     };
     let mut out = Vec::new();
-    for (model, device, batch) in groups {
+    for group in groups {
         let best = rows
             .iter()
-            .filter(|r| {
-                r.within_budget
-                    && r.key.model == model
-                    && r.key.device == device
-                    && r.key.batch_size == batch
-            })
+            .filter(|r| r.within_budget && r.key.same_setting(group))
             .filter_map(|r| energy_of(&r.key).map(|e| (r, e)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         let Some((row, e)) = best else { continue };

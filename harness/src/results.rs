@@ -49,6 +49,36 @@ pub struct CellKey {
     pub device: String,
     /// Items per batch.
     pub batch_size: usize,
+    /// Tokens per text, for text models (a plan dimension); absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
+}
+
+impl CellKey {
+    /// The batch shape for tables: `32`, or `8x128` (texts x tokens) for text models.
+    pub fn batch_label(&self) -> String {
+        match self.seq_len {
+            Some(s) => format!("{}x{s}", self.batch_size),
+            None => self.batch_size.to_string(),
+        }
+    }
+
+    /// The model with its sequence length, for chart groups: `minilm (128 tokens)`.
+    pub fn model_label(&self) -> String {
+        match self.seq_len {
+            Some(s) => format!("{} ({s} tokens)", self.model),
+            None => self.model.clone(),
+        }
+    }
+
+    /// True when `other` has the same model, device, batch size and sequence length (the cells a
+    /// variant is compared across).
+    pub fn same_setting(&self, other: &CellKey) -> bool {
+        self.model == other.model
+            && self.device == other.device
+            && self.batch_size == other.batch_size
+            && self.seq_len == other.seq_len
+    }
 }
 
 impl std::fmt::Display for CellKey {
@@ -57,7 +87,11 @@ impl std::fmt::Display for CellKey {
             f,
             "{}/{}/{}/b{}",
             self.model, self.technique, self.device, self.batch_size
-        )
+        )?;
+        if let Some(s) = self.seq_len {
+            write!(f, "/s{s}")?;
+        }
+        Ok(())
     }
 }
 
@@ -74,6 +108,10 @@ pub struct QualityRecord {
     pub delta_points: f64,
     /// Number of held-out items.
     pub items: usize,
+    /// Mean cosine similarity of the variant's embeddings to the uncompressed model's (0..1), for
+    /// embedding models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fidelity: Option<f64>,
 }
 
 /// One cell's result.

@@ -32,6 +32,10 @@ pub const MODELS: &[(&str, &str)] = &[
         "digits-cnn",
         "CNN conv3x3(8)-conv3x3(16)-maxpool-linear on the UCI digits, 3,818 parameters, trained here from a fixed seed",
     ),
+    (
+        "minilm",
+        "all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers, hidden 384, 22.7M parameters); `slimbench fetch minilm` first",
+    ),
 ];
 
 /// The uncompressed baseline technique.
@@ -240,9 +244,9 @@ pub fn techniques() -> Vec<(String, String)> {
     list
 }
 
-/// True when `name` is a known model.
+/// True when `name` is a known model, or a BERT folder (`bert@DIR`, from `--model-dir`).
 pub fn is_model(name: &str) -> bool {
-    MODELS.iter().any(|(n, _)| *n == name)
+    MODELS.iter().any(|(n, _)| *n == name) || name.starts_with(crate::text::workload::DIR_PREFIX)
 }
 
 /// True when `name` is a device this build knows.

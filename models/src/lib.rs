@@ -8,6 +8,7 @@ pub mod data;
 pub mod error;
 pub mod layer;
 pub mod quality;
+pub mod text;
 pub mod train;
 pub mod workload;
 pub mod zoo;

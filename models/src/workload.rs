@@ -33,6 +33,9 @@ pub struct WorkloadSpec {
     pub device: String,
     /// Items per batch.
     pub batch_size: usize,
+    /// Tokens per text for text models (default 128); `None` for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
     /// The prepared-weights cache folder.
     pub cache_dir: PathBuf,
 }
@@ -48,6 +51,9 @@ pub struct Quality {
     pub baseline_pct: f64,
     /// Number of held-out items evaluated.
     pub items: usize,
+    /// Mean cosine similarity of the variant's embeddings to the uncompressed model's (0..1), for
+    /// models that produce embeddings.
+    pub fidelity: Option<f64>,
 }
 
 /// Parameter counts and storage size of a variant.
@@ -246,6 +252,16 @@ fn apply_training_step(step: &Step, net: &Network, model: &str) -> Result<Networ
     }
 }
 
+/// Prepares any model's variant (digits or text) ahead of timing; returns whether each training
+/// step came from the cache.
+pub fn prepare_cell(model: &str, technique: &str, cache_dir: &Path) -> Result<Vec<CacheOutcome>> {
+    if crate::text::workload::is_text_model(model) {
+        Ok(crate::text::workload::prepare_text_variant(model, technique, cache_dir)?.outcomes)
+    } else {
+        Ok(prepare_variant(model, technique, cache_dir)?.outcomes)
+    }
+}
+
 /// Prepares a variant: the base, then each training step of the chain, each cached.
 pub fn prepare_variant(model: &str, technique: &str, cache_dir: &Path) -> Result<PreparedVariant> {
     let steps = parse_technique(technique)?;
@@ -359,6 +375,9 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     if spec.batch_size == 0 {
         return Err(ModelError::Invalid("batch size must be at least 1".into()));
     }
+    if crate::text::workload::is_text_model(&spec.model) {
+        return crate::text::workload::build_text_workload(spec);
+    }
     let prepared = prepare_variant(&spec.model, &spec.technique, &spec.cache_dir)?;
     let (model, layers): (Network, Vec<LayerReport>) = match &prepared.post {
         Some(step) => {
@@ -432,6 +451,7 @@ impl Workload for ClassifierWorkload {
             value_pct: accuracy_pct(&variant, &self.test_labels),
             baseline_pct: accuracy_pct(&baseline, &self.test_labels),
             items: self.test_labels.len(),
+            fidelity: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The `slimbench` command line: one file a subcommand.
 
 pub mod compare;
+pub mod fetch;
 pub mod list;
 pub mod merge;
 pub mod plan;
@@ -40,6 +41,8 @@ pub enum Commands {
     Compare(compare::CompareArgs),
     /// Re-render every output (CSV, JSON, Markdown and HTML reports, emissions.csv, charts) of a run folder.
     Report(report::ReportArgs),
+    /// Download a text model (all-MiniLM-L6-v2) and its quality data into the models cache.
+    Fetch(fetch::FetchArgs),
     /// Internal: measure one cell in this process and print its record (used by `run`).
     #[command(name = "__worker", hide = true)]
     Worker(worker::WorkerArgs),
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
         Commands::Merge(args) => merge::run(args),
         Commands::Compare(args) => compare::run(args),
         Commands::Report(args) => report::run(args),
+        Commands::Fetch(args) => fetch::run(args),
         Commands::Worker(args) => worker::run(args),
     };
     match result {

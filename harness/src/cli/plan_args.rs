@@ -6,7 +6,8 @@ use slimbench_models::catalog;
 
 use super::split_list;
 use crate::config::{load_config, RunConfig};
-use crate::plan::{Plan, UsageError};
+use crate::plan::{Plan, Shapes, UsageError};
+use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN, DIR_PREFIX};
 
 /// Flags that pick the cells.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -23,9 +24,16 @@ pub struct PlanArgs {
     /// Devices, comma-separated [default: cpu].
     #[arg(long, value_delimiter = ',')]
     pub devices: Vec<String>,
-    /// Batch sizes, comma-separated [default: 1,32].
+    /// Batch sizes, comma-separated [default: 1,32; 1,8 for text models].
     #[arg(long, value_delimiter = ',')]
     pub batch_sizes: Vec<usize>,
+    /// Tokens per text for text models, comma-separated, e.g. 32,128,256 [default: 128].
+    #[arg(long, value_delimiter = ',')]
+    pub seq_lens: Vec<usize>,
+    /// A folder with a BERT-family checkpoint (config.json, tokenizer.json, model.safetensors) to
+    /// run as model `bert@DIR`; repeatable. Alone, it replaces the default models.
+    #[arg(long, value_name = "DIR")]
+    pub model_dir: Vec<PathBuf>,
 }
 
 /// Reads the config file if one is given.
@@ -54,33 +62,69 @@ impl PlanArgs {
             || !self.techniques.is_empty()
             || !self.devices.is_empty()
             || !self.batch_sizes.is_empty()
+            || !self.seq_lens.is_empty()
+            || !self.model_dir.is_empty()
+    }
+
+    fn model_dirs(&self) -> Result<Vec<String>, UsageError> {
+        self.model_dir
+            .iter()
+            .map(|dir| {
+                let abs = dir.canonicalize().map_err(|e| {
+                    UsageError(format!(
+                        "--model-dir {}: {e}; give a folder with config.json, tokenizer.json and model.safetensors",
+                        dir.display()
+                    ))
+                })?;
+                if !abs.is_dir() {
+                    return Err(UsageError(format!(
+                        "--model-dir {}: not a folder",
+                        dir.display()
+                    )));
+                }
+                Ok(format!("{DIR_PREFIX}{}", abs.display()))
+            })
+            .collect()
     }
 
     /// The plan: flags over `config` over the default suite.
     pub fn resolve_plan(&self, config: &RunConfig) -> Result<Plan, UsageError> {
-        if config
-            .sequence_lengths
-            .as_ref()
-            .is_some_and(|s| !s.is_empty())
-        {
+        let dirs = self.model_dirs()?;
+        let mut models = if dirs.is_empty() || !self.models.is_empty() || config.models.is_some() {
+            pick(&self.models, &config.models, catalog::DEFAULT_MODELS)
+        } else {
+            Vec::new()
+        };
+        models.extend(dirs);
+        let seq_lens = if !self.seq_lens.is_empty() {
+            Some(self.seq_lens.clone())
+        } else {
+            config.sequence_lengths.clone().filter(|s| !s.is_empty())
+        };
+        if seq_lens.is_some() && !models.iter().any(|m| is_text_model(m)) {
             return Err(UsageError(
-                "sequence_lengths: no model of this build takes text (digits-mlp takes 8x8 images); remove the key".into(),
+                "--seq-lens (sequence_lengths): no model of this plan takes text; add --models minilm or remove it".into(),
             ));
         }
         let batch_sizes = if !self.batch_sizes.is_empty() {
-            self.batch_sizes.clone()
+            Some(self.batch_sizes.clone())
         } else {
-            config.batch_sizes.clone().unwrap_or_else(|| vec![1, 32])
+            config.batch_sizes.clone()
+        };
+        let shapes = Shapes {
+            batch_sizes: batch_sizes.clone().unwrap_or_else(|| vec![1, 32]),
+            text_batch_sizes: batch_sizes.unwrap_or_else(|| vec![1, 8]),
+            seq_lens: seq_lens.unwrap_or_else(|| vec![DEFAULT_SEQ_LEN]),
         };
         Plan::new(
-            &pick(&self.models, &config.models, catalog::DEFAULT_MODELS),
+            &models,
             &pick(
                 &self.techniques,
                 &config.techniques,
                 catalog::DEFAULT_TECHNIQUES,
             ),
             &pick(&self.devices, &config.devices, &["cpu"]),
-            &batch_sizes,
+            &shapes,
         )
     }
 }

@@ -71,6 +71,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("technique_params", r.technique_params.to_string()),
         ("device", r.key.device.clone()),
         ("batch_size", r.key.batch_size.to_string()),
+        ("seq_len", opt(r.key.seq_len)),
         ("status", r.status.as_str().to_string()),
         ("error", r.error.clone().unwrap_or_default()),
         ("parameter_count", opt(r.parameter_count)),
@@ -84,6 +85,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("quality_pct", of(q.map(|q| q.value_pct))),
         ("quality_baseline_pct", of(q.map(|q| q.baseline_pct))),
         ("quality_delta_points", of(q.map(|q| q.delta_points))),
+        ("fidelity", of(q.and_then(|q| q.fidelity))),
         ("latency_mean_ms", of(l.map(|l| l.mean_ms))),
         ("latency_p50_ms", of(l.map(|l| l.p50_ms))),
         ("latency_p90_ms", of(l.map(|l| l.p90_ms))),
@@ -181,6 +183,7 @@ pub fn header() -> Vec<&'static str> {
             technique: String::new(),
             device: String::new(),
             batch_size: 0,
+            seq_len: None,
         },
         HostInfo {
             cpu_model: String::new(),

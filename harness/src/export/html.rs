@@ -9,7 +9,7 @@ use crate::chart::trace::{parse_trace, trace_chart};
 use crate::chart::Chart;
 use crate::report::RunData;
 use crate::results::Record;
-use crate::runner::worker::cell_slug;
+use crate::runner::worker::{cell_slug, slug};
 
 /// Writes `report.html`.
 pub struct HtmlExporter;
@@ -27,11 +27,11 @@ th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}\
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #ddd}\
 .estimated{background:#fff3cd;border:1px solid #e0c060;padding:8px}";
 
-/// The groups charts are drawn for: (model, device), in record order.
+/// The groups charts are drawn for: (model with its sequence length, device), in record order.
 fn groups(records: &[Record]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for r in records {
-        let g = (r.key.model.clone(), r.key.device.clone());
+        let g = (r.key.model_label(), r.key.device.clone());
         if !out.contains(&g) {
             out.push(g);
         }
@@ -46,7 +46,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
         let cells: Vec<&Record> = data
             .records
             .iter()
-            .filter(|r| r.key.model == model && r.key.device == device)
+            .filter(|r| r.key.model_label() == model && r.key.device == device)
             .collect();
         let mut batches: Vec<usize> = cells.iter().map(|r| r.key.batch_size).collect();
         batches.sort();
@@ -61,7 +61,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
                 let title = format!("{model} on {device}, batch {b}: accuracy vs {name}");
                 if let Some(c) = pareto_chart(&at, cost, &title) {
                     out.push((
-                        format!("pareto-{name}-{model}-{device}-b{b}"),
+                        slug(&format!("pareto-{name}-{model}-{device}-b{b}")),
                         title,
                         Chart::Pareto(c),
                     ));
@@ -77,7 +77,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
             let title = format!("{model} on {device}: {name}");
             if let Some(c) = bars_chart(&cells, metric, &title) {
                 out.push((
-                    format!("bars-{name}-{model}-{device}"),
+                    slug(&format!("bars-{name}-{model}-{device}")),
                     title,
                     Chart::Bars(c),
                 ));

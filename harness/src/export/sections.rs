@@ -110,7 +110,7 @@ fn results(records: &[Record]) -> Section {
                 r.key.model.clone(),
                 r.key.technique.clone(),
                 r.key.device.clone(),
-                r.key.batch_size.to_string(),
+                r.key.batch_label(),
                 match &r.error {
                     Some(e) => format!(
                         "{}: {}",
@@ -213,7 +213,9 @@ fn best(data: &RunData, budget: QualityBudget, volume: Volume) -> Section {
             vec![
                 format!(
                     "{} / {} / batch {}",
-                    b.row.key.model, b.row.key.device, b.row.key.batch_size
+                    b.row.key.model,
+                    b.row.key.device,
+                    b.row.key.batch_label()
                 ),
                 b.row.key.technique.clone(),
                 opt(b.row.quality_delta_points, |d| format!("{d:+.2}")),

@@ -11,7 +11,7 @@ fn cell_text(r: &Record) -> Vec<String> {
         r.key.model.clone(),
         r.key.technique.clone(),
         r.key.device.clone(),
-        r.key.batch_size.to_string(),
+        r.key.batch_label(),
         r.status.as_str().to_string(),
         q.map(|q| format!("{:.2}", q.value_pct))
             .unwrap_or_else(dash),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use slimbench_models::cache::CacheOutcome;
-use slimbench_models::workload::prepare_variant;
+use slimbench_models::workload::prepare_cell;
 
 use super::worker::{TimingSettings, WorkerRequest};
 use crate::carbon::CarbonSettings;
@@ -84,13 +84,9 @@ pub fn prepare_variants(cells: &[CellKey], cache_dir: &Path) {
     pairs.dedup();
     for (model, technique) in pairs {
         let t = Instant::now();
-        match prepare_variant(model, technique, cache_dir) {
-            Ok(p) => {
-                let built = p
-                    .outcomes
-                    .iter()
-                    .filter(|o| **o != CacheOutcome::Hit)
-                    .count();
+        match prepare_cell(model, technique, cache_dir) {
+            Ok(outcomes) => {
+                let built = outcomes.iter().filter(|o| **o != CacheOutcome::Hit).count();
                 let how = if built == 0 {
                     "from the cache".to_string()
                 } else {

