@@ -7,5 +7,6 @@ pub mod config;
 pub mod fetch;
 pub mod files;
 pub mod probe;
+pub mod tiny;
 pub mod tokenize;
 pub mod workload;

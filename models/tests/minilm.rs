@@ -1,0 +1,123 @@
+//! all-MiniLM-L6-v2 against an independent reference, and its quality tasks. Needs the files of
+//! `slimbench fetch minilm` in the models cache ($SLIMBENCH_MODELS); without them each test prints
+//! why it is skipped, unless SLIMBENCH_REQUIRE_MINILM=1 (CI sets it) makes their absence a failure.
+
+use std::path::PathBuf;
+
+use slimbench_models::data::emails::emails_path;
+use slimbench_models::text::bert::Bert;
+use slimbench_models::text::files::{models_dir, ModelFiles};
+use slimbench_models::text::tokenize::{Padding, TextTokenizer};
+use slimbench_models::workload::{build_workload, WorkloadSpec};
+
+/// The model's files, or `None` (with the reason printed) when they are absent and not required.
+fn minilm_files() -> Option<ModelFiles> {
+    let dir = models_dir().join("minilm");
+    let found = ModelFiles::locate(&dir, "run `slimbench fetch minilm`");
+    let emails = emails_path(&models_dir());
+    let missing = match (&found, emails.is_file()) {
+        (Ok(_), true) => None,
+        (Err(e), _) => Some(e.to_string()),
+        (Ok(_), false) => Some(format!("{} is missing", emails.display())),
+    };
+    if let Some(why) = missing {
+        if std::env::var("SLIMBENCH_REQUIRE_MINILM").is_ok_and(|v| v == "1") {
+            panic!("SLIMBENCH_REQUIRE_MINILM=1 but the MiniLM files are absent: {why}");
+        }
+        eprintln!("skipped: all-MiniLM-L6-v2 not fetched ({why}); run `slimbench fetch minilm`");
+        return None;
+    }
+    found.ok()
+}
+
+fn cache() -> &'static tempfile::TempDir {
+    static CACHE: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| tempfile::tempdir().unwrap())
+}
+
+#[test]
+fn fp32_embeddings_match_the_independent_reference() {
+    let Some(files) = minilm_files() else { return };
+    let fixture =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/minilm/reference.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&fixture).unwrap()).unwrap();
+    let sentences = reference["sentences"].as_array().unwrap();
+    let texts: Vec<&str> = sentences
+        .iter()
+        .map(|s| s["text"].as_str().unwrap())
+        .collect();
+    let bert = Bert::from_tensors(
+        &files.config().unwrap(),
+        &files.tensors().unwrap(),
+        "minilm",
+    )
+    .unwrap();
+    let mut tok = TextTokenizer::load(&files.tokenizer).unwrap();
+    // One padded batch: the mask must make padding invisible.
+    let input = tok.encode(&texts, Padding::Longest(128)).unwrap();
+    let got = bert.embed(&input, false).unwrap().to_vec2::<f32>().unwrap();
+    let ids = input.ids.to_vec2::<u32>().unwrap();
+    for (i, s) in sentences.iter().enumerate() {
+        let want_ids: Vec<u32> = s["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            &ids[i][..want_ids.len()],
+            &want_ids[..],
+            "token ids of {:?}",
+            texts[i]
+        );
+        let want: Vec<f64> = s["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let worst = got[i]
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= 1e-4,
+            "sentence {i}: largest difference {worst:e} > 1e-4"
+        );
+    }
+}
+
+#[test]
+fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
+    if minilm_files().is_none() {
+        return;
+    }
+    let spec = WorkloadSpec {
+        model: "minilm".into(),
+        technique: "q8_0".into(),
+        device: "cpu".into(),
+        batch_size: 1,
+        seq_len: Some(128),
+        cache_dir: cache().path().to_path_buf(),
+    };
+    let mut w = build_workload(&spec).unwrap();
+    let q = w.quality().unwrap();
+    let fidelity = q.fidelity.unwrap();
+    println!(
+        "q8_0: fidelity {fidelity:.5}, spam accuracy {:.2}% (fp32 {:.2}%)",
+        q.value_pct, q.baseline_pct
+    );
+    assert!(fidelity >= 0.99, "q8_0 fidelity {fidelity} < 0.99");
+    assert!(
+        q.baseline_pct >= 93.0,
+        "fp32 spam accuracy {}% < 93%",
+        q.baseline_pct
+    );
+    assert_eq!(q.items, 256);
+    w.run_batch().unwrap();
+    let layers = w.layers();
+    assert!(layers.iter().any(|l| l.format == "q8_0"));
+    assert_eq!(layers[0].format, "f32", "embeddings stay f32");
+}

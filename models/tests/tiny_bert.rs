@@ -1,0 +1,185 @@
+//! Every technique on a tiny random-weight BERT (2 layers, hidden 64), in seconds, and the errors
+//! a broken checkpoint gives. Needs no fetched files.
+
+use candle_core::quantized::GgmlDType;
+use candle_core::DType;
+use slimbench_models::compress::prune::Norm;
+use slimbench_models::text::bert::{row_cosines, Bert};
+use slimbench_models::text::compress::{
+    cast_bert, distill_bert, prune_bert_structured, quantize_bert, DistillConfig,
+};
+use slimbench_models::text::files::ModelFiles;
+use slimbench_models::text::tiny::write_tiny_checkpoint;
+use slimbench_models::text::tokenize::{Padding, TextTokenizer};
+
+const TEXTS: &[&str] = &[
+    "win free money now !",
+    "please see the attached report .",
+    "cheap cash offer , click now",
+    "team lunch tomorrow ? thanks",
+    "code review of the build",
+    "the small model is fast",
+];
+
+fn tiny() -> (tempfile::TempDir, Bert, TextTokenizer) {
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny_checkpoint(dir.path(), 7).unwrap();
+    let files = ModelFiles::locate(dir.path(), "test").unwrap();
+    let bert =
+        Bert::from_tensors(&files.config().unwrap(), &files.tensors().unwrap(), "tiny").unwrap();
+    let tok = TextTokenizer::load(&files.tokenizer).unwrap();
+    (dir, bert, tok)
+}
+
+fn fidelity(a: &Bert, b: &Bert, tok: &mut TextTokenizer) -> f32 {
+    let input = tok.encode(TEXTS, Padding::Longest(32)).unwrap();
+    let c = row_cosines(
+        &a.embed(&input, false).unwrap(),
+        &b.embed(&input, false).unwrap(),
+    )
+    .unwrap();
+    c.iter().sum::<f32>() / c.len() as f32
+}
+
+#[test]
+fn padding_is_invisible_and_embeddings_are_unit_length() {
+    let (_d, bert, mut tok) = tiny();
+    let batch = bert
+        .embed(&tok.encode(TEXTS, Padding::Fixed(24)).unwrap(), false)
+        .unwrap();
+    let alone = bert
+        .embed(
+            &tok.encode(&TEXTS[..1], Padding::Longest(24)).unwrap(),
+            false,
+        )
+        .unwrap();
+    let rows = batch.to_vec2::<f32>().unwrap();
+    let one = alone.to_vec2::<f32>().unwrap();
+    for (x, y) in rows[0].iter().zip(&one[0]) {
+        assert!(
+            (x - y).abs() < 1e-5,
+            "padding changed the embedding: {x} vs {y}"
+        );
+    }
+    for r in &rows {
+        let n: f32 = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-5);
+    }
+    assert_eq!(batch.dims(), &[TEXTS.len(), 64]);
+}
+
+#[test]
+fn quantization_and_casts_cover_every_linear_with_fallback() {
+    let (_d, bert, mut tok) = tiny();
+    let (q8, reports) = quantize_bert(&bert, GgmlDType::Q8_0).unwrap();
+    assert!(fidelity(&bert, &q8, &mut tok) > 0.99);
+    assert_eq!(
+        reports.iter().filter(|r| r.format == "q8_0").count(),
+        8,
+        "4 Linear x 2 layers"
+    );
+    let (q4k, reports) = quantize_bert(&bert, GgmlDType::Q4K).unwrap();
+    let down = reports
+        .iter()
+        .find(|r| r.name.ends_with("output.dense") && r.in_dim == 256)
+        .unwrap();
+    assert_eq!(down.format, "q4k", "256-wide input takes the k-quant");
+    let qkv = reports
+        .iter()
+        .find(|r| r.name.ends_with("attention.qkv"))
+        .unwrap();
+    assert_eq!(qkv.format, "q4_1");
+    assert!(qkv.note.as_deref().unwrap().contains("fell back to q4_1"));
+    assert!(fidelity(&bert, &q4k, &mut tok) > 0.9);
+    for dtype in [DType::F16, DType::BF16] {
+        let (half, reports) = cast_bert(&bert, dtype).unwrap();
+        assert!(fidelity(&bert, &half, &mut tok) > 0.99);
+        let total: usize = reports.iter().map(|r| r.bytes).sum();
+        let full: usize = bert.layer_reports(|_| None).iter().map(|r| r.bytes).sum();
+        assert!(total < full);
+    }
+}
+
+#[test]
+fn structured_pruning_removes_heads_and_neurons_and_round_trips() {
+    let (_d, bert, mut tok) = tiny();
+    for norm in [Norm::L2, Norm::L1] {
+        let pruned = prune_bert_structured(&bert, 0.5, norm).unwrap();
+        for layer in &pruned.layers {
+            assert_eq!(layer.heads, 2);
+            assert_eq!(layer.intermediate.out_dim, 128);
+            assert_eq!(layer.qkv.out_dim, 3 * 2 * 16);
+        }
+        assert!(pruned.parameter_count() < bert.parameter_count());
+        let f = fidelity(&bert, &pruned, &mut tok);
+        assert!(f > 0.0 && f < 0.9999, "pruning changes the output: {f}");
+        let again =
+            Bert::from_tensors(&bert.config, &pruned.to_tensors().unwrap(), "saved").unwrap();
+        assert!(
+            (fidelity(&pruned, &again, &mut tok) - 1.0).abs() < 1e-5,
+            "saved checkpoint reloads"
+        );
+    }
+    let at_least_one = prune_bert_structured(&bert, 0.99, Norm::L2).unwrap();
+    assert!(at_least_one
+        .layers
+        .iter()
+        .all(|l| l.heads == 1 && l.intermediate.out_dim >= 1));
+}
+
+#[test]
+fn distillation_trains_a_shallower_student_towards_the_teacher() {
+    let (_d, bert, mut tok) = tiny();
+    let texts: Vec<&str> = TEXTS.iter().cycle().take(48).copied().collect();
+    let dc = DistillConfig {
+        student_layers: vec![1],
+        texts: 48,
+        seq_len: 16,
+        batch_size: 8,
+        learning_rate: 3e-3,
+        seed: 0,
+        loss: "cosine".into(),
+    };
+    let start = Bert {
+        layers: vec![bert.layers[1].clone()],
+        ..bert.clone()
+    };
+    let before = fidelity(&bert, &start, &mut tok);
+    let student = distill_bert(&bert, &mut tok, &texts, &dc, "tiny").unwrap();
+    assert_eq!(student.layers.len(), 1);
+    let after = fidelity(&bert, &student, &mut tok);
+    assert!(
+        after > before,
+        "distillation should move the student towards the teacher: {before} -> {after}"
+    );
+}
+
+#[test]
+fn broken_checkpoints_give_errors_that_name_the_file() {
+    let (dir, _, _) = tiny();
+    let files = ModelFiles::locate(dir.path(), "test").unwrap();
+    std::fs::write(&files.config, "{\"hidden_size\": 64,").unwrap();
+    let e = files.config().unwrap_err().to_string();
+    assert!(
+        e.contains("config.json") && e.contains("not a usable BERT config.json"),
+        "{e}"
+    );
+
+    let bytes = std::fs::read(&files.weights).unwrap();
+    std::fs::write(&files.weights, &bytes[..bytes.len() / 2]).unwrap();
+    let e = files.tensors().unwrap_err().to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
+
+    std::fs::remove_file(&files.weights).unwrap();
+    std::fs::write(dir.path().join("pytorch_model.bin"), b"\x80\x02pickle").unwrap();
+    let e = ModelFiles::locate(dir.path(), "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("pickled checkpoints are refused"),
+        "{e}"
+    );
+}
