@@ -19,6 +19,7 @@ fn spec() -> WorkloadSpec {
         technique: "fp32".into(),
         device: "cpu".into(),
         batch_size: 1,
+        seq_len: None,
         cache_dir: slimbench_models::cache::default_cache_dir(),
     }
 }

@@ -25,6 +25,7 @@ pub fn default_variants() -> Vec<(&'static str, Vec<Variant>)> {
                         technique: technique.to_string(),
                         device: "cpu".into(),
                         batch_size,
+                        seq_len: None,
                         cache_dir: cache.clone(),
                     };
                     match build_workload(&spec) {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use slimbench_models::catalog;
 
+use slimbench_models::device::{cuda_ordinal, CUDA_BUILT};
 use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN};
 
 use crate::results::CellKey;
@@ -75,6 +76,34 @@ pub fn known_devices() -> Vec<String> {
         .collect()
 }
 
+/// Checks that every `cuda:N` of `devices` exists: `gpu_count` asks the driver (NVML) how many
+/// NVIDIA GPUs there are, or says why it cannot. Errors say which: no driver, or no device N.
+pub fn check_cuda_devices(
+    devices: &[String],
+    gpu_count: impl FnOnce() -> Result<u32, String>,
+) -> Result<(), UsageError> {
+    let ordinals: Vec<(&String, usize)> = devices
+        .iter()
+        .filter_map(|d| cuda_ordinal(d).map(|n| (d, n)))
+        .collect();
+    if ordinals.is_empty() {
+        return Ok(());
+    }
+    let count = gpu_count()
+        .map_err(|why| UsageError(format!("device {}: no NVIDIA driver: {why}", ordinals[0].0)))?
+        as usize;
+    for (name, n) in ordinals {
+        if n >= count {
+            let found = match count {
+                0 => "no NVIDIA GPU found".to_string(),
+                c => format!("{c} NVIDIA GPU(s) found: cuda:0..cuda:{}", c - 1),
+            };
+            return Err(UsageError(format!("device {name}: no device {n}; {found}")));
+        }
+    }
+    Ok(())
+}
+
 impl Plan {
     /// Builds the matrix, validating every name. The baseline technique, when asked for, runs
     /// first so that a partial run still has it.
@@ -102,15 +131,26 @@ impl Plan {
         for t in techniques {
             catalog::parse_technique(t).map_err(|e| UsageError(e.to_string()))?;
         }
+        if devices.is_empty() {
+            return Err(UsageError(format!(
+                "no device given; valid devices: {}",
+                known_devices().join(", ")
+            )));
+        }
         for d in devices {
-            if d.starts_with("cuda") {
+            if !catalog::is_device(d) {
                 return Err(UsageError(format!(
-                    "device {d:?}: this slimbench was built without the cuda feature; valid devices: {}",
+                    "unknown device {d:?}; valid devices: {}",
                     known_devices().join(", ")
                 )));
             }
+            if cuda_ordinal(d).is_some() && !CUDA_BUILT {
+                return Err(UsageError(format!(
+                    "device {d:?}: this slimbench was built without the cuda feature \
+                     (rebuild with `--features cuda`; see scripts/gpu-check.sh); valid devices here: cpu"
+                )));
+            }
         }
-        check("device", devices, &known_devices())?;
         for sizes in [&shapes.batch_sizes, &shapes.text_batch_sizes] {
             if sizes.is_empty() || sizes.contains(&0) {
                 return Err(UsageError(
@@ -194,7 +234,34 @@ mod tests {
         let e = Plan::new(&s(&["nope"]), &s(&["fp32"]), &s(&["cpu"]), &one).unwrap_err();
         assert!(e.0.contains("digits-mlp"), "{e}");
         let e = Plan::new(&s(&["digits-mlp"]), &s(&["fp32"]), &s(&["cuda:0"]), &one).unwrap_err();
-        assert!(e.0.contains("built without the cuda feature"), "{e}");
+        if !CUDA_BUILT {
+            assert!(e.0.contains("built without the cuda feature"), "{e}");
+        }
+        let e = Plan::new(&s(&["digits-mlp"]), &s(&["fp32"]), &s(&["tpu:0"]), &one).unwrap_err();
+        assert!(
+            e.0.contains("unknown device") && e.0.contains("cuda:N"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cuda_devices_are_checked_against_the_driver() {
+        let devs = s(&["cpu", "cuda:1"]);
+        let e =
+            check_cuda_devices(&devs, || Err("libnvidia-ml.so.1 not found".into())).unwrap_err();
+        assert_eq!(
+            e.0,
+            "device cuda:1: no NVIDIA driver: libnvidia-ml.so.1 not found"
+        );
+        let e = check_cuda_devices(&devs, || Ok(1)).unwrap_err();
+        assert_eq!(
+            e.0,
+            "device cuda:1: no device 1; 1 NVIDIA GPU(s) found: cuda:0..cuda:0"
+        );
+        let e = check_cuda_devices(&s(&["cuda:0"]), || Ok(0)).unwrap_err();
+        assert!(e.0.contains("no device 0; no NVIDIA GPU found"), "{e}");
+        check_cuda_devices(&devs, || Ok(2)).unwrap();
+        check_cuda_devices(&s(&["cpu"]), || panic!("not asked without a cuda device")).unwrap();
     }
 
     #[test]

@@ -42,7 +42,13 @@ pub const MODELS: &[(&str, &str)] = &[
 pub const BASELINE: &str = "fp32";
 
 /// Devices this build can run on, with a one-line description.
-pub const DEVICES: &[(&str, &str)] = &[("cpu", "the host CPU, through candle's CPU backend")];
+pub const DEVICES: &[(&str, &str)] = &[
+    ("cpu", "the host CPU, through candle's CPU backend"),
+    (
+        "cuda:N",
+        "NVIDIA GPU N through candle's CUDA backend (needs the cuda feature and the driver)",
+    ),
+];
 
 /// The techniques of the default suite: every family and two pipelines.
 pub const DEFAULT_TECHNIQUES: &[&str] = &[
@@ -249,9 +255,10 @@ pub fn is_model(name: &str) -> bool {
     MODELS.iter().any(|(n, _)| *n == name) || name.starts_with(crate::text::workload::DIR_PREFIX)
 }
 
-/// True when `name` is a device this build knows.
+/// True when `name` is a device name a plan may use (`cpu`, `cuda:N`); whether CUDA is built in
+/// and present is checked when the device is opened.
 pub fn is_device(name: &str) -> bool {
-    DEVICES.iter().any(|(n, _)| *n == name)
+    crate::device::is_device_name(name)
 }
 
 #[cfg(test)]

@@ -163,6 +163,39 @@ impl DenseLayer {
         })
     }
 
+    /// The same layer on `device` (its storage kept). CSR layers have no kernel off the CPU.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let weight = match &self.weight {
+            WeightStorage::F32 { weight_t } => WeightStorage::F32 {
+                weight_t: weight_t.to_device(device)?,
+            },
+            WeightStorage::Half { weight_t } => WeightStorage::Half {
+                weight_t: weight_t.to_device(device)?,
+            },
+            WeightStorage::Quantized { format, .. } => {
+                let cpu = self.weight_f32()?.to_device(&Device::Cpu)?;
+                let qtensor = QTensor::quantize_onto(&cpu, *format, device)?;
+                WeightStorage::Quantized {
+                    bytes: qtensor.storage_size_in_bytes(),
+                    matmul: QMatMul::from_qtensor(qtensor)?,
+                    format: *format,
+                }
+            }
+            WeightStorage::Sparse { .. } if device.is_cpu() => self.weight.clone(),
+            WeightStorage::Sparse { .. } => {
+                return Err(crate::error::ModelError::NotApplicable(format!(
+                    "layer {} is stored as CSR (sprs), which has no kernel off the CPU",
+                    self.name
+                )))
+            }
+        };
+        Ok(Self {
+            weight,
+            bias: self.bias.to_device(device)?,
+            ..self.clone()
+        })
+    }
+
     /// True when the weight is stored as CSR.
     pub fn is_sparse(&self) -> bool {
         matches!(self.weight, WeightStorage::Sparse { .. })

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod catalog;
 pub mod compress;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod layer;
 pub mod quality;

@@ -368,10 +368,11 @@ pub fn choose_sparse_layers(
 pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     if !is_device(&spec.device) {
         return Err(ModelError::Invalid(format!(
-            "unknown device {:?}",
+            "unknown device {:?}; valid devices: cpu, cuda:N",
             spec.device
         )));
     }
+    let device = crate::device::candle_device(&spec.device)?;
     if spec.batch_size == 0 {
         return Err(ModelError::Invalid("batch size must be at least 1".into()));
     }
@@ -379,6 +380,13 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
         return crate::text::workload::build_text_workload(spec);
     }
     let prepared = prepare_variant(&spec.model, &spec.technique, &spec.cache_dir)?;
+    if prepared.unstructured && prepared.post.is_none() && !device.is_cpu() {
+        return Err(ModelError::NotApplicable(format!(
+            "{}: unstructured pruning pays off through the CSR sparse kernel (sprs), which has no \
+             CUDA kernel; on {} the zeros would run dense like fp32",
+            spec.technique, spec.device
+        )));
+    }
     let (model, layers): (Network, Vec<LayerReport>) = match &prepared.post {
         Some(step) => {
             let q = if let Some(format) = step.quant_format() {
@@ -402,12 +410,15 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     let (test_x, test_y) = tensors_of(&test)?;
     let rows: Vec<usize> = (0..spec.batch_size).map(|i| i % test.len()).collect();
     let (batch, _) = tensors_of(&test.select(&rows))?;
+    let (model, base) = (model.to_device(&device)?, prepared.base.to_device(&device)?);
+    let (batch, test_x) = (batch.to_device(&device)?, test_x.to_device(&device)?);
     // Bytes as stored: the layer reports' sums (sparse storage where a pruned layer is smaller so).
     let model_bytes = layers.iter().map(|l| l.bytes).sum();
     Ok(Box::new(ClassifierWorkload {
         model_bytes,
         model,
-        base: prepared.base,
+        base,
+        device,
         batch,
         test_x,
         test_labels: test_y.to_vec1::<u32>()?,
@@ -422,6 +433,7 @@ struct ClassifierWorkload {
     model_bytes: usize,
     model: Network,
     base: Network,
+    device: Device,
     batch: Tensor,
     test_x: Tensor,
     test_labels: Vec<u32>,
@@ -437,8 +449,9 @@ impl Workload for ClassifierWorkload {
 
     fn run_batch(&mut self) -> Result<()> {
         let logits = self.model.forward(&self.batch)?;
-        // The CPU backend is synchronous; this also keeps the result from being optimised away.
-        Device::Cpu.synchronize()?;
+        // CUDA runs asynchronously: the batch is done only when the device says so (a no-op on the
+        // CPU). Keeping the result also stops it from being optimised away.
+        self.device.synchronize()?;
         std::hint::black_box(logits);
         Ok(())
     }

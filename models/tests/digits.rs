@@ -172,6 +172,7 @@ fn every_default_technique_builds_a_workload_that_runs() {
                 technique: technique.to_string(),
                 device: "cpu".into(),
                 batch_size: 4,
+                seq_len: None,
                 cache_dir: dir.path().to_path_buf(),
             };
             let mut w = match build_workload(&spec) {

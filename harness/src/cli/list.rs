@@ -31,10 +31,15 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     for (name, about) in catalog::DEVICES {
         println!("  {name:<28} {about}");
     }
-    println!(
-        "  {:<28} not available: built without the cuda feature",
-        "cuda:N"
-    );
+    if slimbench_models::device::CUDA_BUILT {
+        use crate::meter::nvml::GpuBackend;
+        match crate::meter::nvml::RealNvml::init().and_then(|n| n.device_count()) {
+            Ok(n) => println!("  cuda: built in; {n} NVIDIA GPU(s) here"),
+            Err(e) => println!("  cuda: built in; no GPU usable here: {e}"),
+        }
+    } else {
+        println!("  cuda: not available: built without the cuda feature");
+    }
     let host = HostInfo::detect();
     println!(
         "host: {} ({} logical cores), {}, {:.1} GiB",

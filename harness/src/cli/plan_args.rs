@@ -6,7 +6,8 @@ use slimbench_models::catalog;
 
 use super::split_list;
 use crate::config::{load_config, RunConfig};
-use crate::plan::{Plan, Shapes, UsageError};
+use crate::plan::{check_cuda_devices, Plan, Shapes, UsageError};
+use slimbench_models::device::CUDA_BUILT;
 use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN, DIR_PREFIX};
 
 /// Flags that pick the cells.
@@ -116,6 +117,15 @@ impl PlanArgs {
             text_batch_sizes: batch_sizes.unwrap_or_else(|| vec![1, 8]),
             seq_lens: seq_lens.unwrap_or_else(|| vec![DEFAULT_SEQ_LEN]),
         };
+        let devices = pick(&self.devices, &config.devices, &["cpu"]);
+        if CUDA_BUILT {
+            check_cuda_devices(&devices, || {
+                use crate::meter::nvml::GpuBackend;
+                crate::meter::nvml::RealNvml::init()
+                    .and_then(|n| n.device_count())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
         Plan::new(
             &models,
             &pick(
@@ -123,7 +133,7 @@ impl PlanArgs {
                 &config.techniques,
                 catalog::DEFAULT_TECHNIQUES,
             ),
-            &pick(&self.devices, &config.devices, &["cpu"]),
+            &devices,
             &shapes,
         )
     }

@@ -193,7 +193,8 @@ fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
 
 /// Runs the plan the flags describe, or resumes one.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (manifest, run_dir) = match &args.resume {
+    let host = HostInfo::detect();
+    let (manifest, run_dir, meter) = match &args.resume {
         Some(dir) => {
             if args.plan.any_given() || args.shard.is_some() {
                 eprintln!(
@@ -201,18 +202,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     dir.display()
                 );
             }
-            (Manifest::read(dir)?, dir.clone())
+            let manifest = Manifest::read(dir)?;
+            let meter = meter_settings(&manifest.spec, &host)?;
+            (manifest, dir.clone(), meter)
         }
         None => {
             let (manifest, run_dir) = resolve_new_run(&args)?;
+            // Probe the meters before creating anything: a usage error leaves no run folder.
+            let meter = meter_settings(&manifest.spec, &host)?;
             std::fs::create_dir_all(&run_dir)
                 .map_err(|e| UsageError(format!("cannot create {}: {e}", run_dir.display())))?;
             manifest.write(&run_dir)?;
-            (manifest, run_dir)
+            (manifest, run_dir, meter)
         }
     };
-    let host = HostInfo::detect();
-    let meter = meter_settings(&manifest.spec, &host)?;
     let cells = shard_cells(&manifest.plan, manifest.shard);
     let done: HashSet<_> = done_cells(&run_dir)?.into_iter().map(|r| r.key).collect();
     let todo: Vec<_> = cells

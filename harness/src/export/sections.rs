@@ -2,6 +2,7 @@
 //! projection, method and caveats) as format-free sections that the Markdown and HTML exporters
 //! render.
 
+use super::table::{any_fidelity, fidelity_text};
 use crate::carbon::CAR_FACTOR_SOURCE;
 use crate::report::{
     best_variants, energy_sources, method_text, variant_rows, QualityBudget, RunData, Volume,
@@ -100,7 +101,7 @@ fn context(data: &RunData) -> Section {
 }
 
 fn results(records: &[Record]) -> Section {
-    let rows = records
+    let mut rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
             let q = r.quality.as_ref();
@@ -144,31 +145,35 @@ fn results(records: &[Record]) -> Section {
             ]
         })
         .collect();
+    let mut header: Vec<String> = [
+        "model",
+        "technique",
+        "device",
+        "batch",
+        "status",
+        "accuracy %",
+        "change (points)",
+        "size KiB",
+        "p50 ms",
+        "p99 ms",
+        "items/s",
+        "energy J/item",
+        "energy source",
+        "g CO2e / 1M items",
+        "peak RSS MiB",
+    ]
+    .map(s)
+    .to_vec();
+    if any_fidelity(records) {
+        header.insert(7, s("fidelity (cosine to fp32)"));
+        for (row, r) in rows.iter_mut().zip(records) {
+            row.insert(7, fidelity_text(r));
+        }
+    }
     Section {
         title: s("Results"),
         paragraphs: vec![],
-        table: Some(Table {
-            header: [
-                "model",
-                "technique",
-                "device",
-                "batch",
-                "status",
-                "accuracy %",
-                "change (points)",
-                "size KiB",
-                "p50 ms",
-                "p99 ms",
-                "items/s",
-                "energy J/item",
-                "energy source",
-                "g CO2e / 1M items",
-                "peak RSS MiB",
-            ]
-            .map(s)
-            .to_vec(),
-            rows,
-        }),
+        table: Some(Table { header, rows }),
     }
 }
 

@@ -2,6 +2,22 @@
 
 use crate::results::Record;
 
+/// True when some record has an embedding fidelity (text models): the tables then show it.
+pub fn any_fidelity(records: &[Record]) -> bool {
+    records
+        .iter()
+        .any(|r| r.quality.as_ref().and_then(|q| q.fidelity).is_some())
+}
+
+/// A fidelity for a table cell: 5 decimals, or `-`.
+pub fn fidelity_text(r: &Record) -> String {
+    r.quality
+        .as_ref()
+        .and_then(|q| q.fidelity)
+        .map(|f| format!("{f:.5}"))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn cell_text(r: &Record) -> Vec<String> {
     let q = r.quality.as_ref();
     let l = r.latency.as_ref();
@@ -55,9 +71,15 @@ pub fn render(records: &[Record]) -> String {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let rows: Vec<Vec<String>> = std::iter::once(header)
+    let mut rows: Vec<Vec<String>> = std::iter::once(header)
         .chain(records.iter().map(cell_text))
         .collect();
+    if any_fidelity(records) {
+        rows[0].insert(7, "fidelity".into());
+        for (row, r) in rows[1..].iter_mut().zip(records) {
+            row.insert(7, fidelity_text(r));
+        }
+    }
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();

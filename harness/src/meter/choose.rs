@@ -88,6 +88,10 @@ impl EnergyMeter for CompositeMeter {
         self.parts.iter().map(|p| p.dropped_samples()).sum()
     }
 
+    fn gpu_memory_peaks(&self) -> Option<super::nvml::GpuMemoryPeaks> {
+        self.parts.iter().find_map(|p| p.gpu_memory_peaks())
+    }
+
     fn method(&self) -> String {
         self.parts
             .iter()

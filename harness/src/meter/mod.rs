@@ -123,4 +123,8 @@ pub trait EnergyMeter: Send {
     }
     /// A one-line description of how this meter gets its figures.
     fn method(&self) -> String;
+    /// GPU memory peaks seen over the samples (process, device-wide), for meters that read GPUs.
+    fn gpu_memory_peaks(&self) -> Option<nvml::GpuMemoryPeaks> {
+        None
+    }
 }

@@ -258,6 +258,10 @@ impl<B: GpuBackend> EnergyMeter for NvmlMeter<B> {
         }
     }
 
+    fn gpu_memory_peaks(&self) -> Option<GpuMemoryPeaks> {
+        Some(self.peaks)
+    }
+
     fn method(&self) -> String {
         let parts: Vec<String> = self
             .gpus

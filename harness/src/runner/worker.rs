@@ -171,7 +171,12 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         workload.run_batch().context("warm-up iteration")?;
     }
 
-    let opened = open_meter(&req.meter).context("opening the energy meter")?;
+    // A cell on cuda:N reads that GPU's energy and memory through NVML besides the CPU's.
+    let mut settings = req.meter.clone();
+    if let Some(n) = slimbench_models::device::cuda_ordinal(&req.key.device) {
+        settings.gpus = Some(vec![n as u32]);
+    }
+    let opened = open_meter(&settings).context("opening the energy meter")?;
     for w in &opened.warnings {
         eprintln!("warning: {w}");
     }
@@ -214,7 +219,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     }
 
     let iterations = latencies_ms.len();
-    let energy = energy_record(
+    let mut energy = energy_record(
         &domains,
         method,
         &samples,
@@ -247,6 +252,10 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     r.window_s = Some(wall_s);
     r.throughput_items_per_s = Some((iterations * req.key.batch_size) as f64 / wall_s);
     r.peak_rss_bytes = peak_rss_bytes();
+    if let Some(peaks) = meter.gpu_memory_peaks() {
+        energy.gpu_process_peak_bytes = peaks.process_bytes;
+        energy.gpu_device_peak_bytes = peaks.device_bytes;
+    }
     r.energy = Some(energy);
     r.layers = workload.layers();
     r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);

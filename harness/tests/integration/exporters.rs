@@ -21,6 +21,7 @@ fn key(technique: &str, batch: usize) -> CellKey {
         technique: technique.into(),
         device: "cpu".into(),
         batch_size: batch,
+        seq_len: None,
     }
 }
 
@@ -50,6 +51,7 @@ fn record(
         baseline_pct: 98.0,
         delta_points: acc - 98.0,
         items: 359,
+        fidelity: None,
     });
     let samples: Vec<f64> = (0..20)
         .map(|i| p50 * (0.95 + 0.005 * f64::from(i)))

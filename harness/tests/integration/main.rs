@@ -8,3 +8,4 @@ mod nvml_fake;
 mod rapl;
 mod runner;
 mod schema;
+mod text;

@@ -52,6 +52,8 @@ fn every_numeric_column_names_its_unit() {
         "_hz",
         "_g",
         "_g_per_kwh",
+        "_tokens",
+        "_cosine",
     ];
     for col in header() {
         assert!(

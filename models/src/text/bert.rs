@@ -23,6 +23,15 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// The same norm on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: self.weight.to_device(device)?,
+            bias: self.bias.to_device(device)?,
+            eps: self.eps,
+        })
+    }
+
     /// Normalises `x`; `train` selects the differentiable (slower) formulation.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !train {
@@ -160,6 +169,34 @@ fn take(map: &HashMap<String, Tensor>, prefix: &str, name: &str, origin: &str) -
 }
 
 impl Bert {
+    /// The same model on `device` (each Linear keeps its storage).
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(BertLayer {
+                    attn_norm: l.attn_norm.to_device(device)?,
+                    out_norm: l.out_norm.to_device(device)?,
+                    ..l.map_linears(|lin| lin.to_device(device))?
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            config: self.config.clone(),
+            word_embeddings: self.word_embeddings.to_device(device)?,
+            position_embeddings: self.position_embeddings.to_device(device)?,
+            type_embeddings: self.type_embeddings.to_device(device)?,
+            embed_norm: self.embed_norm.to_device(device)?,
+            layers,
+        })
+    }
+
+    /// The device the model's weights are on.
+    pub fn device(&self) -> Device {
+        self.word_embeddings.device().clone()
+    }
+
     /// Builds the model from Hugging Face-named tensors (`bert.` prefix optional); the number of
     /// layers, heads per layer and feed-forward widths come from the tensors, the head width and
     /// epsilon from `config`. `origin` names the file in errors.

@@ -197,7 +197,7 @@ pub struct DistillConfig {
 
 impl DistillConfig {
     /// The default budget for a `depth`-layer teacher: every other layer from the second
-    /// (1/3/5 of 6), 1,536 texts of 128 tokens in batches of 16, lr 1e-4: about 10 minutes on
+    /// (1/3/5 of 6), 1,536 texts of 128 tokens in batches of 16, lr 5e-4: about 6 minutes on
     /// 2 cores for MiniLM.
     pub fn default_for(depth: usize) -> Self {
         Self {
@@ -205,7 +205,7 @@ impl DistillConfig {
             texts: 1_536,
             seq_len: 128,
             batch_size: 16,
-            learning_rate: 1e-4,
+            learning_rate: 5e-4,
             seed: 0,
             loss: "cosine".into(),
         }

@@ -200,7 +200,7 @@ fn minilm_from_hub() -> Result<BTreeMap<String, Vec<u8>>> {
 #[cfg(not(feature = "hub"))]
 fn minilm_from_hub() -> Result<BTreeMap<String, Vec<u8>>> {
     Err(ModelError::Invalid(
-        "--from hub needs slimbench built with the `hub` feature (cargo build --release --features hub)".into(),
+        "--from hub needs slimbench built with the `hub` feature (cargo build --release -p slimbench --features hub)".into(),
     ))
 }
 

@@ -31,6 +31,17 @@ pub struct Encoded {
     pub mask: Tensor,
 }
 
+impl Encoded {
+    /// The same batch on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            ids: self.ids.to_device(device)?,
+            type_ids: self.type_ids.to_device(device)?,
+            mask: self.mask.to_device(device)?,
+        })
+    }
+}
+
 /// A loaded tokenizer.
 pub struct TextTokenizer {
     inner: Tokenizer,

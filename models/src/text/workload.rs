@@ -210,12 +210,16 @@ pub fn prepare_text_variant(
     })
 }
 
-/// Sentence embeddings of `texts` at the quality sequence length, as rows.
+/// Sentence embeddings of `texts` at the quality sequence length, as rows (on the CPU, computed on
+/// the model's device).
 pub fn embed_texts(bert: &Bert, tokenizer: &mut TextTokenizer, texts: &[&str]) -> Result<Tensor> {
     let mut parts = Vec::new();
+    let device = bert.device();
     for chunk in texts.chunks(QUALITY_BATCH) {
-        let input = tokenizer.encode(chunk, Padding::Longest(QUALITY_SEQ_LEN))?;
-        parts.push(bert.embed(&input, false)?);
+        let input = tokenizer
+            .encode(chunk, Padding::Longest(QUALITY_SEQ_LEN))?
+            .to_device(&device)?;
+        parts.push(bert.embed(&input, false)?.to_device(&Device::Cpu)?);
     }
     Ok(Tensor::cat(&parts, 0)?)
 }
@@ -360,12 +364,16 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
             "sequence length {seq_len} exceeds the model's {positions} position embeddings"
         )));
     }
+    let device = crate::device::candle_device(&spec.device)?;
+    let bert = bert.to_device(&device)?;
     let split = email_split()?;
     let texts: Vec<&str> = (0..spec.batch_size)
         .map(|i| split.test[i % split.test.len()].text.as_str())
         .collect();
     let mut tokenizer = TextTokenizer::load(&prepared.base.files.tokenizer)?;
-    let batch = tokenizer.encode(&texts, Padding::Fixed(seq_len))?;
+    let batch = tokenizer
+        .encode(&texts, Padding::Fixed(seq_len))?
+        .to_device(&device)?;
     let quality = text_quality(&bert, &prepared, &variant_key, &spec.cache_dir, &spec.model)?;
     let model_bytes = layers.iter().map(|l| l.bytes).sum();
     let footprint = Footprint {
@@ -375,6 +383,7 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     };
     Ok(Box::new(TextWorkload {
         bert,
+        device,
         batch,
         batch_size: spec.batch_size,
         quality,
@@ -397,6 +406,7 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
 /// A prepared text variant with its fixed timing batch and its quality, computed once.
 struct TextWorkload {
     bert: Bert,
+    device: Device,
     batch: crate::text::tokenize::Encoded,
     batch_size: usize,
     quality: Quality,
@@ -412,7 +422,8 @@ impl Workload for TextWorkload {
 
     fn run_batch(&mut self) -> Result<()> {
         let out = self.bert.embed(&self.batch, false)?;
-        Device::Cpu.synchronize()?;
+        // CUDA runs asynchronously: the batch is done only when the device says so.
+        self.device.synchronize()?;
         std::hint::black_box(out);
         Ok(())
     }

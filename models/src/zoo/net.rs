@@ -91,6 +91,28 @@ pub struct Network {
 }
 
 impl Network {
+    /// The same network on `device`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            convs: self
+                .convs
+                .iter()
+                .map(|c| {
+                    Ok(ConvLayer {
+                        name: c.name.clone(),
+                        weight: c.weight.to_device(device)?,
+                        bias: c.bias.to_device(device)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            dense: self
+                .dense
+                .iter()
+                .map(|l| l.to_device(device))
+                .collect::<Result<Vec<_>>>()?,
+        })
+    }
+
     /// Logits for a batch `rows x 64` (pixels scaled to 0..1).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();

@@ -1,0 +1,144 @@
+//! Text models through the CLI: a tiny random BERT given with `--model-dir`, a synthetic email
+//! corpus standing in for SpamAssassin (no fetched files needed), sequence length as a plan
+//! dimension, and the text columns of the records.
+
+use std::io::Write;
+use std::path::Path;
+
+use predicates::prelude::*;
+use rand::{Rng, SeedableRng};
+use slimbench_models::data::emails::RawEmail;
+use slimbench_models::text::tiny::write_tiny_checkpoint;
+
+use crate::cli::{only_run_dir, slimbench};
+
+/// 800 emails of spam words or work words, enough for the 256/512 split plus distillation text.
+fn write_synthetic_corpus(models_dir: &Path) {
+    let spam = [
+        "win", "free", "money", "prize", "click", "now", "cash", "cheap", "deal", "offer",
+    ];
+    let ham = [
+        "meeting", "report", "code", "review", "lunch", "team", "project", "update", "build",
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let dir = models_dir.join("spam-assassin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in 0..800 {
+        let is_spam = i % 3 == 0;
+        let words = if is_spam { &spam[..] } else { &ham[..] };
+        let body: Vec<&str> = (0..12)
+            .map(|_| words[rng.gen_range(0..words.len())])
+            .collect();
+        let email = RawEmail {
+            group: if is_spam { "spam-1" } else { "easy-ham-1" }.into(),
+            id: format!("{i:05}"),
+            text: format!("From: x@y\nSubject: {}\n\n{} .", body[0], body.join(" ")),
+        };
+        writeln!(gz, "{}", serde_json::to_string(&email).unwrap()).unwrap();
+    }
+    std::fs::write(dir.join("emails.jsonl.gz"), gz.finish().unwrap()).unwrap();
+}
+
+#[test]
+fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    write_synthetic_corpus(&models);
+    let ckpt = tmp.path().join("tiny-bert");
+    write_tiny_checkpoint(&ckpt, 11).unwrap();
+    let out = tmp.path().join("reports");
+    slimbench(&tmp.path().join("cache"))
+        .env("SLIMBENCH_MODELS", &models)
+        .args(["run", "--model-dir"])
+        .arg(&ckpt)
+        .args([
+            "--techniques",
+            "fp32,q8_0,q4k,prune-structured-50,distill+q8_0,prune-unstructured-50",
+            "--batch-sizes",
+            "2",
+            "--seq-lens",
+            "16,32",
+            "--warmup",
+            "1",
+            "--min-iters",
+            "3",
+            "--min-duration",
+            "0.1",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("fidelity"))
+        .stdout(predicate::str::contains("2x16"));
+    let run = only_run_dir(&out);
+    let mut reader = csv::Reader::from_path(run.join("results.csv")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |row: &csv::StringRecord, name: &str| {
+        row.get(headers.iter().position(|h| h == name).unwrap())
+            .unwrap()
+            .to_string()
+    };
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 12, "6 techniques x 2 sequence lengths");
+    for row in &rows {
+        assert!(
+            col(row, "model").starts_with("bert@"),
+            "{}",
+            col(row, "model")
+        );
+        let seq = col(row, "seq_len_tokens");
+        assert!(seq == "16" || seq == "32", "{seq}");
+        let technique = col(row, "technique");
+        if technique == "prune-unstructured-50" {
+            assert_eq!(col(row, "status"), "not-applicable");
+            assert!(col(row, "error").contains("use prune-structured"));
+            continue;
+        }
+        assert_eq!(
+            col(row, "status"),
+            "ok",
+            "{technique}: {}",
+            col(row, "error")
+        );
+        assert_eq!(col(row, "quality_metric"), "spam_accuracy");
+        let fidelity: f64 = col(row, "fidelity_cosine").parse().unwrap();
+        match technique.as_str() {
+            "fp32" => assert!((fidelity - 1.0).abs() < 1e-6),
+            "q8_0" => assert!(fidelity > 0.99, "q8_0 fidelity {fidelity}"),
+            _ => assert!(
+                fidelity > 0.0 && fidelity <= 1.0 + 1e-6,
+                "{technique} {fidelity}"
+            ),
+        }
+        if technique == "q4k" {
+            let formats = col(row, "layer_formats");
+            assert!(
+                formats.contains("=q4k") && formats.contains("=q4_1"),
+                "{formats}"
+            );
+        }
+    }
+}
+
+#[test]
+fn seq_lens_without_a_text_model_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .args(["plan", "--models", "digits-mlp", "--seq-lens", "32"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no model of this plan takes text"));
+}
+
+#[test]
+fn fetch_from_the_hub_without_the_feature_says_how_to_build_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .args(["fetch", "minilm", "--from", "hub", "--models-dir"])
+        .arg(tmp.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--features hub"));
+}
