@@ -1,0 +1,117 @@
+//! The CUDA path (feature `cuda`): digits and a tiny BERT on `cuda:0` against the CPU, the
+//! not-applicable CSR path, and MiniLM where it is fetched. Without the feature, or without a GPU,
+//! each test prints why it is skipped.
+
+use slimbench_models::workload::{build_workload, WorkloadSpec};
+
+/// `Some(reason)` when CUDA cannot run here.
+fn no_gpu() -> Option<String> {
+    if !slimbench_models::device::CUDA_BUILT {
+        return Some("built without the cuda feature (cargo test --features cuda)".into());
+    }
+    match slimbench_models::device::candle_device("cuda:0") {
+        Ok(_) => None,
+        Err(e) => Some(format!("no usable GPU: {e}")),
+    }
+}
+
+fn skip(test: &str) -> bool {
+    if let Some(why) = no_gpu() {
+        eprintln!("skipped {test}: {why}");
+        return true;
+    }
+    false
+}
+
+fn spec(model: &str, technique: &str, device: &str, cache: &std::path::Path) -> WorkloadSpec {
+    WorkloadSpec {
+        model: model.into(),
+        technique: technique.into(),
+        device: device.into(),
+        batch_size: 8,
+        seq_len: Some(64).filter(|_| model.starts_with("bert@") || model == "minilm"),
+        cache_dir: cache.to_path_buf(),
+    }
+}
+
+#[test]
+fn digits_variants_run_on_cuda_with_the_cpu_quality() {
+    if skip("digits_variants_run_on_cuda_with_the_cpu_quality") {
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    for technique in ["fp32", "f16", "bf16", "q8_0", "q4_0"] {
+        let cpu = build_workload(&spec("digits-mlp", technique, "cpu", cache.path())).unwrap();
+        let mut gpu =
+            build_workload(&spec("digits-mlp", technique, "cuda:0", cache.path())).unwrap();
+        gpu.run_batch().unwrap();
+        let (c, g) = (cpu.quality().unwrap(), gpu.quality().unwrap());
+        println!(
+            "{technique}: cpu {:.2}% cuda {:.2}%",
+            c.value_pct, g.value_pct
+        );
+        assert!(
+            (c.value_pct - g.value_pct).abs() <= 1.0,
+            "{technique}: {c:?} vs {g:?}"
+        );
+    }
+    let e = build_workload(&spec(
+        "digits-mlp",
+        "prune-unstructured-90",
+        "cuda:0",
+        cache.path(),
+    ))
+    .err()
+    .expect("the CSR path has no CUDA kernel");
+    assert!(e.to_string().contains("no CUDA kernel"), "{e}");
+}
+
+#[test]
+fn tiny_bert_on_cuda_matches_the_cpu() {
+    use slimbench_models::text::bert::{row_cosines, Bert};
+    use slimbench_models::text::files::ModelFiles;
+    use slimbench_models::text::tokenize::{Padding, TextTokenizer};
+    if skip("tiny_bert_on_cuda_matches_the_cpu") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    slimbench_models::text::tiny::write_tiny_checkpoint(dir.path(), 5).unwrap();
+    let files = ModelFiles::locate(dir.path(), "test").unwrap();
+    let bert =
+        Bert::from_tensors(&files.config().unwrap(), &files.tensors().unwrap(), "tiny").unwrap();
+    let mut tok = TextTokenizer::load(&files.tokenizer).unwrap();
+    let input = tok
+        .encode(
+            &["win free money now", "team meeting tomorrow"],
+            Padding::Fixed(16),
+        )
+        .unwrap();
+    let cuda = slimbench_models::device::candle_device("cuda:0").unwrap();
+    let on_gpu = bert.to_device(&cuda).unwrap();
+    let g = on_gpu
+        .embed(&input.to_device(&cuda).unwrap(), false)
+        .unwrap();
+    let c = bert.embed(&input, false).unwrap();
+    let cos = row_cosines(&g.to_device(&candle_core::Device::Cpu).unwrap(), &c).unwrap();
+    assert!(cos.iter().all(|&x| x > 0.9999), "{cos:?}");
+}
+
+#[test]
+fn minilm_q8_0_on_cuda_keeps_fidelity() {
+    if skip("minilm_q8_0_on_cuda_keeps_fidelity") {
+        return;
+    }
+    if slimbench_models::text::workload::model_files("minilm").is_err() {
+        eprintln!("skipped minilm_q8_0_on_cuda_keeps_fidelity: MiniLM not fetched (slimbench fetch minilm)");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let mut w = build_workload(&spec("minilm", "q8_0", "cuda:0", cache.path())).unwrap();
+    w.run_batch().unwrap();
+    let q = w.quality().unwrap();
+    println!(
+        "minilm q8_0 on cuda:0: fidelity {:?}, spam {:.2}%",
+        q.fidelity, q.value_pct
+    );
+    assert!(q.fidelity.unwrap() >= 0.99);
+}
