@@ -4,6 +4,7 @@
 //! - `fp32`: the uncompressed baseline.
 //! - `q8_0`, `q6k`, `q5k`, `q5_1`, `q5_0`, `q4k`, `q4_1`, `q4_0`: weight quantization of every
 //!   fully connected layer (per-layer fallback where the block does not fit).
+//! - `<format>-all` (text models): the same, and the token embedding table too.
 //! - `f16`, `bf16`: half-precision casts of the fully connected weights.
 //! - `prune-unstructured-S`, `prune-unstructured-global-S`: magnitude pruning to S% zeros (1..99),
 //!   per layer or global, with a fine-tune that keeps the mask; each layer runs dense or CSR.
@@ -94,6 +95,9 @@ pub enum Step {
     Quantize {
         /// The format's name.
         format: String,
+        /// Also the token embeddings (`<format>-all`; text models only).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        embeddings: bool,
     },
     /// Half-precision cast of the fully connected weights.
     Cast {
@@ -111,7 +115,7 @@ impl Step {
     /// The block format of a quantization step.
     pub fn quant_format(&self) -> Option<GgmlDType> {
         match self {
-            Step::Quantize { format } => format_by_name(format),
+            Step::Quantize { format, .. } => format_by_name(format),
             _ => None,
         }
     }
@@ -142,6 +146,16 @@ fn parse_step(name: &str) -> Result<Step> {
     if format_by_name(name).is_some() {
         return Ok(Step::Quantize {
             format: name.to_string(),
+            embeddings: false,
+        });
+    }
+    if let Some(format) = name
+        .strip_suffix("-all")
+        .filter(|f| format_by_name(f).is_some())
+    {
+        return Ok(Step::Quantize {
+            format: format.to_string(),
+            embeddings: true,
         });
     }
     if name == "f16" || name == "bf16" {
@@ -205,6 +219,7 @@ pub fn parse_technique(name: &str) -> Result<Vec<Step>> {
 pub fn technique_names() -> Vec<String> {
     let mut list = vec![BASELINE.to_string()];
     list.extend(QUANT_FORMATS.iter().map(|(n, _)| n.to_string()));
+    list.push("<format>-all (text models: the token embeddings too)".to_string());
     list.extend(
         [
             "f16",
@@ -237,6 +252,7 @@ pub fn techniques() -> Vec<(String, String)> {
         ));
     }
     for (name, about) in [
+        ("<format>-all", "text models: every Linear and the token embeddings in the format (e.g. q8_0-all)"),
         ("f16, bf16", "Linear weights cast to half precision (saves memory; x86 widens to f32)"),
         ("prune-unstructured-S", "S% smallest weights per layer set to zero, fine-tuned with the mask; dense or CSR per layer by measured break-even"),
         ("prune-unstructured-global-S", "the same with one global magnitude threshold"),

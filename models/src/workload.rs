@@ -201,7 +201,7 @@ fn step_params(step: &Step, model: &str) -> Result<serde_json::Value> {
                 "train": student_config(model)?,
             })
         }
-        Step::Quantize { format } => serde_json::json!({
+        Step::Quantize { format, .. } => serde_json::json!({
             "block_size": crate::compress::quantize::format_by_name(format).map(|f| f.block_size()),
             "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
         }),
@@ -380,6 +380,15 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
         return crate::text::workload::build_text_workload(spec);
     }
     let prepared = prepare_variant(&spec.model, &spec.technique, &spec.cache_dir)?;
+    if let Some(Step::Quantize {
+        embeddings: true, ..
+    }) = &prepared.post
+    {
+        return Err(ModelError::NotApplicable(format!(
+            "{}: {} has no token embeddings; use the plain format",
+            spec.technique, spec.model
+        )));
+    }
     if prepared.unstructured && prepared.post.is_none() && !device.is_cpu() {
         return Err(ModelError::NotApplicable(format!(
             "{}: unstructured pruning pays off through the CSR sparse kernel (sprs), which has no \

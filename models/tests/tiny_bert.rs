@@ -6,7 +6,8 @@ use candle_core::DType;
 use slimbench_models::compress::prune::Norm;
 use slimbench_models::text::bert::{row_cosines, Bert};
 use slimbench_models::text::compress::{
-    cast_bert, distill_bert, prune_bert_structured, quantize_bert, DistillConfig,
+    cast_bert, distill_bert, prune_bert_structured, quantize_bert, quantize_embeddings,
+    DistillConfig,
 };
 use slimbench_models::text::files::ModelFiles;
 use slimbench_models::text::tiny::write_tiny_checkpoint;
@@ -98,6 +99,33 @@ fn quantization_and_casts_cover_every_linear_with_fallback() {
         let full: usize = bert.layer_reports(|_| None).iter().map(|r| r.bytes).sum();
         assert!(total < full);
     }
+}
+
+#[test]
+fn embeddings_quantize_on_request_and_shrink_the_stored_size() {
+    let (_d, bert, mut tok) = tiny();
+    let (q, reports) = quantize_bert(&bert, GgmlDType::Q8_0).unwrap();
+    let (all, emb) = quantize_embeddings(&q, GgmlDType::Q8_0).unwrap();
+    assert_eq!(emb.format, "f32+q8_0");
+    assert!(
+        emb.bytes < reports[0].bytes,
+        "{} vs {}",
+        emb.bytes,
+        reports[0].bytes
+    );
+    assert!(fidelity(&bert, &all, &mut tok) > 0.99);
+    assert!(
+        fidelity(&q, &all, &mut tok) < 1.0 - 1e-7,
+        "the rounding reaches the output"
+    );
+    let steps = slimbench_models::catalog::parse_technique("q4_0-all").unwrap();
+    assert_eq!(
+        steps[0],
+        slimbench_models::catalog::Step::Quantize {
+            format: "q4_0".into(),
+            embeddings: true
+        }
+    );
 }
 
 #[test]

@@ -54,7 +54,7 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
         .arg(&ckpt)
         .args([
             "--techniques",
-            "fp32,q8_0,q4k,prune-structured-50,distill+q8_0,prune-unstructured-50",
+            "fp32,q8_0,q4k,q8_0-all,prune-structured-50,distill+q8_0,prune-unstructured-50",
             "--batch-sizes",
             "2",
             "--seq-lens",
@@ -81,7 +81,7 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
             .to_string()
     };
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-    assert_eq!(rows.len(), 12, "6 techniques x 2 sequence lengths");
+    assert_eq!(rows.len(), 14, "7 techniques x 2 sequence lengths");
     for row in &rows {
         assert!(
             col(row, "model").starts_with("bert@"),
@@ -111,6 +111,9 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
                 fidelity > 0.0 && fidelity <= 1.0 + 1e-6,
                 "{technique} {fidelity}"
             ),
+        }
+        if technique == "q8_0-all" {
+            assert!(col(row, "layer_formats").contains("embeddings+layer_norms=f32+q8_0"));
         }
         if technique == "q4k" {
             let formats = col(row, "layer_formats");

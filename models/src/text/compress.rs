@@ -60,6 +60,41 @@ pub fn quantize_bert(bert: &Bert, format: GgmlDType) -> Result<(Bert, Vec<LayerR
     Ok((out, reports))
 }
 
+/// Quantizes the token embedding table to `format` (its rows are `hidden` wide, so a block-32
+/// format fits any BERT whose hidden size is a multiple of 32). The table is stored quantized; for
+/// the lookup it is dequantized once to f32, so quality reflects the rounding and the time does not
+/// change. Returns the model and the report entry of the embeddings.
+pub fn quantize_embeddings(bert: &Bert, format: GgmlDType) -> Result<(Bert, LayerReport)> {
+    let hidden = bert.config.hidden_size;
+    let chosen = choose_format(format, hidden).ok_or_else(|| {
+        ModelError::NotApplicable(format!(
+            "hidden size {hidden} fits no block of {}'s fallback chain",
+            format_name(format)
+        ))
+    })?;
+    let table = bert.word_embeddings.to_device(&candle_core::Device::Cpu)?;
+    let q = candle_core::quantized::QTensor::quantize(&table, chosen)?;
+    let quantized_bytes = q.storage_size_in_bytes();
+    let word_embeddings = q
+        .dequantize(&candle_core::Device::Cpu)?
+        .to_device(bert.word_embeddings.device())?;
+    let out = Bert {
+        word_embeddings,
+        ..bert.clone()
+    };
+    let mut report = out.layer_reports(|_| None).remove(0);
+    let f32_table = table.elem_count() * 4;
+    report.format = format!("f32+{}", format_name(chosen));
+    report.bytes = report.bytes - f32_table + quantized_bytes;
+    report.note = Some(format!(
+        "token embeddings stored in {} ({} bytes instead of {f32_table}), dequantized to f32 at load \
+         for the lookup; position and type embeddings and layer norms f32",
+        format_name(chosen),
+        quantized_bytes
+    ));
+    Ok((out, report))
+}
+
 /// Casts every Linear's weight to f16 or bf16.
 pub fn cast_bert(bert: &Bert, dtype: DType) -> Result<(Bert, Vec<LayerReport>)> {
     let layers = bert

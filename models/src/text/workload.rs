@@ -15,7 +15,8 @@ use crate::error::{ModelError, Result};
 use crate::layer::LayerReport;
 use crate::text::bert::{row_cosines, Bert};
 use crate::text::compress::{
-    cast_bert, distill_bert, prune_bert_structured, quantize_bert, DistillConfig,
+    cast_bert, distill_bert, prune_bert_structured, quantize_bert, quantize_embeddings,
+    DistillConfig,
 };
 use crate::text::files::{models_dir, ModelFiles};
 use crate::text::probe::Probe;
@@ -130,9 +131,13 @@ fn step_params(step: &Step, depth: usize) -> Result<serde_json::Value> {
             "finetune": "none",
         }),
         Step::Distill { .. } => serde_json::json!({ "student": DistillConfig::default_for(depth) }),
-        Step::Quantize { format } => serde_json::json!({
+        Step::Quantize { format, embeddings } => serde_json::json!({
             "block_size": crate::compress::quantize::format_by_name(format).map(|f| f.block_size()),
-            "scope": "every Linear (fused query/key/value, attention output, intermediate, output); embeddings and layer norms f32",
+            "scope": if *embeddings {
+                "every Linear and the token embeddings (dequantized to f32 at load for the lookup); position and type embeddings and layer norms f32"
+            } else {
+                "every Linear (fused query/key/value, attention output, intermediate, output); embeddings and layer norms f32"
+            },
             "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
         }),
         Step::Cast { .. } => serde_json::json!({
@@ -335,7 +340,20 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     let (bert, layers, variant_key) = match &prepared.post {
         Some(step) => {
             let (b, l) = if let Some(format) = step.quant_format() {
-                quantize_bert(&prepared.bert, format)?
+                let (b, mut l) = quantize_bert(&prepared.bert, format)?;
+                if matches!(
+                    step,
+                    Step::Quantize {
+                        embeddings: true,
+                        ..
+                    }
+                ) {
+                    let (b, emb) = quantize_embeddings(&b, format)?;
+                    l[0] = emb;
+                    (b, l)
+                } else {
+                    (b, l)
+                }
             } else if let Some(dtype) = step.cast_dtype() {
                 cast_bert(&prepared.bert, dtype)?
             } else {
