@@ -28,27 +28,29 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+# The path of the GPU test binary that `"$@" -p slimbench-models --test gpu --no-run` builds
+# ("$@" is a cargo test command line).
+gpu_test_binary() {
+  "$@" -p slimbench-models --test gpu --no-run --message-format=json | python3 -c 'import json,sys
+for l in sys.stdin:
+    if not l.startswith("{"): continue  # the toolchain recipe may print other lines
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="gpu": print(m["executable"])'
+}
+
 # The slimbench binary and the GPU test binary, built with the cuda feature when a GPU is asked for.
 build() { # build <dest dir> <with cuda: 1|0>
-  local dest=$1 cuda=$2 profile=release
+  local dest=$1 cuda=$2 profile tests
   mkdir -p "$dest"
   if [ "$cuda" = 1 ]; then
+    profile=release
     LEAN=1 bash scripts/cuda-toolchain.sh . build --release -p slimbench --features cuda
-    local tests
-    tests=$(LEAN=1 bash scripts/cuda-toolchain.sh . test --release -p slimbench-models --features cuda \
-      --test gpu --no-run --message-format=json | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="gpu": print(m["executable"])')
+    tests=$(LEAN=1 gpu_test_binary bash scripts/cuda-toolchain.sh . test --release --features cuda)
   else
     # The dry run: the dev profile (dependencies and models at opt-level 2) builds faster here.
     profile=debug
     cargo build -p slimbench
-    local tests
-    tests=$(cargo test -p slimbench-models --test gpu --no-run --message-format=json | python3 -c 'import json,sys
-for l in sys.stdin:
-    m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="gpu": print(m["executable"])')
+    tests=$(gpu_test_binary cargo test)
   fi
   cp "target/$profile/slimbench" "$dest/slimbench"
   cp "$tests" "$dest/gpu-tests"

@@ -32,8 +32,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         println!("  {name:<28} {about}");
     }
     if slimbench_models::device::CUDA_BUILT {
-        use crate::meter::nvml::GpuBackend;
-        match crate::meter::nvml::RealNvml::init().and_then(|n| n.device_count()) {
+        match crate::meter::nvml::gpu_count() {
             Ok(n) => println!("  cuda: built in; {n} NVIDIA GPU(s) here"),
             Err(e) => println!("  cuda: built in; no GPU usable here: {e}"),
         }

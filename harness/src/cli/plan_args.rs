@@ -120,10 +120,7 @@ impl PlanArgs {
         let devices = pick(&self.devices, &config.devices, &["cpu"]);
         if CUDA_BUILT {
             check_cuda_devices(&devices, || {
-                use crate::meter::nvml::GpuBackend;
-                crate::meter::nvml::RealNvml::init()
-                    .and_then(|n| n.device_count())
-                    .map_err(|e| e.to_string())
+                crate::meter::nvml::gpu_count().map_err(|e| e.to_string())
             })?;
         }
         Plan::new(

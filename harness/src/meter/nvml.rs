@@ -46,6 +46,11 @@ impl RealNvml {
     }
 }
 
+/// How many NVIDIA GPUs the driver reports, or why it cannot be asked.
+pub fn gpu_count() -> Result<u32, MeterError> {
+    RealNvml::init()?.device_count()
+}
+
 fn nvml_err(e: nvml_wrapper::error::NvmlError) -> MeterError {
     MeterError::Read(format!("NVML: {e}"))
 }

@@ -117,8 +117,13 @@ fn norms(rows: &[Vec<f32>], norm: Norm) -> Vec<f32> {
         .collect()
 }
 
-/// Indices of the `keep` largest scores, ascending.
-fn top_indices(scores: &[f32], keep: usize) -> Vec<u32> {
+/// How many of `total` units survive removing `ratio` of them: rounded, at least one.
+pub(crate) fn kept_count(total: usize, ratio: f64) -> usize {
+    ((total as f64 * (1.0 - ratio)).round() as usize).clamp(1, total.max(1))
+}
+
+/// Indices of the `keep` largest scores (ties to the lower index), ascending.
+pub(crate) fn top_indices(scores: &[f32], keep: usize) -> Vec<u32> {
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let mut kept: Vec<u32> = order.into_iter().take(keep).map(|i| i as u32).collect();
@@ -139,7 +144,6 @@ pub fn prune_structured(net: &Network, ratio: f64, norm: Norm) -> Result<Network
         )));
     }
     let mut t = net.to_tensors()?;
-    let keep_of = |n: usize| (((1.0 - ratio) * n as f64).round() as usize).max(1);
     let get = |t: &HashMap<String, Tensor>, k: &str| -> Result<Tensor> {
         t.get(k)
             .cloned()
@@ -151,7 +155,7 @@ pub fn prune_structured(net: &Network, ratio: f64, norm: Norm) -> Result<Network
             let w = get(&t, &format!("conv{i}.weight"))?;
             let out = w.dims()[0];
             let rows = w.flatten_from(1)?.to_vec2::<f32>()?;
-            let kept = top_indices(&norms(&rows, norm), keep_of(out));
+            let kept = top_indices(&norms(&rows, norm), kept_count(out, ratio));
             let idx = index(&kept)?;
             t.insert(format!("conv{i}.weight"), w.index_select(&idx, 0)?);
             let b = get(&t, &format!("conv{i}.bias"))?;
@@ -178,7 +182,7 @@ pub fn prune_structured(net: &Network, ratio: f64, norm: Norm) -> Result<Network
         for i in 0..n_dense.saturating_sub(1) {
             let w = get(&t, &format!("layers.{i}.weight"))?;
             let rows = w.to_vec2::<f32>()?;
-            let kept = top_indices(&norms(&rows, norm), keep_of(rows.len()));
+            let kept = top_indices(&norms(&rows, norm), kept_count(rows.len(), ratio));
             let idx = index(&kept)?;
             t.insert(format!("layers.{i}.weight"), w.index_select(&idx, 0)?);
             let b = get(&t, &format!("layers.{i}.bias"))?;

@@ -409,18 +409,22 @@ impl Bert {
         Ok(n)
     }
 
-    /// What each Linear is stored as, preceded by the embeddings and layer norms (f32).
-    pub fn layer_reports(&self, note: impl Fn(&DenseLayer) -> Option<String>) -> Vec<LayerReport> {
-        let fixed = self.fixed_parameter_count();
-        let mut reports = vec![LayerReport {
+    /// The report entry of the embeddings and layer norms, all f32.
+    pub fn embeddings_report(&self) -> LayerReport {
+        LayerReport {
             name: "embeddings+layer_norms".into(),
             in_dim: self.config.vocab_size,
             out_dim: self.config.hidden_size,
             format: "f32".into(),
             note: Some("token, position and type embeddings and every layer norm, kept f32".into()),
             weight_sparsity: 0.0,
-            bytes: fixed * 4,
-        }];
+            bytes: self.fixed_parameter_count() * 4,
+        }
+    }
+
+    /// What each Linear is stored as, preceded by the embeddings and layer norms (f32).
+    pub fn layer_reports(&self, note: impl Fn(&DenseLayer) -> Option<String>) -> Vec<LayerReport> {
+        let mut reports = vec![self.embeddings_report()];
         for l in self.layers.iter().flat_map(|l| l.linears()) {
             reports.push(l.report(note(l)));
         }

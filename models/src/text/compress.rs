@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::compress::prune::Norm;
+use crate::compress::prune::{kept_count, top_indices, Norm};
 use crate::compress::quantize::choose_format;
 use crate::error::{ModelError, Result};
 use crate::layer::{format_name, DenseLayer, LayerReport};
@@ -82,7 +82,7 @@ pub fn quantize_embeddings(bert: &Bert, format: GgmlDType) -> Result<(Bert, Laye
         word_embeddings,
         ..bert.clone()
     };
-    let mut report = out.layer_reports(|_| None).remove(0);
+    let mut report = out.embeddings_report();
     let f32_table = table.elem_count() * 4;
     report.format = format!("f32+{}", format_name(chosen));
     report.bytes = report.bytes - f32_table + quantized_bytes;
@@ -124,19 +124,6 @@ fn finish_norm(sum: f32, norm: Norm) -> f32 {
         Norm::L1 => sum,
         Norm::L2 => sum.sqrt(),
     }
-}
-
-/// Indices of the `keep` largest scores, in ascending index order.
-fn top_indices(scores: &[f32], keep: usize) -> Vec<u32> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let mut kept: Vec<u32> = order.into_iter().take(keep).map(|i| i as u32).collect();
-    kept.sort_unstable();
-    kept
-}
-
-fn kept_count(total: usize, ratio: f64) -> usize {
-    ((total as f64 * (1.0 - ratio)).round() as usize).clamp(1, total)
 }
 
 fn select(lin: &DenseLayer, rows: Option<&[u32]>, cols: Option<&[u32]>) -> Result<DenseLayer> {

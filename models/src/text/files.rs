@@ -89,7 +89,12 @@ impl ModelFiles {
 /// Loads a safetensors file; a truncated or malformed file gives an error naming it.
 pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| ModelError::Data {
+    parse_safetensors(&bytes, path)
+}
+
+/// Parses the bytes of the safetensors file at `path` (named in errors).
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| ModelError::Data {
         source_name: path.display().to_string(),
         message: format!(
             "not a valid safetensors file ({e}); it may be truncated: fetch it again \

@@ -79,7 +79,8 @@ pub fn load_base(model: &str) -> Result<TextBase> {
     let config = files.config()?;
     let bytes = std::fs::read(&files.weights).map_err(|e| ModelError::io(&files.weights, e))?;
     let weights_sha = sha256_hex(&bytes);
-    let tensors = crate::text::files::load_safetensors(&files.weights)?;
+    // One read of the weights serves both the cache key and the tensors.
+    let tensors = crate::text::files::parse_safetensors(&bytes, &files.weights)?;
     let bert = Bert::from_tensors(&config, &tensors, &files.weights.display().to_string())?;
     let config_text =
         std::fs::read_to_string(&files.config).map_err(|e| ModelError::io(&files.config, e))?;
@@ -243,18 +244,18 @@ struct Reference {
 fn reference(
     prepared: &PreparedText,
     split: &EmailSplit,
+    tok: &mut TextTokenizer,
     cache_dir: &Path,
     model: &str,
 ) -> Result<Reference> {
     let key = format!("{}|emails {}|reference 1", prepared.base.key, split.sha256);
     let path = entry_path(cache_dir, &format!("{}-reference", cache_stem(model)), &key);
     let (tensors, _) = load_or_build(&path, || {
-        let mut tok = TextTokenizer::load(&prepared.base.files.tokenizer)?;
         let bert = &prepared.base.bert;
         let train: Vec<&str> = split.probe_train.iter().map(|e| e.text.as_str()).collect();
         let test: Vec<&str> = split.test.iter().map(|e| e.text.as_str()).collect();
-        let train_emb = embed_texts(bert, &mut tok, &train)?;
-        let test_emb = embed_texts(bert, &mut tok, &test)?;
+        let train_emb = embed_texts(bert, tok, &train)?;
+        let test_emb = embed_texts(bert, tok, &test)?;
         let labels: Vec<bool> = split.probe_train.iter().map(|e| e.spam).collect();
         let probe = Probe::train(&rows_of(&train_emb)?, &labels);
         let w: Vec<f32> = probe.weights.iter().map(|&w| w as f32).collect();
@@ -300,19 +301,19 @@ fn text_quality(
     variant: &Bert,
     prepared: &PreparedText,
     variant_key: &str,
+    split: &EmailSplit,
+    tok: &mut TextTokenizer,
     cache_dir: &Path,
     model: &str,
 ) -> Result<Quality> {
-    let split = email_split()?;
-    let reference = reference(prepared, &split, cache_dir, model)?;
+    let reference = reference(prepared, split, tok, cache_dir, model)?;
     let key = format!("{variant_key}|emails {}|quality 1", split.sha256);
     let path = entry_path(cache_dir, &format!("{}-quality", cache_stem(model)), &key);
     let (tensors, _) = load_or_build(&path, || {
-        let mut tok = TextTokenizer::load(&prepared.base.files.tokenizer)?;
         let test: Vec<&str> = split.test.iter().map(|e| e.text.as_str()).collect();
         Ok(HashMap::from([(
             "test_embeddings".to_string(),
-            embed_texts(variant, &mut tok, &test)?,
+            embed_texts(variant, tok, &test)?,
         )]))
     })?;
     let emb = tensors
@@ -392,7 +393,16 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     let batch = tokenizer
         .encode(&texts, Padding::Fixed(seq_len))?
         .to_device(&device)?;
-    let quality = text_quality(&bert, &prepared, &variant_key, &spec.cache_dir, &spec.model)?;
+    // The corpus and the tokenizer, read once, serve the timed batch and the quality tasks.
+    let quality = text_quality(
+        &bert,
+        &prepared,
+        &variant_key,
+        &split,
+        &mut tokenizer,
+        &spec.cache_dir,
+        &spec.model,
+    )?;
     let model_bytes = layers.iter().map(|l| l.bytes).sum();
     let footprint = Footprint {
         parameter_count: bert.parameter_count(),
