@@ -8,7 +8,8 @@
 #
 # GPU machines lent to this project cannot fetch crates: build here with `--build-only carry/gpu`
 # (the cuda feature through scripts/cuda-toolchain.sh with LEAN=1: CUDA 13.0 from PyPI, stubs for
-# the driver and cuBLAS), carry that folder, and there run
+# the driver and cuBLAS; about 20 minutes on 2 cores; stripped and packed into a 17 MB
+# gpu-bin.tar.xz), carry that folder, and there run
 # `scripts/gpu-check.sh --bin-dir carry/gpu`. The binaries need the real driver (libcuda.so.1)
 # and the CUDA 13 runtime libraries on that machine; the script looks for them.
 set -euo pipefail
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --build-only) build_only=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +55,8 @@ build() { # build <dest dir> <with cuda: 1|0>
   fi
   cp "target/$profile/slimbench" "$dest/slimbench"
   cp "$tests" "$dest/gpu-tests"
+  # The release profile keeps line tables (debug = 1): strip them from the copies.
+  strip "$dest/slimbench" "$dest/gpu-tests"
   echo "gpu-check: built $dest/slimbench and $dest/gpu-tests ($(du -sh "$dest" | cut -f1))"
 }
 
@@ -61,7 +64,17 @@ wants_cuda=0
 [[ $devices == *cuda* ]] && wants_cuda=1
 if [ -n "$build_only" ]; then
   build "$build_only" 1
+  # Stripped, the two cuda binaries are about 130 MB: over the 64 MiB a GPU machine can be sent.
+  # Packed with xz they are about 17 MB; --bin-dir unpacks them.
+  tar -C "$build_only" -cf - slimbench gpu-tests | xz -T0 -6 > "$build_only/gpu-bin.tar.xz"
+  rm "$build_only/slimbench" "$build_only/gpu-tests"
+  echo "gpu-check: carry $build_only ($(du -sh "$build_only/gpu-bin.tar.xz" | cut -f1)), then run scripts/gpu-check.sh --bin-dir $build_only there"
   exit 0
+fi
+if [ -n "$bin_dir" ] && [ -f "$bin_dir/gpu-bin.tar.xz" ] && [ ! -x "$bin_dir/slimbench" ]; then
+  mkdir -p target/gpu-check-bin
+  xz -dc "$bin_dir/gpu-bin.tar.xz" | tar -C target/gpu-check-bin -xf -
+  bin_dir=target/gpu-check-bin
 fi
 if [ -z "$bin_dir" ]; then
   bin_dir=target/gpu-check-bin
