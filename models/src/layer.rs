@@ -1,5 +1,7 @@
 //! One fully connected layer in whichever storage a technique gave it (f32, a candle quantized
-//! block format, or a half-precision cast), with its real storage size.
+//! block format, slimbench's own int8, a half-precision cast or CSR), with its real storage size.
+
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
@@ -7,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sprs::CsMatI;
 
 use crate::error::Result;
+use crate::kernels::int8::Int8Matrix;
 
 /// How a layer's weight is stored and multiplied.
 #[derive(Debug, Clone)]
@@ -30,6 +33,12 @@ pub enum WeightStorage {
     Half {
         /// The weight, transposed, in F16 or BF16.
         weight_t: Tensor,
+    },
+    /// int8 per output channel, multiplied by activations quantized per row at run time through
+    /// slimbench's own kernel ([`crate::kernels::int8`]; CPU only).
+    Int8 {
+        /// The packed weight.
+        matrix: Arc<Int8Matrix>,
     },
     /// Compressed sparse rows (`out x in`, u32 indices) through a CSR x dense kernel (sprs).
     Sparse {
@@ -120,6 +129,11 @@ impl DenseLayer {
                 QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
             },
             WeightStorage::Half { weight_t } => weight_t.to_dtype(DType::F32)?.t()?.contiguous()?,
+            WeightStorage::Int8 { matrix } => Tensor::from_vec(
+                matrix.dequantize(),
+                (self.out_dim, self.in_dim),
+                &Device::Cpu,
+            )?,
             WeightStorage::Sparse { csr } => {
                 let dense = csr.to_dense();
                 let (rows, cols) = (dense.nrows(), dense.ncols());
@@ -181,7 +195,15 @@ impl DenseLayer {
                     format: *format,
                 }
             }
-            WeightStorage::Sparse { .. } if device.is_cpu() => self.weight.clone(),
+            WeightStorage::Sparse { .. } | WeightStorage::Int8 { .. } if device.is_cpu() => {
+                self.weight.clone()
+            }
+            WeightStorage::Int8 { .. } => {
+                return Err(crate::error::ModelError::NotApplicable(format!(
+                    "layer {} is stored as slimbench's int8, whose kernel runs on the CPU only",
+                    self.name
+                )))
+            }
             WeightStorage::Sparse { .. } => {
                 return Err(crate::error::ModelError::NotApplicable(format!(
                     "layer {} is stored as CSR (sprs), which has no kernel off the CPU",
@@ -235,6 +257,18 @@ impl DenseLayer {
         })
     }
 
+    /// The weight as int8 per output channel (see [`WeightStorage::Int8`]).
+    pub fn int8(&self) -> Result<Self> {
+        let weight = self.weight_f32()?.flatten_all()?.to_vec1::<f32>()?;
+        let matrix = Int8Matrix::quantize(&weight, self.out_dim, self.in_dim, None);
+        Ok(Self {
+            weight: WeightStorage::Int8 {
+                matrix: Arc::new(matrix),
+            },
+            ..self.clone()
+        })
+    }
+
     /// The format name of the weight.
     pub fn format(&self) -> &'static str {
         match &self.weight {
@@ -247,6 +281,7 @@ impl DenseLayer {
                     "f16"
                 }
             }
+            WeightStorage::Int8 { .. } => "int8",
             WeightStorage::Sparse { .. } => "f32-csr",
         }
     }
@@ -274,6 +309,7 @@ impl DenseLayer {
             WeightStorage::F32 { .. } => self.in_dim * self.out_dim * 4,
             WeightStorage::Quantized { bytes, .. } => *bytes,
             WeightStorage::Half { .. } => self.in_dim * self.out_dim * 2,
+            WeightStorage::Int8 { matrix } => matrix.size_bytes(),
             // f32 values, u32 column indices, u32 row pointers.
             WeightStorage::Sparse { csr } => csr.nnz() * 8 + (self.out_dim + 1) * 4,
         };
@@ -304,9 +340,20 @@ impl Module for DenseLayer {
                 .matmul(weight_t)?
                 .to_dtype(DType::F32)?,
             WeightStorage::Sparse { csr } => csr_forward(csr, x)?,
+            WeightStorage::Int8 { matrix } => return int8_forward(matrix, x, &self.bias),
         };
         y.broadcast_add(&self.bias)
     }
+}
+
+/// `x W^T + b` through the int8 kernel, for a batch `rows x in` on the CPU.
+fn int8_forward(matrix: &Int8Matrix, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let (rows, _) = x.dims2()?;
+    let input = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows * matrix.out_dim()];
+    crate::kernels::elementwise::fill_rows(&mut out, &bias.to_vec1::<f32>()?, None);
+    matrix.matmul_acc(&input, rows, &mut out);
+    Tensor::from_vec(out, (rows, matrix.out_dim()), x.device())
 }
 
 /// `x W^T` for a CSR weight `out x in` and a dense batch `rows x in`: Y^T = W X^T through sprs's

@@ -7,6 +7,7 @@ pub mod compress;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod kernels;
 pub mod layer;
 pub mod quality;
 pub mod text;

@@ -211,3 +211,53 @@ fn broken_checkpoints_give_errors_that_name_the_file() {
         "{e}"
     );
 }
+
+/// The CPU inference kernels against candle's ops, on every storage a technique can give a
+/// Linear, with ragged padding (the texts differ in length) and pruned (uneven) layers: to 1e-4 in
+/// f32 and f16; quantized layers also round their inputs to 8 bits, so a last-bit difference in
+/// an input can move one step of the rounding, hence 1e-3 there.
+#[test]
+fn cpu_kernels_match_candle_ops_for_every_storage() {
+    let (_d, bert, mut tok) = tiny();
+    let input = tok.encode(TEXTS, Padding::Longest(32)).unwrap();
+    let mut variants = vec![
+        ("f32", bert.clone()),
+        ("q8_0", quantize_bert(&bert, GgmlDType::Q8_0).unwrap().0),
+        ("f16", cast_bert(&bert, DType::F16).unwrap().0),
+        (
+            "pruned",
+            prune_bert_structured(&bert, 0.3, Norm::L2).unwrap(),
+        ),
+    ];
+    let int8 = Bert {
+        layers: bert
+            .layers
+            .iter()
+            .map(|l| l.map_linears(|lin| lin.int8()).unwrap())
+            .collect(),
+        ..bert.clone()
+    };
+    variants.push(("int8", int8));
+    for (name, model) in &variants {
+        let tolerance = if matches!(*name, "q8_0" | "int8") {
+            1e-3
+        } else {
+            1e-4
+        };
+        let fast = model
+            .embed(&input, false)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let reference = model
+            .embed_with_candle_ops(&input, false)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        for (row_f, row_r) in fast.iter().zip(&reference) {
+            for (f, r) in row_f.iter().zip(row_r) {
+                assert!((f - r).abs() < tolerance, "{name}: {f} vs {r}");
+            }
+        }
+    }
+}

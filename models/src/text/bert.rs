@@ -372,7 +372,18 @@ impl Bert {
     }
 
     /// Sentence embeddings `[batch, hidden]`: mean of the real tokens' states, L2-normalised.
+    /// Inference on the CPU runs slimbench's own kernels ([`crate::text::infer`]); training and
+    /// other devices run candle's ops ([`Bert::embed_with_candle_ops`]).
     pub fn embed(&self, input: &Encoded, train: bool) -> Result<Tensor> {
+        if !train && self.device().is_cpu() && input.ids.device().is_cpu() {
+            return crate::text::infer::embed(self, input);
+        }
+        self.embed_with_candle_ops(input, train)
+    }
+
+    /// [`Bert::embed`] through candle's tensor ops: differentiable, on any device, and the
+    /// straightforward path the CPU kernels are tested against.
+    pub fn embed_with_candle_ops(&self, input: &Encoded, train: bool) -> Result<Tensor> {
         mean_pool_normalized(&self.hidden_states(input, train)?, &input.mask)
     }
 

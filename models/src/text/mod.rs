@@ -6,6 +6,7 @@ pub mod compress;
 pub mod config;
 pub mod fetch;
 pub mod files;
+pub mod infer;
 pub mod probe;
 pub mod tiny;
 pub mod tokenize;

@@ -1,0 +1,75 @@
+//! The engine-speed benchmark of issue 10: all-MiniLM-L6-v2 at 128 tokens, batch 1 and 32, in
+//! each precision slimbench has, with the fidelity of each to fp32 (mean cosine of the pooled
+//! embeddings of 32 held-out emails). Run it beside `../shared/peer/run.sh` in the same session:
+//! `cargo run --release -p slimbench-models --example minilm_engine [runs]`
+//! (needs `slimbench fetch minilm`; threads follow `RAYON_NUM_THREADS`).
+
+use std::time::Instant;
+
+use candle_core::quantized::GgmlDType;
+use candle_core::DType;
+use slimbench_models::kernels::{thread_count, CpuFeatures};
+use slimbench_models::text::bert::{row_cosines, Bert};
+use slimbench_models::text::compress::{cast_bert, quantize_bert};
+use slimbench_models::text::tokenize::{Padding, TextTokenizer};
+use slimbench_models::text::workload::{email_split, load_base, MINILM};
+
+fn median_ms(bert: &Bert, input: &slimbench_models::text::tokenize::Encoded, runs: usize) -> f64 {
+    for _ in 0..2 {
+        bert.embed(input, false).expect("forward");
+    }
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = Instant::now();
+            bert.embed(input, false).expect("forward");
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() -> slimbench_models::Result<()> {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20);
+    let base = load_base(MINILM)?;
+    let mut tokenizer = TextTokenizer::load(&base.files.tokenizer)?;
+    let split = email_split()?;
+    let texts: Vec<&str> = split.test[..32].iter().map(|e| e.text.as_str()).collect();
+    let batch32 = tokenizer.encode(&texts, Padding::Fixed(128))?;
+    let batch1 = tokenizer.encode(&texts[..1], Padding::Fixed(128))?;
+    let fp32 = base.bert.clone();
+    let reference = fp32.embed(&batch32, false)?;
+    let int8 = Bert {
+        layers: fp32
+            .layers
+            .iter()
+            .map(|l| l.map_linears(|lin| lin.int8()))
+            .collect::<slimbench_models::Result<_>>()?,
+        ..fp32.clone()
+    };
+    let variants: Vec<(&str, Bert)> = vec![
+        ("fp32", fp32.clone()),
+        ("int8", int8),
+        ("q8_0", quantize_bert(&fp32, GgmlDType::Q8_0)?.0),
+        ("q4_0", quantize_bert(&fp32, GgmlDType::Q4_0)?.0),
+        ("bf16", cast_bert(&fp32, DType::BF16)?.0),
+    ];
+    println!(
+        "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {}, median of {runs} runs",
+        thread_count(),
+        CpuFeatures::get().name()
+    );
+    println!("| precision | batch 1 ms | batch 32 ms | fidelity |");
+    println!("| --- | --- | --- | --- |");
+    for (name, bert) in &variants {
+        let b1 = median_ms(bert, &batch1, runs);
+        let b32 = median_ms(bert, &batch32, (runs / 4).max(3));
+        let cos = row_cosines(&reference, &bert.embed(&batch32, false)?)?;
+        let fidelity = cos.iter().sum::<f32>() / cos.len() as f32;
+        println!("| {name} | {b1:.1} | {b32:.0} | {fidelity:.5} |");
+    }
+    Ok(())
+}

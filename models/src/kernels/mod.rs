@@ -1,0 +1,113 @@
+//! slimbench's own CPU kernels for the hot paths of inference: vectorised element-wise ops (GELU,
+//! softmax, layer norm), an f32 GEMM entry that writes into a caller's buffer with the bias fused,
+//! and an int8 GEMM (AVX-512 VNNI, with a portable fallback). Each picks the widest instruction
+//! set the CPU has at run time and is tested against the straightforward computation.
+
+pub mod elementwise;
+pub mod int8;
+pub mod sgemm;
+
+/// The instruction sets the kernels can use on this CPU, detected once at run time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuFeatures {
+    /// AVX-512 F/BW/DQ/VL: 16-wide f32 vectors.
+    pub avx512: bool,
+    /// AVX-512 VNNI (`vpdpbusd`): 64 int8 multiply-adds per instruction.
+    pub avx512_vnni: bool,
+    /// AVX2 with FMA: 8-wide f32 vectors.
+    pub avx2_fma: bool,
+}
+
+impl CpuFeatures {
+    /// Detects the features of the CPU this process runs on.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl");
+            Self {
+                avx512,
+                avx512_vnni: avx512 && std::arch::is_x86_feature_detected!("avx512vnni"),
+                avx2_fma: std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Self {
+            avx512: false,
+            avx512_vnni: false,
+            avx2_fma: false,
+        }
+    }
+
+    /// The features of this CPU (detected on first use), unless `SLIMBENCH_KERNELS=portable` asks
+    /// for the portable code everywhere (for tests and comparisons).
+    pub fn get() -> Self {
+        static FEATURES: std::sync::OnceLock<CpuFeatures> = std::sync::OnceLock::new();
+        *FEATURES.get_or_init(|| {
+            if std::env::var("SLIMBENCH_KERNELS").as_deref() == Ok("portable") {
+                Self {
+                    avx512: false,
+                    avx512_vnni: false,
+                    avx2_fma: false,
+                }
+            } else {
+                Self::detect()
+            }
+        })
+    }
+
+    /// A short name of the widest path in use (`avx512-vnni`, `avx512`, `avx2`, `portable`).
+    pub fn name(&self) -> &'static str {
+        if self.avx512_vnni {
+            "avx512-vnni"
+        } else if self.avx512 {
+            "avx512"
+        } else if self.avx2_fma {
+            "avx2"
+        } else {
+            "portable"
+        }
+    }
+}
+
+/// The number of threads the kernels split work over: `RAYON_NUM_THREADS` when set (as candle and
+/// rayon read it), otherwise the machine's available parallelism.
+pub fn thread_count() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+/// Defines `pub fn $name(args)` that runs the `#[inline(always)]` function `$generic` compiled for
+/// AVX-512, else AVX2+FMA, else baseline x86-64, picked at run time: one portable source, which
+/// the compiler vectorises for each instruction set.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident : $ty:ty),* $(,)?) => $generic:ident) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn narrow($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                let features = $crate::kernels::CpuFeatures::get();
+                if features.avx512 {
+                    // SAFETY: the CPU has AVX-512 F/BW/DQ/VL (detected at run time).
+                    return unsafe { wide($($arg),*) };
+                }
+                if features.avx2_fma {
+                    // SAFETY: the CPU has AVX2 and FMA (detected at run time).
+                    return unsafe { narrow($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
