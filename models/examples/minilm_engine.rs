@@ -10,7 +10,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::DType;
 use slimbench_models::kernels::{thread_count, CpuFeatures};
 use slimbench_models::text::bert::{row_cosines, Bert};
-use slimbench_models::text::compress::{cast_bert, quantize_bert};
+use slimbench_models::text::compress::{cast_bert, int8_bert, quantize_bert};
 use slimbench_models::text::tokenize::{Padding, TextTokenizer};
 use slimbench_models::text::workload::{email_split, load_base, MINILM};
 
@@ -42,17 +42,9 @@ fn main() -> slimbench_models::Result<()> {
     let batch1 = tokenizer.encode(&texts[..1], Padding::Fixed(128))?;
     let fp32 = base.bert.clone();
     let reference = fp32.embed(&batch32, false)?;
-    let int8 = Bert {
-        layers: fp32
-            .layers
-            .iter()
-            .map(|l| l.map_linears(|lin| lin.int8()))
-            .collect::<slimbench_models::Result<_>>()?,
-        ..fp32.clone()
-    };
     let variants: Vec<(&str, Bert)> = vec![
         ("fp32", fp32.clone()),
-        ("int8", int8),
+        ("int8", int8_bert(&fp32)?.0),
         ("q8_0", quantize_bert(&fp32, GgmlDType::Q8_0)?.0),
         ("q4_0", quantize_bert(&fp32, GgmlDType::Q4_0)?.0),
         ("bf16", cast_bert(&fp32, DType::BF16)?.0),

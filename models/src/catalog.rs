@@ -42,6 +42,9 @@ pub const MODELS: &[(&str, &str)] = &[
 /// The uncompressed baseline technique.
 pub const BASELINE: &str = "fp32";
 
+/// The technique of slimbench's own int8 kernel (see [`Step::Int8`]).
+pub const INT8: &str = "int8";
+
 /// Devices this build can run on, with a one-line description.
 pub const DEVICES: &[(&str, &str)] = &[
     ("cpu", "the host CPU, through candle's CPU backend"),
@@ -99,6 +102,9 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         embeddings: bool,
     },
+    /// int8 weights (one scale per output channel and group of inputs) times activations
+    /// quantized per row at run time, through slimbench's own kernel.
+    Int8,
     /// Half-precision cast of the fully connected weights.
     Cast {
         /// `f16` or `bf16`.
@@ -109,7 +115,7 @@ pub enum Step {
 impl Step {
     /// True for steps applied after training (quantization, casts), which must come last.
     pub fn is_post_training(&self) -> bool {
-        matches!(self, Step::Quantize { .. } | Step::Cast { .. })
+        matches!(self, Step::Quantize { .. } | Step::Cast { .. } | Step::Int8)
     }
 
     /// The block format of a quantization step.
@@ -157,6 +163,9 @@ fn parse_step(name: &str) -> Result<Step> {
             format: format.to_string(),
             embeddings: true,
         });
+    }
+    if name == INT8 {
+        return Ok(Step::Int8);
     }
     if name == "f16" || name == "bf16" {
         return Ok(Step::Cast {
@@ -222,6 +231,7 @@ pub fn technique_names() -> Vec<String> {
     list.push("<format>-all (text models: the token embeddings too)".to_string());
     list.extend(
         [
+            INT8,
             "f16",
             "bf16",
             "prune-unstructured-<1..99>",
@@ -252,6 +262,7 @@ pub fn techniques() -> Vec<(String, String)> {
         ));
     }
     for (name, about) in [
+        (INT8, "every Linear's weights in int8 (a scale per output channel and 64 inputs) times activations quantized per row at run time: slimbench's AVX-512 VNNI kernel, CPU only"),
         ("<format>-all", "text models: every Linear and the token embeddings in the format (e.g. q8_0-all)"),
         ("f16, bf16", "Linear weights cast to half precision (saves memory; x86 widens to f32)"),
         ("prune-unstructured-S", "S% smallest weights per layer set to zero, fine-tuned with the mask; dense or CSR per layer by measured break-even"),

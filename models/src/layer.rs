@@ -11,6 +11,11 @@ use sprs::CsMatI;
 use crate::error::Result;
 use crate::kernels::int8::Int8Matrix;
 
+/// Inputs that share one scale in the `int8` format, for weights and activations alike. On
+/// all-MiniLM-L6-v2 (fidelity = mean cosine to fp32 on 32 emails): one scale per whole row gives
+/// 0.9978, groups of 128 0.9992, of 64 0.9995, of 32 0.9996 but 20% slower.
+pub const INT8_GROUP: usize = 64;
+
 /// How a layer's weight is stored and multiplied.
 #[derive(Debug, Clone)]
 pub enum WeightStorage {
@@ -257,10 +262,11 @@ impl DenseLayer {
         })
     }
 
-    /// The weight as int8 per output channel (see [`WeightStorage::Int8`]).
+    /// The weight as int8, one scale per output channel and group of [`INT8_GROUP`] inputs (see
+    /// [`WeightStorage::Int8`]).
     pub fn int8(&self) -> Result<Self> {
         let weight = self.weight_f32()?.flatten_all()?.to_vec1::<f32>()?;
-        let matrix = Int8Matrix::quantize(&weight, self.out_dim, self.in_dim, None);
+        let matrix = Int8Matrix::quantize(&weight, self.out_dim, self.in_dim, Some(INT8_GROUP));
         Ok(Self {
             weight: WeightStorage::Int8 {
                 matrix: Arc::new(matrix),

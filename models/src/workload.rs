@@ -206,6 +206,7 @@ fn step_params(step: &Step, model: &str) -> Result<serde_json::Value> {
             "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
         }),
         Step::Cast { .. } => serde_json::json!({}),
+        Step::Int8 => int8_params(),
     };
     if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
         obj.extend(more.clone());
@@ -246,10 +247,20 @@ fn apply_training_step(step: &Step, net: &Network, model: &str) -> Result<Networ
                 )
             }
         }
-        Step::Quantize { .. } | Step::Cast { .. } => Err(ModelError::Invalid(
+        Step::Quantize { .. } | Step::Cast { .. } | Step::Int8 => Err(ModelError::Invalid(
             "a quantization or cast is not a training step".into(),
         )),
     }
+}
+
+/// How the `int8` technique quantizes, for the record's step parameters.
+pub(crate) fn int8_params() -> serde_json::Value {
+    serde_json::json!({
+        "weights": "symmetric int8, one scale per output channel and group of inputs",
+        "group": crate::layer::INT8_GROUP,
+        "activations": "symmetric int8 per row and group, computed at run time",
+        "kernel": crate::kernels::CpuFeatures::get().name(),
+    })
 }
 
 /// Prepares any model's variant (digits or text) ahead of timing; returns whether each training
@@ -398,7 +409,9 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     }
     let (model, layers): (Network, Vec<LayerReport>) = match &prepared.post {
         Some(step) => {
-            let q = if let Some(format) = step.quant_format() {
+            let q = if matches!(step, Step::Int8) {
+                crate::compress::quantize::int8_network(&prepared.network)?
+            } else if let Some(format) = step.quant_format() {
                 quantize_network(&prepared.network, format)?
             } else if let Some(dtype) = step.cast_dtype() {
                 cast_network(&prepared.network, dtype)?

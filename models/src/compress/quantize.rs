@@ -126,6 +126,22 @@ pub fn cast_network(net: &Network, dtype: candle_core::DType) -> Result<Quantize
     Ok(QuantizedNetwork { model, layers })
 }
 
+/// Stores every fully connected layer's weight as int8 for slimbench's own kernel (convolutions
+/// stay f32).
+pub fn int8_network(net: &Network) -> Result<QuantizedNetwork> {
+    let dense = net
+        .dense
+        .iter()
+        .map(DenseLayer::int8)
+        .collect::<Result<Vec<_>>>()?;
+    let model = Network {
+        convs: net.convs.clone(),
+        dense,
+    };
+    let layers = model.layer_reports()?;
+    Ok(QuantizedNetwork { model, layers })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

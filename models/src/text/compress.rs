@@ -110,6 +110,21 @@ pub fn cast_bert(bert: &Bert, dtype: DType) -> Result<(Bert, Vec<LayerReport>)> 
     Ok((out, reports))
 }
 
+/// Stores every Linear's weight as int8 for slimbench's own kernel.
+pub fn int8_bert(bert: &Bert) -> Result<(Bert, Vec<LayerReport>)> {
+    let layers = bert
+        .layers
+        .iter()
+        .map(|l| l.map_linears(DenseLayer::int8))
+        .collect::<Result<Vec<_>>>()?;
+    let out = Bert {
+        layers,
+        ..bert.clone()
+    };
+    let reports = out.layer_reports(|_| None);
+    Ok((out, reports))
+}
+
 /// Sums of |w| (L1) or w^2 (L2) along `dim`: norms before the final root, so they add up.
 fn entry_sums(t: &Tensor, dim: usize, norm: Norm) -> Result<Vec<f32>> {
     let v = match norm {

@@ -145,6 +145,7 @@ fn step_params(step: &Step, depth: usize) -> Result<serde_json::Value> {
             "scope": "every Linear; embeddings and layer norms f32",
         }),
         Step::PruneUnstructured { .. } => serde_json::json!({}),
+        Step::Int8 => crate::workload::int8_params(),
     };
     if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
         obj.extend(more.clone());
@@ -172,7 +173,7 @@ fn apply_step(step: &Step, bert: &Bert, base: &TextBase, model: &str) -> Result<
              trainer does not run; use prune-structured-R (attention heads and FFN neurons)"
                 .into(),
         )),
-        Step::Quantize { .. } | Step::Cast { .. } => Err(ModelError::Invalid(
+        Step::Quantize { .. } | Step::Cast { .. } | Step::Int8 => Err(ModelError::Invalid(
             "a quantization or cast is not a training step".into(),
         )),
     }
@@ -340,7 +341,9 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
     let prepared = prepare_text_variant(&spec.model, &spec.technique, &spec.cache_dir)?;
     let (bert, layers, variant_key) = match &prepared.post {
         Some(step) => {
-            let (b, l) = if let Some(format) = step.quant_format() {
+            let (b, l) = if matches!(step, Step::Int8) {
+                crate::text::compress::int8_bert(&prepared.bert)?
+            } else if let Some(format) = step.quant_format() {
                 let (b, mut l) = quantize_bert(&prepared.bert, format)?;
                 if matches!(
                     step,
