@@ -114,6 +114,36 @@ pub struct QualityRecord {
     pub fidelity: Option<f64>,
 }
 
+/// The arithmetic of one forward pass and how close to the machine's peak the cell ran it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComputeRecord {
+    /// FLOPs of one item's forward pass, counted from the layer shapes (a multiply-add is two;
+    /// pruned layers count at their pruned size; sparse zeros count).
+    pub flops_per_item: f64,
+    /// GFLOP/s reached at the median latency: `flops_per_item * batch / p50`.
+    pub achieved_gflops: f64,
+    /// The machine's peak f32 GFLOP/s from `slimbench calibrate`, where this CPU was calibrated
+    /// (CPU cells only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_gflops: Option<f64>,
+    /// `achieved_gflops / peak_gflops`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_fraction: Option<f64>,
+}
+
+impl ComputeRecord {
+    /// The record of `flops_per_item` run at batch `batch` in `p50_ms`, against `peak_gflops`.
+    pub fn new(flops_per_item: f64, batch: usize, p50_ms: f64, peak_gflops: Option<f64>) -> Self {
+        let achieved_gflops = flops_per_item * batch as f64 / (p50_ms / 1e3) / 1e9;
+        Self {
+            flops_per_item,
+            achieved_gflops,
+            peak_gflops,
+            peak_fraction: peak_gflops.map(|p| achieved_gflops / p),
+        }
+    }
+}
+
 /// One cell's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -155,6 +185,9 @@ pub struct Record {
     /// CO2e of the energy, with the intensity, its source and year, and the PUE.
     #[serde(default)]
     pub carbon: Option<CarbonRecord>,
+    /// FLOPs per item and the fraction of the machine's peak reached, where the model counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeRecord>,
     /// What each layer became.
     pub layers: Vec<LayerReport>,
     /// Raw latencies in ms (evenly thinned to at most [`MAX_KEPT_SAMPLES`]) for resampling.
@@ -186,6 +219,7 @@ impl Record {
             peak_rss_bytes: None,
             energy: None,
             carbon: None,
+            compute: None,
             layers: Vec::new(),
             latency_samples_ms: Vec::new(),
         }

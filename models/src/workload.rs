@@ -81,6 +81,10 @@ pub trait Workload {
     fn technique_params(&self) -> serde_json::Value;
     /// What each layer became.
     fn layers(&self) -> Vec<LayerReport>;
+    /// FLOPs of one item's forward pass (a multiply-add counts two), where the model counts them.
+    fn flops_per_item(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// Fine-tune after pruning: half the model's training epochs at learning rate 1e-3.
@@ -504,5 +508,20 @@ impl Workload for ClassifierWorkload {
 
     fn layers(&self) -> Vec<LayerReport> {
         self.layers.clone()
+    }
+
+    /// Counted for MLPs (2 x in x out per layer); convolutions' FLOPs depend on feature-map sizes
+    /// the network does not record, so CNNs count none.
+    fn flops_per_item(&self) -> Option<f64> {
+        if !self.model.convs.is_empty() {
+            return None;
+        }
+        Some(
+            self.model
+                .dense
+                .iter()
+                .map(|l| 2.0 * (l.in_dim * l.out_dim) as f64)
+                .sum(),
+        )
     }
 }

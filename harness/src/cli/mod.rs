@@ -1,5 +1,6 @@
 //! The `slimbench` command line: one file a subcommand.
 
+pub mod calibrate;
 pub mod compare;
 pub mod fetch;
 pub mod list;
@@ -43,6 +44,9 @@ pub enum Commands {
     Report(report::ReportArgs),
     /// Download a text model (all-MiniLM-L6-v2) and its quality data into the models cache.
     Fetch(fetch::FetchArgs),
+    /// Measure this machine's peak f32 FLOP/s and memory bandwidth, so CPU records report the
+    /// fraction of the peak each variant reaches.
+    Calibrate(calibrate::CalibrateArgs),
     /// Internal: measure one cell in this process and print its record (used by `run`).
     #[command(name = "__worker", hide = true)]
     Worker(worker::WorkerArgs),
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
         Commands::Compare(args) => compare::run(args),
         Commands::Report(args) => report::run(args),
         Commands::Fetch(args) => fetch::run(args),
+        Commands::Calibrate(args) => calibrate::run(args),
         Commands::Worker(args) => worker::run(args),
     };
     match result {

@@ -86,6 +86,22 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("quality_baseline_pct", of(q.map(|q| q.baseline_pct))),
         ("quality_delta_points", of(q.map(|q| q.delta_points))),
         ("fidelity_cosine", of(q.and_then(|q| q.fidelity))),
+        (
+            "flops_per_item",
+            of(r.compute.as_ref().map(|c| c.flops_per_item)),
+        ),
+        (
+            "achieved_gflops",
+            of(r.compute.as_ref().map(|c| c.achieved_gflops)),
+        ),
+        (
+            "peak_gflops",
+            of(r.compute.as_ref().and_then(|c| c.peak_gflops)),
+        ),
+        (
+            "peak_fraction",
+            of(r.compute.as_ref().and_then(|c| c.peak_fraction)),
+        ),
         ("latency_mean_ms", of(l.map(|l| l.mean_ms))),
         ("latency_p50_ms", of(l.map(|l| l.p50_ms))),
         ("latency_p90_ms", of(l.map(|l| l.p90_ms))),

@@ -2,7 +2,7 @@
 //! projection, method and caveats) as format-free sections that the Markdown and HTML exporters
 //! render.
 
-use super::table::{any_fidelity, fidelity_text};
+use super::table::{any_compute, any_fidelity, fidelity_text, gflops_text, peak_text};
 use crate::carbon::CAR_FACTOR_SOURCE;
 use crate::report::{
     best_variants, energy_sources, method_text, variant_rows, QualityBudget, RunData, Volume,
@@ -168,6 +168,12 @@ fn results(records: &[Record]) -> Section {
         header.insert(7, s("fidelity (cosine to fp32)"));
         for (row, r) in rows.iter_mut().zip(records) {
             row.insert(7, fidelity_text(r));
+        }
+    }
+    if any_compute(records) {
+        header.extend([s("GFLOP/s"), s("% of calibrated peak")]);
+        for (row, r) in rows.iter_mut().zip(records) {
+            row.extend([gflops_text(r), peak_text(r)]);
         }
     }
     Section {

@@ -18,6 +18,28 @@ pub fn fidelity_text(r: &Record) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// True when some record counts its FLOPs: the tables then show GFLOP/s and the share of peak.
+pub fn any_compute(records: &[Record]) -> bool {
+    records.iter().any(|r| r.compute.is_some())
+}
+
+/// Achieved GFLOP/s for a table cell, or `-`.
+pub fn gflops_text(r: &Record) -> String {
+    r.compute
+        .as_ref()
+        .map(|c| format!("{:.1}", c.achieved_gflops))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The fraction of the calibrated peak as a percentage, or `-` (not calibrated, or a GPU cell).
+pub fn peak_text(r: &Record) -> String {
+    r.compute
+        .as_ref()
+        .and_then(|c| c.peak_fraction)
+        .map(|f| format!("{:.1}", 100.0 * f))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn cell_text(r: &Record) -> Vec<String> {
     let q = r.quality.as_ref();
     let l = r.latency.as_ref();
@@ -78,6 +100,12 @@ pub fn render(records: &[Record]) -> String {
         rows[0].insert(7, "fidelity".into());
         for (row, r) in rows[1..].iter_mut().zip(records) {
             row.insert(7, fidelity_text(r));
+        }
+    }
+    if any_compute(records) {
+        rows[0].extend(["GFLOP/s".to_string(), "%peak".to_string()]);
+        for (row, r) in rows[1..].iter_mut().zip(records) {
+            row.extend([gflops_text(r), peak_text(r)]);
         }
     }
     let widths: Vec<usize> = (0..rows[0].len())

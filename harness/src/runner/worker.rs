@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use slimbench_models::workload::{build_workload, WorkloadSpec};
 use slimbench_models::ModelError;
 
+use crate::calibrate::Calibration;
 use crate::host::HostInfo;
 use crate::memory::peak_rss_bytes;
 use crate::meter::choose::{open_meter, MeterSettings};
 use crate::meter::record::{energy_record, trace_csv, Windows};
 use crate::meter::sampler::Sampler;
-use crate::results::{CellKey, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
+use crate::results::{CellKey, ComputeRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
 use crate::stats::{thin_samples, LatencyStats};
 
 /// Shortest energy window, s: shorter windows make per-item energy noise.
@@ -258,8 +259,31 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     }
     r.energy = Some(energy);
     r.layers = workload.layers();
+    r.compute = compute_record(req, workload.flops_per_item(), r.latency.as_ref())?;
     r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)
+}
+
+/// FLOPs and the share of the calibrated peak; the peak only for CPU cells on a calibrated CPU.
+fn compute_record(
+    req: &WorkerRequest,
+    flops_per_item: Option<f64>,
+    latency: Option<&LatencyStats>,
+) -> anyhow::Result<Option<ComputeRecord>> {
+    let (Some(flops), Some(latency)) = (flops_per_item, latency) else {
+        return Ok(None);
+    };
+    let peak = if req.key.device == "cpu" {
+        Calibration::for_cpu(&req.cache_dir, &req.host.cpu_model)?.map(|c| c.peak_gflops)
+    } else {
+        None
+    };
+    Ok(Some(ComputeRecord::new(
+        flops,
+        req.key.batch_size,
+        latency.p50_ms,
+        peak,
+    )))
 }
 
 fn write_trace(req: &WorkerRequest, csv: &str) -> anyhow::Result<()> {

@@ -48,13 +48,21 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
     let ckpt = tmp.path().join("tiny-bert");
     write_tiny_checkpoint(&ckpt, 11).unwrap();
     let out = tmp.path().join("reports");
-    slimbench(&tmp.path().join("cache"))
+    let cache = tmp.path().join("cache");
+    // A calibrated CPU: each record then says what fraction of the peak it reached.
+    slimbench(&cache)
+        .args(["calibrate", "--cache-dir"])
+        .arg(&cache)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("GFLOP/s"));
+    slimbench(&cache)
         .env("SLIMBENCH_MODELS", &models)
         .args(["run", "--model-dir"])
         .arg(&ckpt)
         .args([
             "--techniques",
-            "fp32,q8_0,q4k,q8_0-all,prune-structured-50,distill+q8_0,prune-unstructured-50",
+            "fp32,q8_0,q4k,q8_0-all,prune-structured-50,distill+q8_0,prune-unstructured-50,int8",
             "--batch-sizes",
             "2",
             "--seq-lens",
@@ -81,7 +89,8 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
             .to_string()
     };
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-    assert_eq!(rows.len(), 14, "7 techniques x 2 sequence lengths");
+    assert_eq!(rows.len(), 16, "8 techniques x 2 sequence lengths");
+    let mut fp32_flops = std::collections::HashMap::new();
     for row in &rows {
         assert!(
             col(row, "model").starts_with("bert@"),
@@ -106,11 +115,27 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
         let fidelity: f64 = col(row, "fidelity_cosine").parse().unwrap();
         match technique.as_str() {
             "fp32" => assert!((fidelity - 1.0).abs() < 1e-6),
-            "q8_0" => assert!(fidelity > 0.99, "q8_0 fidelity {fidelity}"),
+            "q8_0" | "int8" => assert!(fidelity > 0.99, "{technique} fidelity {fidelity}"),
             _ => assert!(
                 fidelity > 0.0 && fidelity <= 1.0 + 1e-6,
                 "{technique} {fidelity}"
             ),
+        }
+        let number = |name: &str| -> f64 {
+            col(row, name)
+                .parse()
+                .unwrap_or_else(|_| panic!("{technique}: {name} = {:?}", col(row, name)))
+        };
+        let flops = number("flops_per_item");
+        assert!(flops > 0.0, "{technique}: {flops}");
+        if technique == "fp32" {
+            fp32_flops.insert(seq.clone(), flops);
+        }
+        assert!(number("achieved_gflops") > 0.0);
+        let fraction = number("peak_fraction");
+        assert!(fraction > 0.0 && fraction < 1.5, "{technique}: {fraction}");
+        if technique == "int8" {
+            assert!(col(row, "layer_formats").contains("=int8"));
         }
         if technique == "q8_0-all" {
             assert!(col(row, "layer_formats").contains("embeddings+layer_norms=f32+q8_0"));
@@ -123,6 +148,12 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
             );
         }
     }
+    // Linears grow with the tokens, attention with their square: 16 -> 32 tokens is 2x to 4x.
+    let ratio = fp32_flops["32"] / fp32_flops["16"];
+    assert!(
+        (2.0..=4.0).contains(&ratio),
+        "fp32 FLOPs 32 vs 16 tokens: {ratio}"
+    );
 }
 
 #[test]

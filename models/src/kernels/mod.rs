@@ -5,6 +5,7 @@
 
 pub mod elementwise;
 pub mod int8;
+pub mod peak;
 pub mod sgemm;
 
 /// The instruction sets the kernels can use on this CPU, detected once at run time.

@@ -474,6 +474,11 @@ impl Workload for TextWorkload {
     fn layers(&self) -> Vec<LayerReport> {
         self.layers.clone()
     }
+
+    fn flops_per_item(&self) -> Option<f64> {
+        let tokens = self.batch.ids.dims2().ok()?.1;
+        Some(self.bert.flops_per_sequence(tokens))
+    }
 }
 
 /// The folder a `bert@DIR` model reads, if `model` is one.

@@ -1,0 +1,156 @@
+//! Micro-benchmarks of the machine's physical limits: peak f32 FLOP/s (independent fused
+//! multiply-adds in the widest vectors the CPU has, on every thread) and memory read bandwidth
+//! (a sum over a buffer far larger than the caches). Compiled optimised in every profile, so a
+//! debug build measures the same limits as a release one.
+
+use std::time::Instant;
+
+/// Fused multiply-adds per vector lane and pass of [`fma_loop`] (16 accumulators x `ITERS`).
+const ITERS: usize = 1 << 16;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_avx512(seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let mul = _mm512_set1_ps(0.999_999);
+    let add = _mm512_set1_ps(1e-7);
+    let mut acc = [_mm512_set1_ps(seed); 16];
+    for _ in 0..ITERS {
+        for a in acc.iter_mut() {
+            *a = _mm512_fmadd_ps(*a, mul, add);
+        }
+    }
+    let mut sum = _mm512_setzero_ps();
+    for a in acc {
+        sum = _mm512_add_ps(sum, a);
+    }
+    _mm512_reduce_add_ps(sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_avx2(seed: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let mul = _mm256_set1_ps(0.999_999);
+    let add = _mm256_set1_ps(1e-7);
+    let mut acc = [_mm256_set1_ps(seed); 16];
+    for _ in 0..ITERS {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, mul, add);
+        }
+    }
+    let mut out = [0f32; 8];
+    let mut sum = _mm256_setzero_ps();
+    for a in acc {
+        sum = _mm256_add_ps(sum, a);
+    }
+    _mm256_storeu_ps(out.as_mut_ptr(), sum);
+    out.iter().sum()
+}
+
+fn fma_portable(seed: f32) -> f32 {
+    let mut acc = [seed; 16];
+    for _ in 0..ITERS {
+        for a in acc.iter_mut() {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    acc.iter().sum()
+}
+
+/// The FMA loop for this CPU: its name and FLOPs per call.
+pub(crate) fn fma_loop() -> (&'static str, fn(f32) -> f32, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F (detected just above).
+            return ("avx512", |s| unsafe { fma_avx512(s) }, ITERS * 16 * 16 * 2);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA (detected just above).
+            return ("avx2", |s| unsafe { fma_avx2(s) }, ITERS * 16 * 8 * 2);
+        }
+    }
+    ("portable", fma_portable, ITERS * 16 * 2)
+}
+
+/// Runs `work(thread)` on `threads` threads at once and returns the wall time of the slowest.
+fn timed_parallel<R: Send>(threads: usize, work: impl Fn(usize) -> R + Sync) -> (f64, Vec<R>) {
+    let start = Instant::now();
+    let results = std::thread::scope(|s| {
+        let work = &work;
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || work(t))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a calibration thread panicked"))
+            .collect()
+    });
+    (start.elapsed().as_secs_f64(), results)
+}
+
+/// Peak f32 GFLOP/s over `threads` threads (best of `repeats` passes of `passes` loops each).
+pub fn peak_gflops(threads: usize, passes: usize, repeats: usize) -> (&'static str, f64) {
+    let (name, kernel, flops) = fma_loop();
+    let best = (0..repeats.max(1))
+        .map(|_| {
+            let (secs, sums) = timed_parallel(threads, |t| {
+                (0..passes)
+                    .map(|p| kernel(1.0 + (t + p) as f32))
+                    .sum::<f32>()
+            });
+            // The sums keep the loops from being optimised away.
+            std::hint::black_box(sums);
+            (threads * passes * flops) as f64 / secs / 1e9
+        })
+        .fold(0.0, f64::max);
+    (name, best)
+}
+
+fn chunked_sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    for c in xs.chunks_exact(16) {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Read bandwidth in GB/s: `threads` threads each sum their share of a `bytes` buffer (best of
+/// `repeats` passes).
+pub fn read_bandwidth_gbs(threads: usize, bytes: usize, repeats: usize) -> f64 {
+    let len = (bytes / 4).div_ceil(16 * threads) * 16 * threads;
+    let data: Vec<f32> = (0..len).map(|i| (i % 7) as f32).collect();
+    let share = len / threads;
+    (0..repeats.max(1))
+        .map(|_| {
+            let (secs, sums) =
+                timed_parallel(threads, |t| chunked_sum(&data[t * share..(t + 1) * share]));
+            std::hint::black_box(sums);
+            (len * 4) as f64 / secs / 1e9
+        })
+        .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fma_loop_counts_flops_that_take_time() {
+        // Twice the passes take longer: the loop is not optimised away, so FLOP/s are real.
+        let (_, kernel, _) = fma_loop();
+        let time = |passes: usize| {
+            let s = Instant::now();
+            std::hint::black_box((0..passes).map(|p| kernel(p as f32)).sum::<f32>());
+            s.elapsed().as_secs_f64()
+        };
+        let (one, four) = (time(4), time(32));
+        assert!(four > 2.0 * one, "32 passes {four}s vs 4 passes {one}s");
+        let (_, gflops) = peak_gflops(1, 2, 1);
+        assert!(gflops > 0.1 && gflops < 10_000.0, "{gflops} GFLOP/s");
+        let gbs = read_bandwidth_gbs(1, 8 << 20, 1);
+        assert!(gbs > 0.01 && gbs < 10_000.0, "{gbs} GB/s");
+    }
+}
