@@ -87,15 +87,15 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("quality_delta_points", of(q.map(|q| q.delta_points))),
         ("fidelity_cosine", of(q.and_then(|q| q.fidelity))),
         (
-            "flops_per_item",
+            "item_flops",
             of(r.compute.as_ref().map(|c| c.flops_per_item)),
         ),
         (
-            "achieved_gflops",
+            "achieved_gflop_per_s",
             of(r.compute.as_ref().map(|c| c.achieved_gflops)),
         ),
         (
-            "peak_gflops",
+            "peak_gflop_per_s",
             of(r.compute.as_ref().and_then(|c| c.peak_gflops)),
         ),
         (

@@ -54,6 +54,8 @@ fn every_numeric_column_names_its_unit() {
         "_g_per_kwh",
         "_tokens",
         "_cosine",
+        "_flops",
+        "_fraction",
     ];
     for col in header() {
         assert!(

@@ -126,12 +126,12 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
                 .parse()
                 .unwrap_or_else(|_| panic!("{technique}: {name} = {:?}", col(row, name)))
         };
-        let flops = number("flops_per_item");
+        let flops = number("item_flops");
         assert!(flops > 0.0, "{technique}: {flops}");
         if technique == "fp32" {
             fp32_flops.insert(seq.clone(), flops);
         }
-        assert!(number("achieved_gflops") > 0.0);
+        assert!(number("achieved_gflop_per_s") > 0.0);
         let fraction = number("peak_fraction");
         assert!(fraction > 0.0 && fraction < 1.5, "{technique}: {fraction}");
         if technique == "int8" {

@@ -2,7 +2,7 @@
 //! compiler vectorises them (fixed-width chunk accumulators, branch-free exp and erf) and compiled
 //! per instruction set by [`multiversion`](crate::kernels::multiversion): GELU, softmax, layer norm.
 
-use crate::kernels::multiversion;
+use crate::kernels::{multiversion, CpuFeatures};
 
 /// Lanes of the chunked reductions: a multiple of every vector width in use.
 const LANES: usize = 16;
@@ -47,8 +47,32 @@ fn gelu_generic(x: &mut [f32]) {
 }
 
 multiversion! {
-    /// Exact (erf) GELU in place, `x * Phi(x)`, within 1e-6 of the exact function for |x| <= 10.
-    pub fn gelu_erf_in_place(x: &mut [f32]) => gelu_generic
+    /// [`gelu_erf_in_place`] from the portable source, compiled per instruction set.
+    pub fn gelu_erf_autovec(x: &mut [f32]) => gelu_generic
+}
+
+/// Elements one thread takes at a time in the parallel element-wise kernels.
+const PARALLEL_CHUNK: usize = 16 * 1024;
+
+/// Exact (erf) GELU in place, `x * Phi(x)`, within 1e-6 of the exact function for |x| <= 10;
+/// long buffers are split over the threads.
+pub fn gelu_erf_in_place(x: &mut [f32]) {
+    use rayon::prelude::*;
+    if x.len() > 2 * PARALLEL_CHUNK {
+        x.par_chunks_mut(PARALLEL_CHUNK)
+            .for_each(gelu_erf_one_thread);
+    } else {
+        gelu_erf_one_thread(x);
+    }
+}
+
+fn gelu_erf_one_thread(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx512 {
+        // SAFETY: the CPU has AVX-512 F (detected at run time).
+        return unsafe { crate::kernels::avx512::gelu_in_place(x) };
+    }
+    gelu_erf_autovec(x)
 }
 
 #[inline(always)]
@@ -98,9 +122,19 @@ fn softmax_generic(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
 }
 
 multiversion! {
-    /// Softmax of each row (`cols` wide) of `scores` in place, after adding `mask_bias` (one
-    /// value per column: 0 for a real token, a large negative number for padding).
-    pub fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) => softmax_generic
+    /// [`softmax_rows_in_place`] from the portable source, compiled per instruction set.
+    pub fn softmax_rows_autovec(scores: &mut [f32], cols: usize, mask_bias: &[f32]) => softmax_generic
+}
+
+/// Softmax of each row (`cols` wide) of `scores` in place, after adding `mask_bias` (one value
+/// per column: 0 for a real token, a large negative number for padding).
+pub fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx512 {
+        // SAFETY: the CPU has AVX-512 F (detected at run time).
+        return unsafe { crate::kernels::avx512::softmax_rows_in_place(scores, cols, mask_bias) };
+    }
+    softmax_rows_autovec(scores, cols, mask_bias)
 }
 
 #[inline(always)]
@@ -253,6 +287,20 @@ mod tests {
             for (g, w) in got.iter().zip(&want) {
                 prop_assert!((g - w).abs() < 1e-4, "{g} vs {w}");
             }
+        }
+    }
+
+    #[test]
+    fn long_buffers_split_over_threads_give_the_same_gelu() {
+        let xs: Vec<f32> = (0..100_003)
+            .map(|i| (i % 997) as f32 / 50.0 - 10.0)
+            .collect();
+        let mut parallel = xs.clone();
+        gelu_erf_in_place(&mut parallel);
+        let mut portable = xs;
+        gelu_generic(&mut portable);
+        for (p, q) in parallel.iter().zip(&portable) {
+            assert!((p - q).abs() <= 1e-6 * (1.0 + q.abs()), "{p} vs {q}");
         }
     }
 

@@ -298,8 +298,16 @@ impl Int8Matrix {
 }
 
 /// Quantizes one span symmetrically to `q + 128`; returns its scale (0 for an all-zero span).
-#[inline]
 fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx512 {
+        // SAFETY: the CPU has AVX-512 F (detected at run time).
+        return unsafe { crate::kernels::avx512::quantize_span(x, q) };
+    }
+    quantize_span_portable(x, q)
+}
+
+fn quantize_span_portable(x: &[f32], q: &mut [u8]) -> f32 {
     let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     if max == 0.0 {
         return 0.0;
@@ -402,6 +410,19 @@ mod tests {
                 "relative error {}",
                 (err / norm).sqrt()
             );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn vector_quantization_equals_the_portable_one(
+            x in prop::collection::vec(-50f32..50.0, 1..100),
+        ) {
+            let mut fast = vec![0u8; x.len()];
+            let mut slow = vec![0u8; x.len()];
+            let (sf, ss) = (quantize_span(&x, &mut fast), quantize_span_portable(&x, &mut slow));
+            prop_assert_eq!(sf, ss);
+            prop_assert_eq!(fast, slow);
         }
     }
 

@@ -1,0 +1,167 @@
+//! AVX-512 versions of the element-wise kernels, written with intrinsics because the compiler
+//! does not vectorise the polynomial `exp` and `erf` on its own: 16 lanes at a time, the ragged
+//! tail of any width through masked loads and stores. Callers check
+//! [`CpuFeatures::avx512`](crate::kernels::CpuFeatures) first.
+
+#![cfg(target_arch = "x86_64")]
+
+use std::arch::x86_64::*;
+
+/// Lanes of one vector.
+const LANES: usize = 16;
+
+/// A mask of the first `min(remaining, 16)` lanes.
+#[inline(always)]
+fn lanes_left(remaining: usize) -> __mmask16 {
+    if remaining >= LANES {
+        0xFFFF
+    } else {
+        ((1u32 << remaining) - 1) as __mmask16
+    }
+}
+
+/// `e^x` of 16 lanes, the same method as [`exp_approx`](super::elementwise::exp_approx):
+/// `2^n * p(r)`, with `2^n` applied by `vscalefps`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp16(x: __m512) -> __m512 {
+    let x = _mm512_max_ps(
+        _mm512_min_ps(x, _mm512_set1_ps(88.0)),
+        _mm512_set1_ps(-87.0),
+    );
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_145_75), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428_606_8e-6), r);
+    let mut p = _mm512_set1_ps(1.0 / 720.0);
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    _mm512_scalef_ps(p, n)
+}
+
+/// GELU (erf form) of 16 lanes: `0.5 x (1 + erf(x / sqrt 2))`, erf by Abramowitz and Stegun
+/// 7.1.26 as in [`erf_approx`](super::elementwise::erf_approx).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn gelu16(x: __m512) -> __m512 {
+    let z = _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+    let a = _mm512_abs_ps(z);
+    let one = _mm512_set1_ps(1.0);
+    let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), a, one));
+    let mut poly = _mm512_set1_ps(1.061_405_4);
+    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_72, 0.254_829_6] {
+        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
+    }
+    poly = _mm512_mul_ps(poly, t);
+    let e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a));
+    let erf_abs = _mm512_fnmadd_ps(poly, e, one);
+    // erf is odd: put the sign of z back (x and z share it).
+    let sign = _mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(i32::MIN));
+    let erf = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(erf_abs), sign));
+    _mm512_mul_ps(
+        _mm512_mul_ps(_mm512_set1_ps(0.5), x),
+        _mm512_add_ps(one, erf),
+    )
+}
+
+/// GELU in place.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn gelu_in_place(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        let v = _mm512_loadu_ps(c.as_ptr());
+        _mm512_storeu_ps(c.as_mut_ptr(), gelu16(v));
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let m = lanes_left(tail.len());
+        let v = _mm512_maskz_loadu_ps(m, tail.as_ptr());
+        _mm512_mask_storeu_ps(tail.as_mut_ptr(), m, gelu16(v));
+    }
+}
+
+/// Softmax of each `cols`-wide row in place after adding `mask_bias`.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
+    let mask_bias = &mask_bias[..cols];
+    for row in scores.chunks_exact_mut(cols) {
+        let p = row.as_mut_ptr();
+        let b = mask_bias.as_ptr();
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < cols {
+            let m = lanes_left(cols - i);
+            let v = _mm512_add_ps(
+                _mm512_maskz_loadu_ps(m, p.add(i)),
+                _mm512_maskz_loadu_ps(m, b.add(i)),
+            );
+            _mm512_mask_storeu_ps(p.add(i), m, v);
+            max = _mm512_mask_max_ps(max, m, max, v);
+            i += LANES;
+        }
+        let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+        let mut sum = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < cols {
+            let m = lanes_left(cols - i);
+            let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), max));
+            _mm512_mask_storeu_ps(p.add(i), m, e);
+            sum = _mm512_mask_add_ps(sum, m, sum, e);
+            i += LANES;
+        }
+        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+        let mut i = 0;
+        while i < cols {
+            let m = lanes_left(cols - i);
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), inv);
+            _mm512_mask_storeu_ps(p.add(i), m, v);
+            i += LANES;
+        }
+    }
+}
+
+/// Quantizes `x` symmetrically to `q + 128` in `q` (same length); returns the scale (0 for an
+/// all-zero span). Rounds half to even, like the portable code.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
+    let n = x.len().min(q.len());
+    let mut maxv = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < n {
+        let m = lanes_left(n - i);
+        maxv = _mm512_max_ps(
+            maxv,
+            _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x.as_ptr().add(i))),
+        );
+        i += LANES;
+    }
+    let max = _mm512_reduce_max_ps(maxv);
+    if max == 0.0 {
+        return 0.0;
+    }
+    let inv = _mm512_set1_ps(127.0 / max);
+    let offset = _mm512_set1_epi32(128);
+    let mut i = 0;
+    while i < n {
+        let m = lanes_left(n - i);
+        let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x.as_ptr().add(i)), inv);
+        let r = _mm512_add_epi32(
+            _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v),
+            offset,
+        );
+        _mm512_mask_cvtepi32_storeu_epi8(q.as_mut_ptr().add(i) as *mut i8, m, r);
+        i += LANES;
+    }
+    max / 127.0
+}
