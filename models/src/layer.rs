@@ -356,9 +356,13 @@ impl Module for DenseLayer {
 fn int8_forward(matrix: &Int8Matrix, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let (rows, _) = x.dims2()?;
     let input = x.flatten_all()?.to_vec1::<f32>()?;
+    let bias = bias.to_vec1::<f32>()?;
     let mut out = vec![0f32; rows * matrix.out_dim()];
-    crate::kernels::elementwise::fill_rows(&mut out, &bias.to_vec1::<f32>()?, None);
-    matrix.matmul_acc(&input, rows, &mut out);
+    let epilogue = crate::kernels::int8::Epilogue {
+        bias: Some(&bias),
+        ..Default::default()
+    };
+    matrix.matmul(&input, rows, &mut out, epilogue);
     Tensor::from_vec(out, (rows, matrix.out_dim()), x.device())
 }
 

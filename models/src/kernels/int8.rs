@@ -38,6 +38,17 @@ pub struct Int8Matrix {
     offsets: Vec<i32>,
 }
 
+/// What a product adds to its sums before they are stored: written once, in the same pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// One value per output channel, added to every row.
+    pub bias: Option<&'a [f32]>,
+    /// A `rows x out_dim` matrix added element-wise (a residual connection).
+    pub residual: Option<&'a [f32]>,
+    /// Apply the exact (erf) GELU last.
+    pub gelu: bool,
+}
+
 /// Activations quantized per row and group: `q + 128` as u8, `[rows][k_padded]`.
 struct QuantizedRows {
     data: Vec<u8>,
@@ -144,11 +155,18 @@ impl Int8Matrix {
         QuantizedRows { data, scales }
     }
 
-    /// `dst += x W^T` for `rows` rows of `x` (`rows x in_dim`) into `dst` (`rows x out_dim`,
-    /// pre-filled with the bias and any residual).
-    pub fn matmul_acc(&self, x: &[f32], rows: usize, dst: &mut [f32]) {
+    /// `dst = epilogue(x W^T)` for `rows` rows of `x` (`rows x in_dim`) into `dst`
+    /// (`rows x out_dim`): each tile of sums gets its bias, residual and GELU as it is stored, so
+    /// `dst` is written once and never read.
+    pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
         assert_eq!(x.len(), rows * self.in_dim, "input shape");
         assert_eq!(dst.len(), rows * self.out_dim, "output shape");
+        if let Some(b) = epilogue.bias {
+            assert_eq!(b.len(), self.out_dim, "bias length");
+        }
+        if let Some(r) = epilogue.residual {
+            assert_eq!(r.len(), dst.len(), "residual shape");
+        }
         if rows == 0 || self.out_dim == 0 {
             return;
         }
@@ -162,24 +180,33 @@ impl Int8Matrix {
         (0..chunks * tiles).into_par_iter().for_each(|task| {
             let (chunk, tile) = (task / tiles, task % tiles);
             let row_end = ((chunk + 1) * TASK_ROWS).min(rows);
+            let col0 = tile * TILE_COLS;
+            let width = TILE_COLS.min(out_dim - col0);
             let mut row = chunk * TASK_ROWS;
             while row < row_end {
                 let mr = (row_end - row).min(TILE_ROWS);
                 let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
                 self.tile(&q, row, mr, tile, &mut out, vnni);
-                let col0 = tile * TILE_COLS;
-                let width = TILE_COLS.min(out_dim - col0);
                 for (r, sums) in out.iter().enumerate().take(mr) {
+                    let at = (row + r) * out_dim + col0;
                     // SAFETY: row + r < rows and col0 + width <= out_dim, so the span lies in
                     // `dst`; no other task writes these (row, column) pairs.
                     let dst_row = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            (dst_addr as *mut f32).add((row + r) * out_dim + col0),
-                            width,
-                        )
+                        std::slice::from_raw_parts_mut((dst_addr as *mut f32).add(at), width)
                     };
-                    for (d, s) in dst_row.iter_mut().zip(sums) {
-                        *d += s;
+                    dst_row.copy_from_slice(&sums[..width]);
+                    if let Some(bias) = epilogue.bias {
+                        for (d, b) in dst_row.iter_mut().zip(&bias[col0..]) {
+                            *d += b;
+                        }
+                    }
+                    if let Some(res) = epilogue.residual {
+                        for (d, v) in dst_row.iter_mut().zip(&res[at..at + width]) {
+                            *d += v;
+                        }
+                    }
+                    if epilogue.gelu {
+                        crate::kernels::elementwise::gelu_erf_in_place(dst_row);
                     }
                 }
                 row += mr;
@@ -359,8 +386,9 @@ mod tests {
             let w = Int8Matrix::quantize(&random(out_dim * in_dim, seed), out_dim, in_dim, group);
             let x = random(rows * in_dim, seed + 1);
             let want = reference(&w, &x, rows);
-            let mut got = vec![0.5f32; rows * out_dim];
-            w.matmul_acc(&x, rows, &mut got);
+            let residual = vec![0.5f32; rows * out_dim];
+            let mut got = vec![f32::NAN; rows * out_dim];
+            w.matmul(&x, rows, &mut got, Epilogue { residual: Some(&residual), ..Epilogue::default() });
             for (g, r) in got.iter().zip(&want) {
                 prop_assert!((*g as f64 - 0.5 - r).abs() < 1e-4 * (1.0 + r.abs()), "{g} vs {r}");
             }
@@ -393,7 +421,7 @@ mod tests {
             }
             // Against the f32 product: int8 rounding of both operands, a few tenths of a percent.
             let mut got = vec![0f32; rows * out_dim];
-            w.matmul_acc(&x, rows, &mut got);
+            w.matmul(&x, rows, &mut got, Epilogue::default());
             let mut err = 0f64;
             let mut norm = 0f64;
             for r in 0..rows {
@@ -427,10 +455,38 @@ mod tests {
     }
 
     #[test]
+    fn the_epilogue_adds_bias_and_residual_then_applies_gelu() {
+        let (rows, in_dim, out_dim) = (7, 40, 45);
+        let w = Int8Matrix::quantize(&random(out_dim * in_dim, 8), out_dim, in_dim, Some(16));
+        let x = random(rows * in_dim, 9);
+        let bias = random(out_dim, 10);
+        let residual = random(rows * out_dim, 11);
+        let mut plain = vec![0f32; rows * out_dim];
+        w.matmul(&x, rows, &mut plain, Epilogue::default());
+        let mut fused = vec![0f32; rows * out_dim];
+        let epilogue = Epilogue {
+            bias: Some(&bias),
+            residual: Some(&residual),
+            gelu: true,
+        };
+        w.matmul(&x, rows, &mut fused, epilogue);
+        for (i, (p, f)) in plain.iter().zip(&fused).enumerate() {
+            let mut want = [p + bias[i % out_dim] + residual[i]];
+            crate::kernels::elementwise::gelu_erf_in_place(&mut want);
+            assert!((f - want[0]).abs() < 1e-6, "{f} vs {}", want[0]);
+        }
+    }
+
+    #[test]
     fn zero_rows_and_zero_weights_give_the_bias() {
         let w = Int8Matrix::quantize(&[0.0; 8], 2, 4, None);
-        let mut dst = vec![1.0, 2.0];
-        w.matmul_acc(&[0.5, -0.5, 0.25, 0.0], 1, &mut dst);
+        let mut dst = vec![f32::NAN; 2];
+        let bias = [1.0, 2.0];
+        let epilogue = Epilogue {
+            bias: Some(&bias),
+            ..Epilogue::default()
+        };
+        w.matmul(&[0.5, -0.5, 0.25, 0.0], 1, &mut dst, epilogue);
         assert_eq!(dst, vec![1.0, 2.0]);
         assert_eq!(w.size_bytes(), 8 + 2 * 4);
     }

@@ -10,6 +10,7 @@ use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::{
     fill_rows, gelu_erf_in_place, layer_norm_rows_in_place, softmax_rows_in_place,
 };
+use crate::kernels::int8::Epilogue;
 use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
 use crate::kernels::thread_count;
 use crate::layer::{DenseLayer, WeightStorage};
@@ -36,13 +37,15 @@ fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// `dst = x W^T + b (+ residual)` for `rows` rows of `x`, `dst` sized `rows x out_dim`.
+/// `dst = x W^T + b (+ residual)`, then GELU if `gelu`, for `rows` rows of `x`; `dst` is sized
+/// `rows x out_dim` here. The int8 kernel does it all as it stores each tile.
 fn linear_into(
     layer: &DenseLayer,
     x: &[f32],
     rows: usize,
     dst: &mut Vec<f32>,
     residual: Option<&[f32]>,
+    gelu: bool,
 ) -> Result<()> {
     let (k, n) = (layer.in_dim, layer.out_dim);
     dst.resize(rows * n, 0.0);
@@ -62,8 +65,14 @@ fn linear_into(
             })?;
         }
         WeightStorage::Int8 { matrix } => {
-            fill_rows(dst, &to_vec(&layer.bias)?, residual);
-            matrix.matmul_acc(x, rows, dst);
+            let bias = to_vec(&layer.bias)?;
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                residual,
+                gelu,
+            };
+            matrix.matmul(x, rows, dst, epilogue);
+            return Ok(());
         }
         // candle's kernels for the block formats, half precision and CSR.
         _ => {
@@ -78,6 +87,9 @@ fn linear_into(
                 None => dst.copy_from_slice(&y),
             }
         }
+    }
+    if gelu {
+        gelu_erf_in_place(dst);
     }
     Ok(())
 }
@@ -170,7 +182,7 @@ fn layer_forward(
     buf: &mut Buffers,
 ) -> Result<()> {
     let rows = shape.batch * shape.tokens;
-    linear_into(&layer.qkv, x, rows, &mut buf.qkv, None)?;
+    linear_into(&layer.qkv, x, rows, &mut buf.qkv, None, false)?;
     attention(
         &buf.qkv,
         shape,
@@ -185,6 +197,7 @@ fn layer_forward(
         rows,
         &mut buf.attended,
         Some(x),
+        false,
     )?;
     layer_norm(&mut buf.attended, &layer.attn_norm)?;
     linear_into(
@@ -193,9 +206,16 @@ fn layer_forward(
         rows,
         &mut buf.inner,
         None,
+        true,
     )?;
-    gelu_erf_in_place(&mut buf.inner);
-    linear_into(&layer.output, &buf.inner, rows, x, Some(&buf.attended))?;
+    linear_into(
+        &layer.output,
+        &buf.inner,
+        rows,
+        x,
+        Some(&buf.attended),
+        false,
+    )?;
     layer_norm(x, &layer.out_norm)
 }
 
