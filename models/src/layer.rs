@@ -358,7 +358,7 @@ fn int8_forward(matrix: &Int8Matrix, x: &Tensor, bias: &Tensor) -> candle_core::
     let input = x.flatten_all()?.to_vec1::<f32>()?;
     let bias = bias.to_vec1::<f32>()?;
     let mut out = vec![0f32; rows * matrix.out_dim()];
-    let epilogue = crate::kernels::int8::Epilogue {
+    let epilogue = crate::kernels::epilogue::Epilogue {
         bias: Some(&bias),
         ..Default::default()
     };

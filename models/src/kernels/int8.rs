@@ -10,17 +10,18 @@
 
 use rayon::prelude::*;
 
+use crate::kernels::epilogue::Epilogue;
 use crate::kernels::CpuFeatures;
 
 /// Output channels of one packed panel (one 512-bit vector of i32 sums).
 const PANEL: usize = 16;
 /// Output channels of one tile of the kernel (two panels).
-const TILE_COLS: usize = 2 * PANEL;
+pub(crate) const TILE_COLS: usize = 2 * PANEL;
 /// Rows of one tile of the kernel (6 x 2 accumulators, 6 x 2 f32 sums and the operands fit in
 /// the 32 vector registers).
-const TILE_ROWS: usize = 6;
+pub(crate) const TILE_ROWS: usize = 6;
 /// Rows of activations one task covers (its quantized rows stay in the core's L2 cache).
-const TASK_ROWS: usize = 16 * TILE_ROWS;
+pub(crate) const TASK_ROWS: usize = 16 * TILE_ROWS;
 
 /// A weight matrix (`out x in`) quantized to int8 and packed for the kernel.
 #[derive(Debug, Clone)]
@@ -36,17 +37,6 @@ pub struct Int8Matrix {
     scales: Vec<f32>,
     /// `[groups][n_padded]`: `128 * sum(q)` of each channel in each group.
     offsets: Vec<i32>,
-}
-
-/// What a product adds to its sums before they are stored: written once, in the same pass.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Epilogue<'a> {
-    /// One value per output channel, added to every row.
-    pub bias: Option<&'a [f32]>,
-    /// A `rows x out_dim` matrix added element-wise (a residual connection).
-    pub residual: Option<&'a [f32]>,
-    /// Apply the exact (erf) GELU last.
-    pub gelu: bool,
 }
 
 /// Activations quantized per row and group: `q + 128` as u8, `[rows][k_padded]`.
@@ -161,12 +151,7 @@ impl Int8Matrix {
     pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
         assert_eq!(x.len(), rows * self.in_dim, "input shape");
         assert_eq!(dst.len(), rows * self.out_dim, "output shape");
-        if let Some(b) = epilogue.bias {
-            assert_eq!(b.len(), self.out_dim, "bias length");
-        }
-        if let Some(r) = epilogue.residual {
-            assert_eq!(r.len(), dst.len(), "residual shape");
-        }
+        epilogue.check(rows, self.out_dim);
         if rows == 0 || self.out_dim == 0 {
             return;
         }
@@ -187,28 +172,10 @@ impl Int8Matrix {
                 let mr = (row_end - row).min(TILE_ROWS);
                 let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
                 self.tile(&q, row, mr, tile, &mut out, vnni);
-                for (r, sums) in out.iter().enumerate().take(mr) {
-                    let at = (row + r) * out_dim + col0;
-                    // SAFETY: row + r < rows and col0 + width <= out_dim, so the span lies in
-                    // `dst`; no other task writes these (row, column) pairs.
-                    let dst_row = unsafe {
-                        std::slice::from_raw_parts_mut((dst_addr as *mut f32).add(at), width)
-                    };
-                    dst_row.copy_from_slice(&sums[..width]);
-                    if let Some(bias) = epilogue.bias {
-                        for (d, b) in dst_row.iter_mut().zip(&bias[col0..]) {
-                            *d += b;
-                        }
-                    }
-                    if let Some(res) = epilogue.residual {
-                        for (d, v) in dst_row.iter_mut().zip(&res[at..at + width]) {
-                            *d += v;
-                        }
-                    }
-                    if epilogue.gelu {
-                        crate::kernels::elementwise::gelu_erf_in_place(dst_row);
-                    }
-                }
+                // SAFETY: the tile's rows and columns lie in `dst` and no other task writes them.
+                unsafe {
+                    epilogue.store(&out[..mr], dst_addr as *mut f32, row, col0, width, out_dim)
+                };
                 row += mr;
             }
         });

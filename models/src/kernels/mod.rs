@@ -6,6 +6,7 @@
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 pub mod elementwise;
+pub mod epilogue;
 pub mod int8;
 pub mod peak;
 pub mod sgemm;

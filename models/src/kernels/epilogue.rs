@@ -1,0 +1,62 @@
+//! What a matrix product adds to its sums as it stores them (bias, residual, GELU), so that its
+//! output is written once and never read back.
+
+use crate::kernels::elementwise::gelu_erf_in_place;
+
+/// The additions and activation applied to each tile of a product as it is stored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Epilogue<'a> {
+    /// One value per output channel, added to every row.
+    pub bias: Option<&'a [f32]>,
+    /// A `rows x out_dim` matrix added element-wise (a residual connection).
+    pub residual: Option<&'a [f32]>,
+    /// Apply the exact (erf) GELU last.
+    pub gelu: bool,
+}
+
+impl Epilogue<'_> {
+    /// Checks the epilogue's shapes against a `rows x out_dim` output (panics like indexing).
+    pub(crate) fn check(&self, rows: usize, out_dim: usize) {
+        if let Some(b) = self.bias {
+            assert_eq!(b.len(), out_dim, "bias length");
+        }
+        if let Some(r) = self.residual {
+            assert_eq!(r.len(), rows * out_dim, "residual shape");
+        }
+    }
+
+    /// Stores `sums` (one array per row; the first `width` columns are real) into rows
+    /// `row..row + sums.len()`, columns `col0..col0 + width` of the `out_dim`-wide `dst`.
+    ///
+    /// # Safety
+    /// `dst` must hold those rows and columns, and no other thread may touch them meanwhile.
+    pub(crate) unsafe fn store<const N: usize>(
+        &self,
+        sums: &[[f32; N]],
+        dst: *mut f32,
+        row: usize,
+        col0: usize,
+        width: usize,
+        out_dim: usize,
+    ) {
+        for (r, sums) in sums.iter().enumerate() {
+            let at = (row + r) * out_dim + col0;
+            // SAFETY: the caller's promise.
+            let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.add(at), width) };
+            dst_row.copy_from_slice(&sums[..width]);
+            if let Some(bias) = self.bias {
+                for (d, b) in dst_row.iter_mut().zip(&bias[col0..]) {
+                    *d += b;
+                }
+            }
+            if let Some(res) = self.residual {
+                for (d, v) in dst_row.iter_mut().zip(&res[at..at + width]) {
+                    *d += v;
+                }
+            }
+            if self.gelu {
+                gelu_erf_in_place(dst_row);
+            }
+        }
+    }
+}
