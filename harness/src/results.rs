@@ -185,6 +185,9 @@ pub struct Record {
     /// CO2e of the energy, with the intensity, its source and year, and the PUE.
     #[serde(default)]
     pub carbon: Option<CarbonRecord>,
+    /// Threads the model ran on (what its kernels read from `RAYON_NUM_THREADS` or the cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// FLOPs per item and the fraction of the machine's peak reached, where the model counts them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute: Option<ComputeRecord>,
@@ -219,6 +222,7 @@ impl Record {
             peak_rss_bytes: None,
             energy: None,
             carbon: None,
+            threads: None,
             compute: None,
             layers: Vec::new(),
             latency_samples_ms: Vec::new(),

@@ -82,6 +82,26 @@ pub struct RunArgs {
     /// Power usage effectiveness of the facility (1.0 = no cooling or power overhead) [default: 1.0].
     #[arg(long)]
     pub pue: Option<f64>,
+    /// Threads each cell's model uses [default: $RAYON_NUM_THREADS, else the physical cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The threads of each cell: the flag, else `RAYON_NUM_THREADS`, else the physical cores (the
+/// logical ones where unknown).
+fn resolve_threads(flag: Option<usize>, host: &HostInfo) -> Result<usize, UsageError> {
+    if flag == Some(0) {
+        return Err(UsageError("--threads must be at least 1".into()));
+    }
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0);
+    Ok(flag
+        .or(from_env)
+        .or(host.physical_cores)
+        .unwrap_or(host.logical_cores)
+        .max(1))
 }
 
 fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
@@ -113,7 +133,9 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
             "min duration and sample rate must be 0 or more, the cell timeout more than 0".into(),
         ));
     }
+    let threads = resolve_threads(args.threads, &HostInfo::detect())?;
     let spec = RunSpec {
+        threads: Some(threads),
         timing,
         energy: args.energy.or(config.energy).unwrap_or(EnergyChoice::Auto),
         powercap_root: powercap_root(
@@ -224,7 +246,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .cloned()
         .collect();
     eprintln!(
-        "run {}: {} cells{}, {} already recorded, {} to run -> {}",
+        "run {}: {} cells{}, {} already recorded, {} to run on {} thread(s) -> {}",
         manifest.run_id,
         cells.len(),
         manifest
@@ -238,6 +260,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_default(),
         cells.len() - todo.len(),
         todo.len(),
+        manifest
+            .spec
+            .threads
+            .map_or_else(|| "the environment's".into(), |n| n.to_string()),
         run_dir.display()
     );
     prepare_variants(&todo, &manifest.spec.cache_dir);
@@ -264,6 +290,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cell_timeout: Duration::from_secs_f64(manifest.spec.cell_timeout_s),
         carbon: manifest.spec.carbon.clone(),
         host,
+        threads: manifest.spec.threads,
     };
     let outcome = run_cells(
         &todo,
@@ -308,4 +335,30 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(physical: Option<usize>) -> HostInfo {
+        HostInfo {
+            cpu_model: "test".into(),
+            logical_cores: 8,
+            physical_cores: physical,
+            os: "test".into(),
+            total_memory_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn threads_come_from_the_flag_else_the_physical_cores() {
+        assert_eq!(resolve_threads(Some(3), &host(Some(4))).unwrap(), 3);
+        if std::env::var("RAYON_NUM_THREADS").is_err() {
+            assert_eq!(resolve_threads(None, &host(Some(4))).unwrap(), 4);
+            assert_eq!(resolve_threads(None, &host(None)).unwrap(), 8);
+        }
+        let err = resolve_threads(Some(0), &host(Some(4))).unwrap_err();
+        assert!(err.0.contains("--threads"), "{}", err.0);
+    }
 }

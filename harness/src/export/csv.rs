@@ -70,6 +70,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("technique", r.key.technique.clone()),
         ("technique_params", r.technique_params.to_string()),
         ("device", r.key.device.clone()),
+        ("threads", opt(r.threads)),
         ("batch_size", r.key.batch_size.to_string()),
         ("seq_len_tokens", opt(r.key.seq_len)),
         ("status", r.status.as_str().to_string()),

@@ -68,6 +68,10 @@ pub struct RunSpec {
     pub cell_timeout_s: f64,
     /// Grid intensity and PUE for the CO2e figures.
     pub carbon: CarbonSettings,
+    /// Threads each cell's model uses (`RAYON_NUM_THREADS` of the workers); runs written before
+    /// the setting existed left it to the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 /// The content of `run.json`.

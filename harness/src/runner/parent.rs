@@ -39,6 +39,8 @@ pub struct RunSettings {
     pub carbon: CarbonSettings,
     /// The host.
     pub host: HostInfo,
+    /// Threads each worker's model uses (its `RAYON_NUM_THREADS`); `None` leaves the environment's.
+    pub threads: Option<usize>,
 }
 
 /// How the parent reports as cells end.
@@ -193,7 +195,7 @@ pub fn run_worker(key: &CellKey, settings: &RunSettings) -> Record {
         Ok(j) => j,
         Err(e) => return failed(format!("cannot encode the worker request: {e}")),
     };
-    match spawn_and_wait(&json, settings.cell_timeout) {
+    match spawn_and_wait(&json, settings.cell_timeout, settings.threads) {
         Ok(out) => interpret(out, settings.cell_timeout).unwrap_or_else(failed),
         Err(e) => failed(format!("cannot start the worker: {e:#}")),
     }
@@ -205,10 +207,18 @@ struct WorkerOutput {
     stderr: String,
 }
 
-fn spawn_and_wait(request_json: &str, timeout: Duration) -> anyhow::Result<WorkerOutput> {
+fn spawn_and_wait(
+    request_json: &str,
+    timeout: Duration,
+    threads: Option<usize>,
+) -> anyhow::Result<WorkerOutput> {
     let exe = std::env::current_exe().context("cannot find this executable to start a worker")?;
     let mut command = Command::new(exe);
     command.args(["__worker", "--request", request_json]);
+    if let Some(n) = threads {
+        // candle, gemm, rayon and slimbench's kernels all size their pools from it.
+        command.env("RAYON_NUM_THREADS", n.to_string());
+    }
     #[cfg(unix)]
     {
         // Its own process group: Ctrl-C at the terminal reaches the parent only, which lets the

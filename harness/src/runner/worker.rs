@@ -259,6 +259,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     }
     r.energy = Some(energy);
     r.layers = workload.layers();
+    r.threads = Some(slimbench_models::kernels::thread_count());
     r.compute = compute_record(req, workload.flops_per_item(), r.latency.as_ref())?;
     r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)

@@ -129,6 +129,7 @@ fn sample_run() -> RunData {
                 cache_dir: "/cache".into(),
                 cell_timeout_s: 600.0,
                 carbon,
+                threads: Some(2),
             },
             slimbench_version: "0.1.0".into(),
             commit: "abc123".into(),

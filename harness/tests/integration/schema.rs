@@ -28,6 +28,7 @@ fn every_numeric_column_names_its_unit() {
         "layer_formats",
         "quality_metric",
         "iterations",
+        "threads",
         "latency_outliers_mild",
         "latency_outliers_severe",
         "energy_source",

@@ -67,6 +67,8 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
             "2",
             "--seq-lens",
             "16,32",
+            "--threads",
+            "1",
             "--warmup",
             "1",
             "--min-iters",
@@ -126,6 +128,7 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
                 .parse()
                 .unwrap_or_else(|_| panic!("{technique}: {name} = {:?}", col(row, name)))
         };
+        assert_eq!(col(row, "threads"), "1", "--threads reaches the worker");
         let flops = number("item_flops");
         assert!(flops > 0.0, "{technique}: {flops}");
         if technique == "fp32" {
