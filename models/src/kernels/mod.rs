@@ -3,7 +3,6 @@
 //! and an int8 GEMM (AVX-512 VNNI, with a portable fallback). Each picks the widest instruction
 //! set the CPU has at run time and is tested against the straightforward computation.
 
-pub mod attention;
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
 pub mod elementwise;

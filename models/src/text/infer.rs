@@ -8,10 +8,11 @@ use candle_core::{Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
-use crate::kernels::attention::{attend_head, HeadView, Scratch};
-use crate::kernels::elementwise::{fill_rows, gelu_erf_in_place, layer_norm_rows_in_place};
+use crate::kernels::elementwise::{
+    fill_rows, gelu_erf_in_place, layer_norm_rows_in_place, softmax_rows_in_place,
+};
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::sgemm::{matmul_into, MatRef, Threads};
+use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
 use crate::kernels::thread_count;
 use crate::layer::{DenseLayer, WeightStorage};
 use crate::text::bert::{Bert, BertLayer, LayerNorm};
@@ -129,32 +130,41 @@ fn attention(
     context.resize(batch * t * width, 0.0);
     let scale = 1.0 / (head_dim as f32).sqrt();
     let context_addr = context.as_mut_ptr() as usize;
-    (0..batch * heads)
-        .into_par_iter()
-        .for_each_init(Scratch::default, |scratch, task| {
-            let (b, h) = (task / heads, task % heads);
-            let head = HeadView {
-                data: &qkv[b * t * stride..(b + 1) * t * stride],
-                tokens: t,
-                head_dim,
-                row_stride: stride,
-                q: h * head_dim,
-                k: width + h * head_dim,
-                v: 2 * width + h * head_dim,
-            };
-            // SAFETY: this task alone writes columns h*head_dim..(h+1)*head_dim of rows
-            // b*t..(b+1)*t of `context`, which was sized above to hold them.
-            unsafe {
-                attend_head(
-                    head,
-                    scale,
-                    &mask_bias[b * t..(b + 1) * t],
-                    scratch,
-                    (context_addr as *mut f32).add(b * t * width + h * head_dim),
-                    width,
-                );
-            }
-        });
+    (0..batch * heads).into_par_iter().for_each(|task| {
+        let (b, h) = (task / heads, task % heads);
+        let base = b * t * stride + h * head_dim;
+        let view = |offset: usize| MatRef {
+            data: &qkv[base + offset..],
+            rows: t,
+            cols: head_dim,
+            row_stride: stride,
+            col_stride: 1,
+        };
+        let mut scores = vec![0f32; t * t];
+        matmul_into(
+            &mut scores,
+            t,
+            view(0),
+            view(width).t(),
+            scale,
+            false,
+            Threads::One,
+        );
+        softmax_rows_in_place(&mut scores, t, &mask_bias[b * t..(b + 1) * t]);
+        // SAFETY: this task alone writes columns h*head_dim..(h+1)*head_dim of rows
+        // b*t..(b+1)*t of `context`, which was sized above to hold them.
+        unsafe {
+            matmul_into_ptr(
+                (context_addr as *mut f32).add(b * t * width + h * head_dim),
+                width,
+                MatRef::new(&scores, t, t),
+                view(2 * width),
+                1.0,
+                false,
+                Threads::One,
+            );
+        }
+    });
 }
 
 /// Reusable buffers of one forward pass.
