@@ -1,7 +1,7 @@
 //! The engine-speed benchmark of issue 10: all-MiniLM-L6-v2 at 128 tokens, batch 1 and 32, in
 //! each precision slimbench has, with the fidelity of each to fp32 (mean cosine of the pooled
 //! embeddings of 32 held-out emails). Run it beside `../shared/peer/run.sh` in the same session:
-//! `cargo run --release -p slimbench-models --example minilm_engine [runs]`
+//! `cargo run --release -p slimbench-models --example minilm_engine [runs] [fp32,int8,...]`
 //! (needs `slimbench fetch minilm`; threads follow `RAYON_NUM_THREADS`).
 
 use std::time::Instant;
@@ -34,6 +34,9 @@ fn main() -> slimbench_models::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20);
+    let only: Option<Vec<String>> = std::env::args()
+        .nth(2)
+        .map(|a| a.split(',').map(str::to_string).collect());
     let base = load_base(MINILM)?;
     let mut tokenizer = TextTokenizer::load(&base.files.tokenizer)?;
     let split = email_split()?;
@@ -57,6 +60,9 @@ fn main() -> slimbench_models::Result<()> {
     println!("| precision | batch 1 ms | batch 32 ms | fidelity |");
     println!("| --- | --- | --- | --- |");
     for (name, bert) in &variants {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|n| n == name)) {
+            continue;
+        }
         let b1 = median_ms(bert, &batch1, runs);
         let b32 = median_ms(bert, &batch32, (runs / 4).max(3));
         let cos = row_cosines(&reference, &bert.embed(&batch32, false)?)?;
