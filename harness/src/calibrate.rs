@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use slimbench_models::kernels::peak::{peak_gflops, read_bandwidth_gbs};
+use slimbench_models::kernels::peak::{peak_gflops, peak_int8_gops, read_bandwidth_gbs};
 
 /// The file a calibration is stored in, inside the cache folder.
 pub const CALIBRATION_FILE: &str = "calibration.json";
@@ -23,6 +23,10 @@ pub struct Calibration {
     pub vector_path: String,
     /// Peak f32 throughput, GFLOP/s (a fused multiply-add counts two).
     pub peak_gflops: f64,
+    /// Peak int8 throughput, GOP/s (a multiply-add counts two), through AVX-512 VNNI, the
+    /// instruction of the `int8` technique; absent where the CPU lacks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_int8_gops: Option<f64>,
     /// Memory read bandwidth, GB/s (10^9 bytes).
     pub read_bandwidth_gbs: f64,
     /// When it was measured, RFC 3339 UTC.
@@ -78,6 +82,7 @@ pub fn calibrate(cpu_model: &str, threads: usize) -> Calibration {
         threads,
         vector_path: vector_path.to_string(),
         peak_gflops: peak,
+        peak_int8_gops: peak_int8_gops(threads, 200, 5),
         read_bandwidth_gbs: bandwidth,
         measured_utc: crate::results::now_utc(),
     }
@@ -96,6 +101,7 @@ mod tests {
             threads: 2,
             vector_path: "avx2".into(),
             peak_gflops: 100.0,
+            peak_int8_gops: None,
             read_bandwidth_gbs: 20.0,
             measured_utc: "2026-01-01T00:00:00Z".into(),
         };

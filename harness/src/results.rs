@@ -122,24 +122,29 @@ pub struct ComputeRecord {
     pub flops_per_item: f64,
     /// GFLOP/s reached at the median latency: `flops_per_item * batch / p50`.
     pub achieved_gflops: f64,
-    /// The machine's peak f32 GFLOP/s from `slimbench calibrate`, where this CPU was calibrated
-    /// (CPU cells only).
+    /// The machine's peak from `slimbench calibrate` for the arithmetic the variant's Linears use
+    /// (see `peak_kind`), GFLOP/s or int8 GOP/s, where this CPU was calibrated (CPU cells only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_gflops: Option<f64>,
+    /// Which peak: `f32-fma`, or `int8-vnni` for variants whose Linears are int8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_kind: Option<String>,
     /// `achieved_gflops / peak_gflops`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_fraction: Option<f64>,
 }
 
 impl ComputeRecord {
-    /// The record of `flops_per_item` run at batch `batch` in `p50_ms`, against `peak_gflops`.
-    pub fn new(flops_per_item: f64, batch: usize, p50_ms: f64, peak_gflops: Option<f64>) -> Self {
+    /// The record of `flops_per_item` run at batch `batch` in `p50_ms`, against a peak and its
+    /// kind.
+    pub fn new(flops_per_item: f64, batch: usize, p50_ms: f64, peak: Option<(f64, &str)>) -> Self {
         let achieved_gflops = flops_per_item * batch as f64 / (p50_ms / 1e3) / 1e9;
         Self {
             flops_per_item,
             achieved_gflops,
-            peak_gflops,
-            peak_fraction: peak_gflops.map(|p| achieved_gflops / p),
+            peak_gflops: peak.map(|(p, _)| p),
+            peak_kind: peak.map(|(_, k)| k.to_string()),
+            peak_fraction: peak.map(|(p, _)| achieved_gflops / p),
         }
     }
 }

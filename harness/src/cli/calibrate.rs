@@ -41,6 +41,12 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         c.cpu_model, c.threads, c.vector_path
     );
     println!("peak f32: {:.1} GFLOP/s", c.peak_gflops);
+    match c.peak_int8_gops {
+        Some(p) => println!("peak int8 (AVX-512 VNNI): {p:.1} GOP/s"),
+        None => println!(
+            "peak int8: not measured (no AVX-512 VNNI; the int8 kernel runs its portable code)"
+        ),
+    }
     println!("memory read bandwidth: {:.1} GB/s", c.read_bandwidth_gbs);
     println!(
         "ridge point: {:.1} FLOP/byte (below it a kernel is bound by memory, above by compute)",

@@ -103,6 +103,13 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             "peak_fraction",
             of(r.compute.as_ref().and_then(|c| c.peak_fraction)),
         ),
+        (
+            "peak_kind",
+            r.compute
+                .as_ref()
+                .and_then(|c| c.peak_kind.clone())
+                .unwrap_or_default(),
+        ),
         ("latency_mean_ms", of(l.map(|l| l.mean_ms))),
         ("latency_p50_ms", of(l.map(|l| l.p50_ms))),
         ("latency_p90_ms", of(l.map(|l| l.p90_ms))),

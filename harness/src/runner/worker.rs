@@ -260,25 +260,35 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     r.energy = Some(energy);
     r.layers = workload.layers();
     r.threads = Some(slimbench_models::kernels::thread_count());
-    r.compute = compute_record(req, workload.flops_per_item(), r.latency.as_ref())?;
+    let int8 = r.layers.iter().any(|l| l.format == "int8");
+    r.compute = compute_record(req, workload.flops_per_item(), r.latency.as_ref(), int8)?;
     r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)
 }
 
-/// FLOPs and the share of the calibrated peak; the peak only for CPU cells on a calibrated CPU.
+/// FLOPs and the share of the calibrated peak; the peak only for CPU cells on a calibrated CPU,
+/// the int8 one for variants with int8 Linears (their products are the bulk of the work).
 fn compute_record(
     req: &WorkerRequest,
     flops_per_item: Option<f64>,
     latency: Option<&LatencyStats>,
+    int8: bool,
 ) -> anyhow::Result<Option<ComputeRecord>> {
     let (Some(flops), Some(latency)) = (flops_per_item, latency) else {
         return Ok(None);
     };
-    let peak = if req.key.device == "cpu" {
-        Calibration::for_cpu(&req.cache_dir, &req.host.cpu_model)?.map(|c| c.peak_gflops)
+    let calibration = if req.key.device == "cpu" {
+        Calibration::for_cpu(&req.cache_dir, &req.host.cpu_model)?
     } else {
         None
     };
+    let peak = calibration.and_then(|c| {
+        if int8 {
+            c.peak_int8_gops.map(|p| (p, "int8-vnni"))
+        } else {
+            Some((c.peak_gflops, "f32-fma"))
+        }
+    });
     Ok(Some(ComputeRecord::new(
         flops,
         req.key.batch_size,

@@ -29,6 +29,7 @@ fn every_numeric_column_names_its_unit() {
         "quality_metric",
         "iterations",
         "threads",
+        "peak_kind",
         "latency_outliers_mild",
         "latency_outliers_severe",
         "energy_source",

@@ -107,6 +107,50 @@ pub fn peak_gflops(threads: usize, passes: usize, repeats: usize) -> (&'static s
     (name, best)
 }
 
+/// Independent `vpdpbusd` chains (each 64 int8 multiply-adds, 128 operations) of one pass.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_loop(seed: i32) -> i32 {
+    use std::arch::x86_64::*;
+    let a = _mm512_set1_epi32(0x0101_0101);
+    let b = _mm512_set1_epi32(seed & 0x0303_0303);
+    let mut acc = [_mm512_set1_epi32(seed); 16];
+    for _ in 0..ITERS {
+        for x in acc.iter_mut() {
+            *x = _mm512_dpbusd_epi32(*x, a, b);
+        }
+    }
+    let mut sum = _mm512_setzero_si512();
+    for x in acc {
+        sum = _mm512_add_epi32(sum, x);
+    }
+    _mm512_reduce_add_epi32(sum)
+}
+
+/// Peak int8 GOP/s (a multiply-add counts two, as in [`peak_gflops`]) through the instruction
+/// slimbench's int8 kernel uses, where the CPU has it (AVX-512 VNNI); `None` elsewhere.
+pub fn peak_int8_gops(threads: usize, passes: usize, repeats: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::CpuFeatures::get().avx512_vnni {
+        let ops = ITERS * 16 * 64 * 2;
+        let best = (0..repeats.max(1))
+            .map(|_| {
+                let (secs, sums) = timed_parallel(threads, |t| {
+                    (0..passes)
+                        // SAFETY: the CPU has AVX-512 F/BW and VNNI (checked above).
+                        .map(|p| unsafe { vnni_loop((t + p) as i32) })
+                        .fold(0i32, i32::wrapping_add)
+                });
+                std::hint::black_box(sums);
+                (threads * passes * ops) as f64 / secs / 1e9
+            })
+            .fold(0.0, f64::max);
+        return Some(best);
+    }
+    let _ = (threads, passes, repeats);
+    None
+}
+
 fn chunked_sum(xs: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     for c in xs.chunks_exact(16) {
@@ -136,6 +180,18 @@ pub fn read_bandwidth_gbs(threads: usize, bytes: usize, repeats: usize) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_int8_peak_exceeds_the_f32_peak_where_vnni_runs() {
+        // vpdpbusd does 64 multiply-adds where an f32 FMA does 16: a slower int8 figure would
+        // mean the loop measures something else.
+        if let Some(int8) = peak_int8_gops(1, 20, 2) {
+            let (_, f32_peak) = peak_gflops(1, 20, 2);
+            assert!(int8 > 1.5 * f32_peak, "int8 {int8} vs f32 {f32_peak}");
+        } else {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        }
+    }
 
     #[test]
     fn the_fma_loop_counts_flops_that_take_time() {

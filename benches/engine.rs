@@ -1,0 +1,68 @@
+//! The engine benchmark of issue 10 under criterion: all-MiniLM-L6-v2 at 128 tokens, batch 1 and
+//! 32, fp32 and int8 (slimbench's kernels), q8_0 (candle's). Needs `slimbench fetch minilm`;
+//! without the files it says so and measures nothing. Run beside `../shared/peer/run.sh`:
+//! `cargo bench --bench engine` (threads follow `RAYON_NUM_THREADS`).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use slimbench_models::text::bert::Bert;
+use slimbench_models::text::compress::{int8_bert, quantize_bert};
+use slimbench_models::text::tokenize::{Padding, TextTokenizer};
+use slimbench_models::text::workload::{email_split, load_base, MINILM};
+
+fn engine(c: &mut Criterion) {
+    let base = match load_base(MINILM) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("engine bench skipped: all-MiniLM-L6-v2 is not fetched ({e}); run `cargo run --release -- fetch minilm`");
+            return;
+        }
+    };
+    let (mut tokenizer, split) = match (TextTokenizer::load(&base.files.tokenizer), email_split()) {
+        (Ok(t), Ok(s)) => (t, s),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("engine bench skipped: {e}");
+            return;
+        }
+    };
+    let texts: Vec<&str> = split.test[..32].iter().map(|e| e.text.as_str()).collect();
+    let fp32 = base.bert;
+    let variants: Vec<(&str, Bert)> = vec![
+        ("fp32", fp32.clone()),
+        ("int8", int8_bert(&fp32).expect("int8 variant").0),
+        (
+            "q8_0",
+            quantize_bert(&fp32, candle_core::quantized::GgmlDType::Q8_0)
+                .expect("q8_0 variant")
+                .0,
+        ),
+    ];
+    let mut group = c.benchmark_group("minilm-128-tokens");
+    for batch in [1usize, 32] {
+        let input = tokenizer
+            .encode(&texts[..batch], Padding::Fixed(128))
+            .expect("encoded batch");
+        for (name, bert) in &variants {
+            if *name == "q8_0" && batch == 32 {
+                continue; // over 2 s an iteration: candle's q8_0 at batch 1 is enough to compare
+            }
+            group.bench_function(BenchmarkId::new(*name, batch), |b| {
+                b.iter(|| bert.embed(&input, false).expect("forward"))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_secs(2))
+        .measurement_time(std::time::Duration::from_secs(8))
+        .sample_size(10)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = engine
+}
+criterion_main!(benches);
