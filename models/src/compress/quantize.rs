@@ -113,27 +113,21 @@ pub fn quantize_network(net: &Network, format: GgmlDType) -> Result<QuantizedNet
 /// Casts every fully connected layer's weight to f16 or bf16 (convolutions stay f32). On x86
 /// CPUs candle widens half-precision matmuls to f32: the cast saves memory, not time.
 pub fn cast_network(net: &Network, dtype: candle_core::DType) -> Result<QuantizedNetwork> {
-    let dense = net
-        .dense
-        .iter()
-        .map(|l| l.cast(dtype))
-        .collect::<Result<Vec<_>>>()?;
-    let model = Network {
-        convs: net.convs.clone(),
-        dense,
-    };
-    let layers = model.layer_reports()?;
-    Ok(QuantizedNetwork { model, layers })
+    map_dense(net, |l| l.cast(dtype))
 }
 
 /// Stores every fully connected layer's weight as int8 for slimbench's own kernel (convolutions
 /// stay f32).
 pub fn int8_network(net: &Network) -> Result<QuantizedNetwork> {
-    let dense = net
-        .dense
-        .iter()
-        .map(DenseLayer::int8)
-        .collect::<Result<Vec<_>>>()?;
+    map_dense(net, DenseLayer::int8)
+}
+
+/// `net` with every fully connected layer replaced by `f(layer)`, and the layers' reports.
+fn map_dense(
+    net: &Network,
+    f: impl Fn(&DenseLayer) -> Result<DenseLayer>,
+) -> Result<QuantizedNetwork> {
+    let dense = net.dense.iter().map(f).collect::<Result<Vec<_>>>()?;
     let model = Network {
         convs: net.convs.clone(),
         dense,

@@ -97,25 +97,23 @@ pub fn quantize_embeddings(bert: &Bert, format: GgmlDType) -> Result<(Bert, Laye
 
 /// Casts every Linear's weight to f16 or bf16.
 pub fn cast_bert(bert: &Bert, dtype: DType) -> Result<(Bert, Vec<LayerReport>)> {
-    let layers = bert
-        .layers
-        .iter()
-        .map(|l| l.map_linears(|lin| lin.cast(dtype)))
-        .collect::<Result<Vec<_>>>()?;
-    let out = Bert {
-        layers,
-        ..bert.clone()
-    };
-    let reports = out.layer_reports(|_| None);
-    Ok((out, reports))
+    map_every_linear(bert, |lin| lin.cast(dtype))
 }
 
 /// Stores every Linear's weight as int8 for slimbench's own kernel.
 pub fn int8_bert(bert: &Bert) -> Result<(Bert, Vec<LayerReport>)> {
+    map_every_linear(bert, DenseLayer::int8)
+}
+
+/// `bert` with every Linear replaced by `f(linear)`, and the layers' reports.
+fn map_every_linear(
+    bert: &Bert,
+    f: impl Fn(&DenseLayer) -> Result<DenseLayer>,
+) -> Result<(Bert, Vec<LayerReport>)> {
     let layers = bert
         .layers
         .iter()
-        .map(|l| l.map_linears(DenseLayer::int8))
+        .map(|l| l.map_linears(&f))
         .collect::<Result<Vec<_>>>()?;
     let out = Bert {
         layers,
