@@ -167,6 +167,41 @@ fn attention(
     });
 }
 
+/// Milliseconds spent in each phase of the forward pass (summed over layers), when asked for.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseTimes {
+    /// `(phase, ms)` in the order the phases first ran.
+    pub phases: Vec<(&'static str, f64)>,
+}
+
+/// Times phases when profiling, and costs one branch a phase when not.
+struct PhaseClock {
+    times: Option<PhaseTimes>,
+    last: std::time::Instant,
+}
+
+impl PhaseClock {
+    fn new(profile: bool) -> Self {
+        Self {
+            times: profile.then(PhaseTimes::default),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Charges the time since the previous lap to `phase`.
+    fn lap(&mut self, phase: &'static str) {
+        if let Some(times) = &mut self.times {
+            let now = std::time::Instant::now();
+            let ms = (now - self.last).as_secs_f64() * 1e3;
+            self.last = now;
+            match times.phases.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, total)) => *total += ms,
+                None => times.phases.push((phase, ms)),
+            }
+        }
+    }
+}
+
 /// Reusable buffers of one forward pass.
 #[derive(Default)]
 struct Buffers {
@@ -183,9 +218,11 @@ fn layer_forward(
     head_dim: usize,
     mask_bias: &[f32],
     buf: &mut Buffers,
+    clock: &mut PhaseClock,
 ) -> Result<()> {
     let rows = shape.batch * shape.tokens;
     linear_into(&layer.qkv, x, rows, &mut buf.qkv, None, false)?;
+    clock.lap("qkv projection");
     attention(
         &buf.qkv,
         shape,
@@ -194,6 +231,7 @@ fn layer_forward(
         mask_bias,
         &mut buf.context,
     );
+    clock.lap("attention (scores, softmax, context)");
     linear_into(
         &layer.attn_out,
         &buf.context,
@@ -202,7 +240,9 @@ fn layer_forward(
         Some(x),
         false,
     )?;
+    clock.lap("attention output projection");
     layer_norm(&mut buf.attended, &layer.attn_norm)?;
+    clock.lap("layer norms");
     linear_into(
         &layer.intermediate,
         &buf.attended,
@@ -211,6 +251,7 @@ fn layer_forward(
         None,
         true,
     )?;
+    clock.lap("up projection + GELU");
     linear_into(
         &layer.output,
         &buf.inner,
@@ -219,12 +260,26 @@ fn layer_forward(
         Some(&buf.attended),
         false,
     )?;
-    layer_norm(x, &layer.out_norm)
+    clock.lap("down projection");
+    layer_norm(x, &layer.out_norm)?;
+    clock.lap("layer norms");
+    Ok(())
 }
 
 /// Sentence embeddings `[batch, hidden]` of an encoded batch (mean of the real tokens' final
 /// states, L2-normalised), computed on the CPU in slimbench's own buffers.
 pub fn embed(bert: &Bert, input: &Encoded) -> Result<Tensor> {
+    forward(bert, input, &mut PhaseClock::new(false))
+}
+
+/// [`embed`], and where its time went, phase by phase (summed over the layers).
+pub fn embed_profiled(bert: &Bert, input: &Encoded) -> Result<(Tensor, PhaseTimes)> {
+    let mut clock = PhaseClock::new(true);
+    let out = forward(bert, input, &mut clock)?;
+    Ok((out, clock.times.unwrap_or_default()))
+}
+
+fn forward(bert: &Bert, input: &Encoded, clock: &mut PhaseClock) -> Result<Tensor> {
     let (batch, tokens) = input.ids.dims2()?;
     let hidden = bert.config.hidden_size;
     let max_positions = bert.position_embeddings.dim(0)?;
@@ -246,6 +301,7 @@ pub fn embed(bert: &Bert, input: &Encoded) -> Result<Tensor> {
         .broadcast_add(&positions)?;
     let mut x = to_vec(&summed)?;
     layer_norm(&mut x, &bert.embed_norm)?;
+    clock.lap("embeddings");
     let mask = to_vec(&input.mask)?;
     // 0 where a token is real, a large negative number where it is padding (as the candle path).
     let mask_bias: Vec<f32> = mask.iter().map(|m| (m - 1.0) * 1e4).collect();
@@ -259,6 +315,7 @@ pub fn embed(bert: &Bert, input: &Encoded) -> Result<Tensor> {
             bert.config.head_dim(),
             &mask_bias,
             &mut buffers,
+            clock,
         )?;
     }
     let mut pooled = vec![0f32; batch * hidden];
@@ -277,6 +334,7 @@ pub fn embed(bert: &Bert, input: &Encoded) -> Result<Tensor> {
         let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         out.iter_mut().for_each(|o| *o /= norm);
     }
+    clock.lap("pooling");
     Ok(Tensor::from_vec(
         pooled,
         (batch, hidden),
