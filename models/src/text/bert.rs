@@ -342,8 +342,9 @@ impl Bert {
         Ok(map)
     }
 
-    /// Hidden states `[batch, tokens, hidden]` of an encoded batch; `train` selects differentiable ops.
-    pub fn hidden_states(&self, input: &Encoded, train: bool) -> Result<Tensor> {
+    /// Token + type + position embeddings `[batch, tokens, hidden]` of an encoded batch, before
+    /// the embedding layer norm; an error if the batch is longer than the model's positions.
+    pub fn embedding_sum(&self, input: &Encoded) -> Result<Tensor> {
         let (b, t) = input.ids.dims2()?;
         let h = self.config.hidden_size;
         if t > self.position_embeddings.dim(0)? {
@@ -359,10 +360,17 @@ impl Bert {
             .type_embeddings
             .index_select(&input.type_ids.flatten_all()?, 0)?;
         let positions = self.position_embeddings.narrow(0, 0, t)?;
-        let x = (words + types)?
+        Ok((words + types)?
             .reshape((b, t, h))?
-            .broadcast_add(&positions)?;
-        let mut x = self.embed_norm.forward(&x, train)?;
+            .broadcast_add(&positions)?)
+    }
+
+    /// Hidden states `[batch, tokens, hidden]` of an encoded batch; `train` selects differentiable ops.
+    pub fn hidden_states(&self, input: &Encoded, train: bool) -> Result<Tensor> {
+        let (b, t) = input.ids.dims2()?;
+        let mut x = self
+            .embed_norm
+            .forward(&self.embedding_sum(input)?, train)?;
         // 0 where a token is real, a large negative number where it is padding.
         let mask_bias = ((&input.mask - 1.0)? * 1e4)?.reshape((b, 1, 1, t))?;
         for layer in &self.layers {

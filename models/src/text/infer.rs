@@ -282,24 +282,8 @@ pub fn embed_profiled(bert: &Bert, input: &Encoded) -> Result<(Tensor, PhaseTime
 fn forward(bert: &Bert, input: &Encoded, clock: &mut PhaseClock) -> Result<Tensor> {
     let (batch, tokens) = input.ids.dims2()?;
     let hidden = bert.config.hidden_size;
-    let max_positions = bert.position_embeddings.dim(0)?;
-    if tokens > max_positions {
-        return Err(ModelError::Invalid(format!(
-            "sequence of {tokens} tokens is longer than the model's {max_positions} positions"
-        )));
-    }
     // Embeddings through candle (a gather and two adds), then the buffers take over.
-    let words = bert
-        .word_embeddings
-        .index_select(&input.ids.flatten_all()?, 0)?;
-    let types = bert
-        .type_embeddings
-        .index_select(&input.type_ids.flatten_all()?, 0)?;
-    let positions = bert.position_embeddings.narrow(0, 0, tokens)?;
-    let summed = (words + types)?
-        .reshape((batch, tokens, hidden))?
-        .broadcast_add(&positions)?;
-    let mut x = to_vec(&summed)?;
+    let mut x = to_vec(&bert.embedding_sum(input)?)?;
     layer_norm(&mut x, &bert.embed_norm)?;
     clock.lap("embeddings");
     let mask = to_vec(&input.mask)?;
