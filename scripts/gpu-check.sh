@@ -48,10 +48,11 @@ build() { # build <dest dir> <with cuda: 1|0>
     LEAN=1 bash scripts/cuda-toolchain.sh . build --release -p slimbench --features cuda
     tests=$(LEAN=1 gpu_test_binary bash scripts/cuda-toolchain.sh . test --release --features cuda)
   else
-    # The dry run: the dev profile (dependencies and models at opt-level 2) builds faster here.
-    profile=debug
-    cargo build -p slimbench
-    tests=$(gpu_test_binary cargo test)
+    # The dry run: the release profile, which the README's commands and `cargo test --release`
+    # have already built, so nothing is compiled twice.
+    profile=release
+    cargo build --release -p slimbench
+    tests=$(gpu_test_binary cargo test --release)
   fi
   cp "target/$profile/slimbench" "$dest/slimbench"
   cp "$tests" "$dest/gpu-tests"

@@ -9,6 +9,9 @@ use crate::plan::UsageError;
 
 /// World average grid intensity, g CO2e per kWh (Ember, Global Electricity Review 2024, for 2023).
 pub const WORLD_AVERAGE_G_PER_KWH: f64 = 480.0;
+
+/// Power usage effectiveness when none is given: no facility overhead.
+pub const DEFAULT_PUE: f64 = 1.0;
 /// Countries: `iso3,country,year,g_co2e_per_kwh`.
 pub const COUNTRIES_CSV: &str = include_str!("../data/carbon_intensity_countries.csv");
 /// Google Cloud regions: `provider,region,iso3,city,g_co2e_per_kwh`.
@@ -135,12 +138,7 @@ pub fn resolve(
     intensity: Option<f64>,
     pue: Option<f64>,
 ) -> Result<CarbonSettings, UsageError> {
-    let pue = pue.unwrap_or(1.0);
-    if pue.is_nan() || pue < 1.0 {
-        return Err(UsageError(format!(
-            "--pue {pue}: a PUE is 1.0 (no overhead) or more"
-        )));
-    }
+    let pue = crate::limits::PUE.check(pue.unwrap_or(DEFAULT_PUE))?;
     let mut settings = CarbonSettings {
         intensity_g_per_kwh: WORLD_AVERAGE_G_PER_KWH,
         source: "world average 2023 (Ember, Global Electricity Review 2024); no region given"
@@ -201,11 +199,7 @@ pub fn resolve(
         }
     }
     if let Some(g) = intensity {
-        if g.is_nan() || g < 0.0 {
-            return Err(UsageError(format!(
-                "--carbon-intensity {g}: give grams CO2e per kWh, 0 or more"
-            )));
-        }
+        let g = crate::limits::CARBON_INTENSITY.check(g)?;
         settings.intensity_g_per_kwh = g;
         settings.year = None;
         settings.source = "given by the user (--carbon-intensity)".into();

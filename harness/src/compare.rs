@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::plan::UsageError;
-use crate::results::{read_records, Status, SCHEMA_VERSION};
+use crate::results::{read_records, Status};
 use crate::stats::{median_of, percentile_sorted, Interval};
 
 /// A metric the gate checks.
@@ -138,6 +138,8 @@ pub struct CellFigures {
     pub model_bytes: Option<usize>,
     /// Quality, %.
     pub quality_pct: Option<f64>,
+    /// Why the cell has no figures: `failed: ...` or `not-applicable: ...`; `None` when measured.
+    pub failure: Option<String>,
 }
 
 /// A loaded result set: cell name to figures.
@@ -160,17 +162,23 @@ pub fn load_set(arg: &str) -> Result<ResultSet, UsageError> {
 
 fn load_slimbench(dir: &Path) -> Result<ResultSet, UsageError> {
     let path = dir.join("results.jsonl");
-    let records = read_records(&path).map_err(|e| UsageError(format!("{e:#}")))?;
+    let records = read_records(&path)?;
     let mut set = ResultSet::new();
     for r in records {
-        if r.schema_version != SCHEMA_VERSION {
-            return Err(UsageError(format!(
-                "{}: schema version {} but this slimbench reads {SCHEMA_VERSION}; compare results of one version",
-                path.display(),
-                r.schema_version
-            )));
-        }
         if r.status != Status::Ok {
+            let why = r.error.as_deref().unwrap_or("no reason recorded");
+            let first_line = why.lines().next().unwrap_or(why);
+            let status = match r.status {
+                Status::Failed => "failed",
+                _ => "not-applicable",
+            };
+            set.insert(
+                r.key.to_string(),
+                CellFigures {
+                    failure: Some(format!("{status}: {first_line}")),
+                    ..Default::default()
+                },
+            );
             continue;
         }
         let mut samples = r.latency_samples_ms.clone();
@@ -184,6 +192,7 @@ fn load_slimbench(dir: &Path) -> Result<ResultSet, UsageError> {
                 peak_rss_bytes: r.peak_rss_bytes,
                 model_bytes: r.model_bytes,
                 quality_pct: r.quality.as_ref().map(|q| q.value_pct),
+                failure: None,
             },
         );
     }
@@ -301,11 +310,23 @@ pub struct CellComparison {
     pub changes: Vec<MetricChange>,
 }
 
+/// A cell measured in the baseline that the current set lost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LostCell {
+    /// Cell name.
+    pub cell: String,
+    /// What happened to it: `failed: ...`, `not-applicable: ...`, or missing.
+    pub why: String,
+}
+
 /// The comparison of two sets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Comparison {
-    /// Cells in both.
+    /// Cells measured in both.
     pub cells: Vec<CellComparison>,
+    /// Cells measured in the baseline that failed, became not applicable, or (unless missing
+    /// cells are allowed) are missing in the current set: each is a regression.
+    pub lost: Vec<LostCell>,
     /// Cells only in the baseline.
     pub only_baseline: Vec<String>,
     /// Cells only in the current set.
@@ -313,11 +334,13 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    /// True when some metric of some cell regressed.
+    /// True when some metric of some cell regressed, or a measured cell was lost.
     pub fn regressed(&self) -> bool {
-        self.cells
-            .iter()
-            .any(|c| c.changes.iter().any(|m| m.regressed))
+        !self.lost.is_empty()
+            || self
+                .cells
+                .iter()
+                .any(|c| c.changes.iter().any(|m| m.regressed))
     }
 }
 
@@ -372,13 +395,31 @@ pub fn compare(
     thresholds: &Thresholds,
     metrics: &[Metric],
     seed: u64,
+    allow_missing: bool,
 ) -> Comparison {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut cells = Vec::new();
+    let mut lost = Vec::new();
     for (cell, base) in baseline {
+        if base.failure.is_some() {
+            continue;
+        }
         let Some(cur) = current.get(cell) else {
+            if !allow_missing {
+                lost.push(LostCell {
+                    cell: cell.clone(),
+                    why: "missing from the current set (allow with --allow-missing)".into(),
+                });
+            }
             continue;
         };
+        if let Some(why) = &cur.failure {
+            lost.push(LostCell {
+                cell: cell.clone(),
+                why: why.clone(),
+            });
+            continue;
+        }
         let mut changes = Vec::new();
         for &metric in metrics {
             let threshold = thresholds.get(metric);
@@ -436,6 +477,7 @@ pub fn compare(
     }
     Comparison {
         cells,
+        lost,
         only_baseline: baseline
             .keys()
             .filter(|k| !current.contains_key(*k))
@@ -467,9 +509,10 @@ pub fn markdown(c: &Comparison) -> String {
         .filter(|cell| cell.changes.iter().any(|m| m.regressed))
         .count();
     out.push_str(&format!(
-        "**{}**: {} cells compared, {regressed} regressed, {} only in baseline, {} only in current.\n\n",
-        if regressed > 0 { "REGRESSION" } else { "OK" },
+        "**{}**: {} cells compared, {regressed} regressed, {} lost (measured in the baseline, failed or missing now), {} only in baseline, {} only in current.\n\n",
+        if c.regressed() { "REGRESSION" } else { "OK" },
         c.cells.len(),
+        c.lost.len(),
         c.only_baseline.len(),
         c.only_current.len()
     ));
@@ -498,6 +541,12 @@ pub fn markdown(c: &Comparison) -> String {
                 m.change,
                 if m.regressed { "**regressed**" } else { "ok" }
             ));
+        }
+    }
+    if !c.lost.is_empty() {
+        out.push_str("\nLost, each a **regression** (measured in the baseline):\n");
+        for l in &c.lost {
+            out.push_str(&format!("- {}: {}\n", l.cell, l.why));
         }
     }
     for (title, list) in [
@@ -548,10 +597,10 @@ mod tests {
             let slower = set_with(noisy(&mut rng, 12.0, 0.05, 100));
             let same = set_with(noisy(&mut rng, 10.0, 0.05, 100));
             let t = Thresholds::default();
-            if compare(&base, &slower, &t, &metrics, seed).regressed() {
+            if compare(&base, &slower, &t, &metrics, seed, false).regressed() {
                 caught += 1;
             }
-            if !compare(&base, &same, &t, &metrics, seed).regressed() {
+            if !compare(&base, &same, &t, &metrics, seed, false).regressed() {
                 quiet += 1;
             }
         }
@@ -567,14 +616,48 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), cell(98.0)), ("b".to_string(), cell(97.0))]);
         let cur = ResultSet::from([("a".to_string(), cell(97.0)), ("c".to_string(), cell(90.0))]);
-        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0);
+        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, true);
         assert!(c.regressed());
         assert_eq!(c.only_baseline, ["b"]);
         assert_eq!(c.only_current, ["c"]);
         let md = markdown(&c);
         assert!(md.contains("**regressed**") && md.contains("- b"), "{md}");
         let small = ResultSet::from([("a".to_string(), cell(97.7))]);
-        assert!(!compare(&base, &small, &Thresholds::default(), &ALL_METRICS, 0).regressed());
+        assert!(!compare(&base, &small, &Thresholds::default(), &ALL_METRICS, 0, true).regressed());
+    }
+
+    #[test]
+    fn a_cell_ok_in_the_baseline_and_failed_or_missing_now_is_a_regression() {
+        let ok = CellFigures {
+            quality_pct: Some(98.0),
+            ..Default::default()
+        };
+        let failed = CellFigures {
+            failure: Some("failed: worker killed by signal 9".into()),
+            ..Default::default()
+        };
+        let base = ResultSet::from([("a".to_string(), ok.clone()), ("b".to_string(), ok.clone())]);
+        let cur = ResultSet::from([("a".to_string(), failed.clone())]);
+        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, false);
+        assert!(c.regressed());
+        let lost: Vec<&str> = c.lost.iter().map(|l| l.cell.as_str()).collect();
+        assert_eq!(lost, ["a", "b"]);
+        let md = markdown(&c);
+        assert!(
+            md.starts_with("## slimbench compare\n\n**REGRESSION**"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- a: failed: worker killed by signal 9"),
+            "{md}"
+        );
+        // --allow-missing forgives the missing cell, never the failed one.
+        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, true);
+        assert_eq!(c.lost.len(), 1);
+        assert!(c.regressed());
+        // A cell that failed in the baseline too is no regression.
+        let base = ResultSet::from([("a".to_string(), failed.clone())]);
+        assert!(!compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, false).regressed());
     }
 
     #[test]
@@ -595,6 +678,14 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), cell(1000))]);
         let cur = ResultSet::from([("a".to_string(), cell(1001))]);
-        assert!(compare(&base, &cur, &Thresholds::default(), &[Metric::Size], 0).regressed());
+        assert!(compare(
+            &base,
+            &cur,
+            &Thresholds::default(),
+            &[Metric::Size],
+            0,
+            false
+        )
+        .regressed());
     }
 }

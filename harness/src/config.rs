@@ -69,21 +69,43 @@ pub struct RunConfig {
 
 /// Reads and checks a config file; errors name the file, and the key and line where they can.
 pub fn load_config(path: &Path) -> Result<RunConfig, UsageError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| UsageError(format!("cannot read config {}: {e}", path.display())))?
+        .len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(UsageError(format!(
+            "config {}: {size} bytes; a run config is a few lines (at most {MAX_CONFIG_BYTES} bytes): is it the right file?",
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|e| UsageError(format!("cannot read config {}: {e}", path.display())))?;
     parse_config(&text, &path.display().to_string())
 }
 
+/// The largest config file read (a plan of every model, technique and shape fits in a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Parses config text; `origin` names it in errors.
 pub fn parse_config(text: &str, origin: &str) -> Result<RunConfig, UsageError> {
     toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let line = e.span().map(|s| {
+            let before = text.get(..s.start.min(text.len())).unwrap_or(text);
+            before.matches('\n').count() + 1
+        });
         let message = e.message().to_string();
-        match line {
-            Some(line) => UsageError(format!("{origin}: line {line}: {message}")),
-            None => UsageError(format!("{origin}: {message}")),
+        // The key of that line, so a wrong type names it as an unknown key does.
+        let key = line
+            .and_then(|l| text.lines().nth(l - 1))
+            .and_then(|l| l.split_once('='))
+            .map(|(k, _)| k.trim().trim_matches('"').to_string())
+            .filter(|k| !k.is_empty() && !message.contains(k.as_str()));
+        match (line, key) {
+            (Some(line), Some(key)) => {
+                UsageError(format!("{origin}: line {line}: key `{key}`: {message}"))
+            }
+            (Some(line), None) => UsageError(format!("{origin}: line {line}: {message}")),
+            _ => UsageError(format!("{origin}: {message}")),
         }
     })
 }
@@ -101,9 +123,35 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_type_is_named_with_its_line() {
+    fn a_wrong_type_is_named_with_its_key_and_line() {
         let e = parse_config("warmup = \"ten\"\n", "b.toml").unwrap_err().0;
         assert!(e.contains("line 1") && e.contains("invalid type"), "{e}");
+        assert!(e.contains("key `warmup`"), "{e}");
+    }
+
+    #[test]
+    fn an_oversized_config_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        let body = format!("batch_sizes = [{}]\n", vec!["1"; 600_000].join(","));
+        std::fs::write(&path, body).unwrap();
+        let e = load_config(&path).unwrap_err().0;
+        assert!(e.contains("big.toml") && e.contains("bytes"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any text, cut anywhere, gives a config or an error naming the file: never a panic.
+        #[test]
+        fn any_text_or_truncation_parses_or_errs_without_panic(
+            text in "[a-z_=\\[\\]\"0-9., \n#\u{e9}\u{1F600}]{0,200}",
+            cut in 0usize..200,
+        ) {
+            let full = format!("models = [\"digits-mlp\"]\nwarmup = 3\n{text}");
+            let end = full.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(full.len());
+            if let Err(e) = parse_config(&full[..end], "p.toml") {
+                proptest::prop_assert!(e.0.starts_with("p.toml"), "{}", e.0);
+            }
+        }
     }
 
     #[test]

@@ -57,6 +57,15 @@ pub struct Shapes {
     pub seq_lens: Vec<usize>,
 }
 
+/// Batch sizes of the non-text models when the plan names none.
+pub const DEFAULT_BATCH_SIZES: &[usize] = &[1, 32];
+
+/// Batch sizes (texts) of the text models when the plan names none.
+pub const DEFAULT_TEXT_BATCH_SIZES: &[usize] = &[1, 8];
+
+/// Devices when the plan names none.
+pub const DEFAULT_DEVICES: &[&str] = &["cpu"];
+
 impl Shapes {
     /// The same batch sizes for every model, and the default sequence length.
     pub fn batches(batch_sizes: &[usize]) -> Self {

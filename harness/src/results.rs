@@ -1,7 +1,8 @@
 //! The result record of one cell (with a schema version), and the `results.jsonl` file that holds
 //! a run's records, appended and flushed one at a time.
 
-use std::io::{BufRead, Write};
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use slimbench_models::layer::LayerReport;
 use crate::carbon::CarbonRecord;
 use crate::host::HostInfo;
 use crate::meter::EnergyRecord;
+use crate::plan::UsageError;
 use crate::stats::LatencyStats;
 
 /// Version of the record layout; bumped on any incompatible change.
@@ -247,9 +249,18 @@ pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Appends `record` as one JSON line to `path` and flushes it to disk before returning.
+/// Appends `record` as one JSON line to `path` and flushes it to disk before returning. A torn
+/// last line (a crash or a full disk mid-write) is first moved aside by [`set_aside_torn_tail`],
+/// so a record is never appended onto it.
 pub fn append_record(path: &Path, record: &Record) -> anyhow::Result<()> {
     use anyhow::Context;
+    if let Some(aside) = set_aside_torn_tail(path)? {
+        eprintln!(
+            "warning: {}: its last line was incomplete (a crash or a full disk mid-write); moved it to {} before appending",
+            path.display(),
+            aside.display()
+        );
+    }
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -263,6 +274,62 @@ pub fn append_record(path: &Path, record: &Record) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file a torn tail of `path` is appended to: `<name>.torn` beside it.
+pub fn torn_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".torn");
+    path.with_file_name(name)
+}
+
+/// When `path` does not end with a newline, moves the bytes after its last newline (a line cut
+/// short by a crash or a full disk) to [`torn_path`], one line there each, and cuts them from
+/// `path`; returns where they went. Nothing is dropped: the torn bytes are kept for a person to
+/// read, and the cell they belonged to is rerun by `--resume`.
+pub fn set_aside_torn_tail(path: &Path) -> anyhow::Result<Option<std::path::PathBuf>> {
+    use anyhow::Context;
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(None);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let whole_record = std::str::from_utf8(&bytes[keep..])
+        .ok()
+        .is_some_and(|l| serde_json::from_str::<Record>(l).is_ok());
+    if whole_record {
+        // Only the newline is missing: complete the line rather than move a record aside.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} for appending", path.display()))?;
+        file.write_all(b"\n")
+            .and_then(|_| file.sync_data())
+            .with_context(|| format!("cannot write to {}", path.display()))?;
+        return Ok(None);
+    }
+    let aside = torn_path(path);
+    let mut torn = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&aside)
+        .with_context(|| format!("cannot open {} to keep a torn line", aside.display()))?;
+    torn.write_all(&bytes[keep..])
+        .and_then(|_| torn.write_all(b"\n"))
+        .and_then(|_| torn.sync_data())
+        .with_context(|| format!("cannot write {}", aside.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {} to cut its torn line", path.display()))?;
+    file.set_len(keep as u64)
+        .and_then(|_| file.sync_data())
+        .with_context(|| format!("cannot cut the torn line of {}", path.display()))?;
+    Ok(Some(aside))
+}
+
 /// `records` in the order of `plan`'s cells (records of cells outside the plan last).
 pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<Record> {
     let position = |k: &CellKey| plan.cells.iter().position(|c| c == k).unwrap_or(usize::MAX);
@@ -270,36 +337,221 @@ pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<
     records
 }
 
-/// Reads every record of a `results.jsonl`; a bad line is an error naming the file and line.
-/// A last line cut short by a kill is skipped with a warning, since the cell it held is rerun.
-pub fn read_records(path: &Path) -> anyhow::Result<Vec<Record>> {
-    use anyhow::Context;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let lines: Vec<String> = std::io::BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let mut records = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Record>(line) {
-            Ok(r) => records.push(r),
-            Err(e) if i + 1 == lines.len() && e.is_eof() => {
+/// Reads every record of a `results.jsonl`, by the rules every command shares (`report`, `run
+/// --resume`, `merge`, `compare`): a line that is not UTF-8, not a record, or of another schema
+/// version is an error naming the file and line (a usage error: exit 2); a cell recorded twice is
+/// an error too, unless the earlier record is `failed` (a retry supersedes it; both lines stay in
+/// the file). A last line with no newline that is not a whole record was cut short by a crash: it
+/// is skipped with a warning (the cell it held is rerun by `--resume`, and the next append moves
+/// it aside, see [`set_aside_torn_tail`]).
+pub fn read_records(path: &Path) -> Result<Vec<Record>, UsageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let count = lines.len();
+    let mut records: Vec<Record> = Vec::new();
+    let mut first_line: HashMap<CellKey, (usize, usize)> = HashMap::new();
+    for (i, raw) in lines.into_iter().enumerate() {
+        let line_no = i + 1;
+        let last_and_torn = torn_tail && line_no == count;
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|_| "not UTF-8 text".to_string())
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Record>(line)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            });
+        let record = match parsed {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(_) if last_and_torn => {
                 eprintln!(
-                    "warning: {}: line {} is incomplete (a run killed mid-write?); ignoring it",
-                    path.display(),
-                    i + 1
+                    "warning: {}: line {line_no} is incomplete (a crash or a full disk mid-write); ignoring it, its cell is rerun by --resume",
+                    path.display()
                 );
+                continue;
             }
-            Err(e) => anyhow::bail!(
-                "{}: line {}: not a result record: {e}",
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "{}: line {line_no}: not a result record: {e} (move the line aside, or restore the file)",
+                    path.display()
+                )))
+            }
+        };
+        if record.schema_version != SCHEMA_VERSION {
+            return Err(UsageError(format!(
+                "{}: line {line_no}: schema version {}, but this slimbench reads version {SCHEMA_VERSION}; read it with the slimbench that wrote it",
                 path.display(),
-                i + 1
-            ),
+                record.schema_version
+            )));
+        }
+        match first_line.get(&record.key).copied() {
+            Some((_, index)) if records[index].status == Status::Failed => {
+                first_line.insert(record.key.clone(), (line_no, index));
+                records[index] = record;
+            }
+            Some((earlier, _)) => {
+                return Err(UsageError(format!(
+                    "{}: line {line_no}: cell {} is already recorded at line {earlier}; a run folder holds each cell once (remove one of the two lines)",
+                    path.display(),
+                    record.key
+                )))
+            }
+            None => {
+                first_line.insert(record.key.clone(), (line_no, records.len()));
+                records.push(record);
+            }
         }
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+
+    fn host() -> HostInfo {
+        static HOST: OnceLock<HostInfo> = OnceLock::new();
+        HOST.get_or_init(HostInfo::detect).clone()
+    }
+
+    fn record(batch_size: usize, status: Status) -> Record {
+        let key = CellKey {
+            model: "digits-mlp".into(),
+            technique: "fp32".into(),
+            device: "cpu".into(),
+            batch_size,
+            seq_len: None,
+        };
+        Record::empty("run", key, host(), status)
+    }
+
+    fn lines_of(records: &[Record]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap() + "\n")
+            .collect()
+    }
+
+    #[test]
+    fn a_retry_supersedes_a_failed_record_and_a_second_ok_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let failed = record(1, Status::Failed);
+        let ok = record(1, Status::Ok);
+        std::fs::write(&path, lines_of(&[failed, ok.clone()]).concat()).unwrap();
+        let got = read_records(&path).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].status, Status::Ok);
+        std::fs::write(&path, lines_of(&[ok.clone(), ok]).concat()).unwrap();
+        let e = read_records(&path).unwrap_err().0;
+        assert!(
+            e.contains("line 2") && e.contains("already recorded at line 1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_and_non_utf8_bytes_are_refused_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let mut newer = record(2, Status::Ok);
+        newer.schema_version = SCHEMA_VERSION + 1;
+        std::fs::write(&path, lines_of(&[record(1, Status::Ok), newer]).concat()).unwrap();
+        let e = read_records(&path).unwrap_err().0;
+        assert!(e.contains("line 2: schema version"), "{e}");
+        let mut bytes = lines_of(&[record(1, Status::Ok)]).concat().into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe garbage\n");
+        bytes.extend_from_slice(lines_of(&[record(2, Status::Ok)]).concat().as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let e = read_records(&path).unwrap_err().0;
+        assert!(e.contains("line 2: not a result record: not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_complete_last_record_missing_only_its_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let text = lines_of(&[record(1, Status::Ok), record(2, Status::Ok)]).concat();
+        std::fs::write(&path, text.trim_end()).unwrap();
+        assert_eq!(read_records(&path).unwrap().len(), 2);
+        assert_eq!(set_aside_torn_tail(&path).unwrap(), None);
+        append_record(&path, &record(3, Status::Ok)).unwrap();
+        assert_eq!(read_records(&path).unwrap().len(), 3);
+        assert!(!torn_path(&path).exists());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// A file cut at any byte reads without panic, keeps every complete record, and after an
+        /// append holds those, the new one, and the cut bytes aside.
+        #[test]
+        fn truncation_anywhere_never_drops_a_complete_record(n in 1usize..6, cut_frac in 0.0f64..1.0) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("results.jsonl");
+            let lines = lines_of(&(1..=n).map(|b| record(b, Status::Ok)).collect::<Vec<_>>());
+            let text = lines.concat();
+            let cut = ((text.len() as f64) * cut_frac) as usize;
+            std::fs::write(&path, &text.as_bytes()[..cut]).unwrap();
+            // Lines whose JSON (newline aside) lies wholly before the cut.
+            let mut complete = 0;
+            let mut end = 0;
+            for l in &lines {
+                if end + l.len() - 1 <= cut {
+                    complete += 1;
+                }
+                end += l.len();
+            }
+            let got = read_records(&path).unwrap();
+            proptest::prop_assert_eq!(got.len(), complete);
+            append_record(&path, &record(99, Status::Ok)).unwrap();
+            let got = read_records(&path).unwrap();
+            proptest::prop_assert_eq!(got.len(), complete + 1);
+            let torn = std::fs::read(torn_path(&path)).unwrap_or_default();
+            let kept: usize = lines[..complete].iter().map(String::len).sum();
+            if cut > kept {
+                proptest::prop_assert_eq!(&torn[..torn.len() - 1], &text.as_bytes()[kept..cut]);
+            }
+        }
+
+        /// Garbage or a duplicated line anywhere is an error naming a line, never a panic or a
+        /// silently shorter list.
+        #[test]
+        fn garbage_or_duplicate_lines_are_errors_naming_the_line(
+            n in 1usize..5,
+            at in 0usize..5,
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40),
+            duplicate in proptest::prelude::any::<bool>(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("results.jsonl");
+            let mut lines = lines_of(&(1..=n).map(|b| record(b, Status::Ok)).collect::<Vec<_>>())
+                .into_iter()
+                .map(String::into_bytes)
+                .collect::<Vec<_>>();
+            let at = at.min(n);
+            let inserted = if duplicate {
+                lines[at.min(n - 1)].clone()
+            } else {
+                let mut g: Vec<u8> = garbage.into_iter().filter(|&b| b != b'\n').collect();
+                g.insert(0, b'#'); // never blank, never a record
+                g.push(b'\n');
+                g
+            };
+            lines.insert(at, inserted);
+            std::fs::write(&path, lines.concat()).unwrap();
+            let e = read_records(&path).unwrap_err().0;
+            proptest::prop_assert!(e.contains("results.jsonl: line "), "{}", e);
+        }
+    }
 }

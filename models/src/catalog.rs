@@ -54,9 +54,10 @@ pub const DEVICES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The techniques of the default suite: every family and two pipelines.
+/// The techniques of the default suite: every family, slimbench's own `int8` and four chains.
 pub const DEFAULT_TECHNIQUES: &[&str] = &[
     "fp32",
+    "int8",
     "q8_0",
     "q4_0",
     "f16",
@@ -64,7 +65,9 @@ pub const DEFAULT_TECHNIQUES: &[&str] = &[
     "prune-structured-50",
     "distill",
     "distill-control",
+    "prune-structured-50+int8",
     "prune-structured-50+q8_0",
+    "distill+int8",
     "distill+q8_0",
 ];
 

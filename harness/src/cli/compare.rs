@@ -21,6 +21,10 @@ pub struct CompareArgs {
     /// Metrics to gate, comma-separated [default: all: latency,energy,memory,size,quality].
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<Metric>,
+    /// Accept cells measured in the baseline and missing from the current set (a smaller plan or
+    /// one shard); without it each is a regression. A cell that failed is a regression regardless.
+    #[arg(long)]
+    pub allow_missing: bool,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -39,8 +43,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.metrics.clone()
     };
-    let result = compare(&baseline, &current, &thresholds, &metrics, args.seed);
-    if result.cells.is_empty() {
+    let result = compare(
+        &baseline,
+        &current,
+        &thresholds,
+        &metrics,
+        args.seed,
+        args.allow_missing,
+    );
+    if result.cells.is_empty() && result.lost.is_empty() {
         return Err(UsageError(format!(
             "no cell of {} matches a cell of {} (baseline has {}, current has {}); compare runs of the same plan",
             args.baseline,

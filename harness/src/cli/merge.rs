@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use crate::export::{export_all, ALL_EXPORTS};
 use crate::plan::UsageError;
 use crate::report::RunData;
-use crate::results::{append_record, order_by_plan, read_records, CellKey, SCHEMA_VERSION};
+use crate::results::{append_record, order_by_plan, read_records, CellKey};
 use crate::runner::manifest::Manifest;
 use crate::runner::parent::new_run_id;
 
@@ -39,20 +39,22 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
                 ))
                 .into());
             }
+            let differences = first_manifest.spec.measurement_differences(&manifest.spec);
+            if !differences.is_empty() {
+                return Err(UsageError(format!(
+                    "mismatched settings: {} and {} were measured differently ({}); one report would give one setting for all cells. Rerun the share with the same flags",
+                    first_dir.display(),
+                    dir.display(),
+                    differences.join("; ")
+                ))
+                .into());
+            }
         } else {
             first = Some((dir.clone(), manifest.clone()));
         }
         let path = dir.join("results.jsonl");
-        let found = read_records(&path).map_err(|e| UsageError(format!("{e:#}")))?;
+        let found = read_records(&path)?;
         for r in found {
-            if r.schema_version != SCHEMA_VERSION {
-                return Err(UsageError(format!(
-                    "{}: a record has schema version {}, this slimbench writes {SCHEMA_VERSION}",
-                    path.display(),
-                    r.schema_version
-                ))
-                .into());
-            }
             if let Some(other) = seen.insert(r.key.clone(), dir.clone()) {
                 return Err(UsageError(format!(
                     "cell {} is recorded in both {} and {}",

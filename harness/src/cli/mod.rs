@@ -56,6 +56,9 @@ pub enum Commands {
 /// cell failed or an error occurred, 2 a usage error.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Commands::Run(_) | Commands::Worker(_)) {
+        crate::stdout::exit_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         Commands::Run(args) => run::run(*args),
         Commands::List(args) => list::run(args),

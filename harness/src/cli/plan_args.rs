@@ -6,7 +6,10 @@ use slimbench_models::catalog;
 
 use super::split_list;
 use crate::config::{load_config, RunConfig};
-use crate::plan::{check_cuda_devices, Plan, Shapes, UsageError};
+use crate::plan::{
+    check_cuda_devices, Plan, Shapes, UsageError, DEFAULT_BATCH_SIZES, DEFAULT_DEVICES,
+    DEFAULT_TEXT_BATCH_SIZES,
+};
 use slimbench_models::device::CUDA_BUILT;
 use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN, DIR_PREFIX};
 
@@ -16,25 +19,49 @@ pub struct PlanArgs {
     /// A TOML file describing the run (see examples/bench.toml); flags override its keys.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Models, comma-separated (see `slimbench list`) [default: digits-mlp].
-    #[arg(long, value_delimiter = ',')]
+    /// Models, comma-separated (see `slimbench list`); the help text gives the default.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Models, comma-separated (see `slimbench list`) [default: {}]",
+        catalog::DEFAULT_MODELS.join(",")
+    ))]
     pub models: Vec<String>,
-    /// Techniques, comma-separated; `fp32` is the uncompressed baseline [default: fp32,q8_0,q4_0].
-    #[arg(long, value_delimiter = ',')]
+    /// Techniques, comma-separated; the help text gives the default suite.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Techniques or chains (A+B), comma-separated; `fp32` is the uncompressed baseline [default: {}]",
+        catalog::DEFAULT_TECHNIQUES.join(",")
+    ))]
     pub techniques: Vec<String>,
-    /// Devices, comma-separated [default: cpu].
-    #[arg(long, value_delimiter = ',')]
+    /// Devices, comma-separated; the help text gives the default.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Devices, comma-separated [default: {}]",
+        DEFAULT_DEVICES.join(",")
+    ))]
     pub devices: Vec<String>,
-    /// Batch sizes, comma-separated [default: 1,32; 1,8 for text models].
-    #[arg(long, value_delimiter = ',')]
+    /// Batch sizes, comma-separated; the help text gives the defaults.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Batch sizes, comma-separated [default: {}; {} for text models]",
+        join_numbers(DEFAULT_BATCH_SIZES),
+        join_numbers(DEFAULT_TEXT_BATCH_SIZES)
+    ))]
     pub batch_sizes: Vec<usize>,
-    /// Tokens per text for text models, comma-separated, e.g. 32,128,256 [default: 128].
-    #[arg(long, value_delimiter = ',')]
+    /// Tokens per text for text models, comma-separated; the help text gives the default.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Tokens per text for text models, comma-separated, e.g. 32,128,256 [default: {DEFAULT_SEQ_LEN}]"
+    ))]
     pub seq_lens: Vec<usize>,
     /// A folder with a BERT-family checkpoint (config.json, tokenizer.json, model.safetensors) to
     /// run as model `bert@DIR`; repeatable. Alone, it replaces the default models.
     #[arg(long, value_name = "DIR")]
     pub model_dir: Vec<PathBuf>,
+}
+
+/// `1,32` from `[1, 32]`.
+pub fn join_numbers(numbers: &[usize]) -> String {
+    numbers
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Reads the config file if one is given.
@@ -112,12 +139,20 @@ impl PlanArgs {
         } else {
             config.batch_sizes.clone()
         };
+        for &b in batch_sizes.iter().flatten() {
+            crate::limits::BATCH_SIZE.check_count(b)?;
+        }
+        for &n in seq_lens.iter().flatten() {
+            crate::limits::SEQ_LEN.check_count(n)?;
+        }
         let shapes = Shapes {
-            batch_sizes: batch_sizes.clone().unwrap_or_else(|| vec![1, 32]),
-            text_batch_sizes: batch_sizes.unwrap_or_else(|| vec![1, 8]),
+            batch_sizes: batch_sizes
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BATCH_SIZES.to_vec()),
+            text_batch_sizes: batch_sizes.unwrap_or_else(|| DEFAULT_TEXT_BATCH_SIZES.to_vec()),
             seq_lens: seq_lens.unwrap_or_else(|| vec![DEFAULT_SEQ_LEN]),
         };
-        let devices = pick(&self.devices, &config.devices, &["cpu"]);
+        let devices = pick(&self.devices, &config.devices, DEFAULT_DEVICES);
         if CUDA_BUILT {
             check_cuda_devices(&devices, || {
                 crate::meter::nvml::gpu_count().map_err(|e| e.to_string())

@@ -9,19 +9,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slimbench_models::cache::default_cache_dir;
+use slimbench_models::text::fetch::minilm_fetched;
+use slimbench_models::text::files::models_dir;
+use slimbench_models::text::workload::{is_text_model, MINILM};
 
 use super::plan_args::{load_optional_config, PlanArgs};
 use crate::carbon;
 use crate::export::{export_all, table, ALL_EXPORTS};
 use crate::host::HostInfo;
+use crate::limits;
 use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use crate::meter::rapl::powercap_root;
 use crate::plan::{Plan, UsageError};
 use crate::report::RunData;
-use crate::results::{read_records, Record, Status, SCHEMA_VERSION};
+use crate::results::{read_records, set_aside_torn_tail, Record, Status, SCHEMA_VERSION};
+use crate::runner::lock::RunLock;
 use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
 use crate::runner::parent::{new_run_id, prepare_variants};
 use crate::runner::{run_cells, RunOptions, RunSettings, TimingSettings};
+
+/// Folder under which run folders are created when neither `--out` nor `out` is given.
+pub const DEFAULT_OUT: &str = "reports";
+
+/// Seconds a cell may take when neither `--cell-timeout` nor `cell_timeout_s` is given.
+pub const DEFAULT_CELL_TIMEOUT_S: f64 = 600.0;
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -29,22 +40,40 @@ pub struct RunArgs {
     /// What to run.
     #[command(flatten)]
     pub plan: PlanArgs,
-    /// Folder under which the run's folder (named by its run id) is created [default: reports].
-    #[arg(long)]
+    /// Folder under which the run's folder (named by its run id) is created.
+    #[arg(long, help = format!(
+        "Folder under which the run's folder (named by its run id) is created [default: {DEFAULT_OUT}]"
+    ))]
     pub out: Option<PathBuf>,
-    /// Short windows for a fast look (3 warm-up, 20 iterations and 1 s per cell at least, instead
-    /// of 10, 50 and 2 s).
-    #[arg(long)]
+    /// Short windows for a fast look (see [`TimingSettings::quick`]).
+    #[arg(long, help = {
+        let (q, f) = (TimingSettings::quick(), TimingSettings::full());
+        format!(
+            "Short windows for a fast look ({} warm-up, {} iterations and {} s per cell at least, instead of {}, {} and {} s)",
+            q.warmup_iters, q.min_iters, q.min_duration_s, f.warmup_iters, f.min_iters, f.min_duration_s
+        )
+    })]
     pub quick: bool,
-    /// Untimed warm-up iterations per cell [default: 10; 3 with --quick].
-    #[arg(long)]
+    /// Untimed warm-up iterations per cell.
+    #[arg(long, help = format!(
+        "Untimed warm-up iterations per cell [default: {}; {} with --quick]",
+        TimingSettings::full().warmup_iters,
+        TimingSettings::quick().warmup_iters
+    ))]
     pub warmup: Option<usize>,
-    /// Least number of timed iterations per cell [default: 50; 20 with --quick].
-    #[arg(long)]
+    /// Least number of timed iterations per cell.
+    #[arg(long, help = format!(
+        "Least number of timed iterations per cell [default: {}; {} with --quick]",
+        TimingSettings::full().min_iters,
+        TimingSettings::quick().min_iters
+    ))]
     pub min_iters: Option<usize>,
-    /// Least length of the timed window per cell, in seconds [default: 2; 1 with --quick]. The
-    /// energy window is never under 1 s nor under 100 updates of the meter.
-    #[arg(long)]
+    /// Least length of the timed window per cell, in seconds.
+    #[arg(long, help = format!(
+        "Least length of the timed window per cell, in seconds [default: {}; {} with --quick]. The energy window is never under 1 s nor under 100 updates of the meter.",
+        TimingSettings::full().min_duration_s,
+        TimingSettings::quick().min_duration_s
+    ))]
     pub min_duration: Option<f64>,
     /// Energy source: auto uses every measured source available and falls back to the estimate with
     /// a warning; rapl or nvml fail (exit 2) when unreadable; estimate uses CPU time x TDP [default: auto].
@@ -53,14 +82,19 @@ pub struct RunArgs {
     /// Powercap sysfs root for RAPL [default: /sys/class/powercap, or $SLIMBENCH_POWERCAP_ROOT].
     #[arg(long)]
     pub powercap_root: Option<PathBuf>,
-    /// Power sampling rate in Hz during a cell, raised to what the meter needs [default: 10].
-    #[arg(long)]
+    /// Power sampling rate in Hz during a cell.
+    #[arg(long, help = format!(
+        "Power sampling rate in Hz during a cell, raised to what the meter needs [default: {}]",
+        TimingSettings::full().sample_hz
+    ))]
     pub sample_hz: Option<f64>,
     /// Folder of prepared (trained) weights [default: $SLIMBENCH_CACHE or ~/.cache/slimbench].
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
-    /// Seconds a cell may take before its worker is killed and the cell recorded failed [default: 600].
-    #[arg(long)]
+    /// Seconds a cell may take before its worker is killed and the cell recorded failed.
+    #[arg(long, help = format!(
+        "Seconds a cell may take before its worker is killed and the cell recorded failed [default: {DEFAULT_CELL_TIMEOUT_S}]"
+    ))]
     pub cell_timeout: Option<f64>,
     /// Run one share of the plan, i/N (every N-th cell starting at the i-th), for a fleet; join the
     /// shares' folders with `slimbench merge`.
@@ -69,18 +103,27 @@ pub struct RunArgs {
     /// Finish the run in DIR: run only its missing cells, with the plan and settings stored there.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// With --resume: run the cells recorded as failed again too; each new record supersedes the
+    /// failed one, which stays in results.jsonl.
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
     /// Print each record as one JSON line on stdout as its cell ends (no table).
     #[arg(long)]
     pub json: bool,
-    /// Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or gcp:<region>
-    /// [default: the world average, 480 g/kWh (Ember, 2023)].
-    #[arg(long)]
+    /// Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or gcp:<region>.
+    #[arg(long, help = format!(
+        "Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or gcp:<region> [default: the world average, {} g/kWh (Ember, 2023)]",
+        carbon::WORLD_AVERAGE_G_PER_KWH
+    ))]
     pub region: Option<String>,
     /// Grid carbon intensity in g CO2e per kWh; overrides --region.
     #[arg(long, value_name = "G_PER_KWH")]
     pub carbon_intensity: Option<f64>,
-    /// Power usage effectiveness of the facility (1.0 = no cooling or power overhead) [default: 1.0].
-    #[arg(long)]
+    /// Power usage effectiveness of the facility (1.0 = no cooling or power overhead).
+    #[arg(long, help = format!(
+        "Power usage effectiveness of the facility (1.0 = no cooling or power overhead) [default: {:.1}]",
+        carbon::DEFAULT_PUE
+    ))]
     pub pue: Option<f64>,
     /// Threads each cell's model uses [default: $RAYON_NUM_THREADS, else the physical cores].
     #[arg(long)]
@@ -127,12 +170,15 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         .sample_hz
         .or(config.sample_hz)
         .unwrap_or(timing.sample_hz);
-    let cell_timeout_s = args.cell_timeout.or(config.cell_timeout_s).unwrap_or(600.0);
-    if !(timing.min_duration_s >= 0.0 && timing.sample_hz >= 0.0 && cell_timeout_s > 0.0) {
-        return Err(UsageError(
-            "min duration and sample rate must be 0 or more, the cell timeout more than 0".into(),
-        ));
-    }
+    let cell_timeout_s = args
+        .cell_timeout
+        .or(config.cell_timeout_s)
+        .unwrap_or(DEFAULT_CELL_TIMEOUT_S);
+    limits::MIN_DURATION_S.check(timing.min_duration_s)?;
+    limits::SAMPLE_HZ.check(timing.sample_hz)?;
+    limits::CELL_TIMEOUT_S.check(cell_timeout_s)?;
+    limits::WARMUP.check_count(timing.warmup_iters)?;
+    limits::MIN_ITERS.check_count(timing.min_iters)?;
     let threads = resolve_threads(args.threads, &HostInfo::detect())?;
     let spec = RunSpec {
         threads: Some(threads),
@@ -160,7 +206,7 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         .out
         .clone()
         .or(config.out.clone())
-        .unwrap_or_else(|| PathBuf::from("reports"));
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
     let run_dir = out.join(&run_id);
     Ok((
         Manifest {
@@ -206,11 +252,33 @@ fn meter_settings(spec: &RunSpec, host: &HostInfo) -> Result<MeterSettings, Usag
 
 fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
     let path = run_dir.join("results.jsonl");
+    if let Some(aside) = set_aside_torn_tail(&path)? {
+        eprintln!(
+            "warning: {}: its last line was incomplete (a crash or a full disk mid-write); moved it to {}; its cell runs again",
+            path.display(),
+            aside.display()
+        );
+    }
     if path.exists() {
-        read_records(&path)
+        Ok(read_records(&path)?)
     } else {
         Ok(Vec::new())
     }
+}
+
+/// The lines that tell a user of a plan without a text model how to add a real pretrained one,
+/// when it is not fetched yet.
+fn minilm_hint(plan: &Plan) -> Option<String> {
+    let has_text = plan.cells.iter().any(|c| is_text_model(&c.model));
+    if has_text || minilm_fetched(&models_dir()) {
+        return None;
+    }
+    Some(format!(
+        "next: a real pretrained model, all-MiniLM-L6-v2 (22.7M parameters), is not fetched ({}).\n\
+         add it with:  cargo run --release -- fetch minilm   (or: slimbench fetch minilm)\n\
+         then run:     cargo run --release -- run --models minilm",
+        models_dir().join(MINILM).display()
+    ))
 }
 
 /// Runs the plan the flags describe, or resumes one.
@@ -238,8 +306,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             (manifest, run_dir, meter)
         }
     };
+    // Held until this function returns: a second run or resume of this folder exits 2.
+    let _lock = RunLock::acquire(&run_dir)?;
     let cells = shard_cells(&manifest.plan, manifest.shard);
-    let done: HashSet<_> = done_cells(&run_dir)?.into_iter().map(|r| r.key).collect();
+    let done: HashSet<_> = done_cells(&run_dir)?
+        .into_iter()
+        .filter(|r| !(args.retry_failed && r.status == Status::Failed))
+        .map(|r| r.key)
+        .collect();
     let todo: Vec<_> = cells
         .iter()
         .filter(|c| !done.contains(c))
@@ -274,7 +348,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let installed = ctrlc::set_handler(move || {
             flag.store(true, Ordering::SeqCst);
             eprintln!(
-                "\ninterrupt: stopping after the current cell (Ctrl-C again does not hurry it)"
+                "\ninterrupt (Ctrl-C or SIGTERM): stopping after the current cell (a second one does not hurry it)"
             );
         });
         if let Err(e) = installed {
@@ -287,7 +361,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         cache_dir: manifest.spec.cache_dir.clone(),
         timing: manifest.spec.timing.clone(),
         meter,
-        cell_timeout: Duration::from_secs_f64(manifest.spec.cell_timeout_s),
+        cell_timeout: Duration::from_secs_f64(
+            limits::CELL_TIMEOUT_S.check(manifest.spec.cell_timeout_s)?,
+        ),
         carbon: manifest.spec.carbon.clone(),
         host,
         threads: manifest.spec.threads,
@@ -305,21 +381,28 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     export_all(&data, &run_dir, &ALL_EXPORTS)?;
     let records = data.records;
     if !args.json {
-        print!("{}", table::render(&records));
+        crate::stdout::print(&table::render(&records));
         if let Some(e) = records.iter().find_map(|r| r.energy.as_ref()) {
             if e.measured {
-                println!("energy: measured ({}): {}", e.source, e.method);
+                crate::stdout::println(&format!("energy: measured ({}): {}", e.source, e.method));
             } else {
-                println!(
+                crate::stdout::println(&format!(
                     "energy: ESTIMATED ({}), not measured: {}",
                     e.source, e.method
-                );
+                ));
             }
         }
-        println!(
+        crate::stdout::println(&format!(
             "report: {} (report.html, report.md, results.csv, emissions.csv)",
             run_dir.display()
-        );
+        ));
+    }
+    if let Some(hint) = minilm_hint(&manifest.plan) {
+        if args.json {
+            eprintln!("{hint}");
+        } else {
+            crate::stdout::println(&hint);
+        }
     }
     if outcome.interrupted {
         eprintln!(

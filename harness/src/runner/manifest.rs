@@ -74,6 +74,57 @@ pub struct RunSpec {
     pub threads: Option<usize>,
 }
 
+impl RunSpec {
+    /// The measurement settings in which `self` and `other` differ (timing, energy source,
+    /// threads, timeout, grid intensity and PUE), each as `name: a vs b`. Cache and powercap
+    /// paths are where things are, not how they were measured, and are not compared.
+    pub fn measurement_differences(&self, other: &RunSpec) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut differ = |name: &str, a: String, b: String| {
+            if a != b {
+                out.push(format!("{name}: {a} vs {b}"));
+            }
+        };
+        differ(
+            "timing",
+            format!("{:?}", self.timing),
+            format!("{:?}", other.timing),
+        );
+        differ(
+            "energy",
+            format!("{:?}", self.energy),
+            format!("{:?}", other.energy),
+        );
+        differ(
+            "threads",
+            format!("{:?}", self.threads),
+            format!("{:?}", other.threads),
+        );
+        differ(
+            "cell timeout (s)",
+            self.cell_timeout_s.to_string(),
+            other.cell_timeout_s.to_string(),
+        );
+        differ(
+            "grid intensity (g/kWh)",
+            format!(
+                "{} ({})",
+                self.carbon.intensity_g_per_kwh, self.carbon.source
+            ),
+            format!(
+                "{} ({})",
+                other.carbon.intensity_g_per_kwh, other.carbon.source
+            ),
+        );
+        differ(
+            "PUE",
+            self.carbon.pue.to_string(),
+            other.carbon.pue.to_string(),
+        );
+        out
+    }
+}
+
 /// The content of `run.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -1,6 +1,7 @@
 //! Runs a plan: each cell in a fresh worker process of this same binary, records appended to
 //! `results.jsonl` as each cell ends.
 
+pub mod lock;
 pub mod manifest;
 pub mod parent;
 pub mod worker;

@@ -160,7 +160,7 @@ pub fn run_cells(
             None => eprintln!("{line}"),
         }
         if options.json_lines {
-            println!("{}", serde_json::to_string(&record)?);
+            crate::stdout::println(&serde_json::to_string(&record)?);
         }
         records.push(record);
     }
@@ -226,6 +226,27 @@ fn spawn_and_wait(
         use std::os::unix::process::CommandExt;
         command.process_group(0);
     }
+    #[cfg(target_os = "linux")]
+    {
+        // The worker dies with the parent (SIGKILL, SIGTERM, a crash): none is left running
+        // under init, still timing a cell nobody will record.
+        use std::os::unix::process::CommandExt;
+        let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: between fork and exec the closure calls only prctl, getppid and _exit, which
+        // are async-signal-safe, and touches no memory the parent's other threads may hold.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -272,9 +293,31 @@ fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// The line of a worker's stderr that says what went wrong, kept whatever the length of the
+/// backtrace after it: a panic's location and message, or an allocation failure.
+pub fn first_cause(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("panicked at") || l.contains("memory allocation of"))?;
+    let mut cause = lines[at].trim().to_string();
+    // Since Rust 1.73 a panic's message is on the line after its location.
+    if cause.contains("panicked at") && cause.ends_with(':') {
+        if let Some(message) = lines.get(at + 1) {
+            cause = format!("{cause} {}", message.trim());
+        }
+    }
+    Some(cause)
+}
+
 fn interpret(out: WorkerOutput, timeout: Duration) -> Result<Record, String> {
     let stderr_tail = tail(&out.stderr, 15);
+    let cause = first_cause(&out.stderr);
     let with_stderr = |why: String| {
+        let why = match &cause {
+            Some(c) if !stderr_tail.contains(c.as_str()) => format!("{why}: {c}"),
+            _ => why,
+        };
         if stderr_tail.trim().is_empty() {
             why
         } else {
@@ -312,4 +355,26 @@ fn interpret(out: WorkerOutput, timeout: Duration) -> Result<Record, String> {
         .find(|l| l.trim_start().starts_with('{'))
         .ok_or_else(|| with_stderr("worker printed no record".into()))?;
     serde_json::from_str(line).map_err(|e| with_stderr(format!("worker printed a bad record: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_cause_survives_a_long_backtrace() {
+        let mut stderr = String::from(
+            "thread 'main' panicked at models/src/x.rs:3:5:\ncapacity overflow\nstack backtrace:\n",
+        );
+        for i in 0..100 {
+            stderr.push_str(&format!("  {i}: frame\n"));
+        }
+        assert_eq!(
+            super::first_cause(&stderr).unwrap(),
+            "thread 'main' panicked at models/src/x.rs:3:5: capacity overflow"
+        );
+        assert_eq!(
+            super::first_cause("memory allocation of 4000000000 bytes failed\n").unwrap(),
+            "memory allocation of 4000000000 bytes failed"
+        );
+        assert_eq!(super::first_cause("all fine\n"), None);
+    }
 }

@@ -180,3 +180,87 @@ fn list_names_models_techniques_and_why_each_energy_source_is_unavailable() {
             "estimated-tdp"
         )));
 }
+
+#[test]
+fn run_help_states_the_default_plan_that_a_bare_run_plans() {
+    use slimbench::plan::{DEFAULT_BATCH_SIZES, DEFAULT_TEXT_BATCH_SIZES};
+    use slimbench_models::catalog::{DEFAULT_MODELS, DEFAULT_TECHNIQUES};
+    let tmp = tempfile::tempdir().unwrap();
+    let help = slimbench(&tmp.path().join("cache"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for expected in [
+        format!("[default: {}]", DEFAULT_MODELS.join(",")),
+        format!("[default: {}]", DEFAULT_TECHNIQUES.join(",")),
+        format!(
+            "[default: {}; {} for text models]",
+            slimbench::cli::plan_args::join_numbers(DEFAULT_BATCH_SIZES),
+            slimbench::cli::plan_args::join_numbers(DEFAULT_TEXT_BATCH_SIZES)
+        ),
+    ] {
+        assert!(
+            help.contains(&expected),
+            "run --help lacks {expected:?}:\n{help}"
+        );
+    }
+    assert!(
+        DEFAULT_TECHNIQUES.contains(&"int8"),
+        "int8 is in the default suite"
+    );
+    // `plan` with no flag resolves the same defaults as `run` with no flag.
+    let cells = DEFAULT_MODELS.len() * DEFAULT_TECHNIQUES.len() * DEFAULT_BATCH_SIZES.len();
+    slimbench(&tmp.path().join("cache"))
+        .arg("plan")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(format!(
+            "{cells} cells in 1 share(s)"
+        )));
+}
+
+#[test]
+fn a_run_without_minilm_ends_with_the_command_that_fetches_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let run = |out: &str| {
+        let out = slimbench(&tmp.path().join("cache"))
+            .env("SLIMBENCH_MODELS", &models)
+            .args([
+                "run",
+                "--quick",
+                "--min-duration",
+                "0",
+                "--models",
+                "digits-mlp",
+                "--techniques",
+                "fp32",
+                "--batch-sizes",
+                "1",
+                "--out",
+            ])
+            .arg(tmp.path().join(out))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let stdout = run("first");
+    let last: Vec<&str> = stdout.lines().rev().take(3).collect();
+    assert!(
+        last.iter()
+            .any(|l| l.contains("cargo run --release -- fetch minilm")),
+        "the last lines give the fetch command:\n{stdout}"
+    );
+    let dir = models.join("minilm");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::write(dir.join(f), b"{}").unwrap();
+    }
+    let stdout = run("second");
+    assert!(
+        !stdout.contains("fetch minilm"),
+        "no hint once fetched:\n{stdout}"
+    );
+}

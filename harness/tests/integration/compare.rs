@@ -7,7 +7,7 @@ use predicates::prelude::*;
 use crate::cli::{only_run_dir, slimbench};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/tests/fixtures")
 }
 
 /// Rewrites every record of `dir/results.jsonl` with `edit` (records as JSON values).
@@ -93,11 +93,46 @@ fn compare_gates_quality_and_reports_missing_cells() {
             "quality",
             "--threshold",
             "quality=2",
+            "--allow-missing",
         ])
         .arg(&base)
         .arg(&worse)
         .assert();
     loose.success();
+    // Without --allow-missing, the cell missing now is a regression even under a loose threshold.
+    slimbench(tmp.path())
+        .args([
+            "compare",
+            "--metrics",
+            "quality",
+            "--threshold",
+            "quality=2",
+        ])
+        .arg(&base)
+        .arg(&worse)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "- digits-mlp/fp32/cpu/b1: missing from the current set",
+        ));
+
+    // A cell measured in the baseline that crashed now fails the gate.
+    let crashed = tmp.path().join("crashed");
+    copy_run(&base, &crashed);
+    edit_records(&crashed, |records| {
+        records[0]["status"] = serde_json::json!("failed");
+        records[0]["error"] = serde_json::json!("worker killed by signal 9 (SIGKILL)\nmore");
+    });
+    slimbench(tmp.path())
+        .args(["compare", "--metrics", "quality,size", "--allow-missing"])
+        .arg(&base)
+        .arg(&crashed)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("**REGRESSION**"))
+        .stdout(predicate::str::contains(
+            "- digits-mlp/fp32/cpu/b1: failed: worker killed by signal 9 (SIGKILL)",
+        ));
 
     let future = tmp.path().join("future");
     copy_run(&base, &future);

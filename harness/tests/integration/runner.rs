@@ -74,6 +74,23 @@ fn panic_abort_signal_and_timeout_are_failed_records_and_the_run_goes_on() {
     for b in [1, 32] {
         assert_eq!(by("q4_0", b).status, Status::Ok);
     }
+
+    // Issue 16, case 11: --resume --retry-failed runs the four failed cells again (no fault
+    // now); each new record supersedes the failed one, which stays in the file.
+    slimbench(&tmp.path().join("cache"))
+        .args(["run", "--retry-failed", "--resume"])
+        .arg(&run)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 already recorded, 4 to run"));
+    let records = read_records(&run.join("results.jsonl")).unwrap();
+    assert_eq!(records.len(), 6);
+    assert!(records.iter().all(|r| r.status == Status::Ok));
+    let lines = std::fs::read_to_string(run.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines, 10, "the failed records are kept");
 }
 
 #[test]
@@ -151,7 +168,7 @@ fn a_config_with_a_misspelt_key_fails_naming_the_key_and_line() {
 fn the_example_config_runs_and_flags_override_it() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bench.toml");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bench.toml");
     slimbench(&tmp.path().join("cache"))
         .args(["run", "--config"])
         .arg(&example)
@@ -164,7 +181,14 @@ fn the_example_config_runs_and_flags_override_it() {
         .into_iter()
         .map(|k| (k.technique, k.batch_size))
         .collect();
-    assert_eq!(got, [("fp32".to_string(), 8), ("q8_0".to_string(), 8)]);
+    assert_eq!(
+        got,
+        [
+            ("fp32".to_string(), 8),
+            ("int8".to_string(), 8),
+            ("q8_0".to_string(), 8)
+        ]
+    );
     let spec = Manifest::read(&run).unwrap().spec;
     assert_eq!(spec.timing.min_iters, 30, "taken from the file");
 }
@@ -216,6 +240,35 @@ fn shards_one_to_three_merged_equal_the_full_plan_and_mismatched_plans_are_refus
         .assert()
         .code(2)
         .stderr(predicate::str::contains("mismatched plans"));
+
+    // Issue 16, case 9: a share measured with other settings is refused, naming them.
+    let odd = tmp.path().join("odd");
+    slimbench(&cache)
+        .args(short_run_args())
+        .args(SIX_CELLS)
+        .args([
+            "--shard",
+            "1/3",
+            "--region",
+            "POL",
+            "--threads",
+            "1",
+            "--out",
+        ])
+        .arg(&odd)
+        .assert()
+        .success();
+    slimbench(&cache)
+        .arg("merge")
+        .arg(only_run_dir(&odd))
+        .args(&dirs[1..])
+        .arg("--out")
+        .arg(tmp.path().join("mixed"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("mismatched settings"))
+        .stderr(predicate::str::contains("threads"))
+        .stderr(predicate::str::contains("grid intensity"));
 }
 
 #[test]
@@ -248,4 +301,246 @@ fn json_flag_prints_one_record_per_line() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
         assert_eq!(v["status"], "ok");
     }
+}
+
+/// Guards issue 16, case 1: a crash or a full disk mid-write leaves a torn last line; `--resume`
+/// moves it aside to `results.jsonl.torn` and appends the rerun cell on a line of its own.
+#[test]
+fn resume_after_a_torn_last_line_keeps_every_record_and_the_torn_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    slimbench(&cache)
+        .args(short_run_args())
+        .args(["--techniques", "fp32,q8_0", "--batch-sizes", "1", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let run_dir = only_run_dir(&out);
+    let results = run_dir.join("results.jsonl");
+    let text = std::fs::read_to_string(&results).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    // Cut the last record in half, as a full disk would.
+    let torn = &lines[1][..lines[1].len() / 2];
+    std::fs::write(&results, format!("{}\n{torn}", lines[0])).unwrap();
+    slimbench(&cache)
+        .arg("report")
+        .arg(&run_dir)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("line 2 is incomplete"));
+    slimbench(&cache)
+        .arg("run")
+        .arg("--resume")
+        .arg(&run_dir)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("results.jsonl.torn"));
+    let after = keys(&run_dir);
+    assert_eq!(after.len(), 2, "both cells recorded once: {after:?}");
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("results.jsonl.torn")).unwrap(),
+        format!("{torn}\n"),
+        "the torn bytes are kept"
+    );
+    // Every reader agrees on the repaired folder.
+    slimbench(&cache)
+        .arg("report")
+        .arg(&run_dir)
+        .assert()
+        .success();
+    slimbench(&cache)
+        .arg("run")
+        .arg("--resume")
+        .arg(&run_dir)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 already recorded, 0 to run"));
+}
+
+/// Guards issue 16, cases 2 and 3: infinite and out-of-range numbers are usage errors (exit 2,
+/// naming the flag or config key) before any run folder exists; none panics.
+#[test]
+fn infinite_or_huge_numbers_are_refused_before_a_run_folder_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    for (flag, value) in [
+        ("--pue", "inf"),
+        ("--carbon-intensity", "inf"),
+        ("--sample-hz", "inf"),
+        ("--sample-hz", "1e9"),
+        ("--min-duration", "inf"),
+        ("--cell-timeout", "inf"),
+        ("--cell-timeout", "1e300"),
+        ("--batch-sizes", "100000000"),
+    ] {
+        slimbench(&cache)
+            .args(["run", "--models", "digits-mlp", "--techniques", "fp32"])
+            .args([flag, value, "--out"])
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(flag));
+    }
+    let config = tmp.path().join("bad.toml");
+    std::fs::write(&config, "cell_timeout_s = inf\n").unwrap();
+    slimbench(&cache)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--out"])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cell_timeout_s"));
+    assert!(!out.exists(), "no run folder for a usage error");
+}
+
+/// Guards issue 16, case 3: a reader that closes the pipe early ends the output, not the run, and
+/// nothing panics.
+#[test]
+fn a_closed_stdout_pipe_neither_panics_nor_cuts_the_run_short() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let bin = assert_cmd::cargo::cargo_bin("slimbench");
+    for args in [
+        vec!["list".to_string()],
+        vec!["plan".to_string()],
+        short_run_args()
+            .into_iter()
+            .map(String::from)
+            .chain(
+                ["--techniques", "fp32,q8_0", "--json", "--out"]
+                    .into_iter()
+                    .map(String::from),
+            )
+            .chain([out.display().to_string()])
+            .collect(),
+    ] {
+        let mut child = Command::new(&bin)
+            .args(&args)
+            .env("SLIMBENCH_CACHE", &cache)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert_ne!(output.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+    let run_dir = only_run_dir(&out);
+    assert_eq!(keys(&run_dir).len(), 4, "every cell ran and was recorded");
+}
+
+/// The pids of live `__worker` processes whose command line mentions `marker`.
+#[cfg(target_os = "linux")]
+fn workers_mentioning(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            cmdline.contains("__worker") && cmdline.contains(marker) && !state.contains(") Z ")
+        })
+        .collect()
+}
+
+/// Guards issue 16, case 6: a worker dies with its parent (PR_SET_PDEATHSIG); SIGTERM stops a run
+/// after the current cell like Ctrl-C, with the resume command.
+#[cfg(target_os = "linux")]
+#[test]
+fn workers_die_with_a_killed_parent_and_sigterm_stops_like_ctrl_c() {
+    use std::process::{Command, Stdio};
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let marker = tmp.path().display().to_string();
+    let bin = assert_cmd::cargo::cargo_bin("slimbench");
+    let start = |min_duration: &str, out: &str| {
+        Command::new(&bin)
+            .args([
+                "run",
+                "--models",
+                "digits-mlp",
+                "--techniques",
+                "fp32,q8_0",
+                "--batch-sizes",
+                "1",
+                "--warmup",
+                "0",
+                "--min-iters",
+                "1",
+                "--min-duration",
+                min_duration,
+                "--out",
+            ])
+            .arg(tmp.path().join(out))
+            .env("SLIMBENCH_CACHE", &cache)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_for_worker = || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let found = workers_mentioning(&marker);
+            if !found.is_empty() {
+                return found;
+            }
+            assert!(std::time::Instant::now() < deadline, "no worker started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let mut parent = start("3000", "killed");
+    let workers = wait_for_worker();
+    // Issue 16, case 4: a second writer of the same folder is refused, naming the holder.
+    let run_dir = only_run_dir(&tmp.path().join("killed"));
+    slimbench(&cache)
+        .arg("run")
+        .arg("--resume")
+        .arg(&run_dir)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "being written by another slimbench",
+        ))
+        .stderr(predicate::str::contains(format!("pid {}", parent.id())));
+    parent.kill().unwrap(); // SIGKILL
+    parent.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !workers_mentioning(&marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers {workers:?} outlived their killed parent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let parent = start("2", "terminated");
+    wait_for_worker();
+    // SAFETY: sending SIGTERM to the child this test started.
+    unsafe {
+        libc::kill(parent.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let output = parent.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("resume with: slimbench run --resume"),
+        "{stderr}"
+    );
+    let run_dir = only_run_dir(&tmp.path().join("terminated"));
+    assert_eq!(
+        keys(&run_dir).len(),
+        1,
+        "the current cell finished and was recorded"
+    );
 }

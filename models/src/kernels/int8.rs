@@ -46,6 +46,9 @@ struct QuantizedRows {
     scales: Vec<f32>,
 }
 
+/// Multiply-adds below which a product runs on the calling thread (see `worth_threads`).
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
 fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
 }
@@ -129,19 +132,34 @@ impl Int8Matrix {
         out
     }
 
+    /// True when a product of `rows` rows is big enough to be worth the thread pool: below
+    /// [`PARALLEL_MIN_MACS`] multiply-adds, waking the pool costs more than the work (a digits
+    /// layer at batch 1 is 16k).
+    fn worth_threads(&self, rows: usize) -> bool {
+        rows * self.k_padded * self.n_padded >= PARALLEL_MIN_MACS
+    }
+
     fn quantize_rows(&self, x: &[f32], rows: usize) -> QuantizedRows {
         let mut data = vec![128u8; rows * self.k_padded];
         let mut scales = vec![0f32; rows * self.groups];
-        data.par_chunks_mut(self.k_padded)
-            .zip(scales.par_chunks_mut(self.groups))
-            .zip(x.par_chunks(self.in_dim))
-            .for_each(|((q_row, s_row), x_row)| {
-                for (g, scale) in s_row.iter_mut().enumerate() {
-                    let start = (g * self.group).min(self.in_dim);
-                    let end = ((g + 1) * self.group).min(self.in_dim);
-                    *scale = quantize_span(&x_row[start..end], &mut q_row[start..end]);
-                }
-            });
+        let quantize_row = |((q_row, s_row), x_row): ((&mut [u8], &mut [f32]), &[f32])| {
+            for (g, scale) in s_row.iter_mut().enumerate() {
+                let start = (g * self.group).min(self.in_dim);
+                let end = ((g + 1) * self.group).min(self.in_dim);
+                *scale = quantize_span(&x_row[start..end], &mut q_row[start..end]);
+            }
+        };
+        if self.worth_threads(rows) {
+            data.par_chunks_mut(self.k_padded)
+                .zip(scales.par_chunks_mut(self.groups))
+                .zip(x.par_chunks(self.in_dim))
+                .for_each(quantize_row);
+        } else {
+            data.chunks_mut(self.k_padded)
+                .zip(scales.chunks_mut(self.groups))
+                .zip(x.chunks(self.in_dim))
+                .for_each(quantize_row);
+        }
         QuantizedRows { data, scales }
     }
 
@@ -162,7 +180,7 @@ impl Int8Matrix {
         let out_dim = self.out_dim;
         // Each task writes the rows of its chunk in the columns of its tile: disjoint regions.
         let dst_addr = dst.as_mut_ptr() as usize;
-        (0..chunks * tiles).into_par_iter().for_each(|task| {
+        let run_task = |task: usize| {
             let (chunk, tile) = (task / tiles, task % tiles);
             let row_end = ((chunk + 1) * TASK_ROWS).min(rows);
             let col0 = tile * TILE_COLS;
@@ -178,7 +196,12 @@ impl Int8Matrix {
                 };
                 row += mr;
             }
-        });
+        };
+        if self.worth_threads(rows) {
+            (0..chunks * tiles).into_par_iter().for_each(run_task);
+        } else {
+            (0..chunks * tiles).for_each(run_task);
+        }
     }
 
     fn tile(

@@ -93,6 +93,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// True when `models_dir/minilm` holds the model's files (names only: the checksum is checked
+/// when they are fetched and loaded), so that a run can tell a user how to add the model.
+pub fn minilm_fetched(models_dir: &Path) -> bool {
+    let dir = models_dir.join(MINILM);
+    MODEL_FILES.iter().all(|f| dir.join(f).is_file())
+}
+
 fn minilm_present(dir: &Path) -> bool {
     MODEL_FILES.iter().all(|f| dir.join(f).is_file())
         && std::fs::read(dir.join("model.safetensors"))

@@ -1,0 +1,183 @@
+//! The documented range of every numeric setting of a run, checked before a run folder exists, with
+//! the flag and the config key named in the error.
+
+use crate::plan::UsageError;
+
+/// One numeric setting: its flag, its config key, its unit and its accepted range (inclusive).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// The command-line flag, e.g. `--sample-hz`.
+    pub flag: &'static str,
+    /// The config file key, e.g. `sample_hz`; `None` for a flag with no key.
+    pub key: Option<&'static str>,
+    /// What the number counts, for the message, e.g. `Hz`.
+    pub unit: &'static str,
+    /// Smallest accepted value.
+    pub min: f64,
+    /// Largest accepted value.
+    pub max: f64,
+    /// Whether the smallest value itself is refused (a range open at its low end).
+    pub min_exclusive: bool,
+}
+
+/// Least timed window per cell, in seconds (up to an hour).
+pub const MIN_DURATION_S: Limit = Limit {
+    flag: "--min-duration",
+    key: Some("min_duration_s"),
+    unit: "s",
+    min: 0.0,
+    max: 3600.0,
+    min_exclusive: false,
+};
+
+/// Power sampling rate (0 leaves it to the meter; above 1 kHz no meter here updates).
+pub const SAMPLE_HZ: Limit = Limit {
+    flag: "--sample-hz",
+    key: Some("sample_hz"),
+    unit: "Hz",
+    min: 0.0,
+    max: 1000.0,
+    min_exclusive: false,
+};
+
+/// Seconds before a cell's worker is killed (up to a day).
+pub const CELL_TIMEOUT_S: Limit = Limit {
+    flag: "--cell-timeout",
+    key: Some("cell_timeout_s"),
+    unit: "s",
+    min: 0.0,
+    max: 86_400.0,
+    min_exclusive: true,
+};
+
+/// Power usage effectiveness of the facility (1.0 = no overhead; the worst data centres stay
+/// well under 3).
+pub const PUE: Limit = Limit {
+    flag: "--pue",
+    key: Some("pue"),
+    unit: "",
+    min: 1.0,
+    max: 5.0,
+    min_exclusive: false,
+};
+
+/// Grid carbon intensity in g CO2e/kWh (the most carbon-intensive grids are near 1,100).
+pub const CARBON_INTENSITY: Limit = Limit {
+    flag: "--carbon-intensity",
+    key: Some("carbon_intensity"),
+    unit: "g/kWh",
+    min: 0.0,
+    max: 2000.0,
+    min_exclusive: false,
+};
+
+/// Untimed warm-up iterations per cell.
+pub const WARMUP: Limit = Limit {
+    flag: "--warmup",
+    key: Some("warmup"),
+    unit: "iterations",
+    min: 0.0,
+    max: 1_000_000.0,
+    min_exclusive: false,
+};
+
+/// Least timed iterations per cell.
+pub const MIN_ITERS: Limit = Limit {
+    flag: "--min-iters",
+    key: Some("min_iters"),
+    unit: "iterations",
+    min: 1.0,
+    max: 1_000_000.0,
+    min_exclusive: false,
+};
+
+/// Items (or texts) per batch.
+pub const BATCH_SIZE: Limit = Limit {
+    flag: "--batch-sizes",
+    key: Some("batch_sizes"),
+    unit: "items",
+    min: 1.0,
+    max: 65_536.0,
+    min_exclusive: false,
+};
+
+/// Tokens per text.
+pub const SEQ_LEN: Limit = Limit {
+    flag: "--seq-lens",
+    key: Some("sequence_lengths"),
+    unit: "tokens",
+    min: 1.0,
+    max: 8192.0,
+    min_exclusive: false,
+};
+
+impl Limit {
+    /// The flag and the config key, e.g. `--sample-hz (config key sample_hz)`.
+    pub fn name(&self) -> String {
+        match self.key {
+            Some(key) => format!("{} (config key `{key}`)", self.flag),
+            None => self.flag.to_string(),
+        }
+    }
+
+    /// `value` when it is finite and inside the range, else a usage error naming the flag and the
+    /// config key and giving the range.
+    pub fn check(&self, value: f64) -> Result<f64, UsageError> {
+        let low_ok = if self.min_exclusive {
+            value > self.min
+        } else {
+            value >= self.min
+        };
+        if value.is_finite() && low_ok && value <= self.max {
+            return Ok(value);
+        }
+        let low = if self.min_exclusive {
+            format!("more than {}", self.min)
+        } else {
+            format!("from {}", self.min)
+        };
+        Err(UsageError(
+            format!(
+                "{} = {value}: give a finite number {low} to {} {}",
+                self.name(),
+                self.max,
+                self.unit
+            )
+            .trim_end()
+            .to_string(),
+        ))
+    }
+
+    /// [`Limit::check`] for a count.
+    pub fn check_count(&self, value: usize) -> Result<usize, UsageError> {
+        self.check(value as f64).map(|_| value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn infinite_nan_and_out_of_range_values_are_refused_naming_flag_and_key() {
+        for bad in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 1e300, -1.0] {
+            let e = CELL_TIMEOUT_S.check(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--cell-timeout") && e.contains("cell_timeout_s"),
+                "{e}"
+            );
+        }
+        assert!(
+            CELL_TIMEOUT_S.check(0.0).is_err(),
+            "a timeout of 0 is refused"
+        );
+        assert_eq!(CELL_TIMEOUT_S.check(600.0).unwrap(), 600.0);
+        assert!(SAMPLE_HZ.check(1e9).is_err());
+        assert!(PUE.check(f64::INFINITY).is_err());
+        assert!(PUE.check(0.9).is_err());
+        assert!(CARBON_INTENSITY.check(f64::INFINITY).is_err());
+        assert!(MIN_DURATION_S.check(f64::INFINITY).is_err());
+        assert!(BATCH_SIZE.check_count(100_000_000).is_err());
+        assert_eq!(BATCH_SIZE.check_count(32).unwrap(), 32);
+    }
+}
