@@ -200,6 +200,24 @@ fn broken_checkpoints_give_errors_that_name_the_file() {
         e.contains("model.safetensors") && e.contains("truncated"),
         "{e}"
     );
+    assert!(
+        !e.contains("fetch minilm"),
+        "a user's own checkpoint is not MiniLM: {e}"
+    );
+
+    // The cheap check a run makes before it starts finds the same truncation.
+    let (good, _, _) = tiny();
+    slimbench_models::text::files::check_checkpoint(good.path(), "test").unwrap();
+    let good_files = ModelFiles::locate(good.path(), "test").unwrap();
+    let bytes = std::fs::read(&good_files.weights).unwrap();
+    std::fs::write(&good_files.weights, &bytes[..bytes.len() - 10]).unwrap();
+    let e = slimbench_models::text::files::check_checkpoint(good.path(), "test")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("truncated"),
+        "{e}"
+    );
 
     std::fs::remove_file(&files.weights).unwrap();
     std::fs::write(dir.path().join("pytorch_model.bin"), b"\x80\x02pickle").unwrap();

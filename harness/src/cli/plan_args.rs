@@ -110,6 +110,12 @@ impl PlanArgs {
                         dir.display()
                     )));
                 }
+                // A broken checkpoint is a usage error now, before any run folder exists.
+                slimbench_models::text::files::check_checkpoint(
+                    &abs,
+                    "give a folder with config.json, tokenizer.json and model.safetensors",
+                )
+                .map_err(|e| UsageError(format!("--model-dir {}: {e}", dir.display())))?;
                 Ok(format!("{DIR_PREFIX}{}", abs.display()))
             })
             .collect()

@@ -201,6 +201,7 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
             args.pue.or(config.pue),
         )?,
     };
+    check_cache_dir(&spec.cache_dir)?;
     let run_id = new_run_id();
     let out = args
         .out
@@ -221,6 +222,23 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         },
         run_dir,
     ))
+}
+
+/// The cache folder exists as a folder or can be made: a usage error before the run folder, not
+/// a failed cell after it.
+fn check_cache_dir(dir: &Path) -> Result<(), UsageError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(UsageError(format!(
+            "--cache-dir (config key `cache_dir`) {}: not a folder; give a folder (it is created if missing)",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| {
+        UsageError(format!(
+            "--cache-dir (config key `cache_dir`) {}: cannot create it ({e}); give a writable folder",
+            dir.display()
+        ))
+    })
 }
 
 fn meter_settings(spec: &RunSpec, host: &HostInfo) -> Result<MeterSettings, UsageError> {

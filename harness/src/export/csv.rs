@@ -144,6 +144,12 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             e.map(|e| e.source.clone()).unwrap_or_default(),
         ),
         ("energy_measured", opt(e.map(|e| e.measured))),
+        ("energy_unreliable", opt(e.map(|e| e.unreliable))),
+        (
+            "energy_dropped_intervals",
+            opt(e.map(|e| e.dropped_samples)),
+        ),
+        ("energy_intervals", opt(e.map(|e| e.intervals))),
         ("energy_total_j", of(e.map(|e| e.energy_total_j))),
         ("energy_per_batch_j", of(e.map(|e| e.energy_per_batch_j))),
         ("energy_per_item_j", of(e.map(|e| e.energy_per_item_j))),

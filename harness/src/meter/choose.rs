@@ -88,6 +88,10 @@ impl EnergyMeter for CompositeMeter {
         self.parts.iter().map(|p| p.dropped_samples()).sum()
     }
 
+    fn intervals(&self) -> u64 {
+        self.parts.iter().map(|p| p.intervals()).max().unwrap_or(0)
+    }
+
     fn gpu_memory_peaks(&self) -> Option<super::nvml::GpuMemoryPeaks> {
         self.parts.iter().find_map(|p| p.gpu_memory_peaks())
     }
@@ -109,8 +113,15 @@ pub struct OpenedMeter {
     pub warnings: Vec<String>,
 }
 
-fn open_rapl(root: &Path) -> Result<Box<dyn EnergyMeter>, MeterError> {
-    Ok(Box::new(RaplMeter::open(root)?))
+/// Twice the package TDP: no step of a healthy counter implies more (turbo peaks stay well under).
+fn rapl_power_bound_w(cpu_model: &str) -> f64 {
+    2.0 * crate::meter::estimate::lookup_tdp(cpu_model, crate::meter::estimate::CPU_TDP_CSV).tdp_w
+}
+
+fn open_rapl(root: &Path, cpu_model: &str) -> Result<Box<dyn EnergyMeter>, MeterError> {
+    Ok(Box::new(
+        RaplMeter::open(root)?.with_power_bound(rapl_power_bound_w(cpu_model)),
+    ))
 }
 
 fn open_nvml(gpus: Option<&[u32]>) -> Result<Box<dyn EnergyMeter>, MeterError> {
@@ -132,7 +143,7 @@ pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
     };
     match settings.choice {
         EnergyChoice::Rapl => Ok(OpenedMeter {
-            meter: open_rapl(&settings.powercap_root)?,
+            meter: open_rapl(&settings.powercap_root, &settings.cpu_model)?,
             warnings: vec![],
         }),
         EnergyChoice::Nvml => Ok(OpenedMeter {
@@ -146,7 +157,7 @@ pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
         EnergyChoice::Auto => {
             let mut parts = Vec::new();
             let mut warnings = Vec::new();
-            match open_rapl(&settings.powercap_root) {
+            match open_rapl(&settings.powercap_root, &settings.cpu_model) {
                 Ok(m) => parts.push(m),
                 Err(rapl_err) => {
                     parts.push(estimate()?);
@@ -199,7 +210,10 @@ pub fn availability(settings: &MeterSettings) -> Vec<SourceStatus> {
         },
     };
     vec![
-        status("rapl", open_rapl(&settings.powercap_root)),
+        status(
+            "rapl",
+            open_rapl(&settings.powercap_root, &settings.cpu_model),
+        ),
         status("nvml", open_nvml(settings.gpus.as_deref())),
         status(
             "estimated-tdp",

@@ -117,8 +117,13 @@ pub trait EnergyMeter: Send {
     fn update_period_s(&self) -> f64;
     /// The slowest polling rate, in Hz, at which this meter stays correct.
     fn min_poll_hz(&self) -> f64;
-    /// Samples that had to be dropped (a counter going backwards with no plausible wrap).
+    /// Intervals that had to be dropped (a counter going backwards with no plausible wrap, or a
+    /// step implying an implausible power).
     fn dropped_samples(&self) -> u64 {
+        0
+    }
+    /// Intervals read so far (each read after the first closes one), for the dropped share.
+    fn intervals(&self) -> u64 {
         0
     }
     /// A one-line description of how this meter gets its figures.

@@ -9,7 +9,10 @@
 //! Counters wrap at `max_energy_range_uj`. A read lower than the previous one is a wrap when the
 //! implied increment (max - previous + new) is under half the range; otherwise the counter went
 //! backwards for another reason, the interval is dropped (counted, never negative energy) and the
-//! counter is re-based.
+//! counter is re-based. A forward step is implausible, and dropped the same way, when it is over
+//! half the range, or (with [`RaplMeter::with_power_bound`]) when it implies a power above the
+//! bound, twice the package TDP when run by `slimbench run`: a counter glitch must not invent
+//! energy.
 
 use std::path::{Path, PathBuf};
 
@@ -39,7 +42,14 @@ pub struct RaplMeter {
     zones: Vec<Zone>,
     infos: Vec<DomainInfo>,
     dropped: u64,
+    intervals: u64,
+    power_bound_w: Option<f64>,
+    last_read: std::time::Instant,
 }
+
+/// The shortest interval a step's power is computed over: RAPL counters update about every
+/// millisecond, so two reads closer than that can straddle one whole update.
+const MIN_POWER_INTERVAL_S: f64 = 0.001;
 
 /// The meter error for an I/O error reading `path`: permission problems get the how-to-fix hint.
 pub fn read_error(path: &Path, e: std::io::Error) -> MeterError {
@@ -198,18 +208,30 @@ impl RaplMeter {
             zones,
             infos,
             dropped: 0,
+            intervals: 0,
+            power_bound_w: None,
+            last_read: std::time::Instant::now(),
         })
+    }
+
+    /// Drops any interval whose step implies more than `watts` in one zone (a physical bound,
+    /// such as twice the package TDP).
+    pub fn with_power_bound(mut self, watts: f64) -> Self {
+        self.power_bound_w = Some(watts).filter(|w| w.is_finite() && *w > 0.0);
+        self
     }
 }
 
 /// The increment from `last` to `now` of a counter that wraps at `max_range`; `None` when `now`
 /// is below `last` by more than a plausible wrap (over half the range in one interval).
 pub fn wrapped_delta(last: u64, now: u64, max_range: u64) -> Option<u64> {
-    if now >= last {
-        return Some(now - last);
-    }
-    let delta = max_range.checked_sub(last)?.checked_add(now)?;
-    (delta < max_range / 2).then_some(delta)
+    let delta = if now >= last {
+        now - last
+    } else {
+        max_range.checked_sub(last)?.checked_add(now)?
+    };
+    // More than half the range in one interval is no plausible step, forward or through a wrap.
+    (delta < max_range / 2 || max_range == 0).then_some(delta)
 }
 
 impl EnergyMeter for RaplMeter {
@@ -218,17 +240,36 @@ impl EnergyMeter for RaplMeter {
     }
 
     fn read_joules(&mut self) -> Result<Vec<f64>, MeterError> {
+        let now_t = std::time::Instant::now();
+        let dt = now_t
+            .duration_since(self.last_read)
+            .as_secs_f64()
+            .max(MIN_POWER_INTERVAL_S);
+        self.last_read = now_t;
+        self.intervals += 1;
+        let mut dropped = false;
         let mut out = Vec::with_capacity(self.zones.len());
         for zone in &mut self.zones {
             let now = read_counter(&zone.energy_file)?;
-            match wrapped_delta(zone.last_uj, now, zone.max_range_uj) {
+            let plausible = wrapped_delta(zone.last_uj, now, zone.max_range_uj).filter(|&d| {
+                self.power_bound_w
+                    .is_none_or(|bound| d as f64 / 1e6 / dt <= bound)
+            });
+            match plausible {
                 Some(delta) => zone.total_uj += u128::from(delta),
-                None => self.dropped += 1,
+                None => dropped = true,
             }
             zone.last_uj = now;
             out.push(zone.total_uj as f64 / 1e6);
         }
+        if dropped {
+            self.dropped += 1;
+        }
         Ok(out)
+    }
+
+    fn intervals(&self) -> u64 {
+        self.intervals
     }
 
     fn update_period_s(&self) -> f64 {

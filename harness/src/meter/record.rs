@@ -57,8 +57,15 @@ pub struct EnergyRecord {
     pub sampling_hz: f64,
     /// Samples taken (idle and timed windows).
     pub samples: usize,
-    /// Samples dropped for a counter going backwards.
+    /// Intervals dropped: a counter going backwards, or a step implying an implausible power.
     pub dropped_samples: u64,
+    /// Intervals the meter read over the cell (idle and timed windows).
+    #[serde(default)]
+    pub intervals: u64,
+    /// True when more than [`MAX_DROPPED_SHARE`] of the intervals were dropped: the figures are
+    /// not a clean measurement, and `source` and `method` say so.
+    #[serde(default)]
+    pub unreliable: bool,
     /// Per-domain figures.
     pub domains: Vec<DomainEnergy>,
     /// Peak GPU memory of the worker process, bytes (NVML).
@@ -113,8 +120,12 @@ fn per_domain_peak(samples: &[Sample], from: f64, to: f64, i: usize) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// The share of dropped intervals above which a cell's energy is labelled unreliable.
+pub const MAX_DROPPED_SHARE: f64 = 0.05;
+
 /// Builds the energy record of a window of `iterations` batches of `batch_size` items. Peak power
-/// is taken over intervals of at least `min_interval_s`.
+/// is taken over intervals of at least `min_interval_s`. `dropped_samples` of `intervals` meter
+/// intervals were dropped; over [`MAX_DROPPED_SHARE`] of them, the record is labelled unreliable.
 #[allow(clippy::too_many_arguments)]
 pub fn energy_record(
     domains: &[DomainInfo],
@@ -124,9 +135,11 @@ pub fn energy_record(
     iterations: usize,
     batch_size: usize,
     sampling_hz: f64,
-    dropped_samples: u64,
+    (dropped_samples, intervals): (u64, u64),
     min_interval_s: f64,
 ) -> EnergyRecord {
+    let unreliable =
+        dropped_samples > 0 && dropped_samples as f64 > MAX_DROPPED_SHARE * intervals.max(1) as f64;
     let coarse = coarsen(samples, min_interval_s);
     let (i0, i1) = windows.idle;
     let (w0, w1) = windows.timed;
@@ -151,8 +164,18 @@ pub fn energy_record(
     let peak: f64 = counted.iter().map(|d| d.peak_power_w).sum();
     let above_idle = (total - idle_power * window_s).max(0.0);
     let items = (iterations * batch_size).max(1) as f64;
+    let (source, method) = if unreliable {
+        (
+            format!("{}-unreliable", source_label(domains)),
+            format!(
+                "UNRELIABLE, not a clean measurement: {dropped_samples} of {intervals} meter intervals dropped (a counter step backwards or implying an implausible power); {method}"
+            ),
+        )
+    } else {
+        (source_label(domains), method)
+    };
     EnergyRecord {
-        source: source_label(domains),
+        source,
         measured: domains
             .iter()
             .filter(|d| d.kind.counts_in_total())
@@ -171,6 +194,8 @@ pub fn energy_record(
         sampling_hz,
         samples: samples.len(),
         dropped_samples,
+        intervals,
+        unreliable,
         domains: out,
         gpu_process_peak_bytes: None,
         gpu_device_peak_bytes: None,
@@ -198,4 +223,52 @@ pub fn trace_csv(domains: &[DomainInfo], samples: &[Sample], min_interval_s: f64
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::sampler::Sample;
+
+    fn record_with(dropped: u64, intervals: u64) -> EnergyRecord {
+        let domains = [DomainInfo {
+            name: "package-0".into(),
+            kind: DomainKind::CpuPackage,
+            source: Source::Rapl,
+        }];
+        let samples: Vec<Sample> = (0..4)
+            .map(|i| Sample {
+                t_s: i as f64,
+                joules: vec![10.0 * i as f64],
+            })
+            .collect();
+        energy_record(
+            &domains,
+            "RAPL".into(),
+            &samples,
+            &Windows {
+                idle: (&samples[0], &samples[1]),
+                timed: (&samples[1], &samples[3]),
+            },
+            10,
+            1,
+            10.0,
+            (dropped, intervals),
+            0.0,
+        )
+    }
+
+    /// Guards issue 16, case 7: 11 of 15 intervals dropped is no clean measurement.
+    #[test]
+    fn a_cell_with_many_dropped_intervals_is_labelled_unreliable() {
+        let bad = record_with(11, 15);
+        assert!(bad.unreliable);
+        assert_eq!(bad.source, "rapl-unreliable");
+        assert!(bad.method.starts_with("UNRELIABLE"), "{}", bad.method);
+        assert!(bad.method.contains("11 of 15"), "{}", bad.method);
+        let fine = record_with(1, 100);
+        assert!(!fine.unreliable);
+        assert_eq!(fine.source, "rapl");
+        assert_eq!((fine.dropped_samples, fine.intervals), (1, 100));
+    }
 }

@@ -231,7 +231,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         iterations,
         req.key.batch_size,
         sampling_hz,
-        meter.dropped_samples(),
+        (meter.dropped_samples(), meter.intervals()),
         min_interval_s,
     );
     write_trace(req, &trace_csv(&domains, &samples, min_interval_s))?;

@@ -79,6 +79,8 @@ fn record(
         sampling_hz: 10.0,
         samples: 25,
         dropped_samples: 0,
+        intervals: 25,
+        unreliable: false,
         domains: vec![DomainEnergy {
             name: "package-0".into(),
             kind: DomainKind::CpuPackage,

@@ -174,3 +174,28 @@ fn unreadable_energy_uj_tells_how_to_grant_access() {
         "{mapped}"
     );
 }
+
+/// Guards issue 16, case 7: a forward jump that implies more power than the bound (or over half
+/// the range) is a dropped interval, never energy.
+#[test]
+fn an_implausible_forward_jump_is_dropped_not_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = zone(dir.path(), "intel-rapl:0", "package-0", 1_000_000, MAX);
+    let mut m = RaplMeter::open(dir.path()).unwrap().with_power_bound(170.0);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    set(&pkg, 3_000_000); // 2 J in >= 0.1 s: at most 20 W
+    assert_eq!(m.read_joules().unwrap(), vec![2.0]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    set(&pkg, 1_003_000_000); // +1000 J in about 0.1 s: thousands of W
+    assert_eq!(m.read_joules().unwrap(), vec![2.0], "the jump adds nothing");
+    assert_eq!(m.dropped_samples(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    set(&pkg, 1_004_000_000); // back to a plausible 1 J step from the new base
+    assert_eq!(m.read_joules().unwrap(), vec![3.0]);
+    assert_eq!(m.intervals(), 3);
+    // Without a power bound, a step over half the range is still refused.
+    let mut unbounded = RaplMeter::open(dir.path()).unwrap();
+    set(&pkg, 1_004_000_000 + MAX / 2 + 1);
+    assert_eq!(unbounded.read_joules().unwrap(), vec![0.0]);
+    assert_eq!(unbounded.dropped_samples(), 1);
+}

@@ -189,3 +189,46 @@ fn fetch_from_the_hub_without_the_feature_says_how_to_build_it() {
         .code(1)
         .stderr(predicate::str::contains("--features hub"));
 }
+
+/// Guards issue 16, case 11: a broken bring-your-own checkpoint and a `--cache-dir` that is a file
+/// are usage errors (exit 2) before any run folder exists.
+#[test]
+fn a_broken_checkpoint_or_a_file_as_cache_dir_is_a_usage_error_before_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("my-bert");
+    slimbench_models::text::tiny::write_tiny_checkpoint(&model, 3).unwrap();
+    let weights = model.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 3]).unwrap();
+    let out = tmp.path().join("out");
+    slimbench(&tmp.path().join("cache"))
+        .args(["run", "--techniques", "fp32", "--model-dir"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--model-dir"))
+        .stderr(predicate::str::contains("model.safetensors"))
+        .stderr(predicate::str::contains("truncated"))
+        .stderr(predicate::str::contains("fetch minilm").not());
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    slimbench(&tmp.path().join("cache"))
+        .args([
+            "run",
+            "--models",
+            "digits-mlp",
+            "--techniques",
+            "fp32",
+            "--cache-dir",
+        ])
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--cache-dir"))
+        .stderr(predicate::str::contains("not a folder"));
+    assert!(!out.exists(), "no run folder for a usage error");
+}

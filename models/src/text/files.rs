@@ -92,13 +92,68 @@ pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     parse_safetensors(&bytes, path)
 }
 
+/// What to do about a damaged file at `path`: fetch it again when it is in the models cache,
+/// else write the user's checkpoint again.
+fn repair_hint(path: &Path) -> &'static str {
+    if path.starts_with(models_dir()) {
+        "fetch it again (`slimbench fetch minilm`)"
+    } else {
+        "export or copy the checkpoint again"
+    }
+}
+
 /// Parses the bytes of the safetensors file at `path` (named in errors).
 pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| ModelError::Data {
         source_name: path.display().to_string(),
         message: format!(
-            "not a valid safetensors file ({e}); it may be truncated: fetch it again \
-             (`slimbench fetch minilm`) or re-export the checkpoint"
+            "not a valid safetensors file ({e}); it may be truncated: {}",
+            repair_hint(path)
         ),
     })
+}
+
+/// Checks a checkpoint folder without loading its weights: the three files exist, `config.json`
+/// parses, and `model.safetensors` has a whole header whose tensors all lie inside the file (a
+/// truncated file fails here). For checking a user's folder before a run starts.
+pub fn check_checkpoint(dir: &Path, hint: &str) -> Result<()> {
+    let files = ModelFiles::locate(dir, hint)?;
+    files.config()?;
+    let path = &files.weights;
+    let bad = |message: String| ModelError::Data {
+        source_name: path.display().to_string(),
+        message: format!("{message}; it may be truncated: {}", repair_hint(path)),
+    };
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let len = file.metadata().map_err(|e| ModelError::io(path, e))?.len();
+    let mut size = [0u8; 8];
+    std::io::Read::read_exact(&mut file, &mut size)
+        .map_err(|_| bad("shorter than a safetensors header".into()))?;
+    let header_len = u64::from_le_bytes(size);
+    if header_len > len.saturating_sub(8) || header_len > 100 * 1024 * 1024 {
+        return Err(bad(format!(
+            "its header claims {header_len} bytes but the file has {len}"
+        )));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    std::io::Read::read_exact(&mut file, &mut header).map_err(|e| ModelError::io(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("its header is not JSON ({e})")))?;
+    let data_len = len - 8 - header_len;
+    let tensors = header
+        .as_object()
+        .ok_or_else(|| bad("its header is not a JSON object".into()))?;
+    for (name, t) in tensors.iter().filter(|(n, _)| n.as_str() != "__metadata__") {
+        let end = t
+            .get("data_offsets")
+            .and_then(|o| o.get(1))
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| bad(format!("tensor {name} has no data_offsets")))?;
+        if end > data_len {
+            return Err(bad(format!(
+                "tensor {name} ends at byte {end} of the data, which has {data_len}"
+            )));
+        }
+    }
+    Ok(())
 }
