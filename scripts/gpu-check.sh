@@ -29,10 +29,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# The path of the GPU test binary that `"$@" -p slimbench-models --test gpu --no-run` builds
-# ("$@" is a cargo test command line).
+# The path of the GPU test binary that `"$@" --workspace --test gpu --no-run` builds ("$@" is a
+# cargo test command line; --workspace keeps the feature resolution of the other builds, so nothing
+# is compiled twice).
 gpu_test_binary() {
-  "$@" -p slimbench-models --test gpu --no-run --message-format=json | python3 -c 'import json,sys
+  "$@" --workspace --test gpu --no-run --message-format=json | python3 -c 'import json,sys
 for l in sys.stdin:
     if not l.startswith("{"): continue  # the toolchain recipe may print other lines
     m=json.loads(l)
@@ -101,7 +102,7 @@ status=0
 "$bin_dir/slimbench" run --quick --devices "$devices" --models digits-mlp,digits-cnn \
   --techniques fp32,f16,bf16,q8_0,q4_0,prune-unstructured-90,prune-structured-50+q8_0 \
   --out "$out/digits" || status=$?
-if [ -f "${SLIMBENCH_MODELS:-$HOME/.cache/slimbench/models}/minilm/model.safetensors" ]; then
+if [ -f "${SLIMBENCH_MODELS:-${SLIMBENCH_CACHE:-$HOME/.cache/slimbench}/models}/minilm/model.safetensors" ]; then
   echo "== slimbench run --devices $devices (MiniLM)"
   "$bin_dir/slimbench" run --quick --devices "$devices" --models minilm \
     --techniques fp32,f16,q8_0 --batch-sizes 1 --out "$out/minilm" || status=$?

@@ -52,7 +52,8 @@ impl RunData {
     }
 }
 
-/// How far quality may fall for a variant to count as equivalent (MLPerf's 99% tier in spirit).
+/// How far quality may fall for a variant to count as equivalent: an absolute budget in points,
+/// beside MLPerf's relative tiers (99% and 99.9% of the baseline's quality).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct QualityBudget {
     /// Largest accepted drop, in percentage points of accuracy.
@@ -87,47 +88,133 @@ impl Default for Volume {
     }
 }
 
+/// The smallest relative uncertainty given to an energy figure: the meter's own error and the
+/// drift of a shared machine between two cells, beyond what the timing interval shows.
+pub const ENERGY_REL_FLOOR: f64 = 0.03;
+
+/// A quality change with its 95% interval (binomial, the two test sets independent).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QualityChange {
+    /// The baseline's quality, %.
+    pub baseline_pct: f64,
+    /// The variant's quality, %.
+    pub variant_pct: f64,
+    /// variant - baseline, points.
+    pub delta_points: f64,
+    /// Half-width of the 95% interval of the change, points.
+    pub half_width_points: f64,
+}
+
+impl QualityChange {
+    /// True when the change lies inside its uncertainty: a tie, not a loss or a gain.
+    pub fn is_tie(&self) -> bool {
+        self.delta_points.abs() <= self.half_width_points
+    }
+}
+
+/// Half-width in points of the 95% interval of the difference of two accuracies `a` and `b` (%)
+/// measured on `n` items each (normal approximation to the binomial).
+pub fn accuracy_difference_half_width(a_pct: f64, b_pct: f64, n: usize) -> f64 {
+    if n == 0 {
+        return f64::INFINITY;
+    }
+    let var = |p: f64| {
+        let p = (p / 100.0).clamp(0.0, 1.0);
+        p * (1.0 - p) / n as f64
+    };
+    // At 100% or 0% the variance vanishes; one item is the resolution that remains.
+    let floor = 1.0 / n as f64;
+    100.0 * (1.96 * (var(a_pct) + var(b_pct)).sqrt()).max(floor)
+}
+
+/// Mean latency per batch of both cells, the speed-up and its 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SpeedChange {
+    /// Baseline mean latency per batch, ms.
+    pub baseline_mean_ms: f64,
+    /// Variant mean latency per batch, ms.
+    pub variant_mean_ms: f64,
+    /// baseline / variant (above 1: faster).
+    pub speedup: f64,
+    /// 95% interval of the speed-up, from both means' intervals.
+    pub speedup_lo: f64,
+    /// Upper end.
+    pub speedup_hi: f64,
+}
+
+impl SpeedChange {
+    /// True when the interval holds 1: no speed difference beyond the uncertainty.
+    pub fn is_tie(&self) -> bool {
+        self.speedup_lo <= 1.0 && 1.0 <= self.speedup_hi
+    }
+}
+
+/// Energy per item of both cells, the saving and its uncertainty.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EnergyChange {
+    /// Baseline energy per item, J.
+    pub baseline_j: f64,
+    /// Variant energy per item, J.
+    pub variant_j: f64,
+    /// Saved, % of the baseline (negative: more energy).
+    pub saved_pct: f64,
+    /// Half-width of the saving's 95% interval, points of %.
+    pub half_width_pct: f64,
+    /// Relative 95% uncertainty of the variant's own figure (see [`energy_rel_uncertainty`]).
+    pub variant_rel: f64,
+}
+
+impl EnergyChange {
+    /// True when the saving lies inside its uncertainty.
+    pub fn is_tie(&self) -> bool {
+        self.saved_pct.abs() <= self.half_width_pct
+    }
+}
+
+/// The relative 95% uncertainty of a record's energy per item: energy is power over the same
+/// timed window as the latency, so the relative half-width of the mean latency's interval, and at
+/// least [`ENERGY_REL_FLOOR`].
+pub fn energy_rel_uncertainty(r: &Record) -> f64 {
+    let timing = r
+        .latency
+        .as_ref()
+        .and_then(|l| {
+            let ci = l.mean_ci95_ms?;
+            (l.mean_ms > 0.0).then(|| (ci.hi - ci.lo) / 2.0 / l.mean_ms)
+        })
+        .unwrap_or(0.0);
+    timing.max(ENERGY_REL_FLOOR)
+}
+
 /// A variant against the baseline of the same model, device and batch size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VariantRow {
     /// The cell.
     pub key: CellKey,
-    /// Quality change, points.
-    pub quality_delta_points: Option<f64>,
-    /// Baseline median latency over the variant's (above 1: faster).
-    pub speedup: Option<f64>,
-    /// Energy per item saved, % of the baseline's (negative: more energy).
-    pub energy_saved_pct: Option<f64>,
-    /// CO2e per item saved, %.
-    pub co2e_saved_pct: Option<f64>,
-    /// Size as a fraction of the baseline's.
-    pub size_ratio: Option<f64>,
-    /// True when the quality drop is within the budget.
+    /// A control arm (see [`slimbench_models::catalog::is_control`]): shown, never recommended.
+    pub control: bool,
+    /// Quality against the baseline.
+    pub quality: Option<QualityChange>,
+    /// Speed against the baseline, from mean latencies (the statistic energy per item uses).
+    pub speed: Option<SpeedChange>,
+    /// Energy per item against the baseline.
+    pub energy: Option<EnergyChange>,
+    /// The baseline's and the variant's size, bytes.
+    pub bytes: Option<(usize, usize)>,
+    /// True when the quality drop is at most the absolute budget (point estimate).
     pub within_budget: bool,
+    /// Quality at least 99% of the baseline's (MLPerf's 99% tier).
+    pub meets_99: bool,
+    /// Quality at least 99.9% of the baseline's (MLPerf's 99.9% tier).
+    pub meets_99_9: bool,
 }
 
-/// The projection of a variant's saving at a volume.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Projection {
-    /// Energy saved, kWh (negative: more used).
-    pub kwh_saved: f64,
-    /// CO2e saved, kg.
-    pub kg_co2e_saved: f64,
-    /// The same in kilometres driven by a typical passenger car.
-    pub car_km: f64,
-}
-
-/// The best variant of one model, device and batch size within the budget.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BestVariant {
-    /// Its comparison with the baseline.
-    pub row: VariantRow,
-    /// Its energy per item, J.
-    pub energy_per_item_j: f64,
-    /// The baseline's energy per item, J.
-    pub baseline_energy_per_item_j: f64,
-    /// What it saves at the volume.
-    pub projection: Projection,
+impl VariantRow {
+    /// Size as a fraction of the baseline's.
+    pub fn size_ratio(&self) -> Option<f64> {
+        self.bytes
+            .and_then(|(b, v)| (b > 0).then(|| v as f64 / b as f64))
+    }
 }
 
 fn baseline_of<'a>(records: &'a [Record], key: &CellKey) -> Option<&'a Record> {
@@ -138,8 +225,57 @@ fn baseline_of<'a>(records: &'a [Record], key: &CellKey) -> Option<&'a Record> {
     })
 }
 
-fn saved_pct(base: f64, variant: f64) -> Option<f64> {
-    (base > 0.0).then(|| 100.0 * (1.0 - variant / base))
+fn quality_change(base: &Record, r: &Record) -> Option<QualityChange> {
+    let q = r.quality.as_ref()?;
+    let b = base
+        .quality
+        .as_ref()
+        .map_or(q.baseline_pct, |b| b.value_pct);
+    Some(QualityChange {
+        baseline_pct: b,
+        variant_pct: q.value_pct,
+        delta_points: q.value_pct - b,
+        half_width_points: accuracy_difference_half_width(b, q.value_pct, q.items),
+    })
+}
+
+fn speed_change(base: &Record, r: &Record) -> Option<SpeedChange> {
+    let (b, v) = (base.latency.as_ref()?, r.latency.as_ref()?);
+    if b.mean_ms <= 0.0 || v.mean_ms <= 0.0 {
+        return None;
+    }
+    let ci = |l: &crate::stats::LatencyStats| {
+        l.mean_ci95_ms.map_or((l.mean_ms, l.mean_ms), |i| {
+            (i.lo.max(f64::MIN_POSITIVE), i.hi)
+        })
+    };
+    let ((b_lo, b_hi), (v_lo, v_hi)) = (ci(b), ci(v));
+    Some(SpeedChange {
+        baseline_mean_ms: b.mean_ms,
+        variant_mean_ms: v.mean_ms,
+        speedup: b.mean_ms / v.mean_ms,
+        speedup_lo: b_lo / v_hi,
+        speedup_hi: b_hi / v_lo,
+    })
+}
+
+fn energy_change(base: &Record, r: &Record) -> Option<EnergyChange> {
+    let (b, v) = (
+        base.energy.as_ref()?.energy_per_item_j,
+        r.energy.as_ref()?.energy_per_item_j,
+    );
+    if b <= 0.0 {
+        return None;
+    }
+    let ratio = v / b;
+    let rel = (energy_rel_uncertainty(base).powi(2) + energy_rel_uncertainty(r).powi(2)).sqrt();
+    Some(EnergyChange {
+        baseline_j: b,
+        variant_j: v,
+        saved_pct: 100.0 * (1.0 - ratio),
+        half_width_pct: 100.0 * ratio * rel,
+        variant_rel: energy_rel_uncertainty(r),
+    })
 }
 
 /// Every measured variant against its baseline (baselines themselves excluded).
@@ -151,28 +287,31 @@ pub fn variant_rows(records: &[Record], budget: QualityBudget) -> Vec<VariantRow
         })
         .filter_map(|r| {
             let base = baseline_of(records, &r.key)?;
-            let delta = r.quality.as_ref().map(|q| q.delta_points);
-            let lat = |x: &Record| x.latency.as_ref().map(|l| l.p50_ms);
-            let energy = |x: &Record| x.energy.as_ref().map(|e| e.energy_per_item_j);
-            let co2 = |x: &Record| x.carbon.as_ref().map(|c| c.co2e_per_item_g);
+            let quality = quality_change(base, r);
             Some(VariantRow {
                 key: r.key.clone(),
-                quality_delta_points: delta,
-                speedup: lat(base)
-                    .zip(lat(r))
-                    .and_then(|(b, v)| (v > 0.0).then(|| b / v)),
-                energy_saved_pct: energy(base)
-                    .zip(energy(r))
-                    .and_then(|(b, v)| saved_pct(b, v)),
-                co2e_saved_pct: co2(base).zip(co2(r)).and_then(|(b, v)| saved_pct(b, v)),
-                size_ratio: base
-                    .model_bytes
-                    .zip(r.model_bytes)
-                    .and_then(|(b, v)| (b > 0).then(|| v as f64 / b as f64)),
-                within_budget: delta.is_some_and(|d| d >= -budget.max_drop_points),
+                control: slimbench_models::catalog::is_control(&r.key.technique),
+                quality,
+                speed: speed_change(base, r),
+                energy: energy_change(base, r),
+                bytes: base.model_bytes.zip(r.model_bytes),
+                within_budget: quality.is_some_and(|q| q.delta_points >= -budget.max_drop_points),
+                meets_99: quality.is_some_and(|q| q.variant_pct >= 0.99 * q.baseline_pct),
+                meets_99_9: quality.is_some_and(|q| q.variant_pct >= 0.999 * q.baseline_pct),
             })
         })
         .collect()
+}
+
+/// The projection of a variant's saving at a volume.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Projection {
+    /// Energy saved, kWh (negative: more used).
+    pub kwh_saved: f64,
+    /// CO2e saved, kg.
+    pub kg_co2e_saved: f64,
+    /// The same in kilometres driven by a typical passenger car.
+    pub car_km: f64,
 }
 
 /// What saving `baseline_j - variant_j` joules per item is worth at `volume`.
@@ -191,47 +330,156 @@ pub fn project(
     }
 }
 
-/// For each model, device and batch size, the variant within `budget` with the least energy per
-/// item, if any uses less than the baseline.
-pub fn best_variants(
+/// The recommendation for one model, device and batch size.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recommendation {
+    /// The baseline cell of the setting.
+    pub baseline: CellKey,
+    /// The variant to ship; `None`: keep the baseline (no variant within the budget saves energy
+    /// beyond the uncertainty).
+    pub pick: Option<VariantRow>,
+    /// Other variants within the budget whose energy is tied with the pick's (inside the
+    /// uncertainty); the pick was chosen among them by quality, then size.
+    pub tied_with: Vec<String>,
+    /// Why, in one or two sentences, with the margins and their uncertainty.
+    pub reason: String,
+    /// What the pick saves at the volume.
+    pub projection: Option<Projection>,
+}
+
+/// For each model, device and batch size: the variant to ship. Control arms are never picked. Among
+/// the variants within the quality budget, the one with the least energy per item, and every
+/// variant whose energy is within the uncertainty of it, are tied; the tie is broken by quality
+/// (a difference inside the binomial interval is itself a tie), then by size. When even the pick's
+/// saving lies inside its uncertainty, the recommendation is to keep the baseline.
+pub fn recommendations(
     records: &[Record],
     budget: QualityBudget,
     carbon: &CarbonSettings,
     volume: Volume,
-) -> Vec<BestVariant> {
+) -> Vec<Recommendation> {
     let rows = variant_rows(records, budget);
-    let mut groups: Vec<&CellKey> = Vec::new();
-    for r in &rows {
-        if !groups.iter().any(|g| g.same_setting(&r.key)) {
-            groups.push(&r.key);
-        }
-    }
-    let energy_of = |k: &CellKey| {
-        records
-            .iter()
-            .find(|r| &r.key == k)
-            .and_then(|r| r.energy.as_ref())
-            .map(|e| e.energy_per_item_j)
-    };
+    let baselines = records.iter().filter(|r| {
+        r.status == Status::Ok && r.key.technique == slimbench_models::catalog::BASELINE
+    });
     let mut out = Vec::new();
-    for group in groups {
-        let best = rows
+    for base in baselines {
+        let group: Vec<&VariantRow> = rows
             .iter()
-            .filter(|r| r.within_budget && r.key.same_setting(group))
-            .filter_map(|r| energy_of(&r.key).map(|e| (r, e)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((row, e)) = best else { continue };
-        let Some(base) = baseline_of(records, &row.key).and_then(|b| energy_of(&b.key)) else {
+            .filter(|r| r.key.same_setting(&base.key))
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let eligible: Vec<&VariantRow> = group
+            .iter()
+            .copied()
+            .filter(|r| !r.control && r.within_budget && r.energy.is_some())
+            .collect();
+        let energy = |r: &VariantRow| r.energy.map_or(f64::INFINITY, |e| e.variant_j);
+        let Some(lowest) = eligible
+            .iter()
+            .copied()
+            .min_by(|a, b| energy(a).total_cmp(&energy(b)))
+        else {
+            out.push(Recommendation {
+                baseline: base.key.clone(),
+                pick: None,
+                tied_with: Vec::new(),
+                reason: format!(
+                    "keep {}: no variant stays within {} point(s) of its quality",
+                    base.key.technique, budget.max_drop_points
+                ),
+                projection: None,
+            });
             continue;
         };
-        if e >= base {
+        let unc = |r: &VariantRow| r.energy.map_or(0.0, |e| e.variant_j * e.variant_rel);
+        let tied: Vec<&VariantRow> = eligible
+            .iter()
+            .copied()
+            .filter(|r| {
+                let bound = (unc(r).powi(2) + unc(lowest).powi(2)).sqrt();
+                energy(r) - energy(lowest) <= bound
+            })
+            .collect();
+        let quality = |r: &VariantRow| r.quality.map_or(f64::NEG_INFINITY, |q| q.variant_pct);
+        let best_quality = tied
+            .iter()
+            .copied()
+            .max_by(|a, b| quality(a).total_cmp(&quality(b)))
+            .unwrap_or(lowest);
+        let as_good: Vec<&VariantRow> = tied
+            .iter()
+            .copied()
+            .filter(|r| match (r.quality, best_quality.quality) {
+                (Some(q), Some(best)) => {
+                    best.variant_pct - q.variant_pct
+                        <= accuracy_difference_half_width(
+                            best.variant_pct,
+                            q.variant_pct,
+                            records
+                                .iter()
+                                .find(|x| x.key == r.key)
+                                .and_then(|x| x.quality.as_ref())
+                                .map_or(0, |x| x.items),
+                        )
+                }
+                _ => true,
+            })
+            .collect();
+        let size = |r: &VariantRow| r.bytes.map_or(usize::MAX, |(_, v)| v);
+        let pick = as_good
+            .iter()
+            .copied()
+            .min_by(|a, b| size(a).cmp(&size(b)).then(energy(a).total_cmp(&energy(b))))
+            .unwrap_or(lowest);
+        let tied_with: Vec<String> = tied
+            .iter()
+            .filter(|r| r.key != pick.key)
+            .map(|r| r.key.technique.clone())
+            .collect();
+        let e = pick.energy.expect("eligible rows have energy");
+        if e.saved_pct <= e.half_width_pct {
+            out.push(Recommendation {
+                baseline: base.key.clone(),
+                pick: None,
+                tied_with: Vec::new(),
+                reason: format!(
+                    "keep {}: the best variant within the budget, {}, saves {:+.0}% +/- {:.0}% energy per item, inside the uncertainty",
+                    base.key.technique, pick.key.technique, e.saved_pct, e.half_width_pct
+                ),
+                projection: None,
+            });
             continue;
         }
-        out.push(BestVariant {
-            row: row.clone(),
-            energy_per_item_j: e,
-            baseline_energy_per_item_j: base,
-            projection: project(base, e, carbon, volume),
+        let mut reason = format!(
+            "{:.0}% +/- {:.0}% less energy per item than {}",
+            e.saved_pct, e.half_width_pct, base.key.technique
+        );
+        if let Some(q) = pick.quality {
+            reason.push_str(&format!(
+                "; quality {:+.2} +/- {:.2} points{}",
+                q.delta_points,
+                q.half_width_points,
+                if q.is_tie() { " (a tie)" } else { "" }
+            ));
+        }
+        if let Some(r) = pick.size_ratio() {
+            reason.push_str(&format!("; {:.0}% of its size", 100.0 * r));
+        }
+        if !tied_with.is_empty() {
+            reason.push_str(&format!(
+                ". Tied on energy with {} (inside the uncertainty): chosen by quality, then size",
+                tied_with.join(", ")
+            ));
+        }
+        out.push(Recommendation {
+            baseline: base.key.clone(),
+            pick: Some(pick.clone()),
+            tied_with,
+            reason,
+            projection: Some(project(e.baseline_j, e.variant_j, carbon, volume)),
         });
     }
     out
@@ -254,9 +502,9 @@ pub fn energy_sources(records: &[Record]) -> (Vec<String>, bool) {
 pub fn method_text(data: &RunData) -> Vec<String> {
     let (_, measured) = energy_sources(&data.records);
     let mut out = vec![
-        "Each cell (model x technique x device x batch size) ran in a fresh worker process after warm-up; timed iterations ran until both a minimum count and a minimum duration were reached. Latency is per batch; percentiles use linear interpolation (type 7); intervals are bootstrap 95% intervals.".to_string(),
-        "Quality is test accuracy on the held-out split (359 digits), and its change is against the uncompressed model on the same split.".to_string(),
-        "Energy per item is the energy of the timed window divided by the items processed; idle power was measured just before each cell, and energy above idle is reported beside the total.".to_string(),
+        "Each cell (model x technique x device x batch size) ran in a fresh worker process after warm-up; timed iterations ran until both a minimum count and a minimum duration were reached. Latency is per batch; percentiles use linear interpolation (type 7). The mean's 95% interval is mean +/- 1.96 standard errors over every iteration; the median's is a percentile bootstrap (1,000 resamples, seeded) of the samples the record keeps.".to_string(),
+        "Speed-up and energy per item use one statistic, the mean over the timed window: speed-up is the ratio of mean latencies (its interval from both means' intervals), energy per item the window's energy over the items it processed. A difference inside its 95% interval is reported as a tie.".to_string(),
+        "Quality is accuracy on the held-out split, and its change is against the uncompressed model on the same split, with a 95% binomial interval (normal approximation, the two accuracies treated as independent).".to_string(),
         format!(
             "CO2e = energy (kWh) x PUE ({}) x grid intensity ({} g/kWh: {}).",
             data.manifest.spec.carbon.pue,
@@ -265,8 +513,11 @@ pub fn method_text(data: &RunData) -> Vec<String> {
         ),
         format!("Car equivalent: {}.", crate::carbon::CAR_FACTOR_SOURCE),
     ];
+    if measured {
+        out.push("Idle power was measured just before each cell; energy above idle is in results.csv beside the total.".to_string());
+    }
     if !measured {
-        out.push("CAVEAT: energy here is ESTIMATED (estimated-tdp), not measured: CPU time x a per-thread share of the CPU's TDP, plus a RAM model. It ranks variants by the CPU time they use; it cannot see idle draw, frequency scaling or the memory system. Measure with RAPL or NVML before reporting absolute figures.".to_string());
+        out.push("CAVEAT: energy here is ESTIMATED (estimated-tdp), not measured: CPU time x a per-thread share of the CPU's TDP, plus a RAM model. It ranks variants by the CPU time they use; it cannot see idle draw, frequency scaling or the memory system, so no figure above idle is given. Measure with RAPL or NVML before reporting absolute figures.".to_string());
     }
     out.push("Projections multiply a per-item saving measured on this machine by a volume; real deployments batch, idle and scale differently.".to_string());
     out

@@ -5,7 +5,8 @@
 //! percentile is x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h]). The standard deviation is
 //! the sample one (n - 1 in the denominator).
 //!
-//! Confidence intervals are percentile bootstraps: [`BOOTSTRAP_RESAMPLES`] resamples with
+//! The mean's interval is mean +/- 1.96 standard errors over every sample ([`mean_interval`]);
+//! other confidence intervals are percentile bootstraps: [`BOOTSTRAP_RESAMPLES`] resamples with
 //! replacement from a ChaCha8 generator seeded with [`BOOTSTRAP_SEED`] (so a record's interval is
 //! reproducible from its samples), the 2.5th and 97.5th percentiles of the resampled statistic.
 //! Outliers are counted with Tukey's fences (mild: beyond 1.5 IQR of the quartiles; severe: beyond
@@ -133,7 +134,7 @@ pub struct LatencyStats {
     pub std_ms: f64,
     /// Number of timed iterations.
     pub iterations: usize,
-    /// Bootstrap 95% interval of the mean.
+    /// 95% interval of the mean over every sample (see [`mean_interval`]).
     pub mean_ci95_ms: Option<Interval>,
     /// Bootstrap 95% interval of the median.
     pub p50_ci95_ms: Option<Interval>,
@@ -157,9 +158,11 @@ pub fn percentile_sorted(sorted: &[f64], p: f64) -> f64 {
 }
 
 impl LatencyStats {
-    /// Summarises `samples_ms`; `None` when there are no samples. The bootstrap intervals are
-    /// computed from the samples thinned to [`MAX_RESAMPLED`] (as a record keeps them), so that
-    /// they can be reproduced from the record.
+    /// Summarises `samples_ms`; `None` when there are no samples. The mean and its interval come
+    /// from every sample (the interval is mean +/- 1.96 standard errors, reproducible from the
+    /// record's mean, standard deviation and iteration count), so the interval always holds its
+    /// mean; the median's bootstrap interval is computed from the samples thinned to
+    /// [`MAX_RESAMPLED`] (as a record keeps them), so that it can be reproduced from the record.
     pub fn from_samples(samples_ms: &[f64]) -> Option<Self> {
         if samples_ms.is_empty() {
             return None;
@@ -183,12 +186,7 @@ impl LatencyStats {
             max_ms: sorted[sorted.len() - 1],
             std_ms: var.sqrt(),
             iterations: sorted.len(),
-            mean_ci95_ms: bootstrap_ci(
-                &kept,
-                mean_of,
-                BOOTSTRAP_RESAMPLES,
-                &mut ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED),
-            ),
+            mean_ci95_ms: mean_interval(mean, var.sqrt(), sorted.len()),
             p50_ci95_ms: bootstrap_ci(
                 &kept,
                 median_of,
@@ -198,6 +196,19 @@ impl LatencyStats {
             outliers: tukey_outliers(&sorted),
         })
     }
+}
+
+/// The 95% interval of a mean from `n` samples with standard deviation `std` (normal
+/// approximation: mean +/- 1.96 std / sqrt(n)); `None` for fewer than two samples.
+pub fn mean_interval(mean: f64, std: f64, n: usize) -> Option<Interval> {
+    if n < 2 {
+        return None;
+    }
+    let half = 1.96 * std / (n as f64).sqrt();
+    Some(Interval {
+        lo: mean - half,
+        hi: mean + half,
+    })
 }
 
 /// At most `max` samples of `samples`, evenly strided and in their original order, so that a
@@ -246,6 +257,18 @@ mod tests {
             tukey_outliers(&[1.0, 2.0, 3.0, 4.0, 5.0]),
             Outliers::default()
         );
+    }
+
+    /// Guards issue 17: with more samples than a record keeps, and a drift over the run, the mean's
+    /// interval still holds the mean of every iteration.
+    #[test]
+    fn the_mean_interval_holds_the_mean_of_every_sample() {
+        let s: Vec<f64> = (0..10_000)
+            .map(|i| 1.0 + f64::from(i) * 1e-4 + f64::from(i % 7) * 0.01)
+            .collect();
+        let st = LatencyStats::from_samples(&s).unwrap();
+        let m = st.mean_ci95_ms.unwrap();
+        assert!(m.contains(st.mean_ms), "{m:?} vs {}", st.mean_ms);
     }
 
     #[test]

@@ -280,6 +280,55 @@ pub fn techniques() -> Vec<(String, String)> {
     list
 }
 
+/// The control arm of an experiment: a technique that exists to measure what another one adds
+/// (`distill-control`: the student trained on labels alone), never a variant to ship.
+pub fn is_control(technique: &str) -> bool {
+    technique
+        .split('+')
+        .any(|step| step.trim() == "distill-control")
+}
+
+/// A one-line description of one step of a technique (`q8_0`, `prune-structured-50`, ...), from
+/// the same table as `slimbench list`, with the step's own numbers; `None` when unknown.
+pub fn describe_step(step: &str) -> Option<String> {
+    let step = step.trim();
+    let table = techniques();
+    let find = |key: &str| table.iter().find(|(n, _)| n == key).map(|(_, a)| a.clone());
+    if let Some(about) = find(step) {
+        return Some(about);
+    }
+    if step == "f16" || step == "bf16" {
+        return find("f16, bf16");
+    }
+    if let Some(format) = step
+        .strip_suffix("-all")
+        .filter(|f| format_by_name(f).is_some())
+    {
+        return find(format).map(|a| format!("{a}, and the token embeddings too"));
+    }
+    let patterns = [
+        (
+            "prune-unstructured-global-",
+            "prune-unstructured-global-S",
+            "S",
+        ),
+        ("prune-unstructured-", "prune-unstructured-S", "S"),
+        ("prune-structured-", "prune-structured-R[-l1]", "R"),
+    ];
+    for (prefix, key, letter) in patterns {
+        if let Some(rest) = step.strip_prefix(prefix) {
+            let number = rest.trim_end_matches("-l1").trim_end_matches("-l2");
+            let about = find(key)?.replacen(&format!("{letter}%"), &format!("{number}%"), 1);
+            return Some(if rest.ends_with("-l1") {
+                about.replace("by L2 (L1) norm", "by L1 norm")
+            } else {
+                about.replace("by L2 (L1) norm", "by L2 norm")
+            });
+        }
+    }
+    None
+}
+
 /// True when `name` is a known model, or a BERT folder (`bert@DIR`, from `--model-dir`).
 pub fn is_model(name: &str) -> bool {
     MODELS.iter().any(|(n, _)| *n == name) || name.starts_with(crate::text::workload::DIR_PREFIX)
@@ -294,6 +343,26 @@ pub fn is_device(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controls_are_known_and_every_default_step_is_described() {
+        assert!(is_control("distill-control"));
+        assert!(is_control("distill-control+q8_0"));
+        assert!(!is_control("distill"));
+        for t in DEFAULT_TECHNIQUES {
+            for step in t.split('+') {
+                assert!(describe_step(step).is_some(), "{step}");
+            }
+        }
+        let d = describe_step("prune-structured-50-l1").unwrap();
+        assert!(
+            d.starts_with("50% of hidden neurons") && d.contains("L1 norm"),
+            "{d}"
+        );
+        assert!(describe_step("q8_0-all")
+            .unwrap()
+            .contains("token embeddings"));
+    }
 
     #[test]
     fn chains_parse_and_post_training_steps_must_be_last() {

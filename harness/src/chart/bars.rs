@@ -1,5 +1,8 @@
-//! Grouped bars per variant (one bar per batch size): median latency with p90 and p99 whiskers,
-//! energy per item, peak memory, model size.
+//! Grouped bars per variant (one bar per batch size): latency per item (median, with p90 and p99
+//! whiskers), energy per item, peak memory; model size (one bar per variant: it does not depend on
+//! the batch). Per-item figures put every batch size on one axis. The axis ends past the largest
+//! value that is not a far outlier; a longer bar is cut at the edge with its value written there.
+//! The batch key sits above the plot, off the data.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -25,9 +28,7 @@ impl BarMetric {
     /// The axis title, with its unit.
     pub fn axis(self) -> &'static str {
         match self {
-            BarMetric::Latency => {
-                "latency per batch (ms): p50 bar, p90 thick tick, p99 whisker end"
-            }
+            BarMetric::Latency => "latency per item (ms): p50 bar, p90 thick tick, p99 whisker end",
             BarMetric::Energy => "energy per item (mJ)",
             BarMetric::Memory => "peak resident memory (MiB)",
             BarMetric::Size => "model size (KiB)",
@@ -36,12 +37,17 @@ impl BarMetric {
 
     fn value(self, r: &Record) -> Option<f64> {
         match self {
-            BarMetric::Latency => r.latency.as_ref().map(|l| l.p50_ms),
+            BarMetric::Latency => r.latency.as_ref().map(|l| l.p50_ms / per_item(r)),
             BarMetric::Energy => r.energy.as_ref().map(|e| e.energy_per_item_j * 1e3),
             BarMetric::Memory => r.peak_rss_bytes.map(|b| b as f64 / (1u64 << 20) as f64),
             BarMetric::Size => r.model_bytes.map(|b| b as f64 / 1024.0),
         }
     }
+}
+
+/// The divisor from per-batch to per-item figures.
+fn per_item(r: &Record) -> f64 {
+    r.key.batch_size.max(1) as f64
 }
 
 /// The bar chart of `records` (one model and device); `None` without data.
@@ -65,12 +71,14 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
         }
     }
     batches.sort();
-    // Latency: the axis ends at 2.5 x the largest median, so that noisy tails do not flatten every
-    // bar; whiskers beyond it are cut at the edge and the p99 written there.
-    let top = ok
-        .iter()
-        .filter_map(|r| metric.value(r))
-        .fold(0.0, f64::max)
+    if metric == BarMetric::Size {
+        // The size of a variant is the same at every batch size: one bar.
+        batches.truncate(1);
+    }
+    // The axis ends past the largest value that is not a far outlier (latency: 2.5 x, so that
+    // whiskers show); longer bars and whiskers are cut at the edge with their value written there.
+    let values: Vec<f64> = ok.iter().filter_map(|r| metric.value(r)).collect();
+    let top = super::robust_range(&values).1
         * if metric == BarMetric::Latency {
             2.5
         } else {
@@ -87,7 +95,15 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
                     r.key.technique.clone(),
                     r.key.batch_size,
                     metric.value(r),
-                    r.latency.clone(),
+                    r.latency.as_ref().map(|l| {
+                        let d = per_item(r);
+                        LatencyStats {
+                            p50_ms: l.p50_ms / d,
+                            p90_ms: l.p90_ms / d,
+                            p99_ms: l.p99_ms / d,
+                            ..l.clone()
+                        }
+                    }),
                 )
             })
             .collect(),
@@ -103,7 +119,7 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
 /// A bar chart ready to draw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarsChart {
-    /// (technique, batch size, value, latency statistics) per cell.
+    /// (technique, batch size, value, latency statistics per item) per cell.
     pub rows: Vec<(String, usize, Option<f64>, Option<LatencyStats>)>,
     /// Categories, top to bottom.
     pub techniques: Vec<String>,
@@ -131,9 +147,29 @@ impl BarsChart {
             self.techniques.len() as f64,
         );
         root.fill(&WHITE).map_err(err)?;
+        let (key_row, plot) = root.split_vertically(24);
+        for (bi, batch) in batches.iter().enumerate() {
+            let x = 12 + 110 * bi as i32;
+            let color = PALETTE[bi % PALETTE.len()];
+            key_row
+                .draw(&Rectangle::new([(x, 8), (x + 12, 18)], color.filled()))
+                .map_err(err)?;
+            let text = if metric == BarMetric::Size {
+                "every batch".to_string()
+            } else {
+                format!("batch {batch}")
+            };
+            key_row
+                .draw(&Text::new(
+                    text,
+                    (x + 16, 6),
+                    ("sans-serif", 12).into_font().color(&BLACK),
+                ))
+                .map_err(err)?;
+        }
         let label_width =
             self.techniques.iter().map(|t| t.len()).max().unwrap_or(4) as u32 * 7 + 16;
-        let mut chart = ChartBuilder::on(root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption(title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(42)
@@ -160,7 +196,6 @@ impl BarsChart {
         let slot = 0.8 / batches.len() as f64;
         for (bi, batch) in batches.iter().enumerate() {
             let color = PALETTE[bi % PALETTE.len()];
-            let mut first = true;
             for (ti, technique) in techniques.iter().enumerate() {
                 let Some((_, _, Some(v), latency)) = self
                     .rows
@@ -173,17 +208,20 @@ impl BarsChart {
                 let row = (techniques.len() - 1 - ti) as f64;
                 let y1 = row + 0.9 - bi as f64 * slot;
                 let y0 = y1 - slot * 0.9;
-                let bar = chart
+                chart
                     .draw_series([Rectangle::new(
                         [(0.0, y0), (v.min(top), y1)],
                         color.filled(),
                     )])
                     .map_err(err)?;
-                if first {
-                    bar.label(format!("batch {batch}")).legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                    });
-                    first = false;
+                if v > top {
+                    chart
+                        .draw_series([Text::new(
+                            format!("{v:.3} ->"),
+                            (top * 0.80, y1),
+                            ("sans-serif", 10).into_font().color(&BLACK),
+                        )])
+                        .map_err(err)?;
                 }
                 if let (BarMetric::Latency, Some(l)) = (metric, latency.as_ref()) {
                     let mid = (y0 + y1) / 2.0;
@@ -217,13 +255,6 @@ impl BarsChart {
                 }
             }
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
         root.present().map_err(err)?;
         Ok(())
     }

@@ -93,8 +93,82 @@ pub const PALETTE: [RGBColor; 6] = [
 ];
 
 /// Chart size in pixels.
-pub const SIZE: (u32, u32) = (760, 440);
+pub const SIZE: (u32, u32) = (900, 460);
 
 pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e}")
+}
+
+/// The range an axis shows for `values`: from the smallest to the largest value that is not a far
+/// outlier (beyond 3 interquartile ranges of the quartiles, Tukey's "far out"), so that one
+/// extreme point does not squash the rest into a line. Values outside are drawn at the edge and
+/// marked as outliers.
+pub fn robust_range(values: &[f64]) -> (f64, f64) {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return (0.0, 1.0);
+    }
+    sorted.sort_by(f64::total_cmp);
+    let q1 = crate::stats::percentile_sorted(&sorted, 25.0);
+    let q3 = crate::stats::percentile_sorted(&sorted, 75.0);
+    // A floor on the spread, so that identical values do not make every other one an outlier.
+    let iqr = (q3 - q1).max(0.05 * q3.abs().max(q1.abs())).max(1e-12);
+    let (fence_lo, fence_hi) = (q1 - 3.0 * iqr, q3 + 3.0 * iqr);
+    let lo = sorted
+        .iter()
+        .copied()
+        .find(|v| *v >= fence_lo)
+        .unwrap_or(sorted[0]);
+    let hi = sorted
+        .iter()
+        .rev()
+        .copied()
+        .find(|v| *v <= fence_hi)
+        .unwrap_or(sorted[sorted.len() - 1]);
+    (lo, hi)
+}
+
+/// Draws a key in `area`: a bold title, then one line per entry, a swatch drawn by `swatch` at the
+/// line's left (given the entry's index and the swatch's centre) and the entry's text. For
+/// legends kept off the data.
+pub(crate) fn draw_key<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    entries: &[String],
+    swatch: impl Fn(&DrawingArea<DB, plotters::coord::Shift>, usize, (i32, i32)) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    area.draw(&Text::new(
+        title.to_string(),
+        (4, 4),
+        ("sans-serif", 12)
+            .into_font()
+            .style(FontStyle::Bold)
+            .color(&BLACK),
+    ))
+    .map_err(err)?;
+    for (i, text) in entries.iter().enumerate() {
+        let y = 24 + 17 * i as i32;
+        swatch(area, i, (12, y + 6))?;
+        area.draw(&Text::new(
+            text.clone(),
+            (26, y),
+            ("sans-serif", 12).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_far_outlier_is_left_out_of_the_range() {
+        let v = [97.2, 96.9, 97.2, 96.7, 96.7, 64.4, 97.0];
+        let (lo, hi) = robust_range(&v);
+        assert_eq!((lo, hi), (96.7, 97.2));
+        // No outlier: the full range.
+        assert_eq!(robust_range(&[1.0, 2.0, 3.0]), (1.0, 3.0));
+    }
 }

@@ -1,11 +1,13 @@
-//! Quality against cost (energy per item, or median latency): one point per variant, the Pareto
-//! front (no other point both cheaper and better) drawn through the points on it.
+//! Quality against cost (energy per item, or mean latency per item): one numbered point per
+//! variant, the baseline a black square, the Pareto front (no other point both cheaper and better)
+//! in orange through its points, far outliers at the axis edge as triangles; the key beside the
+//! plot names every number, so no label sits on the data.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::labels::place;
-use super::{err, PALETTE, SIZE};
+use super::{draw_key, err, PALETTE, SIZE};
 use crate::results::{Record, Status};
 
 /// The cost axis of a Pareto chart.
@@ -13,7 +15,7 @@ use crate::results::{Record, Status};
 pub enum Cost {
     /// Energy per item, mJ.
     Energy,
-    /// Median latency per batch, ms.
+    /// Mean latency per item, ms (the statistic energy per item shares).
     Latency,
 }
 
@@ -21,14 +23,17 @@ impl Cost {
     fn of(self, r: &Record) -> Option<f64> {
         match self {
             Cost::Energy => r.energy.as_ref().map(|e| e.energy_per_item_j * 1e3),
-            Cost::Latency => r.latency.as_ref().map(|l| l.p50_ms),
+            Cost::Latency => r
+                .latency
+                .as_ref()
+                .map(|l| l.mean_ms / r.key.batch_size.max(1) as f64),
         }
     }
 
     fn axis(self) -> &'static str {
         match self {
             Cost::Energy => "energy per item (mJ)",
-            Cost::Latency => "median latency per batch (ms)",
+            Cost::Latency => "mean latency per item (ms)",
         }
     }
 }
@@ -53,18 +58,10 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
-/// The axis range of `values` with a 12% margin (at least `min_pad`).
-fn bounds(values: impl Iterator<Item = f64> + Clone, min_pad: f64) -> (f64, f64) {
-    let lo = values.clone().fold(f64::INFINITY, f64::min);
-    let hi = values.fold(f64::NEG_INFINITY, f64::max);
-    let pad = ((hi - lo) * 0.12).max(min_pad);
-    (lo - pad, hi + pad)
-}
-
-/// A Pareto chart ready to draw: labelled points and the axis ranges.
+/// A Pareto chart ready to draw: numbered points, the axis ranges, and the points outside them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParetoChart {
-    /// (label, cost, quality) per variant.
+    /// (technique, cost, quality) per variant; the baseline first when measured.
     pub points: Vec<(String, f64, f64)>,
     /// Cost axis range.
     pub x: (f64, f64),
@@ -76,10 +73,16 @@ pub struct ParetoChart {
     pub title: String,
 }
 
+fn padded((lo, hi): (f64, f64), min_pad: f64) -> (f64, f64) {
+    let pad = ((hi - lo) * 0.12).max(min_pad);
+    (lo - pad, hi + pad)
+}
+
 /// The chart of `records` (already one model, device and batch size); `None` when fewer than two
-/// cells have both figures.
+/// cells have both figures. The axes cover every point but far outliers (see
+/// [`super::robust_range`]), which are drawn at the edge and marked.
 pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<ParetoChart> {
-    let points: Vec<(String, f64, f64)> = records
+    let mut points: Vec<(String, f64, f64)> = records
         .iter()
         .filter(|r| r.status == Status::Ok)
         .filter_map(|r| {
@@ -93,9 +96,13 @@ pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<Pare
     if points.len() < 2 {
         return None;
     }
-    let x_max = points.iter().map(|c| c.1).fold(0.0, f64::max);
-    let (x0, x1) = bounds(points.iter().map(|c| c.1), x_max * 0.02 + 1e-12);
-    let (y0, y1) = bounds(points.iter().map(|c| c.2), 0.5);
+    // The baseline first: number 1 in every chart.
+    points.sort_by_key(|p| p.0 != slimbench_models::catalog::BASELINE);
+    let xs: Vec<f64> = points.iter().map(|p| p.1).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.2).collect();
+    let x_range = super::robust_range(&xs);
+    let (x0, x1) = padded(x_range, x_range.1 * 0.02 + 1e-12);
+    let (y0, y1) = padded(super::robust_range(&ys), 0.5);
     Some(ParetoChart {
         points,
         x: (x0.max(0.0), x1),
@@ -105,12 +112,23 @@ pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<Pare
     })
 }
 
+/// Width of the key beside the plot, pixels.
+const KEY_WIDTH: u32 = 250;
+
 impl ParetoChart {
-    /// Draws the chart on `root`.
+    /// The point as drawn: clamped into the axes, and whether it was outside.
+    fn drawn_at(&self, x: f64, y: f64) -> ((f64, f64), bool) {
+        let cx = x.clamp(self.x.0, self.x.1);
+        let cy = y.clamp(self.y.0, self.y.1);
+        ((cx, cy), cx != x || cy != y)
+    }
+
+    /// Draws the chart on `root`: the plot on the left, the numbered key on the right.
     pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 18))
+        let (plot_area, key_area) = root.split_horizontally(SIZE.0 - KEY_WIDTH);
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(&self.title, ("sans-serif", 15))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
@@ -124,46 +142,96 @@ impl ParetoChart {
             .draw()
             .map_err(err)?;
         let xy: Vec<(f64, f64)> = self.points.iter().map(|c| (c.1, c.2)).collect();
-        let front: Vec<(f64, f64)> = pareto_front(&xy).into_iter().map(|i| xy[i]).collect();
+        let front_idx = pareto_front(&xy);
+        let front: Vec<(f64, f64)> = front_idx
+            .iter()
+            .map(|&i| self.drawn_at(xy[i].0, xy[i].1).0)
+            .collect();
         chart
-            .draw_series(LineSeries::new(front, PALETTE[5].stroke_width(2)))
-            .map_err(err)?
-            .label("Pareto front")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], PALETTE[5].stroke_width(2))
-            });
-        for (i, (x, y)) in xy.iter().enumerate() {
-            let color = PALETTE[i % 5];
-            let style = color.filled();
-            match i % 3 {
-                0 => chart.draw_series([Circle::new((*x, *y), 5, style)]),
-                1 => chart.draw_series([TriangleMarker::new((*x, *y), 6, style)]),
-                _ => chart.draw_series([Cross::new((*x, *y), 5, color.stroke_width(2))]),
-            }
+            .draw_series(LineSeries::new(front, PALETTE[1].stroke_width(2)))
             .map_err(err)?;
+        let mut anchors = Vec::new();
+        for (i, (label, x, y)) in self.points.iter().enumerate() {
+            let (at, outside) = self.drawn_at(*x, *y);
+            let baseline = label == slimbench_models::catalog::BASELINE;
+            let on_front = front_idx.contains(&i);
+            if baseline {
+                let (px, py) = chart.backend_coord(&at);
+                plot_area
+                    .draw(&Rectangle::new(
+                        [(px - 6, py - 6), (px + 6, py + 6)],
+                        BLACK.filled(),
+                    ))
+                    .map_err(err)?;
+            } else if outside {
+                let (px, py) = chart.backend_coord(&at);
+                plot_area
+                    .draw(&TriangleMarker::new((px, py), 7, PALETTE[3].filled()))
+                    .map_err(err)?;
+            } else {
+                let style = if on_front {
+                    PALETTE[1].filled()
+                } else {
+                    PALETTE[0].filled()
+                };
+                chart
+                    .draw_series([Circle::new(at, if on_front { 6 } else { 4 }, style)])
+                    .map_err(err)?;
+            }
+            anchors.push((chart.backend_coord(&at), (i + 1).to_string()));
         }
-        let anchors: Vec<((i32, i32), String)> = self
+        let (w, h) = (SIZE.0 - KEY_WIDTH, SIZE.1);
+        let positions = place(&anchors, 12, (64, 30, w as i32 - 12, h as i32 - 44));
+        for ((_, text), pos) in anchors.iter().zip(positions) {
+            plot_area
+                .draw(&Text::new(
+                    text.clone(),
+                    pos,
+                    ("sans-serif", 12).into_font().color(&BLACK),
+                ))
+                .map_err(err)?;
+        }
+        let entries: Vec<String> = self
             .points
             .iter()
-            .map(|(label, x, y)| (chart.backend_coord(&(*x, *y)), label.clone()))
+            .enumerate()
+            .map(|(i, (label, x, y))| {
+                let mut text = format!("{} {label}", i + 1);
+                if label == slimbench_models::catalog::BASELINE {
+                    text.push_str(" (baseline)");
+                }
+                if slimbench_models::catalog::is_control(label) {
+                    text.push_str(" (control)");
+                }
+                if *y < self.y.0 || *y > self.y.1 {
+                    text.push_str(&format!(" (off scale: {y:.1}%)"));
+                } else if *x < self.x.0 || *x > self.x.1 {
+                    text.push_str(&format!(" (off scale: {x:.3})"));
+                }
+                text
+            })
             .collect();
-        let (w, h) = SIZE;
-        let positions = place(&anchors, 12, (70, 40, w as i32 - 10, h as i32 - 50));
-        for ((_, text), pos) in anchors.iter().zip(positions) {
-            root.draw(&Text::new(
-                text.clone(),
-                pos,
-                ("sans-serif", 12).into_font().color(&BLACK),
-            ))
-            .map_err(err)?;
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.9))
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()
-            .map_err(err)?;
+        let front_idx2 = front_idx.clone();
+        draw_key(
+            &key_area,
+            "points (orange: Pareto front)",
+            &entries,
+            |area, i, (x, y)| {
+                let baseline = self.points[i].0 == slimbench_models::catalog::BASELINE;
+                let color = if baseline {
+                    BLACK
+                } else if self.drawn_at(self.points[i].1, self.points[i].2).1 {
+                    PALETTE[3]
+                } else if front_idx2.contains(&i) {
+                    PALETTE[1]
+                } else {
+                    PALETTE[0]
+                };
+                area.draw(&Circle::new((x, y), 5, color.filled()))
+                    .map_err(err)?;
+                Ok(())
+            },
+        )?;
         root.present().map_err(err)?;
         Ok(())
     }

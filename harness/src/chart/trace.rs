@@ -1,4 +1,6 @@
-//! The power trace of one cell (from its `traces/<cell>.csv`): watts over time, one line per domain.
+//! The power trace of one cell (from its `traces/<cell>.csv`): watts over time, one line per domain
+//! that drew any power, on the y-scale shared by every trace of the run, with the timed window
+//! shaded (the idle window before it is not).
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -31,25 +33,50 @@ pub fn parse_trace(csv_text: &str) -> Trace {
 /// A power-trace chart ready to draw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TraceChart {
-    /// The lines.
+    /// The lines (domains that never drew power left out).
     pub trace: Trace,
     /// Last time, s.
     pub t_max: f64,
-    /// Highest power, W.
+    /// Top of the power axis, W: the highest power of every trace of the run, so traces compare.
     pub w_max: f64,
+    /// The timed window, s from the start, shaded.
+    pub timed: Option<(f64, f64)>,
     /// Caption.
     pub title: String,
 }
 
-/// The chart of `trace`; `None` when it has no points.
-pub fn trace_chart(trace: Trace, title: &str) -> Option<TraceChart> {
-    let all = trace.iter().flat_map(|(_, p)| p.iter());
-    let t_max = all.clone().map(|p| p.0).fold(0.0, f64::max);
-    let w_max = all.map(|p| p.1).fold(0.0, f64::max);
+/// The highest power in `trace`, W.
+pub fn peak_watts(trace: &Trace) -> f64 {
+    trace
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .map(|p| p.1)
+        .fold(0.0, f64::max)
+}
+
+/// The chart of `trace` on a power axis up to `run_w_max` (the run's highest power), with the
+/// last `timed_window_s` seconds shaded as the timed window; `None` when it has no points.
+pub fn trace_chart(
+    trace: Trace,
+    title: &str,
+    run_w_max: f64,
+    timed_window_s: Option<f64>,
+) -> Option<TraceChart> {
+    let trace: Trace = trace
+        .into_iter()
+        .filter(|(_, p)| p.iter().any(|(_, w)| *w > 0.0))
+        .collect();
+    let t_max = trace
+        .iter()
+        .flat_map(|(_, p)| p.iter())
+        .map(|p| p.0)
+        .fold(0.0, f64::max);
+    let w_max = run_w_max.max(peak_watts(&trace));
     (t_max > 0.0).then(|| TraceChart {
         trace,
         t_max,
         w_max,
+        timed: timed_window_s.map(|w| ((t_max - w).max(0.0), t_max)),
         title: title.to_string(),
     })
 }
@@ -74,8 +101,32 @@ impl TraceChart {
             .y_desc("power (W)")
             .draw()
             .map_err(err)?;
+        if let Some((t0, t1)) = self.timed {
+            chart
+                .draw_series([Rectangle::new(
+                    [(t0, 0.0), (t1, self.w_max * 1.15)],
+                    PALETTE[4].mix(0.25).filled(),
+                )])
+                .map_err(err)?
+                .label("timed window")
+                .legend(|(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], PALETTE[4].mix(0.5).filled())
+                });
+        }
         for (i, (name, points)) in self.trace.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
+            let peak = points.iter().map(|p| p.1).fold(0.0, f64::max);
+            if peak < 0.01 * self.w_max {
+                // Under 1% of the scale a line would lie on the axis: named, not drawn.
+                chart
+                    .draw_series(LineSeries::new(Vec::<(f64, f64)>::new(), color))
+                    .map_err(err)?
+                    .label(format!("{name}: under {peak:.2} W, not drawn"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1))
+                    });
+                continue;
+            }
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(err)?
@@ -88,6 +139,7 @@ impl TraceChart {
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
+            .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;

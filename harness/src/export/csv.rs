@@ -14,8 +14,15 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn f(v: f64) -> String {
-    // Enough digits to reproduce every derived figure; no exponent for ordinary values.
-    format!("{v:.6}")
+    // Twelve significant digits, trailing zeros dropped, never an exponent: a micro-joule per item
+    // keeps its digits (not 0.000000), and float noise (97.8 - 98 = -0.20000000000000284) is not
+    // written as if it were measured.
+    let text = super::numbers::sig(v, 12);
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 fn of(v: Option<f64>) -> String {
@@ -88,7 +95,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("quality_delta_points", of(q.map(|q| q.delta_points))),
         ("fidelity_cosine", of(q.and_then(|q| q.fidelity))),
         (
-            "item_flops",
+            "flops_per_item",
             of(r.compute.as_ref().map(|c| c.flops_per_item)),
         ),
         (
@@ -153,10 +160,15 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("energy_total_j", of(e.map(|e| e.energy_total_j))),
         ("energy_per_batch_j", of(e.map(|e| e.energy_per_batch_j))),
         ("energy_per_item_j", of(e.map(|e| e.energy_per_item_j))),
-        ("energy_above_idle_j", of(e.map(|e| e.energy_above_idle_j))),
+        // Above idle only where idle power was measured: an estimate has no idle draw to see.
+        (
+            "energy_above_idle_j",
+            of(e.filter(|e| e.measured).map(|e| e.energy_above_idle_j)),
+        ),
         (
             "energy_above_idle_per_item_j",
-            of(e.map(|e| e.energy_above_idle_per_item_j)),
+            of(e.filter(|e| e.measured)
+                .map(|e| e.energy_above_idle_per_item_j)),
         ),
         ("energy_cpu_j", of(cpu_j)),
         ("energy_cpu_source", cpu_src),

@@ -21,11 +21,23 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1200px;color:#222}\
-table{border-collapse:collapse;margin:1em 0;font-size:13px}\
+const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1400px;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto}\
 th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}\
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #ddd}\
+td{white-space:nowrap}\
+.charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}\
+.charts figure{margin:0}.charts svg{border:1px solid #ddd;width:100%;height:auto}\
+figcaption{font-size:13px;color:#444;margin-top:4px}\
 .estimated{background:#fff3cd;border:1px solid #e0c060;padding:8px}";
+
+/// The anchor of a section heading.
+fn anchor(title: &str) -> String {
+    title
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
 
 /// The groups charts are drawn for: (model with its sequence length, device), in record order.
 fn groups(records: &[Record]) -> Vec<(String, String)> {
@@ -42,6 +54,13 @@ fn groups(records: &[Record]) -> Vec<(String, String)> {
 /// Every chart of the run, as (file stem, title, chart).
 pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
     let mut out = Vec::new();
+    // A chart shared alone keeps the caveat: every energy chart's own title says "estimated".
+    let (_, measured) = crate::report::energy_sources(&data.records);
+    let energy_word = if measured {
+        "energy"
+    } else {
+        "energy (ESTIMATED)"
+    };
     for (model, device) in groups(&data.records) {
         let cells: Vec<&Record> = data
             .records
@@ -58,7 +77,8 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
                 .filter(|r| r.key.batch_size == b)
                 .collect();
             for (cost, name) in [(Cost::Energy, "energy"), (Cost::Latency, "latency")] {
-                let title = format!("{model} on {device}, batch {b}: accuracy vs {name}");
+                let shown = if name == "energy" { energy_word } else { name };
+                let title = format!("{model} on {device}, batch {b}: accuracy vs {shown}");
                 if let Some(c) = pareto_chart(&at, cost, &title) {
                     out.push((
                         slug(&format!("pareto-{name}-{model}-{device}-b{b}")),
@@ -74,7 +94,14 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
             (BarMetric::Memory, "memory"),
             (BarMetric::Size, "size"),
         ] {
-            let title = format!("{model} on {device}: {name}");
+            let shown = match name {
+                "latency" => "latency per item",
+                "energy" if measured => "energy per item",
+                "energy" => "energy per item (ESTIMATED)",
+                "memory" => "peak memory",
+                _ => "model size",
+            };
+            let title = format!("{model} on {device}: {shown}");
             if let Some(c) = bars_chart(&cells, metric, &title) {
                 out.push((
                     slug(&format!("bars-{name}-{model}-{device}")),
@@ -84,11 +111,22 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
             }
         }
     }
+    // One power scale for every trace of the run, so their heights compare.
+    let run_w_max = data
+        .traces
+        .values()
+        .map(|t| crate::chart::trace::peak_watts(&parse_trace(t)))
+        .fold(0.0, f64::max);
     for r in &data.records {
         let slug = cell_slug(&r.key);
         if let Some(text) = data.traces.get(&slug) {
-            let title = format!("power trace: {}", r.key);
-            if let Some(c) = trace_chart(parse_trace(text), &title) {
+            let title = if measured {
+                format!("power trace: {}", r.key)
+            } else {
+                format!("power trace (ESTIMATED): {}", r.key)
+            };
+            let timed = r.energy.as_ref().map(|e| e.window_s);
+            if let Some(c) = trace_chart(parse_trace(text), &title, run_w_max, timed) {
                 out.push((format!("trace-{slug}"), title, Chart::Trace(c)));
             }
         }
@@ -109,12 +147,36 @@ impl Exporter for HtmlExporter {
         if !measured {
             out.push_str("<p class=\"estimated\"><b>Energy in this report is ESTIMATED (estimated-tdp), not measured.</b> See Method and caveats.</p>\n");
         }
-        let charts: Vec<(String, String)> = charts(data)
+        let charts: Vec<(String, String, String)> = charts(data)
             .into_iter()
-            .map(|(stem, _, c)| c.svg().map(|svg| (stem, svg)))
+            .map(|(stem, title, c)| c.svg().map(|svg| (stem, title, svg)))
             .collect::<anyhow::Result<_>>()?;
-        for (i, section) in sections(data).into_iter().enumerate() {
-            out.push_str(&format!("<h2>{}</h2>\n", esc(&section.title)));
+        let sections = sections(data);
+        out.push_str("<nav><b>Contents</b><ul>");
+        for (i, section) in sections.iter().enumerate() {
+            out.push_str(&format!(
+                "<li><a href=\"#{}\">{}</a></li>",
+                anchor(&section.title),
+                esc(&section.title)
+            ));
+            if i == 1 {
+                out.push_str("<li><a href=\"#charts\">Charts</a></li>");
+            }
+        }
+        out.push_str("</ul></nav>\n");
+        let figure = |stem: &str, title: &str, svg: &str| {
+            format!(
+                "<figure id=\"{}\">{svg}<figcaption>{}</figcaption></figure>\n",
+                esc(stem),
+                esc(title)
+            )
+        };
+        for (i, section) in sections.into_iter().enumerate() {
+            out.push_str(&format!(
+                "<h2 id=\"{}\">{}</h2>\n",
+                anchor(&section.title),
+                esc(&section.title)
+            ));
             for p in &section.paragraphs {
                 out.push_str(&format!("<p>{}</p>\n", esc(p)));
             }
@@ -134,13 +196,13 @@ impl Exporter for HtmlExporter {
                 out.push_str("</table>\n");
             }
             if i == 1 {
-                out.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
-                for (stem, svg) in charts.iter().filter(|c| !c.0.starts_with("trace-")) {
-                    out.push_str(&format!("<figure id=\"{}\">{svg}</figure>\n", esc(stem)));
+                out.push_str("<h2 id=\"charts\">Charts</h2>\n<div class=\"charts\">\n");
+                for (stem, title, svg) in charts.iter().filter(|c| !c.0.starts_with("trace-")) {
+                    out.push_str(&figure(stem, title, svg));
                 }
                 out.push_str("</div>\n<details><summary>Power traces, one per cell</summary><div class=\"charts\">\n");
-                for (stem, svg) in charts.iter().filter(|c| c.0.starts_with("trace-")) {
-                    out.push_str(&format!("<figure id=\"{}\">{svg}</figure>\n", esc(stem)));
+                for (stem, title, svg) in charts.iter().filter(|c| c.0.starts_with("trace-")) {
+                    out.push_str(&figure(stem, title, svg));
                 }
                 out.push_str("</div></details>\n");
             }

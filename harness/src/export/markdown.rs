@@ -14,6 +14,10 @@ fn cell(text: &str) -> String {
 impl Exporter for MarkdownExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut out = format!("# slimbench report: {}\n", data.manifest.run_id);
+        let (_, measured) = crate::report::energy_sources(&data.records);
+        if !measured {
+            out.push_str("\n> **Energy in this report is ESTIMATED (estimated-tdp), not measured.** See Method and caveats.\n");
+        }
         for section in sections(data) {
             out.push_str(&format!("\n## {}\n\n", section.title));
             for p in &section.paragraphs {
@@ -28,6 +32,13 @@ impl Exporter for MarkdownExporter {
                     let cells: Vec<String> = row.iter().map(|c| cell(c)).collect();
                     out.push_str(&format!("| {} |\n", cells.join(" | ")));
                 }
+            }
+        }
+        let charts = super::html::charts(data);
+        if !charts.is_empty() {
+            out.push_str("\n## Charts\n\nIn `charts/` beside this file (SVG and PNG):\n\n");
+            for (stem, title, _) in &charts {
+                out.push_str(&format!("- [{}](charts/{stem}.svg)\n", cell(title)));
             }
         }
         Ok(out.into_bytes())

@@ -6,6 +6,7 @@ pub mod emissions;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod numbers;
 pub mod sections;
 pub mod table;
 

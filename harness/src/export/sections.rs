@@ -2,12 +2,16 @@
 //! projection, method and caveats) as format-free sections that the Markdown and HTML exporters
 //! render.
 
+use super::numbers::{co2e, distance, energy, kwh, sig};
 use super::table::{any_compute, any_fidelity, fidelity_text, gflops_text, peak_text};
 use crate::carbon::CAR_FACTOR_SOURCE;
+use crate::meter::estimate::{lookup_tdp, CPU_TDP_CSV};
+use crate::meter::DomainKind;
 use crate::report::{
-    best_variants, energy_sources, method_text, variant_rows, QualityBudget, RunData, Volume,
+    energy_sources, method_text, recommendations, variant_rows, QualityBudget, RunData, Volume,
+    ENERGY_REL_FLOOR,
 };
-use crate::results::Record;
+use crate::results::{Record, Status};
 
 /// A table: header and rows of cells.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +94,22 @@ fn context(data: &RunData) -> Section {
         ],
         vec![s("PUE"), format!("{}", c.pue)],
     ];
+    let mut rows = rows;
+    if !measured {
+        if let Some(h) = host {
+            let tdp = lookup_tdp(&h.cpu_model, CPU_TDP_CSV);
+            rows.push(vec![
+                s("TDP used by the estimate"),
+                match tdp.matched {
+                    Some(name) => format!("{} W ({name}, from cpu_tdp.csv)", tdp.tdp_w),
+                    None => format!(
+                        "{} W: a DEFAULT, the CPU model {:?} is not in cpu_tdp.csv",
+                        tdp.tdp_w, h.cpu_model
+                    ),
+                },
+            ]);
+        }
+    }
     Section {
         title: s("Context"),
         paragraphs: vec![],
@@ -100,10 +120,44 @@ fn context(data: &RunData) -> Section {
     }
 }
 
-fn results(records: &[Record]) -> Section {
+/// The first line of a record's error, without the status its text repeats.
+fn status_text(r: &Record) -> String {
+    match &r.error {
+        Some(e) => {
+            let first = e.lines().next().unwrap_or("");
+            let first = first
+                .strip_prefix("not applicable: ")
+                .or_else(|| first.strip_prefix("not-applicable: "))
+                .unwrap_or(first);
+            format!(
+                "{}: {}",
+                r.status.as_str(),
+                first.chars().take(80).collect::<String>()
+            )
+        }
+        None => r.status.as_str().to_string(),
+    }
+}
+
+/// The estimated CPU power of a cell and the cores it kept busy (estimate mode only): the
+/// estimate is CPU time x TDP / logical cores, so power / (TDP / cores) is the cores busy.
+fn estimated_power(r: &Record) -> Option<(f64, f64)> {
+    let e = r.energy.as_ref()?;
+    let cpu = e
+        .domains
+        .iter()
+        .find(|d| d.kind == DomainKind::CpuEstimate)?;
+    let tdp = lookup_tdp(&r.host.cpu_model, CPU_TDP_CSV).tdp_w;
+    let per_core = tdp / r.host.logical_cores.max(1) as f64;
+    Some((e.mean_power_w, cpu.mean_power_w / per_core))
+}
+
+fn results(records: &[Record], measured: bool) -> Section {
+    let est = if measured { "" } else { " (estimated)" };
     let mut rows: Vec<Vec<String>> = records
         .iter()
         .map(|r| {
+            let ok = r.status == Status::Ok;
             let q = r.quality.as_ref();
             let l = r.latency.as_ref();
             let e = r.energy.as_ref();
@@ -112,62 +166,58 @@ fn results(records: &[Record]) -> Section {
                 r.key.technique.clone(),
                 r.key.device.clone(),
                 r.key.batch_label(),
-                match &r.error {
-                    Some(e) => format!(
-                        "{}: {}",
-                        r.status.as_str(),
-                        e.lines()
-                            .next()
-                            .unwrap_or("")
-                            .chars()
-                            .take(80)
-                            .collect::<String>()
-                    ),
-                    None => r.status.as_str().to_string(),
-                },
+                status_text(r),
                 opt(q.map(|q| q.value_pct), |v| format!("{v:.2}")),
                 opt(q.map(|q| q.delta_points), |v| format!("{v:+.2}")),
-                opt(r.model_bytes.map(|b| b as f64 / 1024.0), |v| {
-                    format!("{v:.1}")
-                }),
-                opt(l.map(|l| l.p50_ms), |v| format!("{v:.4}")),
-                opt(l.map(|l| l.p99_ms), |v| format!("{v:.4}")),
-                opt(r.throughput_items_per_s, |v| format!("{v:.0}")),
-                opt(e.map(|e| e.energy_per_item_j), |v| format!("{v:.3e}")),
+                opt(r.model_bytes.map(|b| b as f64 / 1024.0), |v| sig(v, 3)),
+                opt(l.map(|l| l.mean_ms), |v| sig(v, 3)),
+                opt(l.map(|l| l.p50_ms), |v| sig(v, 3)),
+                opt(l.map(|l| l.p99_ms), |v| sig(v, 3)),
+                opt(r.throughput_items_per_s, |v| sig(v, 3)),
+                opt(e.map(|e| e.energy_per_item_j), energy),
                 e.map(|e| e.source.clone()).unwrap_or_else(|| "-".into()),
-                opt(r.carbon.as_ref().map(|c| c.co2e_per_million_items_g), |v| {
-                    format!("{v:.3}")
-                }),
+                opt(r.carbon.as_ref().map(|c| c.co2e_per_million_items_g), co2e),
                 opt(
-                    r.peak_rss_bytes.map(|b| b as f64 / (1u64 << 20) as f64),
-                    |v| format!("{v:.1}"),
+                    r.peak_rss_bytes
+                        .filter(|_| ok)
+                        .map(|b| b as f64 / (1u64 << 20) as f64),
+                    |v| sig(v, 3),
                 ),
             ]
         })
         .collect();
-    let mut header: Vec<String> = [
-        "model",
-        "technique",
-        "device",
-        "batch",
-        "status",
-        "accuracy %",
-        "change (points)",
-        "size KiB",
-        "p50 ms",
-        "p99 ms",
-        "items/s",
-        "energy J/item",
-        "energy source",
-        "g CO2e / 1M items",
-        "peak RSS MiB",
-    ]
-    .map(s)
-    .to_vec();
+    let mut header: Vec<String> = vec![
+        s("model"),
+        s("technique"),
+        s("device"),
+        s("batch"),
+        s("status"),
+        s("accuracy %"),
+        s("change (points)"),
+        s("size KiB"),
+        s("mean ms / batch"),
+        s("p50 ms"),
+        s("p99 ms"),
+        s("items/s"),
+        format!("energy / item{est}"),
+        s("energy source"),
+        format!("CO2e / 1M items{est}"),
+        s("peak RSS MiB"),
+    ];
     if any_fidelity(records) {
         header.insert(7, s("fidelity (cosine to fp32)"));
         for (row, r) in rows.iter_mut().zip(records) {
             row.insert(7, fidelity_text(r));
+        }
+    }
+    if !measured {
+        header.extend([s("power W (estimated)"), s("cores busy (estimated)")]);
+        for (row, r) in rows.iter_mut().zip(records) {
+            let p = estimated_power(r);
+            row.extend([
+                opt(p.map(|p| p.0), |v| sig(v, 3)),
+                opt(p.map(|p| p.1), |v| format!("{v:.2}")),
+            ]);
         }
     }
     if any_compute(records) {
@@ -176,93 +226,270 @@ fn results(records: &[Record]) -> Section {
             row.extend([gflops_text(r), peak_text(r)]);
         }
     }
+    let mut paragraphs = vec![s(
+        "Every cell as measured. Latency is per batch; the mean is over every timed iteration, the statistic energy per item shares (energy of the timed window over the items it processed).",
+    )];
+    if !measured {
+        paragraphs.push(s(
+            "Estimated power is the worker's CPU time times the TDP's share per logical core, plus RAM; 'cores busy' is that CPU time over the wall time. A variant that keeps more cores busy is charged more energy even at the same speed.",
+        ));
+    }
     Section {
         title: s("Results"),
-        paragraphs: vec![],
+        paragraphs,
         table: Some(Table { header, rows }),
     }
 }
 
-fn against_baseline(records: &[Record], budget: QualityBudget) -> Section {
+fn yes_no(v: bool) -> String {
+    if v {
+        s("yes")
+    } else {
+        s("no")
+    }
+}
+
+fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -> Section {
+    let est = if measured { "" } else { " (estimated)" };
     let rows = variant_rows(records, budget)
         .into_iter()
         .map(|v| {
+            let mut role = if v.control {
+                s("control")
+            } else {
+                s("variant")
+            };
+            if v.quality.is_some_and(|q| q.is_tie()) {
+                role.push_str(", quality tie");
+            }
             vec![
                 v.key.to_string(),
-                opt(v.quality_delta_points, |d| format!("{d:+.2}")),
-                opt(v.speedup, |x| format!("{x:.2}x")),
-                opt(v.energy_saved_pct, |p| format!("{p:+.1}%")),
-                opt(v.co2e_saved_pct, |p| format!("{p:+.1}%")),
-                opt(v.size_ratio, |r| format!("{:.1}%", 100.0 * r)),
-                if v.within_budget { s("yes") } else { s("no") },
+                role,
+                opt(v.quality.map(|q| q.delta_points), |d| format!("{d:+.2}")),
+                opt(v.quality.map(|q| q.half_width_points), |h| {
+                    format!("{h:.2}")
+                }),
+                yes_no(v.within_budget),
+                yes_no(v.meets_99),
+                yes_no(v.meets_99_9),
+                v.speed
+                    .map(|x| {
+                        format!(
+                            "{} -> {}",
+                            sig(x.baseline_mean_ms, 3),
+                            sig(x.variant_mean_ms, 3)
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                v.speed
+                    .map(|x| {
+                        format!(
+                            "{:.2}x [{:.2}, {:.2}]{}",
+                            x.speedup,
+                            x.speedup_lo,
+                            x.speedup_hi,
+                            if x.is_tie() { " tie" } else { "" }
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                v.energy
+                    .map(|e| format!("{} -> {}", energy(e.baseline_j), energy(e.variant_j)))
+                    .unwrap_or_else(|| "-".into()),
+                v.energy
+                    .map(|e| {
+                        format!(
+                            "{:+.1}% +/- {:.1}{}",
+                            e.saved_pct,
+                            e.half_width_pct,
+                            if e.is_tie() { " tie" } else { "" }
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                v.bytes
+                    .map(|(b, c)| {
+                        format!(
+                            "{} -> {} KiB ({:.0}%)",
+                            sig(b as f64 / 1024.0, 3),
+                            sig(c as f64 / 1024.0, 3),
+                            100.0 * c as f64 / b.max(1) as f64
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
     Section {
         title: s("Variants against their baseline"),
         paragraphs: vec![format!(
-            "Each variant against the uncompressed model of the same model, device and batch size. Quality budget: a drop of at most {} point(s).",
-            budget.max_drop_points
+            "Each variant against the uncompressed model (fp32) of the same model, device and batch size, with the baseline's and the variant's own figures beside every ratio. Quality change carries a 95% binomial interval (+/- points): a change inside it is a tie. Budgets: within {} point(s) (absolute), and MLPerf's tiers, at least 99% and 99.9% of the baseline's quality. Speed-up is the ratio of mean latencies with its 95% interval; energy per item uses the same timed windows, with the timing's relative uncertainty (at least {:.0}%). Control arms (labels-only students) measure what a technique adds and are never recommended.",
+            budget.max_drop_points,
+            100.0 * ENERGY_REL_FLOOR
         )],
         table: Some(Table {
-            header: [
-                "cell", "quality change (points)", "speed-up", "energy saved", "CO2e saved",
-                "size vs baseline", "within budget",
-            ]
-            .map(s)
-            .to_vec(),
+            header: vec![
+                s("cell"),
+                s("role"),
+                s("quality change (points)"),
+                s("+/- (95%)"),
+                format!("within {} point", budget.max_drop_points),
+                s(">= 99%"),
+                s(">= 99.9%"),
+                s("mean ms: fp32 -> variant"),
+                s("speed-up [95% CI]"),
+                format!("energy / item{est}: fp32 -> variant"),
+                format!("energy saved{est} +/- (95%)"),
+                s("size: fp32 -> variant"),
+            ],
             rows,
         }),
     }
 }
 
-fn best(data: &RunData, budget: QualityBudget, volume: Volume) -> Section {
-    let best = best_variants(&data.records, budget, &data.manifest.spec.carbon, volume);
-    let rows = best
-        .iter()
-        .map(|b| {
-            vec![
-                format!(
-                    "{} / {} / batch {}",
-                    b.row.key.model,
-                    b.row.key.device,
-                    b.row.key.batch_label()
-                ),
-                b.row.key.technique.clone(),
-                opt(b.row.quality_delta_points, |d| format!("{d:+.2}")),
-                opt(b.row.speedup, |x| format!("{x:.2}x")),
-                opt(b.row.energy_saved_pct, |p| format!("{p:.1}%")),
-                format!("{:.3}", b.projection.kwh_saved),
-                format!("{:.3}", b.projection.kg_co2e_saved),
-                format!("{:.1}", b.projection.car_km),
-            ]
-        })
-        .collect();
+fn recommendation(
+    data: &RunData,
+    budget: QualityBudget,
+    volume: Volume,
+    measured: bool,
+) -> Section {
+    let est = if measured { "" } else { " (estimated)" };
+    let recs = recommendations(&data.records, budget, &data.manifest.spec.carbon, volume);
+    let mut rows = Vec::new();
     let mut paragraphs = vec![format!(
-        "For each model, device and batch size: the variant within the quality budget (a drop of at most {} point) with the least energy per item, and what it saves at {} inferences a day for {} days. Car equivalent: {}.",
-        budget.max_drop_points, volume.items_per_day, volume.days, CAR_FACTOR_SOURCE
+        "For each model, device and batch size: among the variants within {} point(s) of the baseline's quality (control arms excluded), the one with the least energy per item; variants whose energy is within the measurement's uncertainty of it are tied, and the tie goes to the better quality (a difference inside the binomial interval is itself a tie), then to the smaller model. When even the best saving lies inside its uncertainty, keep the baseline. Projection: {} inferences a day for {} days; car equivalent: {}.",
+        budget.max_drop_points,
+        sig(volume.items_per_day, 3),
+        volume.days,
+        CAR_FACTOR_SOURCE
     )];
-    if best.is_empty() {
-        paragraphs.push(s(
-            "No variant within the budget used less energy than its baseline.",
-        ));
+    for r in &recs {
+        let setting = format!(
+            "{} / {} / batch {}",
+            r.baseline.model,
+            r.baseline.device,
+            r.baseline.batch_label()
+        );
+        let pick = r.pick.as_ref();
+        rows.push(vec![
+            setting.clone(),
+            pick.map(|p| p.key.technique.clone())
+                .unwrap_or_else(|| format!("keep {}", r.baseline.technique)),
+            opt(pick.and_then(|p| p.energy).map(|e| e.saved_pct), |v| {
+                format!("{v:.0}%")
+            }),
+            opt(pick.and_then(|p| p.energy).map(|e| e.half_width_pct), |v| {
+                format!("{v:.0}%")
+            }),
+            pick.and_then(|p| p.speed)
+                .map(|x| {
+                    format!(
+                        "{:.2}x [{:.2}, {:.2}]",
+                        x.speedup, x.speedup_lo, x.speedup_hi
+                    )
+                })
+                .unwrap_or_else(|| "-".into()),
+            pick.and_then(|p| p.quality)
+                .map(|q| format!("{:+.2} +/- {:.2}", q.delta_points, q.half_width_points))
+                .unwrap_or_else(|| "-".into()),
+            opt(pick.and_then(|p| p.size_ratio()), |v| {
+                format!("{:.0}%", 100.0 * v)
+            }),
+            opt(r.projection.map(|p| p.kwh_saved), kwh),
+            opt(r.projection.map(|p| p.kg_co2e_saved * 1e3), co2e),
+            opt(r.projection.map(|p| p.car_km), distance),
+        ]);
+        paragraphs.push(format!("{setting}: {}.", r.reason));
+    }
+    if recs.is_empty() {
+        paragraphs.push(s("No setting has both a baseline and a variant measured."));
     }
     Section {
-        title: s("Best variant within the quality budget, and its projection"),
+        title: s("Recommendation"),
         paragraphs,
         table: Some(Table {
-            header: [
-                "where",
-                "variant",
-                "quality change (points)",
-                "speed-up",
-                "energy saved",
-                "kWh saved / year",
-                "kg CO2e saved / year",
-                "car km equivalent",
-            ]
-            .map(s)
-            .to_vec(),
+            header: vec![
+                s("where"),
+                s("ship"),
+                format!("energy saved{est}"),
+                s("+/- (95%)"),
+                s("speed-up [95% CI]"),
+                s("quality change (points)"),
+                s("size vs fp32"),
+                format!("saved / year{est}"),
+                format!("CO2e saved / year{est}"),
+                s("as car distance"),
+            ],
+            rows,
+        }),
+    }
+}
+
+fn glossary(records: &[Record]) -> Section {
+    let mut steps: Vec<String> = Vec::new();
+    for r in records {
+        for step in r.key.technique.split('+') {
+            let step = step.trim().to_string();
+            if !steps.contains(&step) {
+                steps.push(step);
+            }
+        }
+    }
+    let rows = steps
+        .into_iter()
+        .map(|step| {
+            let about = slimbench_models::catalog::describe_step(&step)
+                .unwrap_or_else(|| s("(not in the catalogue)"));
+            let about = if slimbench_models::catalog::is_control(&step) {
+                format!("{about}. A CONTROL ARM: it measures what the technique it controls adds, and is never recommended")
+            } else {
+                about
+            };
+            vec![step, about]
+        })
+        .collect();
+    Section {
+        title: s("Glossary of the techniques in this run"),
+        paragraphs: vec![s(
+            "A chain A+B applies A, then B; a quantization or cast always comes last.",
+        )],
+        table: Some(Table {
+            header: vec![s("technique"), s("what it does")],
+            rows,
+        }),
+    }
+}
+
+/// The Software Carbon Intensity (ISO/IEC 21031:2024) of each measured cell.
+fn sci(data: &RunData, measured: bool) -> Section {
+    let est = if measured { "" } else { " (estimated)" };
+    const R: f64 = 1000.0;
+    let rows = data
+        .records
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| {
+            let e = r.energy.as_ref()?;
+            let c = r.carbon.as_ref()?;
+            let kwh_per_r = e.energy_per_item_j * R / 3.6e6 * c.pue;
+            Some(vec![
+                r.key.to_string(),
+                energy(kwh_per_r * 3.6e6),
+                format!("{}", c.intensity_g_per_kwh),
+                co2e(kwh_per_r * c.intensity_g_per_kwh),
+            ])
+        })
+        .collect();
+    Section {
+        title: s("Software Carbon Intensity"),
+        paragraphs: vec![s(
+            "SCI = (E x I + M) per R (ISO/IEC 21031:2024), with R = 1,000 inferences: E is the energy of 1,000 inferences (PUE applied), I the grid intensity. M, the embodied emissions of the hardware's share, is LEFT OUT (M = 0): slimbench has no cited embodied-emissions figure for this host, and a guessed one would be presented as knowledge. The figures are therefore the operational part of the SCI only.",
+        )],
+        table: Some(Table {
+            header: vec![
+                s("cell"),
+                format!("E per 1,000 inferences{est}"),
+                s("I (g CO2e/kWh)"),
+                format!("SCI (operational), CO2e per 1,000 inferences{est}"),
+            ],
             rows,
         }),
     }
@@ -271,11 +498,14 @@ fn best(data: &RunData, budget: QualityBudget, volume: Volume) -> Section {
 /// Every section of the report, in order.
 pub fn sections(data: &RunData) -> Vec<Section> {
     let budget = QualityBudget::default();
+    let (_, measured) = energy_sources(&data.records);
     vec![
         context(data),
-        best(data, budget, Volume::default()),
-        against_baseline(&data.records, budget),
-        results(&data.records),
+        recommendation(data, budget, Volume::default(), measured),
+        against_baseline(&data.records, budget, measured),
+        results(&data.records, measured),
+        sci(data, measured),
+        glossary(&data.records),
         Section {
             title: s("Method and caveats"),
             paragraphs: method_text(data),

@@ -1,6 +1,6 @@
 //! The console table printed at the end of a run: one row a cell, the figures a reader compares.
 
-use crate::results::Record;
+use crate::results::{Record, Status};
 
 /// True when some record has an embedding fidelity (text models): the tables then show it.
 pub fn any_fidelity(records: &[Record]) -> bool {
@@ -66,7 +66,9 @@ fn cell_text(r: &Record) -> Vec<String> {
         e.map(|e| format!("{:.3e}", e.energy_per_item_j))
             .unwrap_or_else(dash),
         e.map(|e| e.source.clone()).unwrap_or_else(dash),
+        // A cell that never ran has no peak memory of its own to show.
         r.peak_rss_bytes
+            .filter(|_| r.status == Status::Ok)
             .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
             .unwrap_or_else(dash),
     ]

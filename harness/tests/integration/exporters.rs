@@ -242,9 +242,11 @@ fn html_report_is_self_contained_and_has_every_section() {
     }
     for section in [
         "Context",
-        "Best variant within the quality budget",
+        "Recommendation",
         "Variants against their baseline",
         "Results",
+        "Software Carbon Intensity",
+        "Glossary of the techniques in this run",
         "Method and caveats",
         "Charts",
     ] {
@@ -261,19 +263,73 @@ fn html_report_is_self_contained_and_has_every_section() {
 }
 
 #[test]
-fn best_variant_and_projection_follow_the_budget() {
+fn the_recommendation_follows_the_budget_and_states_its_margin() {
     let md = export(ExportType::Markdown);
-    // q8_0 uses least energy within 1 point; q4_0 (-1.5 points) is outside the budget.
+    // q8_0 uses least energy within 1 point (75% saved); q4_0 (-1.5 points) is outside the budget.
+    // (0.004 - 0.001) J x 1e6 x 365 = 1.095 MJ = 304 Wh; x 1.2 x 661.9 g/kWh = 242 g.
     assert!(
-        md.contains("| digits-mlp / cpu / batch 1 | q8_0 | -0.20 | 5.00x | 75.0% |"),
+        md.contains("| digits-mlp / cpu / batch 1 | q8_0 | 75% |"),
         "{md}"
     );
+    assert!(md.contains("| 304 Wh | 242 g | 972 m |"), "{md}");
     assert!(
-        md.contains("| digits-mlp/cpu/q4_0/b1") || md.contains("digits-mlp/q4_0/cpu/b1 | -1.50"),
+        md.contains("digits-mlp / cpu / batch 1: 75% +/- "),
+        "the reason states the margin and its uncertainty: {md}"
+    );
+    // -1.5 points on 359 items is inside the binomial interval (a tie), yet outside the budget.
+    assert!(
+        md.contains("| digits-mlp/q4_0/cpu/b1 | variant, quality tie | -1.50 | 2.39 | no |"),
         "{md}"
     );
-    // (0.004 - 0.001) J x 1e6 x 365 = 1.095 MJ = 0.304 kWh; x 1.2 x 661.9 g = 241.8 g.
-    assert!(md.contains("| 0.304 | 0.242 |"), "{md}");
+}
+
+fn recommend(records: &[Record]) -> Vec<slimbench::report::Recommendation> {
+    let carbon = resolve(None, None, None).unwrap();
+    slimbench::report::recommendations(
+        records,
+        slimbench::report::QualityBudget::default(),
+        &carbon,
+        slimbench::report::Volume::default(),
+    )
+}
+
+/// Guards issue 17: a control arm is never recommended; variants tied on energy go to the better
+/// quality, and quality inside the binomial interval is a tie too, so the smaller model wins.
+#[test]
+fn the_recommendation_skips_controls_and_breaks_energy_ties_by_quality_then_size() {
+    let records = vec![
+        record("fp32", 1, 98.05, 0.010, 5.0e-4, 200_000),
+        record("distill-control", 1, 98.05, 0.004, 1.5e-4, 50_000),
+        record("distill", 1, 98.33, 0.004, 1.77e-4, 50_000),
+        record("prune-structured-50", 1, 98.05, 0.004, 1.80e-4, 67_000),
+        record("q4_0", 1, 96.0, 0.004, 1.0e-4, 30_000),
+    ];
+    let recs = recommend(&records);
+    assert_eq!(recs.len(), 1);
+    let pick = recs[0].pick.as_ref().expect("a variant beats fp32");
+    assert_eq!(pick.key.technique, "distill", "{}", recs[0].reason);
+    assert_eq!(recs[0].tied_with, ["prune-structured-50"]);
+    let q = pick.quality.unwrap();
+    assert!(q.is_tie(), "+0.28 points on 359 items is a tie: {q:?}");
+    assert!(recs[0]
+        .reason
+        .contains("Tied on energy with prune-structured-50"));
+}
+
+/// Guards issue 17: a saving inside the measurement's uncertainty is no reason to ship a variant.
+#[test]
+fn a_saving_inside_the_uncertainty_keeps_the_baseline() {
+    let records = vec![
+        record("fp32", 1, 98.0, 0.010, 1.0e-4, 200_000),
+        record("q8_0", 1, 98.0, 0.010, 0.99e-4, 55_000),
+    ];
+    let recs = recommend(&records);
+    assert!(recs[0].pick.is_none(), "{:?}", recs[0]);
+    assert!(
+        recs[0].reason.starts_with("keep fp32"),
+        "{}",
+        recs[0].reason
+    );
 }
 
 #[test]

@@ -59,7 +59,7 @@ fn every_numeric_column_names_its_unit() {
         "_g_per_kwh",
         "_tokens",
         "_cosine",
-        "_flops",
+        "flops_per_item",
         "_fraction",
     ];
     for col in header() {

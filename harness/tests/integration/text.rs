@@ -129,7 +129,7 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
                 .unwrap_or_else(|_| panic!("{technique}: {name} = {:?}", col(row, name)))
         };
         assert_eq!(col(row, "threads"), "1", "--threads reaches the worker");
-        let flops = number("item_flops");
+        let flops = number("flops_per_item");
         assert!(flops > 0.0, "{technique}: {flops}");
         if technique == "fp32" {
             fp32_flops.insert(seq.clone(), flops);

@@ -1,0 +1,107 @@
+//! Numbers for people: significant figures, and a unit chosen so the figure reads at a glance
+//! (mJ and µJ, mg and µg, m for small distances). Pure functions.
+
+/// `v` with `n` significant figures, in plain decimal notation (`0.000177`, `12.3`, `41800`).
+pub fn sig(v: f64, n: usize) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (n as i32 - 1 - magnitude).clamp(0, 15) as usize;
+    let factor = 10f64.powi(n as i32 - 1 - magnitude);
+    let rounded = (v * factor).round() / factor;
+    format!("{rounded:.decimals$}")
+}
+
+fn scaled(v: f64, units: &[(f64, &str)]) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let (scale, unit) = units
+        .iter()
+        .copied()
+        .find(|(scale, _)| v.abs() >= *scale)
+        .unwrap_or(units[units.len() - 1]);
+    format!("{} {unit}", sig(v / scale, 3))
+}
+
+/// Energy in J with a unit that fits: `1.77 mJ`, `26.0 µJ`, `3.41 J`.
+pub fn energy(joules: f64) -> String {
+    if joules == 0.0 {
+        return "0 J".into();
+    }
+    scaled(
+        joules,
+        &[
+            (1e3, "kJ"),
+            (1.0, "J"),
+            (1e-3, "mJ"),
+            (1e-6, "µJ"),
+            (1e-9, "nJ"),
+        ],
+    )
+}
+
+/// A mass of CO2e in g with a unit that fits: `48.2 kg`, `3.10 g`, `85.0 µg`.
+pub fn co2e(grams: f64) -> String {
+    if grams == 0.0 {
+        return "0 g".into();
+    }
+    scaled(
+        grams,
+        &[
+            (1e6, "t"),
+            (1e3, "kg"),
+            (1.0, "g"),
+            (1e-3, "mg"),
+            (1e-6, "µg"),
+            (1e-9, "ng"),
+        ],
+    )
+}
+
+/// A distance in km, in m below one kilometre: `48 m`, `3.20 km`.
+pub fn distance(km: f64) -> String {
+    if !km.is_finite() {
+        return "-".into();
+    }
+    if km.abs() >= 1.0 {
+        format!("{} km", sig(km, 3))
+    } else {
+        format!("{} m", sig(km * 1e3, 3))
+    }
+}
+
+/// Energy in kWh with a unit that fits (kWh, Wh).
+pub fn kwh(kwh: f64) -> String {
+    if !kwh.is_finite() {
+        return "-".into();
+    }
+    if kwh.abs() >= 1.0 || kwh == 0.0 {
+        format!("{} kWh", sig(kwh, 3))
+    } else {
+        format!("{} Wh", sig(kwh * 1e3, 3))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_keep_three_significant_digits_and_a_readable_unit() {
+        assert_eq!(sig(0.000_177_2, 3), "0.000177");
+        assert_eq!(sig(12.345, 3), "12.3");
+        assert_eq!(sig(41_837.0, 3), "41800");
+        assert_eq!(energy(1.772e-4), "177 µJ");
+        assert_eq!(energy(0.0034), "3.40 mJ");
+        assert_eq!(co2e(8.5e-5), "85.0 µg");
+        assert_eq!(co2e(48_200.0), "48.2 kg");
+        assert_eq!(distance(0.048), "48.0 m");
+        assert_eq!(distance(3.2), "3.20 km");
+        assert_eq!(kwh(0.25), "250 Wh");
+    }
+}
