@@ -454,7 +454,7 @@ pub fn recommendations(
             continue;
         }
         let mut reason = format!(
-            "{:.0}% +/- {:.0}% less energy per item than {}",
+            "{:.0}% +/- {:.1}% less energy per item than {}",
             e.saved_pct, e.half_width_pct, base.key.technique
         );
         if let Some(q) = pick.quality {
@@ -479,8 +479,44 @@ pub fn recommendations(
             pick: Some(pick.clone()),
             tied_with,
             reason,
-            projection: Some(project(e.baseline_j, e.variant_j, carbon, volume)),
+            projection: Some(project(
+                e.baseline_j,
+                e.variant_j,
+                &own_carbon(records, &pick.key, carbon),
+                volume,
+            )),
         });
+    }
+    out
+}
+
+/// The run's carbon settings with the intensity and PUE that `key`'s record used (shares merged
+/// with different settings keep their own).
+fn own_carbon(records: &[Record], key: &CellKey, carbon: &CarbonSettings) -> CarbonSettings {
+    let mut own = carbon.clone();
+    if let Some(c) = records
+        .iter()
+        .find(|r| &r.key == key)
+        .and_then(|r| r.carbon.as_ref())
+    {
+        own.intensity_g_per_kwh = c.intensity_g_per_kwh;
+        own.pue = c.pue;
+        own.source = c.intensity_source.clone();
+    }
+    own
+}
+
+/// The distinct (grid intensity g/kWh, its source, PUE) the records used, each with how many
+/// cells used it: one entry for a run, several for shares merged with different settings.
+pub fn carbon_settings_used(records: &[Record]) -> Vec<(f64, String, f64, usize)> {
+    let mut out: Vec<(f64, String, f64, usize)> = Vec::new();
+    for c in records.iter().filter_map(|r| r.carbon.as_ref()) {
+        match out.iter_mut().find(|(i, s, p, _)| {
+            *i == c.intensity_g_per_kwh && *s == c.intensity_source && *p == c.pue
+        }) {
+            Some(entry) => entry.3 += 1,
+            None => out.push((c.intensity_g_per_kwh, c.intensity_source.clone(), c.pue, 1)),
+        }
     }
     out
 }
@@ -505,12 +541,21 @@ pub fn method_text(data: &RunData) -> Vec<String> {
         "Each cell (model x technique x device x batch size) ran in a fresh worker process after warm-up; timed iterations ran until both a minimum count and a minimum duration were reached. Latency is per batch; percentiles use linear interpolation (type 7). The mean's 95% interval is mean +/- 1.96 standard errors over every iteration; the median's is a percentile bootstrap (1,000 resamples, seeded) of the samples the record keeps.".to_string(),
         "Speed-up and energy per item use one statistic, the mean over the timed window: speed-up is the ratio of mean latencies (its interval from both means' intervals), energy per item the window's energy over the items it processed. A difference inside its 95% interval is reported as a tie.".to_string(),
         "Quality is accuracy on the held-out split, and its change is against the uncompressed model on the same split, with a 95% binomial interval (normal approximation, the two accuracies treated as independent).".to_string(),
-        format!(
-            "CO2e = energy (kWh) x PUE ({}) x grid intensity ({} g/kWh: {}).",
-            data.manifest.spec.carbon.pue,
-            data.manifest.spec.carbon.intensity_g_per_kwh,
-            data.manifest.spec.carbon.source
-        ),
+        match carbon_settings_used(&data.records).as_slice() {
+            used if used.len() > 1 => format!(
+                "CO2e = energy (kWh) x PUE x grid intensity, with each cell's own settings: this run joins shares measured with different ones ({}).",
+                used.iter()
+                    .map(|(i, s, p, n)| format!("{i} g/kWh ({s}), PUE {p}: {n} cells"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            _ => format!(
+                "CO2e = energy (kWh) x PUE ({}) x grid intensity ({} g/kWh: {}).",
+                data.manifest.spec.carbon.pue,
+                data.manifest.spec.carbon.intensity_g_per_kwh,
+                data.manifest.spec.carbon.source
+            ),
+        },
         format!("Car equivalent: {}.", crate::carbon::CAR_FACTOR_SOURCE),
     ];
     if measured {

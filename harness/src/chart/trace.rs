@@ -93,7 +93,8 @@ impl TraceChart {
             .margin(8)
             .x_label_area_size(34)
             .y_label_area_size(50)
-            .build_cartesian_2d(0.0..self.t_max, 0.0..(self.w_max * 1.15).max(1e-6))
+            // Headroom above the run's highest power: the legend sits there, off the lines.
+            .build_cartesian_2d(0.0..self.t_max, 0.0..(self.w_max * 1.6).max(1e-6))
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -104,7 +105,7 @@ impl TraceChart {
         if let Some((t0, t1)) = self.timed {
             chart
                 .draw_series([Rectangle::new(
-                    [(t0, 0.0), (t1, self.w_max * 1.15)],
+                    [(t0, 0.0), (t1, self.w_max * 1.6)],
                     PALETTE[4].mix(0.25).filled(),
                 )])
                 .map_err(err)?
@@ -139,7 +140,7 @@ impl TraceChart {
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(err)?;
         root.present().map_err(err)?;

@@ -1,5 +1,6 @@
 //! `slimbench merge`: joins the result folders of a plan's shares into one run folder, refusing
-//! mixed schema versions, different plans and cells recorded twice.
+//! mixed schema versions, different plans, cells recorded twice and (unless allowed) shares
+//! measured with different settings.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,6 +22,11 @@ pub struct MergeArgs {
     /// Folder to write the joined run into (created; must not hold results already).
     #[arg(long)]
     pub out: PathBuf,
+    /// Join shares measured with different settings (timing, energy source, threads, grid
+    /// intensity, PUE) anyway: each record keeps its own threads and CO2e settings, and the report
+    /// and emissions.csv use each cell's own.
+    #[arg(long)]
+    pub allow_mixed_settings: bool,
 }
 
 /// Joins the folders.
@@ -41,13 +47,21 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
             }
             let differences = first_manifest.spec.measurement_differences(&manifest.spec);
             if !differences.is_empty() {
-                return Err(UsageError(format!(
-                    "mismatched settings: {} and {} were measured differently ({}); one report would give one setting for all cells. Rerun the share with the same flags",
+                if !args.allow_mixed_settings {
+                    return Err(UsageError(format!(
+                        "mismatched settings: {} and {} were measured differently ({}); rerun the share with the same flags, or join them with --allow-mixed-settings (each cell then keeps its own settings)",
+                        first_dir.display(),
+                        dir.display(),
+                        differences.join("; ")
+                    ))
+                    .into());
+                }
+                eprintln!(
+                    "warning: {} and {} were measured differently ({}); each cell keeps its own settings",
                     first_dir.display(),
                     dir.display(),
                     differences.join("; ")
-                ))
-                .into());
+                );
             }
         } else {
             first = Some((dir.clone(), manifest.clone()));

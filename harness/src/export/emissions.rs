@@ -91,7 +91,14 @@ impl Exporter for EmissionsExporter {
             let (ram_j, ram_w) = group(&[DomainKind::Dram, DomainKind::RamEstimate]);
             let kwh = |j: f64| j / 3.6e6;
             let total_kwh = kwh(e.energy_total_j);
-            let kg = total_kwh * c.pue * c.intensity_g_per_kwh / 1e3;
+            // Each cell's own intensity and PUE (shares merged with different settings keep theirs).
+            let (intensity, pue) = r
+                .carbon
+                .as_ref()
+                .map_or((c.intensity_g_per_kwh, c.pue), |rc| {
+                    (rc.intensity_g_per_kwh, rc.pue)
+                });
+            let kg = total_kwh * pue * intensity / 1e3;
             let gpus = e
                 .domains
                 .iter()
@@ -155,7 +162,7 @@ impl Exporter for EmissionsExporter {
                 ram_share,
                 ram_used,
                 if cloud_provider.is_empty() { "N" } else { "Y" }.to_string(),
-                format!("{}", c.pue),
+                format!("{pue}"),
                 "0".to_string(),
             ])?;
         }

@@ -48,7 +48,7 @@ fn context(data: &RunData) -> Section {
     devices.dedup();
     let (sources, measured) = energy_sources(&data.records);
     let c = &m.spec.carbon;
-    let rows = vec![
+    let mut rows = vec![
         vec![s("run"), m.run_id.clone()],
         vec![s("date (UTC)"), m.started_utc.clone()],
         vec![
@@ -94,7 +94,21 @@ fn context(data: &RunData) -> Section {
         ],
         vec![s("PUE"), format!("{}", c.pue)],
     ];
-    let mut rows = rows;
+    let used = crate::report::carbon_settings_used(&data.records);
+    if used.len() > 1 {
+        // Shares merged with different settings: say so, and what each group of cells used.
+        rows.retain(|r| r[0] != "grid intensity" && r[0] != "PUE");
+        rows.push(vec![
+            s("grid intensity and PUE"),
+            format!(
+                "MIXED, each cell its own (shares merged with different settings): {}",
+                used.iter()
+                    .map(|(i, src, p, n)| format!("{i} g CO2e/kWh ({src}), PUE {p}: {n} cells"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ]);
+    }
     if !measured {
         if let Some(h) = host {
             let tdp = lookup_tdp(&h.cpu_model, CPU_TDP_CSV);
@@ -377,7 +391,7 @@ fn recommendation(
                 format!("{v:.0}%")
             }),
             opt(pick.and_then(|p| p.energy).map(|e| e.half_width_pct), |v| {
-                format!("{v:.0}%")
+                format!("{v:.1}%")
             }),
             pick.and_then(|p| p.speed)
                 .map(|x| {

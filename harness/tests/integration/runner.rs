@@ -269,6 +269,31 @@ fn shards_one_to_three_merged_equal_the_full_plan_and_mismatched_plans_are_refus
         .stderr(predicate::str::contains("mismatched settings"))
         .stderr(predicate::str::contains("threads"))
         .stderr(predicate::str::contains("grid intensity"));
+    // Told to, merge joins them, and each cell keeps its own settings in its record and report.
+    let mixed = tmp.path().join("mixed-ok");
+    slimbench(&cache)
+        .arg("merge")
+        .arg(only_run_dir(&odd))
+        .args(&dirs[1..])
+        .arg("--out")
+        .arg(&mixed)
+        .arg("--allow-mixed-settings")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("each cell keeps its own settings"));
+    let records = read_records(&mixed.join("results.jsonl")).unwrap();
+    let intensities: HashSet<String> = records
+        .iter()
+        .filter_map(|r| r.carbon.as_ref())
+        .map(|c| c.intensity_g_per_kwh.to_string())
+        .collect();
+    assert_eq!(
+        intensities.len(),
+        2,
+        "POL's and the world average: {intensities:?}"
+    );
+    let md = std::fs::read_to_string(mixed.join("report.md")).unwrap();
+    assert!(md.contains("MIXED, each cell its own"), "{md}");
 }
 
 #[test]
