@@ -282,10 +282,22 @@ mod tests {
                 &Tensor::new(beta.as_slice(), &dev).unwrap(),
                 1e-12,
             ).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let x_rows = x.clone();
             let mut got = x;
             layer_norm_rows_in_place(&mut got, &gamma, &beta, 1e-12);
-            for (g, w) in got.iter().zip(&want) {
-                prop_assert!((g - w).abs() < 1e-4, "{g} vs {w}");
+            // Relative to the output's size and to the row's conditioning: when a row's values
+            // are nearly equal (two columns often are), the variance cancels in f32 in both
+            // implementations, with an error of about f32 epsilon x (mean / std)^2 (seen:
+            // -1.5847902 vs -1.5835559 for 2 columns).
+            for (r, (got_row, want_row)) in got.chunks(cols).zip(want.chunks(cols)).enumerate() {
+                let row = &x_rows[r * cols..(r + 1) * cols];
+                let mean = row.iter().map(|v| *v as f64).sum::<f64>() / cols as f64;
+                let var = row.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / cols as f64;
+                let cond = (mean * mean / var.max(1e-30)).min(1e9);
+                for (g, w) in got_row.iter().zip(want_row) {
+                    let tol = (1e-4 + 1e-6 * cond) * (1.0 + w.abs() as f64);
+                    prop_assert!(((g - w).abs() as f64) <= tol, "{g} vs {w} (row conditioning {cond:.1})");
+                }
             }
         }
     }
