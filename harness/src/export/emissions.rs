@@ -107,11 +107,7 @@ impl Exporter for EmissionsExporter {
             let estimated_cpu = e.domains.iter().any(|d| d.kind == DomainKind::CpuEstimate);
             // The estimate's CPU power is the busy share of the TDP, so it gives the utilization.
             let cpu_utilization = if estimated_cpu {
-                let tdp = crate::meter::estimate::lookup_tdp(
-                    &r.host.cpu_model,
-                    crate::meter::estimate::CPU_TDP_CSV,
-                )
-                .tdp_w;
+                let tdp = crate::meter::estimate::shipped_tdp(&r.host.cpu_model).tdp_w;
                 format!("{:.1}", 100.0 * cpu_w / tdp)
             } else {
                 String::new()

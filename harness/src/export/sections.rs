@@ -5,7 +5,7 @@
 use super::numbers::{co2e, distance, energy, kwh, sig};
 use super::table::{any_compute, any_fidelity, fidelity_text, gflops_text, peak_text};
 use crate::carbon::CAR_FACTOR_SOURCE;
-use crate::meter::estimate::{lookup_tdp, CPU_TDP_CSV};
+use crate::meter::estimate::shipped_tdp;
 use crate::meter::DomainKind;
 use crate::report::{
     energy_sources, method_text, recommendations, variant_rows, QualityBudget, RunData, Volume,
@@ -111,7 +111,7 @@ fn context(data: &RunData) -> Section {
     }
     if !measured {
         if let Some(h) = host {
-            let tdp = lookup_tdp(&h.cpu_model, CPU_TDP_CSV);
+            let tdp = shipped_tdp(&h.cpu_model);
             rows.push(vec![
                 s("TDP used by the estimate"),
                 match tdp.matched {
@@ -161,7 +161,7 @@ fn estimated_power(r: &Record) -> Option<(f64, f64)> {
         .domains
         .iter()
         .find(|d| d.kind == DomainKind::CpuEstimate)?;
-    let tdp = lookup_tdp(&r.host.cpu_model, CPU_TDP_CSV).tdp_w;
+    let tdp = shipped_tdp(&r.host.cpu_model).tdp_w;
     let per_core = tdp / r.host.logical_cores.max(1) as f64;
     Some((e.mean_power_w, cpu.mean_power_w / per_core))
 }

@@ -115,7 +115,7 @@ pub struct OpenedMeter {
 
 /// Twice the package TDP: no step of a healthy counter implies more (turbo peaks stay well under).
 fn rapl_power_bound_w(cpu_model: &str) -> f64 {
-    2.0 * crate::meter::estimate::lookup_tdp(cpu_model, crate::meter::estimate::CPU_TDP_CSV).tdp_w
+    2.0 * crate::meter::estimate::shipped_tdp(cpu_model).tdp_w
 }
 
 fn open_rapl(root: &Path, cpu_model: &str) -> Result<Box<dyn EnergyMeter>, MeterError> {

@@ -51,6 +51,23 @@ fn contains_tokens(haystack: &[&str], needle: &[&str]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// [`lookup_tdp`] in the shipped table ([`CPU_TDP_CSV`]), remembered per CPU model: the report's
+/// exporters ask once per cell, and the table has about 4,900 rows.
+pub fn shipped_tdp(cpu_model: &str) -> TdpLookup {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<String, TdpLookup>>> = OnceLock::new();
+    let seen = SEEN.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(found) = seen.lock().ok().and_then(|m| m.get(cpu_model).cloned()) {
+        return found;
+    }
+    let found = lookup_tdp(cpu_model, CPU_TDP_CSV);
+    if let Ok(mut m) = seen.lock() {
+        m.insert(cpu_model.to_string(), found.clone());
+    }
+    found
+}
+
 /// Finds the TDP of `cpu_model` in `table` (CSV `Name,TDP`): an exact match after normalising
 /// (case, (R)/(TM), "CPU", the clock after '@'), else the longest table name that occurs in the
 /// model string as whole words and names a model number (has a digit); else the default.
@@ -163,7 +180,7 @@ impl EstimateMeter {
                     source: Source::EstimatedTdp,
                 },
             ],
-            tdp: lookup_tdp(cpu_model, CPU_TDP_CSV),
+            tdp: shipped_tdp(cpu_model),
             cpu_model: cpu_model.to_string(),
             logical_cores,
             cpu_start_s: process_cpu_time_s()?,
