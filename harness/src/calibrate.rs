@@ -23,14 +23,23 @@ pub struct Calibration {
     pub vector_path: String,
     /// Peak f32 throughput, GFLOP/s (a fused multiply-add counts two).
     pub peak_gflops: f64,
-    /// Peak int8 throughput, GOP/s (a multiply-add counts two), through AVX-512 VNNI, the
-    /// instruction of the `int8` technique; absent where the CPU lacks it.
+    /// Peak int8 throughput, GOP/s (a multiply-add counts two), through the instructions of the
+    /// integer kernels (`int8` and the GGML block formats); absent on their portable path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_int8_gops: Option<f64>,
+    /// Which instructions `peak_int8_gops` measured: `int8-vnni` (AVX-512 VNNI; calibrations
+    /// written before this field existed measured only that) or `int8-avx2`; `null` on the
+    /// portable path (written out, so that it does not read back as the default).
+    #[serde(default = "vnni_path")]
+    pub int8_path: Option<String>,
     /// Memory read bandwidth, GB/s (10^9 bytes).
     pub read_bandwidth_gbs: f64,
     /// When it was measured, RFC 3339 UTC.
     pub measured_utc: String,
+}
+
+fn vnni_path() -> Option<String> {
+    Some("int8-vnni".into())
 }
 
 impl Calibration {
@@ -77,12 +86,14 @@ pub fn calibrate(cpu_model: &str, threads: usize) -> Calibration {
     let threads = threads.max(1);
     let (vector_path, peak) = peak_gflops(threads, 200, 5);
     let bandwidth = read_bandwidth_gbs(threads, 512 << 20, 4);
+    let int8 = peak_int8_gops(threads, 200, 5);
     Calibration {
         cpu_model: cpu_model.to_string(),
         threads,
         vector_path: vector_path.to_string(),
         peak_gflops: peak,
-        peak_int8_gops: peak_int8_gops(threads, 200, 5),
+        peak_int8_gops: int8.map(|(_, p)| p),
+        int8_path: int8.map(|(name, _)| name.to_string()),
         read_bandwidth_gbs: bandwidth,
         measured_utc: crate::results::now_utc(),
     }
@@ -102,6 +113,7 @@ mod tests {
             vector_path: "avx2".into(),
             peak_gflops: 100.0,
             peak_int8_gops: None,
+            int8_path: None,
             read_bandwidth_gbs: 20.0,
             measured_utc: "2026-01-01T00:00:00Z".into(),
         };

@@ -128,12 +128,22 @@ pub struct ComputeRecord {
     /// (see `peak_kind`), GFLOP/s or int8 GOP/s, where this CPU was calibrated (CPU cells only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_gflops: Option<f64>,
-    /// Which peak: `f32-fma`, or `int8-vnni` for variants whose Linears are int8.
+    /// Which peak: `f32-fma`, or `int8-vnni`/`int8-avx2` for variants whose Linears run on the
+    /// integer kernels (`int8` and the GGML block formats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_kind: Option<String>,
     /// `achieved_gflops / peak_gflops`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_fraction: Option<f64>,
+    /// GB/s (10^9 bytes) of the Linears' weights as stored, read once per forward pass of the
+    /// batch at the median latency: the memory side of the roofline, the one that bounds
+    /// one-row products (batch 1 of a single vector, a language model's decode step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_read_gbs: Option<f64>,
+    /// `weight_read_gbs` over the calibrated memory read bandwidth (CPU cells on a calibrated
+    /// CPU). Over 1 means the weights stayed in the caches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_fraction: Option<f64>,
 }
 
 impl ComputeRecord {
@@ -147,6 +157,23 @@ impl ComputeRecord {
             peak_gflops: peak.map(|(p, _)| p),
             peak_kind: peak.map(|(_, k)| k.to_string()),
             peak_fraction: peak.map(|(p, _)| achieved_gflops / p),
+            weight_read_gbs: None,
+            bandwidth_fraction: None,
+        }
+    }
+
+    /// Sets the weights' read rate: `weight_bytes` per forward pass of `p50_ms`, against the
+    /// calibrated `bandwidth_gbs` where there is one.
+    pub fn set_weight_traffic(
+        &mut self,
+        weight_bytes: f64,
+        p50_ms: f64,
+        bandwidth_gbs: Option<f64>,
+    ) {
+        if weight_bytes > 0.0 && p50_ms > 0.0 {
+            let gbs = weight_bytes / (p50_ms / 1e3) / 1e9;
+            self.weight_read_gbs = Some(gbs);
+            self.bandwidth_fraction = bandwidth_gbs.filter(|b| *b > 0.0).map(|b| gbs / b);
         }
     }
 }

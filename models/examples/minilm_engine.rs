@@ -1,5 +1,5 @@
 //! The engine-speed benchmark of issue 10: all-MiniLM-L6-v2 at 128 tokens, batch 1 and 32, in
-//! each precision slimbench has, with the fidelity of each to fp32 (mean cosine of the pooled
+//! each precision slimbench has (every GGML block format on slimbench's own kernels), with the fidelity of each to fp32 (mean cosine of the pooled
 //! embeddings of 32 held-out emails). Run it beside `../shared/peer/run.sh` in the same session:
 //! `cargo run --release -p slimbench-models --example minilm_engine [runs] [fp32,int8,...]`
 //! (needs `slimbench fetch minilm`; threads follow `RAYON_NUM_THREADS`).
@@ -45,13 +45,23 @@ fn main() -> slimbench_models::Result<()> {
     let batch1 = tokenizer.encode(&texts[..1], Padding::Fixed(128))?;
     let fp32 = base.bert.clone();
     let reference = fp32.embed(&batch32, false)?;
-    let variants: Vec<(&str, Bert)> = vec![
-        ("fp32", fp32.clone()),
-        ("int8", int8_bert(&fp32)?.0),
-        ("q8_0", quantize_bert(&fp32, GgmlDType::Q8_0)?.0),
-        ("q4_0", quantize_bert(&fp32, GgmlDType::Q4_0)?.0),
-        ("bf16", cast_bert(&fp32, DType::BF16)?.0),
-    ];
+    let mut variants: Vec<(&str, Bert)> =
+        vec![("fp32", fp32.clone()), ("int8", int8_bert(&fp32)?.0)];
+    for (name, format) in [
+        ("q8_0", GgmlDType::Q8_0),
+        ("q6k", GgmlDType::Q6K),
+        ("q5k", GgmlDType::Q5K),
+        ("q5_1", GgmlDType::Q5_1),
+        ("q5_0", GgmlDType::Q5_0),
+        ("q4k", GgmlDType::Q4K),
+        ("q4_1", GgmlDType::Q4_1),
+        ("q4_0", GgmlDType::Q4_0),
+    ] {
+        if only.as_ref().is_none_or(|o| o.iter().any(|n| n == name)) {
+            variants.push((name, quantize_bert(&fp32, format)?.0));
+        }
+    }
+    variants.push(("bf16", cast_bert(&fp32, DType::BF16)?.0));
     println!(
         "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {}, median of {runs} runs",
         thread_count(),

@@ -259,7 +259,7 @@ pub fn techniques() -> Vec<(String, String)> {
         list.push((
             name.to_string(),
             format!(
-                "every Linear's weights in {name} (block {}) through candle QMatMul",
+                "every Linear's weights in {name} (GGML block of {}) on slimbench's integer kernels",
                 format.block_size()
             ),
         ));

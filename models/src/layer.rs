@@ -1,5 +1,6 @@
-//! One fully connected layer in whichever storage a technique gave it (f32, a candle quantized
-//! block format, slimbench's own int8, a half-precision cast or CSR), with its real storage size.
+//! One fully connected layer in whichever storage a technique gave it (f32, a GGML block format on
+//! slimbench's own kernels or candle's, slimbench's own int8, a half-precision cast or CSR), with
+//! its real storage size.
 
 use std::sync::Arc;
 
@@ -9,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sprs::CsMatI;
 
 use crate::error::Result;
+use crate::kernels::blocks::{BlockFormat, BlockMatrix};
+use crate::kernels::epilogue::Epilogue;
 use crate::kernels::int8::Int8Matrix;
 
 /// Inputs that share one scale in the `int8` format, for weights and activations alike. On
@@ -24,7 +27,14 @@ pub enum WeightStorage {
         /// The weight, transposed: `in x out`.
         weight_t: Tensor,
     },
-    /// A candle block-quantized tensor (`out x in`) multiplied through `QMatMul`.
+    /// A GGML block format (`out x in`, GGML's bytes) multiplied by slimbench's own integer
+    /// kernels ([`crate::kernels::blocks`]; CPU only, candle's `QMatMul` on other devices).
+    Blocks {
+        /// The blocks.
+        matrix: Arc<BlockMatrix>,
+    },
+    /// A candle block-quantized tensor (`out x in`) multiplied through `QMatMul` (the block
+    /// formats off the CPU).
     Quantized {
         /// The quantized weight.
         matmul: QMatMul,
@@ -139,6 +149,11 @@ impl DenseLayer {
                 (self.out_dim, self.in_dim),
                 &Device::Cpu,
             )?,
+            WeightStorage::Blocks { matrix } => Tensor::from_vec(
+                matrix.dequantize(),
+                (self.out_dim, self.in_dim),
+                &Device::Cpu,
+            )?,
             WeightStorage::Sparse { csr } => {
                 let dense = csr.to_dense();
                 let (rows, cols) = (dense.nrows(), dense.ncols());
@@ -191,6 +206,16 @@ impl DenseLayer {
             WeightStorage::Half { weight_t } => WeightStorage::Half {
                 weight_t: weight_t.to_device(device)?,
             },
+            WeightStorage::Blocks { .. } if device.is_cpu() => self.weight.clone(),
+            WeightStorage::Blocks { matrix } => {
+                // The same blocks, through candle's kernels for the device.
+                let qtensor = matrix.to_qtensor(device)?;
+                WeightStorage::Quantized {
+                    bytes: qtensor.storage_size_in_bytes(),
+                    matmul: QMatMul::from_qtensor(qtensor)?,
+                    format: matrix.format().ggml(),
+                }
+            }
             WeightStorage::Quantized { format, .. } => {
                 let cpu = self.weight_f32()?.to_device(&Device::Cpu)?;
                 let qtensor = QTensor::quantize_onto(&cpu, *format, device)?;
@@ -245,9 +270,18 @@ impl DenseLayer {
     }
 
     /// Quantizes the weight to `format`; the caller has checked that `in_dim` fits its block.
+    /// The formats of [`BlockFormat`] run on slimbench's own kernels, the others on candle's.
     pub fn quantized(&self, format: GgmlDType) -> Result<Self> {
         let weight = self.weight_f32()?;
         let qtensor = QTensor::quantize(&weight, format)?;
+        if BlockFormat::from_ggml(format).is_some() && weight.device().is_cpu() {
+            return Ok(Self {
+                weight: WeightStorage::Blocks {
+                    matrix: Arc::new(BlockMatrix::from_qtensor(&qtensor)?),
+                },
+                ..self.clone()
+            });
+        }
         let bytes = qtensor.storage_size_in_bytes();
         Ok(Self {
             name: self.name.clone(),
@@ -280,6 +314,7 @@ impl DenseLayer {
         match &self.weight {
             WeightStorage::F32 { .. } => "f32",
             WeightStorage::Quantized { format, .. } => format_name(*format),
+            WeightStorage::Blocks { matrix } => format_name(matrix.format().ggml()),
             WeightStorage::Half { weight_t } => {
                 if weight_t.dtype() == DType::BF16 {
                     "bf16"
@@ -314,6 +349,7 @@ impl DenseLayer {
         let weight = match &self.weight {
             WeightStorage::F32 { .. } => self.in_dim * self.out_dim * 4,
             WeightStorage::Quantized { bytes, .. } => *bytes,
+            WeightStorage::Blocks { matrix } => matrix.size_bytes(),
             WeightStorage::Half { .. } => self.in_dim * self.out_dim * 2,
             WeightStorage::Int8 { matrix } => matrix.size_bytes(),
             // f32 values, u32 column indices, u32 row pointers.
@@ -346,24 +382,39 @@ impl Module for DenseLayer {
                 .matmul(weight_t)?
                 .to_dtype(DType::F32)?,
             WeightStorage::Sparse { csr } => csr_forward(csr, x)?,
-            WeightStorage::Int8 { matrix } => return int8_forward(matrix, x, &self.bias),
+            WeightStorage::Int8 { matrix } => {
+                return own_kernel_forward(x, &self.bias, matrix.out_dim(), |x, rows, dst, e| {
+                    matrix.matmul(x, rows, dst, e)
+                })
+            }
+            WeightStorage::Blocks { matrix } => {
+                return own_kernel_forward(x, &self.bias, matrix.out_dim(), |x, rows, dst, e| {
+                    matrix.matmul(x, rows, dst, e)
+                })
+            }
         };
         y.broadcast_add(&self.bias)
     }
 }
 
-/// `x W^T + b` through the int8 kernel, for a batch `rows x in` on the CPU.
-fn int8_forward(matrix: &Int8Matrix, x: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+/// `x W^T + b` through one of slimbench's own kernels (`matmul(x, rows, dst, epilogue)`), for a
+/// batch `rows x in` on the CPU.
+fn own_kernel_forward(
+    x: &Tensor,
+    bias: &Tensor,
+    out_dim: usize,
+    matmul: impl FnOnce(&[f32], usize, &mut [f32], Epilogue<'_>),
+) -> candle_core::Result<Tensor> {
     let (rows, _) = x.dims2()?;
     let input = x.flatten_all()?.to_vec1::<f32>()?;
     let bias = bias.to_vec1::<f32>()?;
-    let mut out = vec![0f32; rows * matrix.out_dim()];
-    let epilogue = crate::kernels::epilogue::Epilogue {
+    let mut out = vec![0f32; rows * out_dim];
+    let epilogue = Epilogue {
         bias: Some(&bias),
         ..Default::default()
     };
-    matrix.matmul(&input, rows, &mut out, epilogue);
-    Tensor::from_vec(out, (rows, matrix.out_dim()), x.device())
+    matmul(&input, rows, &mut out, epilogue);
+    Tensor::from_vec(out, (rows, out_dim), x.device())
 }
 
 /// `x W^T` for a CSR weight `out x in` and a dense batch `rows x in`: Y^T = W X^T through sprs's

@@ -59,6 +59,12 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Commands::Run(_) | Commands::Worker(_)) {
         crate::stdout::exit_quietly_on_closed_pipe();
     }
+    // The kernels' instruction sets are fixed on first use: a bad SLIMBENCH_KERNELS must stop
+    // every command that measures before anything runs.
+    if let Err(message) = slimbench_models::kernels::check_kernels_env() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Commands::Run(args) => run::run(*args),
         Commands::List(args) => list::run(args),

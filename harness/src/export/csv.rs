@@ -117,6 +117,14 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
                 .and_then(|c| c.peak_kind.clone())
                 .unwrap_or_default(),
         ),
+        (
+            "weight_read_gb_per_s",
+            of(r.compute.as_ref().and_then(|c| c.weight_read_gbs)),
+        ),
+        (
+            "bandwidth_fraction",
+            of(r.compute.as_ref().and_then(|c| c.bandwidth_fraction)),
+        ),
         ("latency_mean_ms", of(l.map(|l| l.mean_ms))),
         ("latency_p50_ms", of(l.map(|l| l.p50_ms))),
         ("latency_p90_ms", of(l.map(|l| l.p90_ms))),

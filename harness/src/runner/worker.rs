@@ -260,19 +260,38 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     r.energy = Some(energy);
     r.layers = workload.layers();
     r.threads = Some(slimbench_models::kernels::thread_count());
-    let int8 = r.layers.iter().any(|l| l.format == "int8");
-    r.compute = compute_record(req, workload.flops_per_item(), r.latency.as_ref(), int8)?;
+    let integer = r.layers.iter().any(|l| runs_integer_kernels(&l.format));
+    let weight_bytes = r.layers.iter().map(|l| l.bytes as f64).sum::<f64>();
+    r.compute = compute_record(
+        req,
+        workload.flops_per_item(),
+        r.latency.as_ref(),
+        integer,
+        weight_bytes,
+    )?;
     r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)
 }
 
-/// FLOPs and the share of the calibrated peak; the peak only for CPU cells on a calibrated CPU,
-/// the int8 one for variants with int8 Linears (their products are the bulk of the work).
+/// True for a Linear format that runs on slimbench's integer kernels on the CPU (`int8` and the
+/// GGML block formats).
+fn runs_integer_kernels(format: &str) -> bool {
+    format == "int8"
+        || slimbench_models::kernels::blocks::BlockFormat::ALL
+            .iter()
+            .any(|f| slimbench_models::layer::format_name(f.ggml()) == format)
+}
+
+/// FLOPs and the share of the calibrated peaks; the peaks only for CPU cells on a calibrated CPU:
+/// the integer one (of the instruction path in use) for variants whose Linears run on the integer
+/// kernels (their products are the bulk of the work), and the memory bandwidth against the
+/// Linears' weights read once per forward pass.
 fn compute_record(
     req: &WorkerRequest,
     flops_per_item: Option<f64>,
     latency: Option<&LatencyStats>,
-    int8: bool,
+    integer: bool,
+    weight_bytes: f64,
 ) -> anyhow::Result<Option<ComputeRecord>> {
     let (Some(flops), Some(latency)) = (flops_per_item, latency) else {
         return Ok(None);
@@ -282,19 +301,31 @@ fn compute_record(
     } else {
         None
     };
-    let peak = calibration.and_then(|c| {
-        if int8 {
-            c.peak_int8_gops.map(|p| (p, "int8-vnni"))
+    let features = slimbench_models::kernels::CpuFeatures::get();
+    let int8_path_now = if features.avx512_vnni {
+        Some("int8-vnni")
+    } else if features.avx2_fma {
+        Some("int8-avx2")
+    } else {
+        None
+    };
+    let peak = calibration.as_ref().and_then(|c| {
+        if integer {
+            // A peak measured through other instructions than the ones running now is no peak.
+            c.peak_int8_gops
+                .zip(c.int8_path.as_deref())
+                .filter(|(_, path)| Some(*path) == int8_path_now)
         } else {
             Some((c.peak_gflops, "f32-fma"))
         }
     });
-    Ok(Some(ComputeRecord::new(
-        flops,
-        req.key.batch_size,
+    let mut record = ComputeRecord::new(flops, req.key.batch_size, latency.p50_ms, peak);
+    record.set_weight_traffic(
+        weight_bytes,
         latency.p50_ms,
-        peak,
-    )))
+        calibration.map(|c| c.read_bandwidth_gbs),
+    );
+    Ok(Some(record))
 }
 
 fn write_trace(req: &WorkerRequest, csv: &str) -> anyhow::Result<()> {

@@ -115,6 +115,29 @@ fn unknown_model_and_device_exit_2() {
 }
 
 #[test]
+fn an_unknown_kernel_choice_exits_2_naming_the_variable_and_the_choices() {
+    let tmp = tempfile::tempdir().unwrap();
+    slimbench(tmp.path())
+        .env("SLIMBENCH_KERNELS", "avx3")
+        .args([
+            "run",
+            "--quick",
+            "--models",
+            "digits-mlp",
+            "--techniques",
+            "fp32",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("SLIMBENCH_KERNELS=\"avx3\""))
+        .stderr(predicate::str::contains("`avx2` or `portable`"));
+    assert!(
+        std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
+#[test]
 fn asking_for_rapl_without_a_tree_exits_2_with_what_was_found() {
     let tmp = tempfile::tempdir().unwrap();
     slimbench(tmp.path())

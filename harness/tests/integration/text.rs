@@ -135,14 +135,26 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
             fp32_flops.insert(seq.clone(), flops);
         }
         assert!(number("achieved_gflop_per_s") > 0.0);
-        // int8 variants are held to the int8 peak, which only CPUs with VNNI have.
+        // Variants on the integer kernels (int8, the block formats) are held to the integer peak
+        // of the instructions they run (VNNI or AVX2; none on the portable path).
         let kind = col(row, "peak_kind");
-        let vnni = slimbench_models::kernels::CpuFeatures::get().avx512_vnni;
-        match (technique.as_str(), vnni) {
-            ("int8", true) => assert_eq!(kind, "int8-vnni"),
-            ("int8", false) => assert_eq!(kind, ""),
-            _ => assert_eq!(kind, "f32-fma", "{technique}"),
+        let features = slimbench_models::kernels::CpuFeatures::get();
+        let integer_peak = if features.avx512_vnni {
+            "int8-vnni"
+        } else if features.avx2_fma {
+            "int8-avx2"
+        } else {
+            ""
+        };
+        let last_step = technique.rsplit('+').next().unwrap_or_default();
+        let integer = ["int8", "q8_0", "q4k", "q8_0-all"].contains(&last_step);
+        if integer {
+            assert_eq!(kind, integer_peak, "{technique}");
+        } else {
+            assert_eq!(kind, "f32-fma", "{technique}");
         }
+        assert!(number("weight_read_gb_per_s") > 0.0, "{technique}");
+        assert!(number("bandwidth_fraction") > 0.0, "{technique}");
         if !kind.is_empty() {
             let fraction = number("peak_fraction");
             assert!(fraction > 0.0 && fraction < 1.0, "{technique}: {fraction}");

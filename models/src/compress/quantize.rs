@@ -1,4 +1,5 @@
-//! Weight quantization of every fully connected layer through candle's `QTensor`/`QMatMul`.
+//! Weight quantization of every fully connected layer: GGML's block formats (quantized by candle's
+//! `QTensor`, multiplied by slimbench's own kernels on the CPU), half-precision casts and `int8`.
 //!
 //! A block format needs the layer's input width to be a multiple of its block (32 elements for
 //! q8_0, q4_0, q4_1, q5_0, q5_1; 256 for the k-quants). A layer that does not fit falls back along

@@ -1,15 +1,41 @@
 //! slimbench's own CPU kernels for the hot paths of inference: vectorised element-wise ops (GELU,
 //! softmax, layer norm), an f32 GEMM entry that writes into a caller's buffer with the bias fused,
-//! and an int8 GEMM (AVX-512 VNNI, with a portable fallback). Each picks the widest instruction
-//! set the CPU has at run time and is tested against the straightforward computation.
+//! and integer products for `int8` and the GGML block formats (AVX-512 VNNI, AVX2 and portable
+//! paths). Each picks the widest instruction set the CPU has at run time (`SLIMBENCH_KERNELS`
+//! narrows it) and is tested against the straightforward computation.
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
+pub(crate) mod block_gemv;
+pub mod blocks;
 pub mod elementwise;
 pub mod epilogue;
 pub mod int8;
 pub mod peak;
+pub(crate) mod qgemm;
 pub mod sgemm;
+
+/// The environment variable that narrows the kernels' instruction sets: `avx2` (no AVX-512, as on
+/// most laptops and many cloud VMs) or `portable` (no vector intrinsics at all); unset or `auto`
+/// uses everything the CPU has.
+pub const KERNELS_ENV: &str = "SLIMBENCH_KERNELS";
+
+/// Checks [`KERNELS_ENV`]: an error message naming the variable and its valid values when it holds
+/// anything else, or asks for an instruction set this CPU lacks.
+pub fn check_kernels_env() -> Result<(), String> {
+    match std::env::var(KERNELS_ENV).as_deref() {
+        Err(_) | Ok("") | Ok("auto") | Ok("portable") => Ok(()),
+        Ok("avx2") if CpuFeatures::detect().avx2_fma => Ok(()),
+        Ok("avx2") => Err(format!(
+            "{KERNELS_ENV}=avx2 asks for the AVX2 kernels, but this CPU has no AVX2 and FMA; \
+             unset it or set {KERNELS_ENV}=portable"
+        )),
+        Ok(other) => Err(format!(
+            "{KERNELS_ENV}={other:?} is not a kernel choice; use `auto` (or leave it unset), \
+             `avx2` or `portable`"
+        )),
+    }
+}
 
 /// The instruction sets the kernels can use on this CPU, detected once at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +44,7 @@ pub struct CpuFeatures {
     pub avx512: bool,
     /// AVX-512 VNNI (`vpdpbusd`): 64 int8 multiply-adds per instruction.
     pub avx512_vnni: bool,
-    /// AVX2 with FMA: 8-wide f32 vectors.
+    /// AVX2 with FMA (and F16C, which every AVX2 CPU has): 8-wide f32 vectors.
     pub avx2_fma: bool,
 }
 
@@ -35,7 +61,8 @@ impl CpuFeatures {
                 avx512,
                 avx512_vnni: avx512 && std::arch::is_x86_feature_detected!("avx512vnni"),
                 avx2_fma: std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma"),
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c"),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -46,19 +73,26 @@ impl CpuFeatures {
         }
     }
 
-    /// The features of this CPU (detected on first use), unless `SLIMBENCH_KERNELS=portable` asks
-    /// for the portable code everywhere (for tests and comparisons).
+    /// The features of this CPU (detected on first use), narrowed by [`KERNELS_ENV`]:
+    /// `SLIMBENCH_KERNELS=avx2` hides AVX-512 (the path of CPUs without it),
+    /// `SLIMBENCH_KERNELS=portable` every vector extension (for tests and comparisons). Any other
+    /// value is refused by [`check_kernels_env`] before a run starts.
     pub fn get() -> Self {
         static FEATURES: std::sync::OnceLock<CpuFeatures> = std::sync::OnceLock::new();
         *FEATURES.get_or_init(|| {
-            if std::env::var("SLIMBENCH_KERNELS").as_deref() == Ok("portable") {
-                Self {
+            let detected = Self::detect();
+            match std::env::var(KERNELS_ENV).as_deref() {
+                Ok("portable") => Self {
                     avx512: false,
                     avx512_vnni: false,
                     avx2_fma: false,
-                }
-            } else {
-                Self::detect()
+                },
+                Ok("avx2") => Self {
+                    avx512: false,
+                    avx512_vnni: false,
+                    ..detected
+                },
+                _ => detected,
             }
         })
     }

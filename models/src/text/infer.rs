@@ -77,7 +77,17 @@ fn linear_into(
             matrix.matmul(x, rows, dst, epilogue);
             return Ok(());
         }
-        // candle's kernels for the block formats, half precision and CSR.
+        WeightStorage::Blocks { matrix } => {
+            let bias = to_vec(&layer.bias)?;
+            let epilogue = Epilogue {
+                bias: Some(&bias),
+                residual,
+                gelu,
+            };
+            matrix.matmul(x, rows, dst, epilogue);
+            return Ok(());
+        }
+        // candle's kernels for half precision, CSR and the block formats off the CPU.
         _ => {
             let input = Tensor::from_slice(x, (rows, k), &candle_core::Device::Cpu)?;
             let y = to_vec(&candle_core::Module::forward(layer, &input)?)?;

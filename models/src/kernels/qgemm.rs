@@ -1,0 +1,480 @@
+//! The integer matrix product behind `int8` and every GGML block format: weights decoded to int8
+//! in panels of 32 output channels (each group of inputs with its own scale, offset and optional
+//! minimum per channel), activations quantized per row and group to int8, sums exact in i32 and
+//! scaled to f32 once per group. Three paths, picked at run time: AVX-512 VNNI (`vpdpbusd`, 64
+//! multiply-adds an instruction), AVX2 (`vpmaddubsw` + `vpmaddwd` with GGML's sign trick, so no
+//! pair sum saturates) and a portable one the compiler vectorises.
+//!
+//! Panel layout: two sub-panels of 16 channels; within one, each group of 4 consecutive inputs of
+//! the 16 channels is 64 contiguous bytes (one 512-bit vector). Activations are stored as
+//! `q + 128` (unsigned, as `vpdpbusd` wants); the VNNI path subtracts the `128 * sum(w)` this
+//! adds per channel and group, the others undo it before multiplying.
+
+use rayon::prelude::*;
+
+use crate::kernels::epilogue::Epilogue;
+use crate::kernels::CpuFeatures;
+
+/// Output channels of one sub-panel (one 512-bit vector of i32 sums).
+pub(crate) const PANEL: usize = 16;
+/// Output channels of one panel, the unit a task decodes and multiplies.
+pub(crate) const TILE_COLS: usize = 2 * PANEL;
+/// Rows of one tile of the kernel (6 x 2 accumulators, 6 x 2 f32 sums and the operands fit in
+/// the 32 vector registers of AVX-512).
+pub(crate) const TILE_ROWS: usize = 6;
+/// Rows of activations one task covers (its quantized rows stay in the core's L2 cache).
+pub(crate) const TASK_ROWS: usize = 16 * TILE_ROWS;
+/// Multiply-adds below which a product runs on the calling thread: waking the pool costs more
+/// than the work (a digits layer at batch 1 is 16k).
+pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// The code that computes the integer sums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IntPath {
+    /// AVX-512 VNNI `vpdpbusd`.
+    Vnni,
+    /// AVX2 `vpmaddubsw` + `vpmaddwd`.
+    Avx2,
+    /// Plain Rust.
+    Portable,
+}
+
+impl IntPath {
+    /// The widest path this CPU (as narrowed by `SLIMBENCH_KERNELS`) runs.
+    pub(crate) fn get() -> Self {
+        let features = CpuFeatures::get();
+        if features.avx512_vnni {
+            IntPath::Vnni
+        } else if features.avx2_fma {
+            IntPath::Avx2
+        } else {
+            IntPath::Portable
+        }
+    }
+}
+
+/// Rounds `n` up to a multiple of `to`.
+pub(crate) fn round_up(n: usize, to: usize) -> usize {
+    n.div_ceil(to) * to
+}
+
+/// Activations quantized per row and group: `q + 128` as u8.
+pub(crate) struct QuantizedRows {
+    /// `[rows][k_padded]`; padding holds 128 (zero).
+    pub(crate) data: Vec<u8>,
+    /// `[rows][groups]`: the scale of each group.
+    pub(crate) scales: Vec<f32>,
+    /// `[rows][groups]`: the scale times the sum of the group's `q` (for weights with minimums);
+    /// empty when not asked for.
+    pub(crate) scaled_sums: Vec<f32>,
+    /// Inputs per row, padded.
+    pub(crate) k_padded: usize,
+    /// Inputs per group (a multiple of 4).
+    pub(crate) group: usize,
+    /// Groups per row.
+    pub(crate) groups: usize,
+}
+
+impl QuantizedRows {
+    /// Quantizes `rows` rows of `x` (`rows x in_dim`) symmetrically per group of `group` inputs.
+    pub(crate) fn quantize(
+        x: &[f32],
+        rows: usize,
+        in_dim: usize,
+        group: usize,
+        with_sums: bool,
+        parallel: bool,
+    ) -> Self {
+        let groups = in_dim.div_ceil(group).max(1);
+        let k_padded = groups * group;
+        let mut data = vec![128u8; rows * k_padded];
+        let mut scales = vec![0f32; rows * groups];
+        let mut scaled_sums = vec![0f32; if with_sums { rows * groups } else { 0 }];
+        let quantize_row = |((q_row, s_row), x_row): ((&mut [u8], &mut [f32]), &[f32])| {
+            for (g, scale) in s_row.iter_mut().enumerate() {
+                let start = (g * group).min(in_dim);
+                let end = ((g + 1) * group).min(in_dim);
+                *scale = quantize_span(&x_row[start..end], &mut q_row[start..end]);
+            }
+        };
+        if parallel {
+            data.par_chunks_mut(k_padded)
+                .zip(scales.par_chunks_mut(groups))
+                .zip(x.par_chunks(in_dim))
+                .for_each(quantize_row);
+        } else {
+            data.chunks_mut(k_padded)
+                .zip(scales.chunks_mut(groups))
+                .zip(x.chunks(in_dim))
+                .for_each(quantize_row);
+        }
+        if with_sums {
+            for (i, s) in scaled_sums.iter_mut().enumerate() {
+                let (row, g) = (i / groups, i % groups);
+                let span = &data[row * k_padded + g * group..row * k_padded + (g + 1) * group];
+                let sum: i32 = span.iter().map(|&v| v as i32 - 128).sum();
+                *s = sum as f32 * scales[i];
+            }
+        }
+        Self {
+            data,
+            scales,
+            scaled_sums,
+            k_padded,
+            group,
+            groups,
+        }
+    }
+}
+
+/// One panel of 32 output channels, decoded to int8 (see the module's layout).
+pub(crate) struct Panel<'a> {
+    /// Sub-panel 0 at 0, sub-panel 1 at `sub_stride`; each `k_padded / 4` blocks of 64 bytes.
+    pub(crate) data: &'a [i8],
+    /// Bytes from the first sub-panel to the second.
+    pub(crate) sub_stride: usize,
+    /// Scale of channel `c` in group `g` at `g * stride + c`.
+    pub(crate) scales: &'a [f32],
+    /// `128 * sum(q)` of channel `c` in group `g` at `g * stride + c`.
+    pub(crate) offsets: &'a [i32],
+    /// The minimum added to each weight of channel `c` in group `g`, at `g * stride + c`.
+    pub(crate) mins: Option<&'a [f32]>,
+    /// Distance between groups in `scales`, `offsets` and `mins`.
+    pub(crate) stride: usize,
+}
+
+impl Panel<'_> {
+    /// Panics (like indexing) unless the panel covers `q`'s inputs.
+    fn check(&self, q: &QuantizedRows) {
+        let quads = q.k_padded / 4;
+        assert!(
+            self.data.len() >= self.sub_stride + quads * 64,
+            "panel data"
+        );
+        assert!(self.sub_stride >= quads * 64, "panel stride");
+        let need = (q.groups - 1) * self.stride + TILE_COLS;
+        assert!(
+            self.scales.len() >= need && self.offsets.len() >= need,
+            "panel scales"
+        );
+        if let Some(m) = self.mins {
+            assert!(
+                m.len() >= need && q.scaled_sums.len() == q.scales.len(),
+                "panel mins"
+            );
+        }
+    }
+}
+
+/// What a weight hands the product: the panel of each tile of 32 channels, decoded into the
+/// task's scratch where the weight is stored otherwise.
+pub(crate) trait PanelSource: Sync {
+    /// A task's buffer to decode a panel into.
+    type Scratch: Default;
+    /// Output channels.
+    fn out_dim(&self) -> usize;
+    /// The panel of channels `32 * tile ..`.
+    fn panel<'a>(&'a self, tile: usize, scratch: &'a mut Self::Scratch) -> Panel<'a>;
+}
+
+/// `dst = epilogue(x W^T)` for the `rows` rows of `q` into `dst` (`rows x out_dim`), in tasks of
+/// [`TASK_ROWS`] rows by one panel; on the thread pool when `parallel`. Each tile of sums gets its
+/// bias, residual and GELU as it is stored, so `dst` is written once and never read.
+pub(crate) fn matmul<S: PanelSource>(
+    source: &S,
+    q: &QuantizedRows,
+    rows: usize,
+    dst: &mut [f32],
+    epilogue: Epilogue<'_>,
+    parallel: bool,
+) {
+    let out_dim = source.out_dim();
+    assert_eq!(dst.len(), rows * out_dim, "output shape");
+    epilogue.check(rows, out_dim);
+    if rows == 0 || out_dim == 0 {
+        return;
+    }
+    let path = IntPath::get();
+    let tiles = out_dim.div_ceil(TILE_COLS);
+    let chunks = rows.div_ceil(TASK_ROWS);
+    // Each task writes the rows of its chunk in the columns of its tile: disjoint regions.
+    let dst_addr = dst.as_mut_ptr() as usize;
+    let run_task = |task: usize| {
+        let (chunk, tile) = (task / tiles, task % tiles);
+        let mut scratch = S::Scratch::default();
+        let panel = source.panel(tile, &mut scratch);
+        panel.check(q);
+        let row_end = ((chunk + 1) * TASK_ROWS).min(rows);
+        let col0 = tile * TILE_COLS;
+        let width = TILE_COLS.min(out_dim - col0);
+        let mut row = chunk * TASK_ROWS;
+        while row < row_end {
+            let mr = (row_end - row).min(TILE_ROWS);
+            let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
+            tile_sums(&panel, q, row, mr, &mut out, path);
+            // SAFETY: the tile's rows and columns lie in `dst` and no other task writes them.
+            unsafe { epilogue.store(&out[..mr], dst_addr as *mut f32, row, col0, width, out_dim) };
+            row += mr;
+        }
+    };
+    if parallel {
+        (0..chunks * tiles).into_par_iter().for_each(run_task);
+    } else {
+        (0..chunks * tiles).for_each(run_task);
+    }
+}
+
+/// The f32 sums of rows `row..row + mr` of `q` against the 32 channels of `panel`, by `path`.
+pub(crate) fn tile_sums(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    mr: usize,
+    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+    path: IntPath,
+) {
+    assert!(
+        mr <= TILE_ROWS && (row + mr) * q.k_padded <= q.data.len(),
+        "tile rows"
+    );
+    #[cfg(target_arch = "x86_64")]
+    match path {
+        IntPath::Vnni => {
+            // SAFETY: the CPU has AVX-512 F/BW and VNNI (detected at run time); the rows lie
+            // inside `q` (asserted above) and the panel covers its inputs (`Panel::check`).
+            unsafe {
+                match mr {
+                    6 => tile_vnni::<6>(panel, q, row, out),
+                    5 => tile_vnni::<5>(panel, q, row, out),
+                    4 => tile_vnni::<4>(panel, q, row, out),
+                    3 => tile_vnni::<3>(panel, q, row, out),
+                    2 => tile_vnni::<2>(panel, q, row, out),
+                    _ => tile_vnni::<1>(panel, q, row, out),
+                }
+            }
+            return;
+        }
+        IntPath::Avx2 => {
+            let mut r = 0;
+            while r < mr {
+                // SAFETY: the CPU has AVX2 (detected at run time); as for VNNI above.
+                unsafe {
+                    if mr - r >= 2 {
+                        tile_avx2::<2>(panel, q, row + r, &mut out[r..r + 2]);
+                    } else {
+                        tile_avx2::<1>(panel, q, row + r, &mut out[r..r + 1]);
+                    }
+                }
+                r += 2;
+            }
+            return;
+        }
+        IntPath::Portable => {}
+    }
+    let _ = path;
+    tile_portable(panel, q, row, mr, out);
+}
+
+/// The sums one multiply-add at a time, in an order the compiler vectorises (64 bytes of a
+/// sub-panel against 4 inputs).
+pub(crate) fn tile_portable(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    mr: usize,
+    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+) {
+    let gq = q.group / 4;
+    for (r, out_row) in out.iter_mut().enumerate().take(mr) {
+        let a_row = &q.data[(row + r) * q.k_padded..(row + r + 1) * q.k_padded];
+        let mut sums = [0f32; TILE_COLS];
+        for g in 0..q.groups {
+            let mut acc = [0i32; TILE_COLS];
+            for kq in g * gq..(g + 1) * gq {
+                let a: [i32; 4] = std::array::from_fn(|j| a_row[kq * 4 + j] as i32 - 128);
+                for (sub, acc_sub) in acc.chunks_exact_mut(PANEL).enumerate() {
+                    let at = sub * panel.sub_stride + kq * 64;
+                    let w = &panel.data[at..at + 64];
+                    for (c, acc_c) in acc_sub.iter_mut().enumerate() {
+                        let w4 = &w[c * 4..c * 4 + 4];
+                        *acc_c += a[0] * w4[0] as i32
+                            + a[1] * w4[1] as i32
+                            + a[2] * w4[2] as i32
+                            + a[3] * w4[3] as i32;
+                    }
+                }
+            }
+            let sa = q.scales[(row + r) * q.groups + g];
+            let at = g * panel.stride;
+            for (c, s) in sums.iter_mut().enumerate() {
+                *s += acc[c] as f32 * panel.scales[at + c] * sa;
+                if let Some(mins) = panel.mins {
+                    *s += mins[at + c] * q.scaled_sums[(row + r) * q.groups + g];
+                }
+            }
+        }
+        *out_row = sums;
+    }
+}
+
+/// `MR` rows against the panel through `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_vnni<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+) {
+    use std::arch::x86_64::*;
+    let gq = q.group / 4;
+    let p0 = panel.data.as_ptr();
+    let p1 = p0.add(panel.sub_stride);
+    let a = q.data.as_ptr().add(row * q.k_padded);
+    let mut sums = [[_mm512_setzero_ps(); 2]; MR];
+    for g in 0..q.groups {
+        let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+        for kq in g * gq..(g + 1) * gq {
+            let w0 = _mm512_loadu_si512(p0.add(kq * 64) as *const __m512i);
+            let w1 = _mm512_loadu_si512(p1.add(kq * 64) as *const __m512i);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                let av = _mm512_set1_epi32(four);
+                acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], av, w0);
+                acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, w1);
+            }
+        }
+        let at = g * panel.stride;
+        let s0 = _mm512_loadu_ps(panel.scales.as_ptr().add(at));
+        let s1 = _mm512_loadu_ps(panel.scales.as_ptr().add(at + PANEL));
+        let o0 = _mm512_loadu_si512(panel.offsets.as_ptr().add(at) as *const __m512i);
+        let o1 = _mm512_loadu_si512(panel.offsets.as_ptr().add(at + PANEL) as *const __m512i);
+        for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
+            let sa = _mm512_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
+            let f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc_r[0], o0)), s0);
+            let f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc_r[1], o1)), s1);
+            sum_r[0] = _mm512_fmadd_ps(f0, sa, sum_r[0]);
+            sum_r[1] = _mm512_fmadd_ps(f1, sa, sum_r[1]);
+        }
+        if let Some(mins) = panel.mins {
+            let m0 = _mm512_loadu_ps(mins.as_ptr().add(at));
+            let m1 = _mm512_loadu_ps(mins.as_ptr().add(at + PANEL));
+            for (r, sum_r) in sums.iter_mut().enumerate() {
+                let ss = _mm512_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g));
+                sum_r[0] = _mm512_fmadd_ps(m0, ss, sum_r[0]);
+                sum_r[1] = _mm512_fmadd_ps(m1, ss, sum_r[1]);
+            }
+        }
+    }
+    for (out_r, sum_r) in out.iter_mut().zip(&sums) {
+        _mm512_storeu_ps(out_r.as_mut_ptr(), sum_r[0]);
+        _mm512_storeu_ps(out_r.as_mut_ptr().add(PANEL), sum_r[1]);
+    }
+}
+
+/// `MR` rows against the panel through `vpmaddubsw` + `vpmaddwd`: `|w|` times the activation
+/// with the sign of `w` (GGML's trick: both at most 127 in magnitude, so no pair sum of
+/// `vpmaddubsw` saturates), 8 channels of 4 inputs per 256-bit vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+) {
+    use std::arch::x86_64::*;
+    let gq = q.group / 4;
+    let base = panel.data.as_ptr();
+    let a = q.data.as_ptr().add(row * q.k_padded);
+    let ones = _mm256_set1_epi16(1);
+    let flip = 0x8080_8080u32 as i32;
+    // The four 256-bit vectors of one quad: channels 0-7, 8-15 (sub-panel 0), 16-23, 24-31.
+    let starts = [0, 32, panel.sub_stride, panel.sub_stride + 32];
+    let mut sums = [[_mm256_setzero_ps(); 4]; MR];
+    for g in 0..q.groups {
+        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+        for kq in g * gq..(g + 1) * gq {
+            let mut av = [_mm256_setzero_si256(); MR];
+            for (r, av_r) in av.iter_mut().enumerate() {
+                let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                *av_r = _mm256_set1_epi32(four ^ flip);
+            }
+            for (v, start) in starts.iter().enumerate() {
+                let w = _mm256_loadu_si256(base.add(start + kq * 64) as *const __m256i);
+                let w_abs = _mm256_abs_epi8(w);
+                for (acc_r, av_r) in acc.iter_mut().zip(&av) {
+                    let signed = _mm256_sign_epi8(*av_r, w);
+                    let pairs = _mm256_maddubs_epi16(w_abs, signed);
+                    acc_r[v] = _mm256_add_epi32(acc_r[v], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        let at = g * panel.stride;
+        for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
+            let sa = _mm256_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
+            let ss = panel
+                .mins
+                .map(|_| _mm256_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g)));
+            for v in 0..4 {
+                let s = _mm256_loadu_ps(panel.scales.as_ptr().add(at + v * 8));
+                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_r[v]), s);
+                sum_r[v] = _mm256_fmadd_ps(f, sa, sum_r[v]);
+                if let (Some(mins), Some(ss)) = (panel.mins, ss) {
+                    let m = _mm256_loadu_ps(mins.as_ptr().add(at + v * 8));
+                    sum_r[v] = _mm256_fmadd_ps(m, ss, sum_r[v]);
+                }
+            }
+        }
+    }
+    for (out_r, sum_r) in out.iter_mut().zip(&sums) {
+        for (v, s) in sum_r.iter().enumerate() {
+            _mm256_storeu_ps(out_r.as_mut_ptr().add(v * 8), *s);
+        }
+    }
+}
+
+/// Quantizes one span symmetrically to `q + 128`; returns its scale (0 for an all-zero span).
+pub(crate) fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if CpuFeatures::get().avx512 {
+        // SAFETY: the CPU has AVX-512 F (detected at run time).
+        return unsafe { crate::kernels::avx512::quantize_span(x, q) };
+    }
+    quantize_span_portable(x, q)
+}
+
+/// [`quantize_span`] without intrinsics.
+pub(crate) fn quantize_span_portable(x: &[f32], q: &mut [u8]) -> f32 {
+    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (d, v) in q.iter_mut().zip(x) {
+        *d = ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+    }
+    max / 127.0
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Every path this CPU can run, whatever `SLIMBENCH_KERNELS` says: tests compare them all.
+    pub(crate) fn paths_here() -> Vec<IntPath> {
+        let cpu = CpuFeatures::detect();
+        let mut paths = vec![IntPath::Portable];
+        if cpu.avx2_fma {
+            paths.push(IntPath::Avx2);
+        } else {
+            eprintln!("the AVX2 path is not tested: this CPU has no AVX2 and FMA");
+        }
+        if cpu.avx512_vnni {
+            paths.push(IntPath::Vnni);
+        } else {
+            eprintln!("the VNNI path is not tested: this CPU has no AVX-512 VNNI");
+        }
+        paths
+    }
+}
