@@ -3,8 +3,8 @@
 //! and multiplied by the row's activations quantized to 8 bits per 32 inputs (GGML's `q8_0`
 //! with an f32 scale), the sums exact in i32: formats with a minimum (`q4_1`, `q5_1`, `q4k`, `q5k`)
 //! multiply their unsigned values directly (`vpmaddubsw`, or `vpdpbusd` with AVX-512 VNNI) and add
-//! `minimum x sum(activations)`; the signed ones (`q8_0`, `q4_0`, `q5_0`, `q6k`) use GGML's sign
-//! trick. Per-lane scales carry `q6k`'s groups of 16. The portable path decodes each block with
+//! `minimum x sum(activations)`, as do `q4_0` and `q5_0` (their offsets of 8 and 16 become a
+//! minimum); the signed ones (`q8_0`, `q6k`) use GGML's sign trick. Per-lane scales carry `q6k`'s groups of 16. The portable path decodes each block with
 //! the scalar decoder of [`crate::kernels::blocks`].
 
 use crate::kernels::blocks::{BlockFormat, BlockMatrix};
@@ -223,18 +223,21 @@ mod x86 {
                 (dot_signed::<D>(w, a), half_at(b))
             }
             BlockFormat::Q4_0 => {
-                let w = _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8));
-                (dot_signed::<D>(w, a), half_at(b))
+                // The nibbles unsigned, their offset of 8 as a minimum of -8 d.
+                let d = half_at(b);
+                acc.mins += -8.0 * d * *row.sums.add(k);
+                (D::dot(nibbles(b.add(2)), a), d)
             }
             BlockFormat::Q4_1 => {
                 acc.mins += half_at(b.add(2)) * *row.sums.add(k);
                 (D::dot(nibbles(b.add(4)), a), half_at(b))
             }
             BlockFormat::Q5_0 => {
-                // nibble | 0xF0 where the fifth bit is clear: the value minus 16, as an i8.
-                let high = _mm256_andnot_si256(bits(b.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
-                let w = _mm256_or_si256(nibbles(b.add(6)), high);
-                (dot_signed::<D>(w, a), half_at(b))
+                // The 5-bit values unsigned, their offset of 16 as a minimum of -16 d.
+                let d = half_at(b);
+                acc.mins += -16.0 * d * *row.sums.add(k);
+                let high = _mm256_and_si256(bits(b.add(2)), _mm256_set1_epi8(0x10));
+                (D::dot(_mm256_or_si256(nibbles(b.add(6)), high), a), d)
             }
             _ => {
                 // Q5_1: nibble | 16 where the fifth bit is set.

@@ -165,6 +165,29 @@ impl BlockFormat {
         }
     }
 
+    /// For the formats whose values are stored unsigned and offset (`q4_0`: 8, `q5_0`: 16, `q6k`:
+    /// 32), the offset; 0 for the others. The int8 panels keep the unsigned value and fold
+    /// `-offset x scale` into the group's minimum.
+    pub(crate) fn value_offset(self) -> i8 {
+        match self {
+            BlockFormat::Q4_0 => 8,
+            BlockFormat::Q5_0 => 16,
+            BlockFormat::Q6K => 32,
+            _ => 0,
+        }
+    }
+
+    /// Bits of the unsigned values in the int8 panels (4, 5 or 6); `None` for `q8_0`, whose
+    /// values are signed bytes.
+    pub(crate) fn panel_bits(self) -> Option<u32> {
+        match self {
+            BlockFormat::Q8_0 => None,
+            BlockFormat::Q4_0 | BlockFormat::Q4_1 | BlockFormat::Q4K => Some(4),
+            BlockFormat::Q5_0 | BlockFormat::Q5_1 | BlockFormat::Q5K => Some(5),
+            BlockFormat::Q6K => Some(6),
+        }
+    }
+
     /// Decodes one block (`block_bytes()` bytes) into `out`.
     pub(crate) fn decode_into(self, block: &[u8], out: &mut Decoded) {
         with_decoder!(self, decode => decode(block, out))
@@ -495,7 +518,7 @@ impl BlockMatrix {
             rows,
             self.in_dim,
             self.format.group(),
-            self.format.has_mins(),
+            self.format.panel_bits().is_some(),
             parallel,
         );
         qgemm::matmul(self, &q, rows, dst, epilogue, parallel);
@@ -571,6 +594,7 @@ impl BlockMatrix {
         p.offsets.resize(groups * TILE_COLS, 0);
         let col0 = tile * TILE_COLS;
         let row_bytes = self.row_bytes();
+        let offset = self.format.value_offset();
         let mut dec = Decoded::default();
         with_decoder!(self.format, decode => {
             for c in 0..TILE_COLS.min(self.out_dim - col0) {
@@ -578,6 +602,15 @@ impl BlockMatrix {
                 let lane = (c / PANEL) * sub_stride + (c % PANEL) * 4;
                 for (b, block) in row.chunks_exact(bytes).enumerate() {
                     decode(block, &mut dec);
+                    if offset != 0 {
+                        // Unsigned values, the offset moved into the minimum (see `value_offset`).
+                        for v in &mut dec.vals[..len] {
+                            *v += offset;
+                        }
+                        for g in 0..per_block {
+                            dec.mins[g] = -(offset as f32) * dec.scales[g];
+                        }
+                    }
                     for gi in 0..per_block {
                         let at = (b * per_block + gi) * TILE_COLS + c;
                         let span = &dec.vals[gi * group..(gi + 1) * group];
@@ -610,7 +643,8 @@ impl PanelSource for BlockMatrix {
             sub_stride: self.in_dim / 4 * 64,
             scales: &scratch.scales,
             offsets: &scratch.offsets,
-            mins: self.format.has_mins().then_some(&scratch.mins[..]),
+            mins: self.format.panel_bits().map(|_| &scratch.mins[..]),
+            unsigned_bits: self.format.panel_bits(),
             stride: TILE_COLS,
         }
     }
@@ -740,8 +774,14 @@ mod tests {
             let w = BlockMatrix::quantize(&random(out_dim * in_dim, 5), out_dim, in_dim, format)
                 .unwrap();
             let x = random(rows * in_dim, 6);
-            let q =
-                QuantizedRows::quantize(&x, rows, in_dim, format.group(), format.has_mins(), false);
+            let q = QuantizedRows::quantize(
+                &x,
+                rows,
+                in_dim,
+                format.group(),
+                format.panel_bits().is_some(),
+                false,
+            );
             for path in paths_here() {
                 for tile in 0..out_dim.div_ceil(TILE_COLS) {
                     let scratch = &mut ();

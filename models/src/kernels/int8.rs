@@ -143,6 +143,7 @@ impl PanelSource for Int8Matrix {
             scales: &self.scales[tile * TILE_COLS..],
             offsets: &self.offsets[tile * TILE_COLS..],
             mins: None,
+            unsigned_bits: None,
             stride: self.n_padded,
         }
     }

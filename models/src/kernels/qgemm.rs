@@ -139,6 +139,10 @@ pub(crate) struct Panel<'a> {
     pub(crate) offsets: &'a [i32],
     /// The minimum added to each weight of channel `c` in group `g`, at `g * stride + c`.
     pub(crate) mins: Option<&'a [f32]>,
+    /// `Some(bits)` when every weight is unsigned and below `2^bits` (the block formats but
+    /// `q8_0`): the AVX2 path then multiplies without the sign trick and sums several
+    /// `vpmaddubsw` results in i16 before widening (none can overflow).
+    pub(crate) unsigned_bits: Option<u32>,
     /// Distance between groups in `scales`, `offsets` and `mins`.
     pub(crate) stride: usize,
 }
@@ -257,12 +261,14 @@ pub(crate) fn tile_sums(
         IntPath::Avx2 => {
             let mut r = 0;
             while r < mr {
+                let rows = &mut out[r..(r + 2).min(mr)];
                 // SAFETY: the CPU has AVX2 (detected at run time); as for VNNI above.
                 unsafe {
-                    if mr - r >= 2 {
-                        tile_avx2::<2>(panel, q, row + r, &mut out[r..r + 2]);
-                    } else {
-                        tile_avx2::<1>(panel, q, row + r, &mut out[r..r + 1]);
+                    match (panel.unsigned_bits, rows.len()) {
+                        (Some(bits), 2) => tile_avx2_unsigned::<2>(panel, q, row + r, rows, bits),
+                        (Some(bits), _) => tile_avx2_unsigned::<1>(panel, q, row + r, rows, bits),
+                        (None, 2) => tile_avx2::<2>(panel, q, row + r, rows),
+                        (None, _) => tile_avx2::<1>(panel, q, row + r, rows),
                     }
                 }
                 r += 2;
@@ -407,6 +413,78 @@ unsafe fn tile_avx2<const MR: usize>(
                     let signed = _mm256_sign_epi8(*av_r, w);
                     let pairs = _mm256_maddubs_epi16(w_abs, signed);
                     acc_r[v] = _mm256_add_epi32(acc_r[v], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+        }
+        let at = g * panel.stride;
+        for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
+            let sa = _mm256_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
+            let ss = panel
+                .mins
+                .map(|_| _mm256_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g)));
+            for v in 0..4 {
+                let s = _mm256_loadu_ps(panel.scales.as_ptr().add(at + v * 8));
+                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_r[v]), s);
+                sum_r[v] = _mm256_fmadd_ps(f, sa, sum_r[v]);
+                if let (Some(mins), Some(ss)) = (panel.mins, ss) {
+                    let m = _mm256_loadu_ps(mins.as_ptr().add(at + v * 8));
+                    sum_r[v] = _mm256_fmadd_ps(m, ss, sum_r[v]);
+                }
+            }
+        }
+    }
+    for (out_r, sum_r) in out.iter_mut().zip(&sums) {
+        for (v, s) in sum_r.iter().enumerate() {
+            _mm256_storeu_ps(out_r.as_mut_ptr().add(v * 8), *s);
+        }
+    }
+}
+
+/// `MR` rows against a panel of unsigned weights below `2^bits` through `vpmaddubsw` (weights
+/// as the unsigned operand, activations signed) without the sign trick: up to
+/// `32767 / (2 x (2^bits - 1) x 127)` products of consecutive quads are summed in i16 before
+/// `vpmaddwd` widens them (8 for 4-bit weights, 4 for 5-bit, 2 for 6-bit).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2_unsigned<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+    bits: u32,
+) {
+    use std::arch::x86_64::*;
+    let gq = q.group / 4;
+    let depth = (32767 / (2 * ((1usize << bits) - 1) * 127)).clamp(1, gq);
+    let base = panel.data.as_ptr();
+    let a = q.data.as_ptr().add(row * q.k_padded);
+    let ones = _mm256_set1_epi16(1);
+    let flip = 0x8080_8080u32 as i32;
+    let starts = [0, 32, panel.sub_stride, panel.sub_stride + 32];
+    let mut sums = [[_mm256_setzero_ps(); 4]; MR];
+    for g in 0..q.groups {
+        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+        let mut kq = g * gq;
+        while kq < (g + 1) * gq {
+            let end = (kq + depth).min((g + 1) * gq);
+            let mut short = [[_mm256_setzero_si256(); 4]; MR];
+            while kq < end {
+                let mut av = [_mm256_setzero_si256(); MR];
+                for (r, av_r) in av.iter_mut().enumerate() {
+                    let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                    *av_r = _mm256_set1_epi32(four ^ flip);
+                }
+                for (v, start) in starts.iter().enumerate() {
+                    let w = _mm256_loadu_si256(base.add(start + kq * 64) as *const __m256i);
+                    for (short_r, av_r) in short.iter_mut().zip(&av) {
+                        short_r[v] = _mm256_add_epi16(short_r[v], _mm256_maddubs_epi16(w, *av_r));
+                    }
+                }
+                kq += 1;
+            }
+            for (acc_r, short_r) in acc.iter_mut().zip(&short) {
+                for v in 0..4 {
+                    acc_r[v] = _mm256_add_epi32(acc_r[v], _mm256_madd_epi16(short_r[v], ones));
                 }
             }
         }
