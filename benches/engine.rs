@@ -1,5 +1,6 @@
-//! The engine benchmark of issue 10 under criterion: all-MiniLM-L6-v2 at 128 tokens, batch 1 and
-//! 32, fp32 and int8 (slimbench's kernels), q8_0 (candle's). Needs `slimbench fetch minilm`;
+//! The engine benchmark of issues 10 and 19 under criterion: all-MiniLM-L6-v2 at 128 tokens, batch 1
+//! and 32, fp32, int8 and the block formats q8_0, q4_0 and q4k, all on slimbench's kernels (the
+//! instruction set as `SLIMBENCH_KERNELS` leaves it). Needs `slimbench fetch minilm`;
 //! without the files it says so and measures nothing. Run beside `../shared/peer/run.sh`:
 //! `cargo bench --bench engine` (threads follow `RAYON_NUM_THREADS`).
 
@@ -26,25 +27,24 @@ fn engine(c: &mut Criterion) {
     };
     let texts: Vec<&str> = split.test[..32].iter().map(|e| e.text.as_str()).collect();
     let fp32 = base.bert;
-    let variants: Vec<(&str, Bert)> = vec![
+    let mut variants: Vec<(&str, Bert)> = vec![
         ("fp32", fp32.clone()),
         ("int8", int8_bert(&fp32).expect("int8 variant").0),
-        (
-            "q8_0",
-            quantize_bert(&fp32, candle_core::quantized::GgmlDType::Q8_0)
-                .expect("q8_0 variant")
-                .0,
-        ),
     ];
+    for (name, format) in [
+        ("q8_0", candle_core::quantized::GgmlDType::Q8_0),
+        ("q4_0", candle_core::quantized::GgmlDType::Q4_0),
+        ("q4k", candle_core::quantized::GgmlDType::Q4K),
+    ] {
+        let variant = quantize_bert(&fp32, format).expect("block-format variant").0;
+        variants.push((name, variant));
+    }
     let mut group = c.benchmark_group("minilm-128-tokens");
     for batch in [1usize, 32] {
         let input = tokenizer
             .encode(&texts[..batch], Padding::Fixed(128))
             .expect("encoded batch");
         for (name, bert) in &variants {
-            if *name == "q8_0" && batch == 32 {
-                continue; // over 2 s an iteration: candle's q8_0 at batch 1 is enough to compare
-            }
             group.bench_function(BenchmarkId::new(*name, batch), |b| {
                 b.iter(|| bert.embed(&input, false).expect("forward"))
             });
