@@ -36,7 +36,9 @@ fn engine(c: &mut Criterion) {
         ("q4_0", candle_core::quantized::GgmlDType::Q4_0),
         ("q4k", candle_core::quantized::GgmlDType::Q4K),
     ] {
-        let variant = quantize_bert(&fp32, format).expect("block-format variant").0;
+        let variant = quantize_bert(&fp32, format)
+            .expect("block-format variant")
+            .0;
         variants.push((name, variant));
     }
     let mut group = c.benchmark_group("minilm-128-tokens");
