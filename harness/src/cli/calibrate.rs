@@ -41,10 +41,13 @@ pub fn run(args: CalibrateArgs) -> anyhow::Result<ExitCode> {
         c.cpu_model, c.threads, c.vector_path
     );
     println!("peak f32: {:.1} GFLOP/s", c.peak_gflops);
-    match c.peak_int8_gops {
-        Some(p) => println!("peak int8 (AVX-512 VNNI): {p:.1} GOP/s"),
-        None => println!(
-            "peak int8: not measured (no AVX-512 VNNI; the int8 kernel runs its portable code)"
+    match (c.peak_int8_gops, c.int8_path.as_deref()) {
+        (Some(p), Some(path)) => println!(
+            "peak int8 ({path}, the instructions of the int8 and block-format kernels): {p:.1} GOP/s"
+        ),
+        _ => println!(
+            "peak int8: not measured (the integer kernels run their portable code here: no AVX2, \
+             or SLIMBENCH_KERNELS=portable)"
         ),
     }
     println!("memory read bandwidth: {:.1} GB/s", c.read_bandwidth_gbs);
