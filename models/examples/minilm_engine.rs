@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use candle_core::quantized::GgmlDType;
 use candle_core::DType;
+use slimbench_models::compress::quantize::QUANT_FORMATS;
 use slimbench_models::kernels::{thread_count, CpuFeatures};
 use slimbench_models::text::bert::{row_cosines, Bert};
 use slimbench_models::text::compress::{cast_bert, int8_bert, quantize_bert};
@@ -47,18 +47,9 @@ fn main() -> slimbench_models::Result<()> {
     let reference = fp32.embed(&batch32, false)?;
     let mut variants: Vec<(&str, Bert)> =
         vec![("fp32", fp32.clone()), ("int8", int8_bert(&fp32)?.0)];
-    for (name, format) in [
-        ("q8_0", GgmlDType::Q8_0),
-        ("q6k", GgmlDType::Q6K),
-        ("q5k", GgmlDType::Q5K),
-        ("q5_1", GgmlDType::Q5_1),
-        ("q5_0", GgmlDType::Q5_0),
-        ("q4k", GgmlDType::Q4K),
-        ("q4_1", GgmlDType::Q4_1),
-        ("q4_0", GgmlDType::Q4_0),
-    ] {
+    for (name, format) in QUANT_FORMATS {
         if only.as_ref().is_none_or(|o| o.iter().any(|n| n == name)) {
-            variants.push((name, quantize_bert(&fp32, format)?.0));
+            variants.push((name, quantize_bert(&fp32, *format)?.0));
         }
     }
     variants.push(("bf16", cast_bert(&fp32, DType::BF16)?.0));

@@ -309,6 +309,24 @@ impl DenseLayer {
         })
     }
 
+    /// `dst = epilogue(x W^T)` for `rows` rows of `x` through slimbench's own integer kernels,
+    /// where the weight runs on one (`int8`, a block format on the CPU): `true`; `false`, with
+    /// nothing written, for every other storage.
+    pub fn matmul_own_kernel(
+        &self,
+        x: &[f32],
+        rows: usize,
+        dst: &mut [f32],
+        epilogue: Epilogue<'_>,
+    ) -> bool {
+        match &self.weight {
+            WeightStorage::Int8 { matrix } => matrix.matmul(x, rows, dst, epilogue),
+            WeightStorage::Blocks { matrix } => matrix.matmul(x, rows, dst, epilogue),
+            _ => return false,
+        }
+        true
+    }
+
     /// The format name of the weight.
     pub fn format(&self) -> &'static str {
         match &self.weight {
@@ -382,39 +400,27 @@ impl Module for DenseLayer {
                 .matmul(weight_t)?
                 .to_dtype(DType::F32)?,
             WeightStorage::Sparse { csr } => csr_forward(csr, x)?,
-            WeightStorage::Int8 { matrix } => {
-                return own_kernel_forward(x, &self.bias, matrix.out_dim(), |x, rows, dst, e| {
-                    matrix.matmul(x, rows, dst, e)
-                })
-            }
-            WeightStorage::Blocks { matrix } => {
-                return own_kernel_forward(x, &self.bias, matrix.out_dim(), |x, rows, dst, e| {
-                    matrix.matmul(x, rows, dst, e)
-                })
+            WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. } => {
+                return own_kernel_forward(self, x)
             }
         };
         y.broadcast_add(&self.bias)
     }
 }
 
-/// `x W^T + b` through one of slimbench's own kernels (`matmul(x, rows, dst, epilogue)`), for a
-/// batch `rows x in` on the CPU.
-fn own_kernel_forward(
-    x: &Tensor,
-    bias: &Tensor,
-    out_dim: usize,
-    matmul: impl FnOnce(&[f32], usize, &mut [f32], Epilogue<'_>),
-) -> candle_core::Result<Tensor> {
+/// `x W^T + b` through slimbench's own integer kernel of `layer` (see
+/// [`DenseLayer::matmul_own_kernel`]), for a batch `rows x in` on the CPU.
+fn own_kernel_forward(layer: &DenseLayer, x: &Tensor) -> candle_core::Result<Tensor> {
     let (rows, _) = x.dims2()?;
     let input = x.flatten_all()?.to_vec1::<f32>()?;
-    let bias = bias.to_vec1::<f32>()?;
-    let mut out = vec![0f32; rows * out_dim];
+    let bias = layer.bias.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows * layer.out_dim];
     let epilogue = Epilogue {
         bias: Some(&bias),
         ..Default::default()
     };
-    matmul(&input, rows, &mut out, epilogue);
-    Tensor::from_vec(out, (rows, out_dim), x.device())
+    layer.matmul_own_kernel(&input, rows, &mut out, epilogue);
+    Tensor::from_vec(out, (rows, layer.out_dim), x.device())
 }
 
 /// `x W^T` for a CSR weight `out x in` and a dense batch `rows x in`: Y^T = W X^T through sprs's

@@ -416,28 +416,9 @@ unsafe fn tile_avx2<const MR: usize>(
                 }
             }
         }
-        let at = g * panel.stride;
-        for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
-            let sa = _mm256_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
-            let ss = panel
-                .mins
-                .map(|_| _mm256_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g)));
-            for v in 0..4 {
-                let s = _mm256_loadu_ps(panel.scales.as_ptr().add(at + v * 8));
-                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_r[v]), s);
-                sum_r[v] = _mm256_fmadd_ps(f, sa, sum_r[v]);
-                if let (Some(mins), Some(ss)) = (panel.mins, ss) {
-                    let m = _mm256_loadu_ps(mins.as_ptr().add(at + v * 8));
-                    sum_r[v] = _mm256_fmadd_ps(m, ss, sum_r[v]);
-                }
-            }
-        }
+        add_group_avx2(panel, q, row, g, &acc, &mut sums);
     }
-    for (out_r, sum_r) in out.iter_mut().zip(&sums) {
-        for (v, s) in sum_r.iter().enumerate() {
-            _mm256_storeu_ps(out_r.as_mut_ptr().add(v * 8), *s);
-        }
-    }
+    store_avx2(&sums, out);
 }
 
 /// `MR` rows against a panel of unsigned weights below `2^bits` through `vpmaddubsw` (weights
@@ -488,24 +469,51 @@ unsafe fn tile_avx2_unsigned<const MR: usize>(
                 }
             }
         }
-        let at = g * panel.stride;
-        for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
-            let sa = _mm256_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
-            let ss = panel
-                .mins
-                .map(|_| _mm256_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g)));
-            for v in 0..4 {
-                let s = _mm256_loadu_ps(panel.scales.as_ptr().add(at + v * 8));
-                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_r[v]), s);
-                sum_r[v] = _mm256_fmadd_ps(f, sa, sum_r[v]);
-                if let (Some(mins), Some(ss)) = (panel.mins, ss) {
-                    let m = _mm256_loadu_ps(mins.as_ptr().add(at + v * 8));
-                    sum_r[v] = _mm256_fmadd_ps(m, ss, sum_r[v]);
-                }
+        add_group_avx2(panel, q, row, g, &acc, &mut sums);
+    }
+    store_avx2(&sums, out);
+}
+
+/// Adds group `g`'s i32 sums of `MR` rows (4 vectors of 8 channels each) to their f32 sums: times
+/// the channels' scales and the rows' activation scales, plus minimum x scaled activation sum.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn add_group_avx2<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    g: usize,
+    acc: &[[std::arch::x86_64::__m256i; 4]; MR],
+    sums: &mut [[std::arch::x86_64::__m256; 4]; MR],
+) {
+    use std::arch::x86_64::*;
+    let at = g * panel.stride;
+    for (r, (sum_r, acc_r)) in sums.iter_mut().zip(acc).enumerate() {
+        let sa = _mm256_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
+        let ss = panel
+            .mins
+            .map(|_| _mm256_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g)));
+        for v in 0..4 {
+            let s = _mm256_loadu_ps(panel.scales.as_ptr().add(at + v * 8));
+            let f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_r[v]), s);
+            sum_r[v] = _mm256_fmadd_ps(f, sa, sum_r[v]);
+            if let (Some(mins), Some(ss)) = (panel.mins, ss) {
+                let m = _mm256_loadu_ps(mins.as_ptr().add(at + v * 8));
+                sum_r[v] = _mm256_fmadd_ps(m, ss, sum_r[v]);
             }
         }
     }
-    for (out_r, sum_r) in out.iter_mut().zip(&sums) {
+}
+
+/// Stores the f32 sums of `MR` rows (4 vectors of 8 channels each) into `out`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_avx2<const MR: usize>(
+    sums: &[[std::arch::x86_64::__m256; 4]; MR],
+    out: &mut [[f32; TILE_COLS]],
+) {
+    use std::arch::x86_64::*;
+    for (out_r, sum_r) in out.iter_mut().zip(sums) {
         for (v, s) in sum_r.iter().enumerate() {
             _mm256_storeu_ps(out_r.as_mut_ptr().add(v * 8), *s);
         }

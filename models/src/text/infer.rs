@@ -67,24 +67,14 @@ fn linear_into(
                 )
             })?;
         }
-        WeightStorage::Int8 { matrix } => {
+        WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. } => {
             let bias = to_vec(&layer.bias)?;
             let epilogue = Epilogue {
                 bias: Some(&bias),
                 residual,
                 gelu,
             };
-            matrix.matmul(x, rows, dst, epilogue);
-            return Ok(());
-        }
-        WeightStorage::Blocks { matrix } => {
-            let bias = to_vec(&layer.bias)?;
-            let epilogue = Epilogue {
-                bias: Some(&bias),
-                residual,
-                gelu,
-            };
-            matrix.matmul(x, rows, dst, epilogue);
+            layer.matmul_own_kernel(x, rows, dst, epilogue);
             return Ok(());
         }
         // candle's kernels for half precision, CSR and the block formats off the CPU.
