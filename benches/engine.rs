@@ -5,8 +5,9 @@
 //! `cargo bench --bench engine` (threads follow `RAYON_NUM_THREADS`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use slimbench_models::kernels::blocks::BlockFormat;
+use slimbench_models::linears::{int8, quantize};
 use slimbench_models::text::bert::Bert;
-use slimbench_models::text::compress::{int8_bert, quantize_bert};
 use slimbench_models::text::tokenize::{Padding, TextTokenizer};
 use slimbench_models::text::workload::{email_split, load_base, MINILM};
 
@@ -29,17 +30,11 @@ fn engine(c: &mut Criterion) {
     let fp32 = base.bert;
     let mut variants: Vec<(&str, Bert)> = vec![
         ("fp32", fp32.clone()),
-        ("int8", int8_bert(&fp32).expect("int8 variant").0),
+        ("int8", int8(&fp32).expect("int8 variant").model),
     ];
-    for (name, format) in [
-        ("q8_0", candle_core::quantized::GgmlDType::Q8_0),
-        ("q4_0", candle_core::quantized::GgmlDType::Q4_0),
-        ("q4k", candle_core::quantized::GgmlDType::Q4K),
-    ] {
-        let variant = quantize_bert(&fp32, format)
-            .expect("block-format variant")
-            .0;
-        variants.push((name, variant));
+    for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4K] {
+        let variant = quantize(&fp32, format).expect("block-format variant").model;
+        variants.push((format.name(), variant));
     }
     let mut group = c.benchmark_group("minilm-128-tokens");
     for batch in [1usize, 32] {

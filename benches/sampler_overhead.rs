@@ -11,15 +11,18 @@ use slimbench::host::HostInfo;
 use slimbench::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use slimbench::meter::rapl::powercap_root;
 use slimbench::meter::sampler::Sampler;
-use slimbench_models::workload::{build_workload, WorkloadSpec};
+use slimbench_models::catalog::build_workload;
+use slimbench_models::workload::{Cell, WorkloadSpec};
 
 fn spec() -> WorkloadSpec {
     WorkloadSpec {
-        model: "digits-mlp".into(),
-        technique: "fp32".into(),
-        device: "cpu".into(),
-        batch_size: 1,
-        seq_len: None,
+        cell: Cell {
+            model: "digits-mlp".into(),
+            technique: slimbench_models::technique::Technique::baseline(),
+            device: "cpu".into(),
+            batch_size: 1,
+            seq_len: None,
+        },
         cache_dir: slimbench_models::cache::default_cache_dir(),
     }
 }

@@ -1,7 +1,8 @@
 //! What the benchmarks share: the variants of the default suite, built once each.
 
+use slimbench_models::catalog::build_workload;
 use slimbench_models::catalog::{DEFAULT_MODELS, DEFAULT_TECHNIQUES};
-use slimbench_models::workload::{build_workload, Workload, WorkloadSpec};
+use slimbench_models::workload::{Cell, Workload, WorkloadSpec};
 
 /// Batch sizes every variant is benchmarked at.
 pub const BATCH_SIZES: [usize; 2] = [1, 32];
@@ -20,12 +21,18 @@ pub fn default_variants() -> Vec<(&'static str, Vec<Variant>)> {
             let mut variants = Vec::new();
             for technique in DEFAULT_TECHNIQUES {
                 for batch_size in BATCH_SIZES {
+                    let Ok(technique_typed) = technique.parse() else {
+                        eprintln!("skipping {model}/{technique}: not a technique");
+                        continue;
+                    };
                     let spec = WorkloadSpec {
-                        model: model.to_string(),
-                        technique: technique.to_string(),
-                        device: "cpu".into(),
-                        batch_size,
-                        seq_len: None,
+                        cell: Cell {
+                            model: model.to_string(),
+                            technique: technique_typed,
+                            device: "cpu".into(),
+                            batch_size,
+                            seq_len: None,
+                        },
                         cache_dir: cache.clone(),
                     };
                     match build_workload(&spec) {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::UsageError;
+use crate::error::UsageError;
 
 /// World average grid intensity, g CO2e per kWh (Ember, Global Electricity Review 2024, for 2023).
 pub const WORLD_AVERAGE_G_PER_KWH: f64 = 480.0;

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::plan::UsageError;
+use crate::error::UsageError;
 use crate::results::{read_records, Status};
 use crate::stats::{median_of, percentile_sorted, Interval};
 

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::error::UsageError;
 use crate::meter::choose::EnergyChoice;
-use crate::plan::UsageError;
 
 /// The contents of a run config file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

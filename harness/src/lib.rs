@@ -9,6 +9,7 @@ pub mod chart;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod error;
 pub mod export;
 pub mod host;
 pub mod limits;

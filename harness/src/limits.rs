@@ -1,7 +1,7 @@
 //! The documented range of every numeric setting of a run, checked before a run folder exists, with
 //! the flag and the config key named in the error.
 
-use crate::plan::UsageError;
+use crate::error::UsageError;
 
 /// One numeric setting: its flag, its config key, its unit and its accepted range (inclusive).
 #[derive(Debug, Clone, Copy)]

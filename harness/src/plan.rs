@@ -1,25 +1,21 @@
 //! The plan of a run: the matrix of cells (model x technique x device x batch size, and sequence
-//! length for text models), validated
-//! against the catalogue so that a misspelt name is a usage error listing the valid ones.
+//! length for the families whose inputs have one), validated against the catalogue so that a
+//! misspelt name is a usage error listing the valid ones. Each model's family says what it times
+//! when the plan names no batch size or sequence length.
 
 use serde::{Deserialize, Serialize};
 use slimbench_models::catalog;
-
 use slimbench_models::device::{cuda_ordinal, CUDA_BUILT};
-use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN};
+use slimbench_models::technique::{technique_names, Technique};
+use slimbench_models::workload::Cell;
 
-use crate::results::CellKey;
-
-/// A usage error: bad flags or names. The CLI exits 2 on it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+use crate::error::UsageError;
 
 /// The cells of a run, in the order they run (baseline first within each model and device).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// Every cell.
-    pub cells: Vec<CellKey>,
+    pub cells: Vec<Cell>,
 }
 
 fn check(kind: &str, given: &[String], known: &[String]) -> Result<(), UsageError> {
@@ -42,37 +38,30 @@ fn check(kind: &str, given: &[String], known: &[String]) -> Result<(), UsageErro
 
 /// Names of known models.
 pub fn known_models() -> Vec<String> {
-    catalog::MODELS.iter().map(|(n, _)| n.to_string()).collect()
+    catalog::models()
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect()
 }
 
-/// The shapes a plan times: batch sizes, and for text models their own batch sizes and sequence
-/// lengths.
-#[derive(Debug, Clone, PartialEq)]
+/// The shapes a plan names; what it leaves out, each model's family fills in.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Shapes {
-    /// Batch sizes of the non-text models.
-    pub batch_sizes: Vec<usize>,
-    /// Batch sizes (texts) of the text models.
-    pub text_batch_sizes: Vec<usize>,
-    /// Tokens per text of the text models.
-    pub seq_lens: Vec<usize>,
+    /// Batch sizes for every model; `None`: each family's defaults.
+    pub batch_sizes: Option<Vec<usize>>,
+    /// Tokens per input for the models whose inputs have a length; `None`: each family's default.
+    pub seq_lens: Option<Vec<usize>>,
 }
-
-/// Batch sizes of the non-text models when the plan names none.
-pub const DEFAULT_BATCH_SIZES: &[usize] = &[1, 32];
-
-/// Batch sizes (texts) of the text models when the plan names none.
-pub const DEFAULT_TEXT_BATCH_SIZES: &[usize] = &[1, 8];
 
 /// Devices when the plan names none.
 pub const DEFAULT_DEVICES: &[&str] = &["cpu"];
 
 impl Shapes {
-    /// The same batch sizes for every model, and the default sequence length.
+    /// The same batch sizes for every model, and each family's sequence length.
     pub fn batches(batch_sizes: &[usize]) -> Self {
         Self {
-            batch_sizes: batch_sizes.to_vec(),
-            text_batch_sizes: batch_sizes.to_vec(),
-            seq_lens: vec![DEFAULT_SEQ_LEN],
+            batch_sizes: Some(batch_sizes.to_vec()),
+            seq_lens: None,
         }
     }
 }
@@ -134,12 +123,14 @@ impl Plan {
         if techniques.is_empty() {
             return Err(UsageError(format!(
                 "no technique given; valid techniques: {}",
-                catalog::technique_names().join(", ")
+                technique_names().join(", ")
             )));
         }
-        for t in techniques {
-            catalog::parse_technique(t).map_err(|e| UsageError(e.to_string()))?;
-        }
+        let techniques = techniques
+            .iter()
+            .map(|t| t.parse::<Technique>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| UsageError(e.to_string()))?;
         if devices.is_empty() {
             return Err(UsageError(format!(
                 "no device given; valid devices: {}",
@@ -160,39 +151,45 @@ impl Plan {
                 )));
             }
         }
-        for sizes in [&shapes.batch_sizes, &shapes.text_batch_sizes] {
+        if let Some(sizes) = &shapes.batch_sizes {
             if sizes.is_empty() || sizes.contains(&0) {
                 return Err(UsageError(
                     "--batch-sizes needs one or more sizes of at least 1, e.g. 1,32".into(),
                 ));
             }
         }
-        if shapes.seq_lens.is_empty() || shapes.seq_lens.iter().any(|&s| s < 2) {
-            return Err(UsageError(
-                "--seq-lens needs one or more lengths of at least 2 tokens, e.g. 32,128,256".into(),
-            ));
+        if let Some(lens) = &shapes.seq_lens {
+            if lens.is_empty() || lens.iter().any(|&s| s < 2) {
+                return Err(UsageError(
+                    "--seq-lens needs one or more lengths of at least 2 tokens, e.g. 32,128,256"
+                        .into(),
+                ));
+            }
         }
-        let mut ordered: Vec<&String> = techniques
-            .iter()
-            .filter(|t| *t == catalog::BASELINE)
-            .collect();
-        ordered.extend(techniques.iter().filter(|t| *t != catalog::BASELINE));
+        let mut ordered: Vec<&Technique> = techniques.iter().filter(|t| t.is_baseline()).collect();
+        ordered.extend(techniques.iter().filter(|t| !t.is_baseline()));
         let mut cells = Vec::new();
         for model in models {
+            let dims = catalog::plan_dims(model).map_err(|e| UsageError(e.to_string()))?;
+            let batches = shapes
+                .batch_sizes
+                .clone()
+                .unwrap_or_else(|| dims.default_batch_sizes.to_vec());
+            let seqs: Vec<Option<usize>> = match dims.default_seq_len {
+                Some(default) => shapes
+                    .seq_lens
+                    .clone()
+                    .unwrap_or_else(|| vec![default])
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+                None => vec![None],
+            };
             for device in devices {
-                let text = is_text_model(model);
-                let (batches, seqs): (&[usize], Vec<Option<usize>>) = if text {
-                    (
-                        &shapes.text_batch_sizes,
-                        shapes.seq_lens.iter().map(|&s| Some(s)).collect(),
-                    )
-                } else {
-                    (&shapes.batch_sizes, vec![None])
-                };
                 for technique in &ordered {
                     for &seq_len in &seqs {
-                        for &batch_size in batches {
-                            cells.push(CellKey {
+                        for &batch_size in &batches {
+                            cells.push(Cell {
                                 model: model.clone(),
                                 technique: (*technique).clone(),
                                 device: device.clone(),
@@ -227,8 +224,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.cells.len(), 4);
-        assert_eq!(p.cells[0].technique, "fp32");
-        assert_eq!(p.cells[3].technique, "q8_0");
+        assert_eq!(p.cells[0].technique.to_string(), "fp32");
+        assert_eq!(p.cells[3].technique.to_string(), "q8_0");
         assert_eq!(p.cells[3].batch_size, 32);
     }
 
@@ -274,11 +271,10 @@ mod tests {
     }
 
     #[test]
-    fn text_models_get_their_batches_and_sequence_lengths() {
+    fn each_family_gets_its_batches_and_sequence_lengths() {
         let shapes = Shapes {
-            batch_sizes: vec![1, 32],
-            text_batch_sizes: vec![1, 8],
-            seq_lens: vec![32, 128],
+            batch_sizes: None,
+            seq_lens: Some(vec![32, 128]),
         };
         let p = Plan::new(
             &s(&["digits-mlp", "minilm"]),
@@ -297,8 +293,18 @@ mod tests {
             .iter()
             .filter(|c| c.model == "digits-mlp")
             .all(|c| c.seq_len.is_none()));
+        let given = Shapes::batches(&[4]);
+        let p = Plan::new(
+            &s(&["digits-mlp", "minilm"]),
+            &s(&["fp32"]),
+            &s(&["cpu"]),
+            &given,
+        )
+        .unwrap();
+        assert!(p.cells.iter().all(|c| c.batch_size == 4));
+        assert_eq!(p.cells.len(), 2);
         let bad = Shapes {
-            seq_lens: vec![],
+            seq_lens: Some(vec![]),
             ..shapes
         };
         assert!(Plan::new(&s(&["minilm"]), &s(&["fp32"]), &s(&["cpu"]), &bad).is_err());

@@ -5,8 +5,9 @@
 use serde::Serialize;
 
 use crate::carbon::{co2e_g, CarbonSettings, CAR_G_PER_KM};
-use crate::results::{CellKey, Record, Status};
+use crate::results::{Record, Status};
 use crate::runner::manifest::Manifest;
+use slimbench_models::workload::Cell;
 
 /// A run as the exporters see it: its manifest, its records in plan order, and the power traces
 /// by cell file name (`traces/<slug>.csv` text).
@@ -190,7 +191,7 @@ pub fn energy_rel_uncertainty(r: &Record) -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VariantRow {
     /// The cell.
-    pub key: CellKey,
+    pub key: Cell,
     /// A control arm (see [`slimbench_models::catalog::is_control`]): shown, never recommended.
     pub control: bool,
     /// Quality against the baseline.
@@ -217,11 +218,9 @@ impl VariantRow {
     }
 }
 
-fn baseline_of<'a>(records: &'a [Record], key: &CellKey) -> Option<&'a Record> {
+fn baseline_of<'a>(records: &'a [Record], key: &Cell) -> Option<&'a Record> {
     records.iter().find(|r| {
-        r.status == Status::Ok
-            && r.key.technique == slimbench_models::catalog::BASELINE
-            && r.key.same_setting(key)
+        r.status == Status::Ok && r.key.technique.is_baseline() && r.key.same_setting(key)
     })
 }
 
@@ -282,15 +281,13 @@ fn energy_change(base: &Record, r: &Record) -> Option<EnergyChange> {
 pub fn variant_rows(records: &[Record], budget: QualityBudget) -> Vec<VariantRow> {
     records
         .iter()
-        .filter(|r| {
-            r.status == Status::Ok && r.key.technique != slimbench_models::catalog::BASELINE
-        })
+        .filter(|r| r.status == Status::Ok && !r.key.technique.is_baseline())
         .filter_map(|r| {
             let base = baseline_of(records, &r.key)?;
             let quality = quality_change(base, r);
             Some(VariantRow {
                 key: r.key.clone(),
-                control: slimbench_models::catalog::is_control(&r.key.technique),
+                control: r.key.technique.is_control(),
                 quality,
                 speed: speed_change(base, r),
                 energy: energy_change(base, r),
@@ -334,7 +331,7 @@ pub fn project(
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
     /// The baseline cell of the setting.
-    pub baseline: CellKey,
+    pub baseline: Cell,
     /// The variant to ship; `None`: keep the baseline (no variant within the budget saves energy
     /// beyond the uncertainty).
     pub pick: Option<VariantRow>,
@@ -359,9 +356,9 @@ pub fn recommendations(
     volume: Volume,
 ) -> Vec<Recommendation> {
     let rows = variant_rows(records, budget);
-    let baselines = records.iter().filter(|r| {
-        r.status == Status::Ok && r.key.technique == slimbench_models::catalog::BASELINE
-    });
+    let baselines = records
+        .iter()
+        .filter(|r| r.status == Status::Ok && r.key.technique.is_baseline());
     let mut out = Vec::new();
     for base in baselines {
         let group: Vec<&VariantRow> = rows
@@ -437,7 +434,7 @@ pub fn recommendations(
         let tied_with: Vec<String> = tied
             .iter()
             .filter(|r| r.key != pick.key)
-            .map(|r| r.key.technique.clone())
+            .map(|r| r.key.technique.to_string())
             .collect();
         let e = pick.energy.expect("eligible rows have energy");
         if e.saved_pct <= e.half_width_pct {
@@ -492,7 +489,7 @@ pub fn recommendations(
 
 /// The run's carbon settings with the intensity and PUE that `key`'s record used (shares merged
 /// with different settings keep their own).
-fn own_carbon(records: &[Record], key: &CellKey, carbon: &CarbonSettings) -> CarbonSettings {
+fn own_carbon(records: &[Record], key: &Cell, carbon: &CarbonSettings) -> CarbonSettings {
     let mut own = carbon.clone();
     if let Some(c) = records
         .iter()

@@ -8,10 +8,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use slimbench_models::layer::LayerReport;
 
+use slimbench_models::workload::Cell;
+
 use crate::carbon::CarbonRecord;
+use crate::error::UsageError;
 use crate::host::HostInfo;
 use crate::meter::EnergyRecord;
-use crate::plan::UsageError;
 use crate::stats::LatencyStats;
 
 /// Version of the record layout; bumped on any incompatible change.
@@ -37,63 +39,6 @@ impl Status {
             Status::Failed => "failed",
             Status::NotApplicable => "not-applicable",
         }
-    }
-}
-
-/// The identity of a cell in a plan: model x technique x device x batch size.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct CellKey {
-    /// Model name.
-    pub model: String,
-    /// Technique name.
-    pub technique: String,
-    /// Device name.
-    pub device: String,
-    /// Items per batch.
-    pub batch_size: usize,
-    /// Tokens per text, for text models (a plan dimension); absent for the others.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq_len: Option<usize>,
-}
-
-impl CellKey {
-    /// The batch shape for tables: `32`, or `8x128` (texts x tokens) for text models.
-    pub fn batch_label(&self) -> String {
-        match self.seq_len {
-            Some(s) => format!("{}x{s}", self.batch_size),
-            None => self.batch_size.to_string(),
-        }
-    }
-
-    /// The model with its sequence length, for chart groups: `minilm (128 tokens)`.
-    pub fn model_label(&self) -> String {
-        match self.seq_len {
-            Some(s) => format!("{} ({s} tokens)", self.model),
-            None => self.model.clone(),
-        }
-    }
-
-    /// True when `other` has the same model, device, batch size and sequence length (the cells a
-    /// variant is compared across).
-    pub fn same_setting(&self, other: &CellKey) -> bool {
-        self.model == other.model
-            && self.device == other.device
-            && self.batch_size == other.batch_size
-            && self.seq_len == other.seq_len
-    }
-}
-
-impl std::fmt::Display for CellKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}/b{}",
-            self.model, self.technique, self.device, self.batch_size
-        )?;
-        if let Some(s) = self.seq_len {
-            write!(f, "/s{s}")?;
-        }
-        Ok(())
     }
 }
 
@@ -191,7 +136,7 @@ pub struct Record {
     pub host: HostInfo,
     /// Which cell.
     #[serde(flatten)]
-    pub key: CellKey,
+    pub key: Cell,
     /// The technique's parameters.
     pub technique_params: serde_json::Value,
     /// How the cell ended.
@@ -236,7 +181,7 @@ pub const MAX_KEPT_SAMPLES: usize = crate::stats::MAX_RESAMPLED;
 
 impl Record {
     /// A record with identity and host filled and every measurement empty.
-    pub fn empty(run_id: &str, key: CellKey, host: HostInfo, status: Status) -> Self {
+    pub fn empty(run_id: &str, key: Cell, host: HostInfo, status: Status) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
             run_id: run_id.to_string(),
@@ -264,7 +209,7 @@ impl Record {
     }
 
     /// A `failed` record carrying `error`.
-    pub fn failed(run_id: &str, key: CellKey, host: HostInfo, error: impl Into<String>) -> Self {
+    pub fn failed(run_id: &str, key: Cell, host: HostInfo, error: impl Into<String>) -> Self {
         let mut r = Self::empty(run_id, key, host, Status::Failed);
         r.error = Some(error.into());
         r
@@ -359,7 +304,7 @@ pub fn set_aside_torn_tail(path: &Path) -> anyhow::Result<Option<std::path::Path
 
 /// `records` in the order of `plan`'s cells (records of cells outside the plan last).
 pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<Record> {
-    let position = |k: &CellKey| plan.cells.iter().position(|c| c == k).unwrap_or(usize::MAX);
+    let position = |k: &Cell| plan.cells.iter().position(|c| c == k).unwrap_or(usize::MAX);
     records.sort_by_key(|r| position(&r.key));
     records
 }
@@ -381,7 +326,7 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, UsageError> {
     }
     let count = lines.len();
     let mut records: Vec<Record> = Vec::new();
-    let mut first_line: HashMap<CellKey, (usize, usize)> = HashMap::new();
+    let mut first_line: HashMap<Cell, (usize, usize)> = HashMap::new();
     for (i, raw) in lines.into_iter().enumerate() {
         let line_no = i + 1;
         let last_and_torn = torn_tail && line_no == count;
@@ -452,9 +397,9 @@ mod tests {
     }
 
     fn record(batch_size: usize, status: Status) -> Record {
-        let key = CellKey {
+        let key = Cell {
             model: "digits-mlp".into(),
-            technique: "fp32".into(),
+            technique: "fp32".parse().unwrap(),
             device: "cpu".into(),
             batch_size,
             seq_len: None,

@@ -3,15 +3,14 @@
 //!
 //! `cargo run --release -p slimbench-models --example distill_seeds`
 
-use slimbench_models::compress::distill::{
+use slimbench_models::digits::data::digits_split;
+use slimbench_models::digits::distill::{
     distill, train_control, DEFAULT_ALPHA, DEFAULT_TEMPERATURE,
 };
-use slimbench_models::data::digits::digits_split;
+use slimbench_models::digits::net::{predictions, NetSpec, Network};
+use slimbench_models::digits::train::{tensors_of, train, TrainConfig};
+use slimbench_models::digits::{cnn, mlp, student_config, train_config};
 use slimbench_models::quality::accuracy_pct;
-use slimbench_models::train::{tensors_of, train, TrainConfig};
-use slimbench_models::workload::{student_config, train_config};
-use slimbench_models::zoo::net::{predictions, NetSpec, Network};
-use slimbench_models::zoo::{cnn, mlp};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (train_set, test) = digits_split()?;

@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use candle_core::DType;
-use slimbench_models::compress::quantize::QUANT_FORMATS;
+use slimbench_models::kernels::blocks::BlockFormat;
 use slimbench_models::kernels::{thread_count, CpuFeatures};
+use slimbench_models::linears::{cast, int8, quantize};
+use slimbench_models::technique::HalfType;
 use slimbench_models::text::bert::{row_cosines, Bert};
-use slimbench_models::text::compress::{cast_bert, int8_bert, quantize_bert};
 use slimbench_models::text::tokenize::{Padding, TextTokenizer};
 use slimbench_models::text::workload::{email_split, load_base, MINILM};
 
@@ -46,13 +46,14 @@ fn main() -> slimbench_models::Result<()> {
     let fp32 = base.bert.clone();
     let reference = fp32.embed(&batch32, false)?;
     let mut variants: Vec<(&str, Bert)> =
-        vec![("fp32", fp32.clone()), ("int8", int8_bert(&fp32)?.0)];
-    for (name, format) in QUANT_FORMATS {
+        vec![("fp32", fp32.clone()), ("int8", int8(&fp32)?.model)];
+    for format in BlockFormat::ALL {
+        let name = format.name();
         if only.as_ref().is_none_or(|o| o.iter().any(|n| n == name)) {
-            variants.push((name, quantize_bert(&fp32, *format)?.0));
+            variants.push((name, quantize(&fp32, format)?.model));
         }
     }
-    variants.push(("bf16", cast_bert(&fp32, DType::BF16)?.0));
+    variants.push(("bf16", cast(&fp32, HalfType::Bf16)?.model));
     println!(
         "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {}, median of {runs} runs",
         thread_count(),

@@ -2,7 +2,7 @@
 //! and int8 at batch 1 and 32 x 128 tokens: the profile behind issue 10's note.
 //! `cargo run --release -p slimbench-models --example minilm_phases [runs]` (after `fetch minilm`).
 
-use slimbench_models::text::compress::int8_bert;
+use slimbench_models::linears::int8;
 use slimbench_models::text::infer::embed_profiled;
 use slimbench_models::text::tokenize::{Padding, TextTokenizer};
 use slimbench_models::text::workload::{email_split, load_base, MINILM};
@@ -16,7 +16,7 @@ fn main() -> slimbench_models::Result<()> {
     let mut tokenizer = TextTokenizer::load(&base.files.tokenizer)?;
     let split = email_split()?;
     let texts: Vec<&str> = split.test[..32].iter().map(|e| e.text.as_str()).collect();
-    let int8 = int8_bert(&base.bert)?.0;
+    let int8 = int8(&base.bert)?.model;
     for (name, bert) in [("fp32", &base.bert), ("int8", &int8)] {
         for batch in [1usize, 32] {
             let input = tokenizer.encode(&texts[..batch], Padding::Fixed(128))?;

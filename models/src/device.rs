@@ -8,6 +8,9 @@ use crate::error::{ModelError, Result};
 /// True when this build has candle's CUDA backend (the `cuda` feature).
 pub const CUDA_BUILT: bool = cfg!(feature = "cuda");
 
+/// The host CPU's device name.
+pub const CPU: &str = "cpu";
+
 /// The ordinal `N` of a `cuda:N` device name.
 pub fn cuda_ordinal(name: &str) -> Option<usize> {
     name.strip_prefix("cuda:")?.parse().ok()
@@ -15,12 +18,12 @@ pub fn cuda_ordinal(name: &str) -> Option<usize> {
 
 /// True for the device names a plan may use: `cpu` and `cuda:N`.
 pub fn is_device_name(name: &str) -> bool {
-    name == "cpu" || cuda_ordinal(name).is_some()
+    name == CPU || cuda_ordinal(name).is_some()
 }
 
 /// The candle device of `name`.
 pub fn candle_device(name: &str) -> Result<Device> {
-    if name == "cpu" {
+    if name == CPU {
         return Ok(Device::Cpu);
     }
     let Some(ordinal) = cuda_ordinal(name) else {

@@ -98,6 +98,14 @@ pub struct LayerReport {
     pub bytes: usize,
 }
 
+impl LayerReport {
+    /// True when the layer runs on slimbench's integer kernels on the CPU: `int8` and the GGML
+    /// block formats (their products are then held to the integer peak).
+    pub fn runs_integer_kernels(&self) -> bool {
+        self.format == "int8" || BlockFormat::from_name(&self.format).is_some()
+    }
+}
+
 /// The lower-case name slimbench uses for a candle block format (`q8_0`, `q4k`, ...).
 pub fn format_name(format: GgmlDType) -> &'static str {
     match format {

@@ -1,18 +1,20 @@
-//! slimbench-models: the model zoo, data sets, compression techniques and quality metrics.
-//! All candle code of slimbench lives here; the harness reaches it through [`workload::Workload`].
+//! slimbench-models: the model families, data sets, compression techniques and quality metrics.
+//! All candle code of slimbench lives here; the harness reaches it through [`workload`] (build a
+//! cell's workload), [`catalog`] (the names a plan may use) and [`technique`] (the grammar).
 
 pub mod cache;
 pub mod catalog;
-pub mod compress;
-pub mod data;
 pub mod device;
+pub mod digits;
 pub mod error;
+pub mod family;
 pub mod kernels;
 pub mod layer;
+pub mod linears;
+pub mod pruning;
 pub mod quality;
+pub mod technique;
 pub mod text;
-pub mod train;
 pub mod workload;
-pub mod zoo;
 
 pub use error::{ModelError, Result};

@@ -2,7 +2,8 @@
 //! not-applicable CSR path, and MiniLM where it is fetched. Without the feature, or without a GPU,
 //! each test prints why it is skipped.
 
-use slimbench_models::workload::{build_workload, WorkloadSpec};
+use slimbench_models::catalog::build_workload;
+use slimbench_models::workload::{Cell, WorkloadSpec};
 
 /// `Some(reason)` when CUDA cannot run here.
 fn no_gpu() -> Option<String> {
@@ -25,11 +26,13 @@ fn skip(test: &str) -> bool {
 
 fn spec(model: &str, technique: &str, device: &str, cache: &std::path::Path) -> WorkloadSpec {
     WorkloadSpec {
-        model: model.into(),
-        technique: technique.into(),
-        device: device.into(),
-        batch_size: 8,
-        seq_len: Some(64).filter(|_| model.starts_with("bert@") || model == "minilm"),
+        cell: Cell {
+            model: model.into(),
+            technique: technique.parse().expect("a technique"),
+            device: device.into(),
+            batch_size: 8,
+            seq_len: Some(64).filter(|_| model.starts_with("bert@") || model == "minilm"),
+        },
         cache_dir: cache.to_path_buf(),
     }
 }

@@ -4,11 +4,12 @@
 
 use std::path::PathBuf;
 
-use slimbench_models::data::emails::emails_path;
+use slimbench_models::catalog::build_workload;
 use slimbench_models::text::bert::Bert;
+use slimbench_models::text::emails::emails_path;
 use slimbench_models::text::files::{models_dir, ModelFiles};
 use slimbench_models::text::tokenize::{Padding, TextTokenizer};
-use slimbench_models::workload::{build_workload, WorkloadSpec};
+use slimbench_models::workload::{Cell, WorkloadSpec};
 
 /// The model's files, or `None` (with the reason printed) when they are absent and not required.
 fn minilm_files() -> Option<ModelFiles> {
@@ -95,11 +96,13 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
         return;
     }
     let spec = WorkloadSpec {
-        model: "minilm".into(),
-        technique: "q8_0".into(),
-        device: "cpu".into(),
-        batch_size: 1,
-        seq_len: Some(128),
+        cell: Cell {
+            model: "minilm".into(),
+            technique: "q8_0".parse().unwrap(),
+            device: "cpu".into(),
+            batch_size: 1,
+            seq_len: Some(128),
+        },
         cache_dir: cache().path().to_path_buf(),
     };
     let mut w = build_workload(&spec).unwrap();

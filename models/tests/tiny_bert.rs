@@ -1,13 +1,13 @@
 //! Every technique on a tiny random-weight BERT (2 layers, hidden 64), in seconds, and the errors
 //! a broken checkpoint gives. Needs no fetched files.
 
-use candle_core::quantized::GgmlDType;
-use candle_core::DType;
-use slimbench_models::compress::prune::Norm;
+use slimbench_models::kernels::blocks::BlockFormat;
+use slimbench_models::linears::{cast, quantize, Linears};
+use slimbench_models::pruning::Norm;
+use slimbench_models::technique::{HalfType, PostStep, Technique};
 use slimbench_models::text::bert::{row_cosines, Bert};
 use slimbench_models::text::compress::{
-    cast_bert, distill_bert, prune_bert_structured, quantize_bert, quantize_embeddings,
-    DistillConfig,
+    distill_bert, prune_bert_structured, quantize_embeddings, DistillConfig,
 };
 use slimbench_models::text::files::ModelFiles;
 use slimbench_models::text::tiny::write_tiny_checkpoint;
@@ -72,14 +72,14 @@ fn padding_is_invisible_and_embeddings_are_unit_length() {
 #[test]
 fn quantization_and_casts_cover_every_linear_with_fallback() {
     let (_d, bert, mut tok) = tiny();
-    let (q8, reports) = quantize_bert(&bert, GgmlDType::Q8_0).unwrap();
+    let (q8, reports) = quantize(&bert, BlockFormat::Q8_0).unwrap().into_parts();
     assert!(fidelity(&bert, &q8, &mut tok) > 0.99);
     assert_eq!(
         reports.iter().filter(|r| r.format == "q8_0").count(),
         8,
         "4 Linear x 2 layers"
     );
-    let (q4k, reports) = quantize_bert(&bert, GgmlDType::Q4K).unwrap();
+    let (q4k, reports) = quantize(&bert, BlockFormat::Q4K).unwrap().into_parts();
     let down = reports
         .iter()
         .find(|r| r.name.ends_with("output.dense") && r.in_dim == 256)
@@ -92,11 +92,16 @@ fn quantization_and_casts_cover_every_linear_with_fallback() {
     assert_eq!(qkv.format, "q4_1");
     assert!(qkv.note.as_deref().unwrap().contains("fell back to q4_1"));
     assert!(fidelity(&bert, &q4k, &mut tok) > 0.9);
-    for dtype in [DType::F16, DType::BF16] {
-        let (half, reports) = cast_bert(&bert, dtype).unwrap();
+    for dtype in [HalfType::F16, HalfType::Bf16] {
+        let (half, reports) = cast(&bert, dtype).unwrap().into_parts();
         assert!(fidelity(&bert, &half, &mut tok) > 0.99);
         let total: usize = reports.iter().map(|r| r.bytes).sum();
-        let full: usize = bert.layer_reports(|_| None).iter().map(|r| r.bytes).sum();
+        let full: usize = bert
+            .layer_reports(&|_| None)
+            .unwrap()
+            .iter()
+            .map(|r| r.bytes)
+            .sum();
         assert!(total < full);
     }
 }
@@ -104,8 +109,8 @@ fn quantization_and_casts_cover_every_linear_with_fallback() {
 #[test]
 fn embeddings_quantize_on_request_and_shrink_the_stored_size() {
     let (_d, bert, mut tok) = tiny();
-    let (q, reports) = quantize_bert(&bert, GgmlDType::Q8_0).unwrap();
-    let (all, emb) = quantize_embeddings(&q, GgmlDType::Q8_0).unwrap();
+    let (q, reports) = quantize(&bert, BlockFormat::Q8_0).unwrap().into_parts();
+    let (all, emb) = quantize_embeddings(&q, BlockFormat::Q8_0).unwrap();
     assert_eq!(emb.format, "f32+q8_0");
     assert!(
         emb.bytes < reports[0].bytes,
@@ -118,13 +123,13 @@ fn embeddings_quantize_on_request_and_shrink_the_stored_size() {
         fidelity(&q, &all, &mut tok) < 1.0 - 1e-7,
         "the rounding reaches the output"
     );
-    let steps = slimbench_models::catalog::parse_technique("q4_0-all").unwrap();
+    let technique: Technique = "q4_0-all".parse().unwrap();
     assert_eq!(
-        steps[0],
-        slimbench_models::catalog::Step::Quantize {
-            format: "q4_0".into(),
+        technique.post(),
+        Some(&PostStep::Quantize {
+            format: BlockFormat::Q4_0,
             embeddings: true
-        }
+        })
     );
 }
 
@@ -240,8 +245,11 @@ fn cpu_kernels_match_candle_ops_for_every_storage() {
     let input = tok.encode(TEXTS, Padding::Longest(32)).unwrap();
     let mut variants = vec![
         ("f32", bert.clone()),
-        ("q8_0", quantize_bert(&bert, GgmlDType::Q8_0).unwrap().0),
-        ("f16", cast_bert(&bert, DType::F16).unwrap().0),
+        (
+            "q8_0",
+            quantize(&bert, BlockFormat::Q8_0).unwrap().into_parts().0,
+        ),
+        ("f16", cast(&bert, HalfType::F16).unwrap().model),
         (
             "pruned",
             prune_bert_structured(&bert, 0.3, Norm::L2).unwrap(),

@@ -63,8 +63,9 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
     let mut techniques: Vec<String> = Vec::new();
     let mut batches: Vec<usize> = Vec::new();
     for r in &ok {
-        if !techniques.contains(&r.key.technique) {
-            techniques.push(r.key.technique.clone());
+        let technique = r.key.technique.to_string();
+        if !techniques.contains(&technique) {
+            techniques.push(technique);
         }
         if !batches.contains(&r.key.batch_size) {
             batches.push(r.key.batch_size);
@@ -92,7 +93,7 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
             .iter()
             .map(|r| {
                 (
-                    r.key.technique.clone(),
+                    r.key.technique.to_string(),
                     r.key.batch_size,
                     metric.value(r),
                     r.latency.as_ref().map(|l| {

@@ -87,7 +87,7 @@ pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<Pare
         .filter(|r| r.status == Status::Ok)
         .filter_map(|r| {
             Some((
-                r.key.technique.clone(),
+                r.key.technique.to_string(),
                 cost.of(r)?,
                 r.quality.as_ref()?.value_pct,
             ))
@@ -97,7 +97,7 @@ pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<Pare
         return None;
     }
     // The baseline first: number 1 in every chart.
-    points.sort_by_key(|p| p.0 != slimbench_models::catalog::BASELINE);
+    points.sort_by_key(|p| p.0 != slimbench_models::technique::BASELINE);
     let xs: Vec<f64> = points.iter().map(|p| p.1).collect();
     let ys: Vec<f64> = points.iter().map(|p| p.2).collect();
     let x_range = super::robust_range(&xs);
@@ -153,7 +153,7 @@ impl ParetoChart {
         let mut anchors = Vec::new();
         for (i, (label, x, y)) in self.points.iter().enumerate() {
             let (at, outside) = self.drawn_at(*x, *y);
-            let baseline = label == slimbench_models::catalog::BASELINE;
+            let baseline = label == slimbench_models::technique::BASELINE;
             let on_front = front_idx.contains(&i);
             if baseline {
                 let (px, py) = chart.backend_coord(&at);
@@ -197,10 +197,10 @@ impl ParetoChart {
             .enumerate()
             .map(|(i, (label, x, y))| {
                 let mut text = format!("{} {label}", i + 1);
-                if label == slimbench_models::catalog::BASELINE {
+                if label == slimbench_models::technique::BASELINE {
                     text.push_str(" (baseline)");
                 }
-                if slimbench_models::catalog::is_control(label) {
+                if slimbench_models::technique::is_control(label) {
                     text.push_str(" (control)");
                 }
                 if *y < self.y.0 || *y > self.y.1 {
@@ -217,7 +217,7 @@ impl ParetoChart {
             "points (orange: Pareto front)",
             &entries,
             |area, i, (x, y)| {
-                let baseline = self.points[i].0 == slimbench_models::catalog::BASELINE;
+                let baseline = self.points[i].0 == slimbench_models::technique::BASELINE;
                 let color = if baseline {
                     BLACK
                 } else if self.drawn_at(self.points[i].1, self.points[i].2).1 {

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use slimbench_models::cache::default_cache_dir;
 
 use crate::calibrate::{calibrate, Calibration};
+use crate::error::UsageError;
 use crate::host::HostInfo;
-use crate::plan::UsageError;
 
 /// Arguments of `calibrate`.
 #[derive(Debug, clap::Args)]

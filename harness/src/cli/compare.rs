@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use crate::compare::{compare, load_set, markdown, Metric, Thresholds, ALL_METRICS};
-use crate::plan::UsageError;
+use crate::error::UsageError;
 
 /// Arguments of `compare`.
 #[derive(Debug, clap::Args)]

@@ -20,11 +20,11 @@ pub struct ListArgs {
 /// Prints the catalogue and the energy sources.
 pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
     println!("models:");
-    for (name, about) in catalog::MODELS {
+    for (name, about) in catalog::models() {
         println!("  {name:<28} {about}");
     }
     println!("techniques:");
-    for (name, about) in catalog::techniques() {
+    for (name, about) in slimbench_models::technique::techniques() {
         println!("  {name:<28} {about}");
     }
     println!("devices:");

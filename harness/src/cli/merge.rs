@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::error::UsageError;
 use crate::export::{export_all, ALL_EXPORTS};
-use crate::plan::UsageError;
 use crate::report::RunData;
-use crate::results::{append_record, order_by_plan, read_records, CellKey};
+use crate::results::{append_record, order_by_plan, read_records};
 use crate::runner::manifest::Manifest;
 use crate::runner::parent::new_run_id;
+use slimbench_models::workload::Cell;
 
 /// Arguments of `merge`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +33,7 @@ pub struct MergeArgs {
 /// Joins the folders.
 pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
     let mut first: Option<(PathBuf, Manifest)> = None;
-    let mut seen: HashMap<CellKey, PathBuf> = HashMap::new();
+    let mut seen: HashMap<Cell, PathBuf> = HashMap::new();
     let mut records = Vec::new();
     for dir in &args.dirs {
         let manifest = Manifest::read(dir)?;

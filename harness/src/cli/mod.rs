@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::plan::UsageError;
+use crate::error::UsageError;
 
 /// slimbench measures what model compression buys: quality, size, latency, throughput, peak memory
 /// and energy of each compressed variant beside the uncompressed model.

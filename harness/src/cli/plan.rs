@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::plan_args::{load_optional_config, PlanArgs};
-use crate::plan::UsageError;
+use crate::error::UsageError;
 use crate::runner::manifest::{shard_cells, Shard};
 
 /// Arguments of `plan`.

@@ -6,12 +6,10 @@ use slimbench_models::catalog;
 
 use super::split_list;
 use crate::config::{load_config, RunConfig};
-use crate::plan::{
-    check_cuda_devices, Plan, Shapes, UsageError, DEFAULT_BATCH_SIZES, DEFAULT_DEVICES,
-    DEFAULT_TEXT_BATCH_SIZES,
-};
+use crate::error::UsageError;
+use crate::plan::{check_cuda_devices, Plan, Shapes, DEFAULT_DEVICES};
 use slimbench_models::device::CUDA_BUILT;
-use slimbench_models::text::workload::{is_text_model, DEFAULT_SEQ_LEN, DIR_PREFIX};
+use slimbench_models::family::PlanDims;
 
 /// Flags that pick the cells.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -39,14 +37,14 @@ pub struct PlanArgs {
     pub devices: Vec<String>,
     /// Batch sizes, comma-separated; the help text gives the defaults.
     #[arg(long, value_delimiter = ',', help = format!(
-        "Batch sizes, comma-separated [default: {}; {} for text models]",
-        join_numbers(DEFAULT_BATCH_SIZES),
-        join_numbers(DEFAULT_TEXT_BATCH_SIZES)
+        "Batch sizes, comma-separated [default: each model's own: {}]",
+        defaults_by_model(|d| Some(join_numbers(d.default_batch_sizes)))
     ))]
     pub batch_sizes: Vec<usize>,
     /// Tokens per text for text models, comma-separated; the help text gives the default.
     #[arg(long, value_delimiter = ',', help = format!(
-        "Tokens per text for text models, comma-separated, e.g. 32,128,256 [default: {DEFAULT_SEQ_LEN}]"
+        "Tokens per text for text models, comma-separated, e.g. 32,128,256 [default: {}]",
+        defaults_by_model(|d| d.default_seq_len.map(|n| n.to_string()))
     ))]
     pub seq_lens: Vec<usize>,
     /// A folder with a BERT-family checkpoint (config.json, tokenizer.json, model.safetensors) to
@@ -62,6 +60,31 @@ pub fn join_numbers(numbers: &[usize]) -> String {
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `digits-mlp, digits-cnn 1,32; minilm 1,8`: each catalogue model's default of one plan
+/// dimension, models with the same default together; models without the dimension left out.
+pub fn defaults_by_model(value: impl Fn(PlanDims) -> Option<String>) -> String {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for (model, _) in catalog::models() {
+        let Some(v) = catalog::plan_dims(model).ok().and_then(&value) else {
+            continue;
+        };
+        match groups.iter_mut().find(|(g, _)| *g == v) {
+            Some((_, models)) => models.push(model),
+            None => groups.push((v, vec![model])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(v, models)| format!("{} {v}", models.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// True when `model`'s inputs have a length (a sequence-length dimension).
+fn takes_seq_len(model: &str) -> bool {
+    catalog::plan_dims(model).is_ok_and(|d| d.default_seq_len.is_some())
 }
 
 /// Reads the config file if one is given.
@@ -111,12 +134,8 @@ impl PlanArgs {
                     )));
                 }
                 // A broken checkpoint is a usage error now, before any run folder exists.
-                slimbench_models::text::files::check_checkpoint(
-                    &abs,
-                    "give a folder with config.json, tokenizer.json and model.safetensors",
-                )
-                .map_err(|e| UsageError(format!("--model-dir {}: {e}", dir.display())))?;
-                Ok(format!("{DIR_PREFIX}{}", abs.display()))
+                catalog::model_from_dir(&abs)
+                    .map_err(|e| UsageError(format!("--model-dir {}: {e}", dir.display())))
             })
             .collect()
     }
@@ -135,10 +154,16 @@ impl PlanArgs {
         } else {
             config.sequence_lengths.clone().filter(|s| !s.is_empty())
         };
-        if seq_lens.is_some() && !models.iter().any(|m| is_text_model(m)) {
-            return Err(UsageError(
-                "--seq-lens (sequence_lengths): no model of this plan takes text; add --models minilm or remove it".into(),
-            ));
+        if seq_lens.is_some() && !models.iter().any(|m| takes_seq_len(m)) {
+            let text_models: Vec<&str> = catalog::models()
+                .into_iter()
+                .map(|(m, _)| m)
+                .filter(|m| takes_seq_len(m))
+                .collect();
+            return Err(UsageError(format!(
+                "--seq-lens (sequence_lengths): no model of this plan takes text; add --models {} or remove it",
+                text_models.join(",")
+            )));
         }
         let batch_sizes = if !self.batch_sizes.is_empty() {
             Some(self.batch_sizes.clone())
@@ -152,11 +177,8 @@ impl PlanArgs {
             crate::limits::SEQ_LEN.check_count(n)?;
         }
         let shapes = Shapes {
-            batch_sizes: batch_sizes
-                .clone()
-                .unwrap_or_else(|| DEFAULT_BATCH_SIZES.to_vec()),
-            text_batch_sizes: batch_sizes.unwrap_or_else(|| DEFAULT_TEXT_BATCH_SIZES.to_vec()),
-            seq_lens: seq_lens.unwrap_or_else(|| vec![DEFAULT_SEQ_LEN]),
+            batch_sizes,
+            seq_lens,
         };
         let devices = pick(&self.devices, &config.devices, DEFAULT_DEVICES);
         if CUDA_BUILT {

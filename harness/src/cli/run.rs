@@ -9,18 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use slimbench_models::cache::default_cache_dir;
-use slimbench_models::text::fetch::minilm_fetched;
-use slimbench_models::text::files::models_dir;
-use slimbench_models::text::workload::{is_text_model, MINILM};
 
 use super::plan_args::{load_optional_config, PlanArgs};
 use crate::carbon;
+use crate::error::UsageError;
 use crate::export::{export_all, table, ALL_EXPORTS};
 use crate::host::HostInfo;
 use crate::limits;
 use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use crate::meter::rapl::powercap_root;
-use crate::plan::{Plan, UsageError};
+use crate::plan::Plan;
 use crate::report::RunData;
 use crate::results::{read_records, set_aside_torn_tail, Record, Status, SCHEMA_VERSION};
 use crate::runner::lock::RunLock;
@@ -284,21 +282,6 @@ fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
     }
 }
 
-/// The lines that tell a user of a plan without a text model how to add a real pretrained one,
-/// when it is not fetched yet.
-fn minilm_hint(plan: &Plan) -> Option<String> {
-    let has_text = plan.cells.iter().any(|c| is_text_model(&c.model));
-    if has_text || minilm_fetched(&models_dir()) {
-        return None;
-    }
-    Some(format!(
-        "next: a real pretrained model, all-MiniLM-L6-v2 (22.7M parameters), is not fetched ({}).\n\
-         add it with:  cargo run --release -- fetch minilm   (or: slimbench fetch minilm)\n\
-         then run:     cargo run --release -- run --models minilm",
-        models_dir().join(MINILM).display()
-    ))
-}
-
 /// Runs the plan the flags describe, or resumes one.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host = HostInfo::detect();
@@ -415,7 +398,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             run_dir.display()
         ));
     }
-    if let Some(hint) = minilm_hint(&manifest.plan) {
+    let plan_models: Vec<&str> = manifest
+        .plan
+        .cells
+        .iter()
+        .map(|c| c.model.as_str())
+        .collect();
+    if let Some(hint) = slimbench_models::catalog::next_model_hint(&plan_models) {
         if args.json {
             eprintln!("{hint}");
         } else {

@@ -74,7 +74,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             r.host.total_memory_bytes.to_string(),
         ),
         ("model", r.key.model.clone()),
-        ("technique", r.key.technique.clone()),
+        ("technique", r.key.technique.to_string()),
         ("technique_params", r.technique_params.to_string()),
         ("device", r.key.device.clone()),
         ("threads", opt(r.threads)),
@@ -225,12 +225,13 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
 /// The header of `results.csv`.
 pub fn header() -> Vec<&'static str> {
     use crate::host::HostInfo;
-    use crate::results::{CellKey, Status};
+    use crate::results::Status;
+    use slimbench_models::workload::Cell;
     let dummy = Record::empty(
         "",
-        CellKey {
+        Cell {
             model: String::new(),
-            technique: String::new(),
+            technique: Default::default(),
             device: String::new(),
             batch_size: 0,
             seq_len: None,

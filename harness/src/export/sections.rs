@@ -177,7 +177,7 @@ fn results(records: &[Record], measured: bool) -> Section {
             let e = r.energy.as_ref();
             vec![
                 r.key.model.clone(),
-                r.key.technique.clone(),
+                r.key.technique.to_string(),
                 r.key.device.clone(),
                 r.key.batch_label(),
                 status_text(r),
@@ -385,7 +385,7 @@ fn recommendation(
         let pick = r.pick.as_ref();
         rows.push(vec![
             setting.clone(),
-            pick.map(|p| p.key.technique.clone())
+            pick.map(|p| p.key.technique.to_string())
                 .unwrap_or_else(|| format!("keep {}", r.baseline.technique)),
             opt(pick.and_then(|p| p.energy).map(|e| e.saved_pct), |v| {
                 format!("{v:.0}%")
@@ -440,8 +440,7 @@ fn recommendation(
 fn glossary(records: &[Record]) -> Section {
     let mut steps: Vec<String> = Vec::new();
     for r in records {
-        for step in r.key.technique.split('+') {
-            let step = step.trim().to_string();
+        for step in r.key.technique.step_names() {
             if !steps.contains(&step) {
                 steps.push(step);
             }
@@ -450,9 +449,9 @@ fn glossary(records: &[Record]) -> Section {
     let rows = steps
         .into_iter()
         .map(|step| {
-            let about = slimbench_models::catalog::describe_step(&step)
+            let about = slimbench_models::technique::describe_step(&step)
                 .unwrap_or_else(|| s("(not in the catalogue)"));
-            let about = if slimbench_models::catalog::is_control(&step) {
+            let about = if slimbench_models::technique::is_control(&step) {
                 format!("{about}. A CONTROL ARM: it measures what the technique it controls adds, and is never recommended")
             } else {
                 about

@@ -47,7 +47,7 @@ fn cell_text(r: &Record) -> Vec<String> {
     let dash = || "-".to_string();
     vec![
         r.key.model.clone(),
-        r.key.technique.clone(),
+        r.key.technique.to_string(),
         r.key.device.clone(),
         r.key.batch_label(),
         r.status.as_str().to_string(),

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::plan::UsageError;
+use crate::error::UsageError;
 
 /// The lock file inside a run folder.
 pub const LOCK_FILE: &str = "run.lock";

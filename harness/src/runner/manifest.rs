@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::worker::TimingSettings;
 use crate::carbon::CarbonSettings;
+use crate::error::UsageError;
 use crate::meter::choose::EnergyChoice;
-use crate::plan::{Plan, UsageError};
-use crate::results::{CellKey, SCHEMA_VERSION};
+use crate::plan::Plan;
+use crate::results::SCHEMA_VERSION;
+use slimbench_models::workload::Cell;
 
 /// One share of a plan: every `count`-th cell starting at cell `index - 1` (1-based `index`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +46,7 @@ impl Shard {
 }
 
 /// The cells of `plan` that `shard` owns (all of them without a shard).
-pub fn shard_cells(plan: &Plan, shard: Option<Shard>) -> Vec<CellKey> {
+pub fn shard_cells(plan: &Plan, shard: Option<Shard>) -> Vec<Cell> {
     plan.cells
         .iter()
         .enumerate()

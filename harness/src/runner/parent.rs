@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use slimbench_models::cache::CacheOutcome;
-use slimbench_models::workload::prepare_cell;
+use slimbench_models::catalog::prepare_cell;
+use slimbench_models::technique::Technique;
 
 use super::worker::{TimingSettings, WorkerRequest};
 use crate::carbon::CarbonSettings;
 use crate::host::HostInfo;
 use crate::meter::choose::MeterSettings;
-use crate::results::{append_record, CellKey, Record};
+use crate::results::{append_record, Record};
+use slimbench_models::workload::Cell;
 
 /// Everything about a run except its plan.
 #[derive(Debug, Clone)]
@@ -77,10 +79,10 @@ pub fn new_run_id() -> String {
 /// Trains or loads every variant of `cells` (base weights, pruning fine-tunes, distilled students)
 /// once, before any cell is timed; workers then read them from the cache. A variant that cannot be
 /// prepared is left to its cells, which record the error.
-pub fn prepare_variants(cells: &[CellKey], cache_dir: &Path) {
-    let mut pairs: Vec<(&str, &str)> = cells
+pub fn prepare_variants(cells: &[Cell], cache_dir: &Path) {
+    let mut pairs: Vec<(&str, &Technique)> = cells
         .iter()
-        .map(|c| (c.model.as_str(), c.technique.as_str()))
+        .map(|c| (c.model.as_str(), &c.technique))
         .collect();
     pairs.sort();
     pairs.dedup();
@@ -120,7 +122,7 @@ fn progress_bar(total: usize) -> Option<ProgressBar> {
 /// Runs `cells` one worker each, appending every record to `results.jsonl` in the run folder as
 /// its cell ends. Stops after the current cell when `options.interrupted` is set.
 pub fn run_cells(
-    cells: &[CellKey],
+    cells: &[Cell],
     settings: &RunSettings,
     options: &RunOptions,
 ) -> anyhow::Result<RunOutcome> {
@@ -179,7 +181,7 @@ fn tail(text: &str, lines: usize) -> String {
 }
 
 /// Runs one cell in a worker process and returns its record, a `failed` one if the worker died.
-pub fn run_worker(key: &CellKey, settings: &RunSettings) -> Record {
+pub fn run_worker(key: &Cell, settings: &RunSettings) -> Record {
     let request = WorkerRequest {
         run_id: settings.run_id.clone(),
         key: key.clone(),

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use slimbench_models::workload::{build_workload, WorkloadSpec};
+use slimbench_models::catalog::build_workload;
+use slimbench_models::workload::WorkloadSpec;
 use slimbench_models::ModelError;
 
 use crate::calibrate::Calibration;
@@ -16,8 +17,9 @@ use crate::memory::peak_rss_bytes;
 use crate::meter::choose::{open_meter, MeterSettings};
 use crate::meter::record::{energy_record, trace_csv, Windows};
 use crate::meter::sampler::Sampler;
-use crate::results::{CellKey, ComputeRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
+use crate::results::{ComputeRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
 use crate::stats::{thin_samples, LatencyStats};
+use slimbench_models::workload::Cell;
 
 /// Shortest energy window, s: shorter windows make per-item energy noise.
 pub const MIN_ENERGY_WINDOW_S: f64 = 1.0;
@@ -27,7 +29,7 @@ pub const MIN_ENERGY_WINDOW_S: f64 = 1.0;
 /// (SIGKILL to itself, as an out-of-memory kill does), `hang` (until the cell timeout) or `error`.
 pub const FAULT_ENV: &str = "SLIMBENCH_TEST_FAULT";
 
-fn inject_fault(key: &CellKey) -> anyhow::Result<()> {
+fn inject_fault(key: &Cell) -> anyhow::Result<()> {
     let Ok(spec) = std::env::var(FAULT_ENV) else {
         return Ok(());
     };
@@ -103,7 +105,7 @@ pub struct WorkerRequest {
     /// The run.
     pub run_id: String,
     /// The cell.
-    pub key: CellKey,
+    pub key: Cell,
     /// The run's folder (traces go to `traces/` inside it).
     pub run_dir: PathBuf,
     /// The prepared-weights cache.
@@ -117,7 +119,7 @@ pub struct WorkerRequest {
 }
 
 /// A file-name-safe name of a cell (`digits-mlp_q8_0_cpu_b32`).
-pub fn cell_slug(key: &CellKey) -> String {
+pub fn cell_slug(key: &Cell) -> String {
     let seq = key.seq_len.map(|s| format!("_s{s}")).unwrap_or_default();
     slug(&format!(
         "{}_{}_{}_b{}{seq}",
@@ -158,11 +160,7 @@ pub fn run_cell(req: &WorkerRequest) -> Record {
 fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     inject_fault(&req.key)?;
     let spec = WorkloadSpec {
-        model: req.key.model.clone(),
-        technique: req.key.technique.clone(),
-        device: req.key.device.clone(),
-        batch_size: req.key.batch_size,
-        seq_len: req.key.seq_len,
+        cell: req.key.clone(),
         cache_dir: req.cache_dir.clone(),
     };
     let mut workload = build_workload(&spec)?;
@@ -260,7 +258,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     r.energy = Some(energy);
     r.layers = workload.layers();
     r.threads = Some(slimbench_models::kernels::thread_count());
-    let integer = r.layers.iter().any(|l| runs_integer_kernels(&l.format));
+    let integer = r.layers.iter().any(|l| l.runs_integer_kernels());
     let weight_bytes = r.layers.iter().map(|l| l.bytes as f64).sum::<f64>();
     r.compute = compute_record(
         req,
@@ -271,15 +269,6 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     )?;
     r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)
-}
-
-/// True for a Linear format that runs on slimbench's integer kernels on the CPU (`int8` and the
-/// GGML block formats).
-fn runs_integer_kernels(format: &str) -> bool {
-    format == "int8"
-        || slimbench_models::kernels::blocks::BlockFormat::ALL
-            .iter()
-            .any(|f| slimbench_models::layer::format_name(f.ggml()) == format)
 }
 
 /// FLOPs and the share of the calibrated peaks; the peaks only for CPU cells on a calibrated CPU:
@@ -296,19 +285,12 @@ fn compute_record(
     let (Some(flops), Some(latency)) = (flops_per_item, latency) else {
         return Ok(None);
     };
-    let calibration = if req.key.device == "cpu" {
+    let calibration = if req.key.on_cpu() {
         Calibration::for_cpu(&req.cache_dir, &req.host.cpu_model)?
     } else {
         None
     };
-    let features = slimbench_models::kernels::CpuFeatures::get();
-    let int8_path_now = if features.avx512_vnni {
-        Some("int8-vnni")
-    } else if features.avx2_fma {
-        Some("int8-avx2")
-    } else {
-        None
-    };
+    let int8_path_now = slimbench_models::kernels::CpuFeatures::get().int8_path();
     let peak = calibration.as_ref().and_then(|c| {
         if integer {
             // A peak measured through other instructions than the ones running now is no peak.

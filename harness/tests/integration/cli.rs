@@ -206,8 +206,8 @@ fn list_names_models_techniques_and_why_each_energy_source_is_unavailable() {
 
 #[test]
 fn run_help_states_the_default_plan_that_a_bare_run_plans() {
-    use slimbench::plan::{DEFAULT_BATCH_SIZES, DEFAULT_TEXT_BATCH_SIZES};
-    use slimbench_models::catalog::{DEFAULT_MODELS, DEFAULT_TECHNIQUES};
+    use slimbench::cli::plan_args::{defaults_by_model, join_numbers};
+    use slimbench_models::catalog::{plan_dims, DEFAULT_MODELS, DEFAULT_TECHNIQUES};
     let tmp = tempfile::tempdir().unwrap();
     let help = slimbench(&tmp.path().join("cache"))
         .args(["run", "--help"])
@@ -218,10 +218,10 @@ fn run_help_states_the_default_plan_that_a_bare_run_plans() {
         format!("[default: {}]", DEFAULT_MODELS.join(",")),
         format!("[default: {}]", DEFAULT_TECHNIQUES.join(",")),
         format!(
-            "[default: {}; {} for text models]",
-            slimbench::cli::plan_args::join_numbers(DEFAULT_BATCH_SIZES),
-            slimbench::cli::plan_args::join_numbers(DEFAULT_TEXT_BATCH_SIZES)
+            "[default: each model's own: {}]",
+            defaults_by_model(|d| Some(join_numbers(d.default_batch_sizes)))
         ),
+        "digits-mlp, digits-cnn 1,32; minilm 1,8".to_string(),
     ] {
         assert!(
             help.contains(&expected),
@@ -233,7 +233,10 @@ fn run_help_states_the_default_plan_that_a_bare_run_plans() {
         "int8 is in the default suite"
     );
     // `plan` with no flag resolves the same defaults as `run` with no flag.
-    let cells = DEFAULT_MODELS.len() * DEFAULT_TECHNIQUES.len() * DEFAULT_BATCH_SIZES.len();
+    let cells: usize = DEFAULT_MODELS
+        .iter()
+        .map(|m| DEFAULT_TECHNIQUES.len() * plan_dims(m).unwrap().default_batch_sizes.len())
+        .sum();
     slimbench(&tmp.path().join("cache"))
         .arg("plan")
         .assert()

@@ -10,15 +10,16 @@ use slimbench::host::HostInfo;
 use slimbench::meter::{DomainEnergy, DomainKind, EnergyRecord, Source};
 use slimbench::plan::Plan;
 use slimbench::report::RunData;
-use slimbench::results::{CellKey, QualityRecord, Record, Status};
+use slimbench::results::{QualityRecord, Record, Status};
+use slimbench_models::workload::Cell;
 use slimbench::runner::manifest::{Manifest, RunSpec};
 use slimbench::runner::TimingSettings;
 use slimbench::stats::LatencyStats;
 
-fn key(technique: &str, batch: usize) -> CellKey {
-    CellKey {
+fn key(technique: &str, batch: usize) -> Cell {
+    Cell {
         model: "digits-mlp".into(),
-        technique: technique.into(),
+        technique: technique.parse().unwrap(),
         device: "cpu".into(),
         batch_size: batch,
         seq_len: None,

@@ -5,14 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
-use slimbench::results::{read_records, CellKey, Status};
+use slimbench::results::{read_records, Status};
+use slimbench_models::workload::Cell;
 use slimbench::runner::manifest::Manifest;
 
 use crate::cli::{only_run_dir, slimbench};
 
 const SIX_CELLS: [&str; 2] = ["--techniques", "fp32,q8_0,q4_0"];
 
-fn keys(run_dir: &Path) -> Vec<CellKey> {
+fn keys(run_dir: &Path) -> Vec<Cell> {
     read_records(&run_dir.join("results.jsonl"))
         .unwrap()
         .into_iter()
@@ -179,7 +180,7 @@ fn the_example_config_runs_and_flags_override_it() {
     let run = only_run_dir(&out);
     let got: Vec<(String, usize)> = keys(&run)
         .into_iter()
-        .map(|k| (k.technique, k.batch_size))
+        .map(|k| (k.technique.to_string(), k.batch_size))
         .collect();
     assert_eq!(
         got,

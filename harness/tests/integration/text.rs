@@ -7,7 +7,7 @@ use std::path::Path;
 
 use predicates::prelude::*;
 use rand::{Rng, SeedableRng};
-use slimbench_models::data::emails::RawEmail;
+use slimbench_models::text::emails::RawEmail;
 use slimbench_models::text::tiny::write_tiny_checkpoint;
 
 use crate::cli::{only_run_dir, slimbench};

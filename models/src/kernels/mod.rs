@@ -6,7 +6,6 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx512;
-pub(crate) mod block_gemv;
 pub mod blocks;
 pub mod elementwise;
 pub mod epilogue;
@@ -70,6 +69,19 @@ impl CpuFeatures {
             avx512: false,
             avx512_vnni: false,
             avx2_fma: false,
+        }
+    }
+
+    /// The name of the instructions the integer kernels run on with these features, as
+    /// `slimbench calibrate` records its integer peak: `int8-vnni`, `int8-avx2`, or `None` on the
+    /// portable path.
+    pub fn int8_path(self) -> Option<&'static str> {
+        if self.avx512_vnni {
+            Some("int8-vnni")
+        } else if self.avx2_fma {
+            Some("int8-avx2")
+        } else {
+            None
         }
     }
 

@@ -379,16 +379,6 @@ impl Bert {
         Ok(x)
     }
 
-    /// Sentence embeddings `[batch, hidden]`: mean of the real tokens' states, L2-normalised.
-    /// Inference on the CPU runs slimbench's own kernels ([`crate::text::infer`]); training and
-    /// other devices run candle's ops ([`Bert::embed_with_candle_ops`]).
-    pub fn embed(&self, input: &Encoded, train: bool) -> Result<Tensor> {
-        if !train && self.device().is_cpu() && input.ids.device().is_cpu() {
-            return crate::text::infer::embed(self, input);
-        }
-        self.embed_with_candle_ops(input, train)
-    }
-
     /// [`Bert::embed`] through candle's tensor ops: differentiable, on any device, and the
     /// straightforward path the CPU kernels are tested against.
     pub fn embed_with_candle_ops(&self, input: &Encoded, train: bool) -> Result<Tensor> {
@@ -458,15 +448,6 @@ impl Bert {
             weight_sparsity: 0.0,
             bytes: self.fixed_parameter_count() * 4,
         }
-    }
-
-    /// What each Linear is stored as, preceded by the embeddings and layer norms (f32).
-    pub fn layer_reports(&self, note: impl Fn(&DenseLayer) -> Option<String>) -> Vec<LayerReport> {
-        let mut reports = vec![self.embeddings_report()];
-        for l in self.layers.iter().flat_map(|l| l.linears()) {
-            reports.push(l.report(note(l)));
-        }
-        reports
     }
 }
 

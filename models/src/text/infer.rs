@@ -325,3 +325,17 @@ fn forward(bert: &Bert, input: &Encoded, clock: &mut PhaseClock) -> Result<Tenso
         &candle_core::Device::Cpu,
     )?)
 }
+
+/// The forward pass a caller asks for: this module's own kernels for CPU inference, candle's
+/// ops otherwise.
+impl Bert {
+    /// Sentence embeddings `[batch, hidden]`: mean of the real tokens' states, L2-normalised.
+    /// Inference on the CPU runs slimbench's own kernels ([`crate::text::infer`]); training and
+    /// other devices run candle's ops ([`Bert::embed_with_candle_ops`]).
+    pub fn embed(&self, input: &Encoded, train: bool) -> Result<Tensor> {
+        if !train && self.device().is_cpu() && input.ids.device().is_cpu() {
+            return embed(self, input);
+        }
+        self.embed_with_candle_ops(input, train)
+    }
+}

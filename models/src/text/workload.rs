@@ -1,5 +1,5 @@
-//! The text-model workload: a BERT variant prepared from a technique chain (training steps
-//! cached), timed on a fixed batch of emails at a fixed sequence length, and judged by fidelity
+//! The text-model workload: a BERT variant timed on a fixed batch of emails at a fixed sequence
+//! length, and judged by fidelity
 //! (cosine of its sentence embeddings to the fp32 model's) and spam accuracy of an fp32-trained
 //! logistic-regression probe on its embeddings.
 
@@ -8,19 +8,17 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-use crate::cache::{entry_path, load_or_build, sha256_hex, CacheOutcome};
-use crate::catalog::{parse_technique, Step};
-use crate::data::emails::{emails_path, load_split, EmailSplit};
+use crate::cache::{entry_path, load_or_build, sha256_hex};
 use crate::error::{ModelError, Result};
+use crate::family::{Base, Variant};
 use crate::layer::LayerReport;
+use crate::linears::Linears;
 use crate::text::bert::{row_cosines, Bert};
-use crate::text::compress::{
-    cast_bert, distill_bert, prune_bert_structured, quantize_bert, quantize_embeddings,
-    DistillConfig,
-};
+use crate::text::emails::{emails_path, load_split, EmailSplit};
 use crate::text::files::{models_dir, ModelFiles};
 use crate::text::probe::Probe;
 use crate::text::tokenize::{Padding, TextTokenizer};
+use crate::text::TextSource;
 use crate::workload::{Footprint, Quality, Workload, WorkloadSpec};
 
 /// Catalogue name of all-MiniLM-L6-v2.
@@ -33,11 +31,6 @@ pub const DEFAULT_SEQ_LEN: usize = 128;
 pub const QUALITY_SEQ_LEN: usize = 128;
 /// Texts per forward pass while computing quality.
 const QUALITY_BATCH: usize = 16;
-
-/// True for the text models: MiniLM and `bert@DIR` folders.
-pub fn is_text_model(model: &str) -> bool {
-    model == MINILM || model.starts_with(DIR_PREFIX)
-}
 
 /// The files of a text model, checked.
 pub fn model_files(model: &str) -> Result<ModelFiles> {
@@ -93,7 +86,8 @@ pub fn load_base(model: &str) -> Result<TextBase> {
     Ok(TextBase { files, bert, key })
 }
 
-fn cache_stem(model: &str) -> String {
+/// The stem of a text model's cache entries: `minilm`, or `bert-<folder>`.
+pub fn cache_stem(model: &str) -> String {
     if model == MINILM {
         return MINILM.into();
     }
@@ -105,116 +99,6 @@ fn cache_stem(model: &str) -> String {
         "bert-{}",
         name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     )
-}
-
-/// A text variant after its training steps, before any quantization or cast.
-pub struct PreparedText {
-    /// The fp32 model.
-    pub base: TextBase,
-    /// After the chain's training steps.
-    pub bert: Bert,
-    /// The quantization or cast at the end of the chain, if any.
-    pub post: Option<Step>,
-    /// Each step with its parameters.
-    pub params: Vec<serde_json::Value>,
-    /// Whether each training step came from the cache.
-    pub outcomes: Vec<CacheOutcome>,
-    /// Cache key material of the variant after its training steps.
-    pub key: String,
-}
-
-fn step_params(step: &Step, depth: usize) -> Result<serde_json::Value> {
-    let mut v = serde_json::to_value(step).map_err(|e| ModelError::Invalid(e.to_string()))?;
-    let extra = match step {
-        Step::PruneStructured { .. } => serde_json::json!({
-            "removes": "attention heads and feed-forward neurons, the same ratio in every layer (at least one kept)",
-            "importance": "weight norm of everything that reads or writes the head or neuron",
-            "finetune": "none",
-        }),
-        Step::Distill { .. } => serde_json::json!({ "student": DistillConfig::default_for(depth) }),
-        Step::Quantize { format, embeddings } => serde_json::json!({
-            "block_size": crate::compress::quantize::format_by_name(format).map(|f| f.block_size()),
-            "scope": if *embeddings {
-                "every Linear and the token embeddings (dequantized to f32 at load for the lookup); position and type embeddings and layer norms f32"
-            } else {
-                "every Linear (fused query/key/value, attention output, intermediate, output); embeddings and layer norms f32"
-            },
-            "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
-        }),
-        Step::Cast { .. } => serde_json::json!({
-            "scope": "every Linear; embeddings and layer norms f32",
-        }),
-        Step::PruneUnstructured { .. } => serde_json::json!({}),
-        Step::Int8 => crate::workload::int8_params(),
-    };
-    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
-        obj.extend(more.clone());
-    }
-    Ok(v)
-}
-
-fn apply_step(step: &Step, bert: &Bert, base: &TextBase, model: &str) -> Result<Bert> {
-    match step {
-        Step::PruneStructured { ratio, norm } => prune_bert_structured(bert, *ratio, *norm),
-        Step::Distill { control: false } => {
-            let split = email_split()?;
-            let texts: Vec<&str> = split.distill.iter().map(|e| e.text.as_str()).collect();
-            let mut tokenizer = TextTokenizer::load(&base.files.tokenizer)?;
-            let dc = DistillConfig::default_for(bert.layers.len());
-            distill_bert(bert, &mut tokenizer, &texts, &dc, model)
-        }
-        Step::Distill { control: true } => Err(ModelError::NotApplicable(
-            "distill-control trains the student on labels alone; a sentence encoder has no \
-             labelled task to train it on (use distill)"
-                .into(),
-        )),
-        Step::PruneUnstructured { .. } => Err(ModelError::NotApplicable(
-            "unstructured pruning of a text model needs a masked fine-tune that slimbench's text \
-             trainer does not run; use prune-structured-R (attention heads and FFN neurons)"
-                .into(),
-        )),
-        Step::Quantize { .. } | Step::Cast { .. } | Step::Int8 => Err(ModelError::Invalid(
-            "a quantization or cast is not a training step".into(),
-        )),
-    }
-}
-
-/// Prepares a text variant: the fp32 model, then each training step of the chain, each cached.
-pub fn prepare_text_variant(
-    model: &str,
-    technique: &str,
-    cache_dir: &Path,
-) -> Result<PreparedText> {
-    let steps = parse_technique(technique)?;
-    let base = load_base(model)?;
-    let mut key = base.key.clone();
-    let mut bert = base.bert.clone();
-    let mut params = Vec::new();
-    let mut outcomes = Vec::new();
-    let mut post = None;
-    for step in &steps {
-        let p = step_params(step, bert.layers.len())?;
-        params.push(p.clone());
-        if step.is_post_training() {
-            post = Some(step.clone());
-            continue;
-        }
-        key = format!("{key}|{p}");
-        let path = entry_path(cache_dir, &format!("{}-variant", cache_stem(model)), &key);
-        let (tensors, outcome) = load_or_build(&path, || {
-            apply_step(step, &bert, &base, model)?.to_tensors()
-        })?;
-        bert = Bert::from_tensors(&base.bert.config, &tensors, &path.display().to_string())?;
-        outcomes.push(outcome);
-    }
-    Ok(PreparedText {
-        base,
-        bert,
-        post,
-        params,
-        outcomes,
-        key,
-    })
 }
 
 /// Sentence embeddings of `texts` at the quality sequence length, as rows (on the CPU, computed on
@@ -243,16 +127,16 @@ struct Reference {
 }
 
 fn reference(
-    prepared: &PreparedText,
+    base: &Base<Bert, TextSource>,
     split: &EmailSplit,
     tok: &mut TextTokenizer,
     cache_dir: &Path,
     model: &str,
 ) -> Result<Reference> {
-    let key = format!("{}|emails {}|reference 1", prepared.base.key, split.sha256);
+    let key = format!("{}|emails {}|reference 1", base.key, split.sha256);
     let path = entry_path(cache_dir, &format!("{}-reference", cache_stem(model)), &key);
     let (tensors, _) = load_or_build(&path, || {
-        let bert = &prepared.base.bert;
+        let bert = &base.model;
         let train: Vec<&str> = split.probe_train.iter().map(|e| e.text.as_str()).collect();
         let test: Vec<&str> = split.test.iter().map(|e| e.text.as_str()).collect();
         let train_emb = embed_texts(bert, tok, &train)?;
@@ -300,14 +184,14 @@ fn reference(
 /// Fidelity and spam accuracy of `variant` against the fp32 reference.
 fn text_quality(
     variant: &Bert,
-    prepared: &PreparedText,
+    base: &Base<Bert, TextSource>,
     variant_key: &str,
     split: &EmailSplit,
     tok: &mut TextTokenizer,
     cache_dir: &Path,
     model: &str,
 ) -> Result<Quality> {
-    let reference = reference(prepared, split, tok, cache_dir, model)?;
+    let reference = reference(base, split, tok, cache_dir, model)?;
     let key = format!("{variant_key}|emails {}|quality 1", split.sha256);
     let path = entry_path(cache_dir, &format!("{}-quality", cache_stem(model)), &key);
     let (tensors, _) = load_or_build(&path, || {
@@ -335,76 +219,39 @@ fn text_quality(
     })
 }
 
-/// Builds the workload of one text cell.
-pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
-    let seq_len = spec.seq_len.unwrap_or(DEFAULT_SEQ_LEN);
-    let prepared = prepare_text_variant(&spec.model, &spec.technique, &spec.cache_dir)?;
-    let (bert, layers, variant_key) = match &prepared.post {
-        Some(step) => {
-            let (b, l) = if matches!(step, Step::Int8) {
-                crate::text::compress::int8_bert(&prepared.bert)?
-            } else if let Some(format) = step.quant_format() {
-                let (b, mut l) = quantize_bert(&prepared.bert, format)?;
-                if matches!(
-                    step,
-                    Step::Quantize {
-                        embeddings: true,
-                        ..
-                    }
-                ) {
-                    let (b, emb) = quantize_embeddings(&b, format)?;
-                    l[0] = emb;
-                    (b, l)
-                } else {
-                    (b, l)
-                }
-            } else if let Some(dtype) = step.cast_dtype() {
-                cast_bert(&prepared.bert, dtype)?
-            } else {
-                return Err(ModelError::Invalid(format!(
-                    "unknown post-training step {step:?}"
-                )));
-            };
-            (
-                b,
-                l,
-                format!(
-                    "{}|{}",
-                    prepared.key,
-                    serde_json::to_string(step).unwrap_or_default()
-                ),
-            )
-        }
-        None => {
-            let l = prepared.bert.layer_reports(|_| None);
-            (prepared.bert.clone(), l, prepared.key.clone())
-        }
-    };
+/// Builds the workload of one text cell from its variant.
+pub(crate) fn build(
+    spec: &WorkloadSpec,
+    variant: Variant<Bert, TextSource>,
+) -> Result<Box<dyn Workload>> {
+    let cell = &spec.cell;
+    let seq_len = cell.seq_len.unwrap_or(DEFAULT_SEQ_LEN);
+    let (bert, layers) = variant.final_model(|b| b.layer_reports(&|_| None))?;
     let positions = bert.position_embeddings.dim(0)?;
     if seq_len > positions {
         return Err(ModelError::NotApplicable(format!(
             "sequence length {seq_len} exceeds the model's {positions} position embeddings"
         )));
     }
-    let device = crate::device::candle_device(&spec.device)?;
+    let device = crate::device::candle_device(&cell.device)?;
     let bert = bert.to_device(&device)?;
     let split = email_split()?;
-    let texts: Vec<&str> = (0..spec.batch_size)
+    let texts: Vec<&str> = (0..cell.batch_size)
         .map(|i| split.test[i % split.test.len()].text.as_str())
         .collect();
-    let mut tokenizer = TextTokenizer::load(&prepared.base.files.tokenizer)?;
+    let mut tokenizer = TextTokenizer::load(&variant.base.source.files.tokenizer)?;
     let batch = tokenizer
         .encode(&texts, Padding::Fixed(seq_len))?
         .to_device(&device)?;
     // The corpus and the tokenizer, read once, serve the timed batch and the quality tasks.
     let quality = text_quality(
         &bert,
-        &prepared,
-        &variant_key,
+        &variant.base,
+        &variant.key,
         &split,
         &mut tokenizer,
         &spec.cache_dir,
-        &spec.model,
+        &cell.model,
     )?;
     let model_bytes = layers.iter().map(|l| l.bytes).sum();
     let footprint = Footprint {
@@ -416,11 +263,11 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
         bert,
         device,
         batch,
-        batch_size: spec.batch_size,
+        batch_size: cell.batch_size,
         quality,
         footprint,
         params: serde_json::json!({
-            "steps": prepared.params,
+            "steps": variant.params,
             "seq_len": seq_len,
             "quality": {
                 "texts": split.test.len(),
@@ -428,7 +275,7 @@ pub fn build_text_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
                 "fidelity": "mean cosine of mean-pooled, L2-normalised embeddings to the fp32 model's",
                 "spam_probe": "logistic regression on fp32 embeddings of 512 emails, evaluated on the variant's",
             },
-            "model_files": prepared.base.files.dir,
+            "model_files": variant.base.source.files.dir,
         }),
         layers,
     }))

@@ -11,9 +11,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
+use crate::digits::data::Dataset;
+use crate::digits::net::Network;
 use crate::error::Result;
-use crate::zoo::net::Network;
 
 /// How a network is trained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,8 @@
 //! per group. Dequantization follows candle's `to_float` expression for expression, so it is equal
 //! bit for bit.
 
+pub(crate) mod gemv;
+
 use std::borrow::Cow;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
@@ -19,10 +21,10 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::kernels::block_gemv::{gemv, GemvPath};
 use crate::kernels::qgemm::{
     self, IntPath, Panel, PanelSource, QuantizedRows, PANEL, PARALLEL_MIN_MACS, TILE_COLS,
 };
+use gemv::{gemv, GemvPath};
 
 /// Rows up to which a product runs one row at a time on the blocks as stored (each row reads the
 /// weight once: memory-bound); more rows go through the int8 panels (compute-bound).
@@ -105,6 +107,43 @@ impl BlockFormat {
         BlockFormat::Q4_1,
         BlockFormat::Q4_0,
     ];
+
+    /// The name slimbench gives the format (`q8_0`, `q4k`, ...), in techniques and records.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockFormat::Q8_0 => "q8_0",
+            BlockFormat::Q4_0 => "q4_0",
+            BlockFormat::Q4_1 => "q4_1",
+            BlockFormat::Q5_0 => "q5_0",
+            BlockFormat::Q5_1 => "q5_1",
+            BlockFormat::Q4K => "q4k",
+            BlockFormat::Q5K => "q5k",
+            BlockFormat::Q6K => "q6k",
+        }
+    }
+
+    /// The format called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The formats tried, in order, for a layer when `self` is asked for: the nearest block-32
+    /// format with at least as many bits per weight after a k-quant; f32 (not listed) is last.
+    pub fn fallback_chain(self) -> Vec<BlockFormat> {
+        match self {
+            BlockFormat::Q6K => vec![BlockFormat::Q6K, BlockFormat::Q8_0],
+            BlockFormat::Q5K => vec![BlockFormat::Q5K, BlockFormat::Q5_1, BlockFormat::Q8_0],
+            BlockFormat::Q4K => vec![BlockFormat::Q4K, BlockFormat::Q4_1, BlockFormat::Q8_0],
+            other => vec![other],
+        }
+    }
+
+    /// The first format of the fallback chain whose block divides `in_dim`, if any.
+    pub fn choose_for_width(self, in_dim: usize) -> Option<BlockFormat> {
+        self.fallback_chain()
+            .into_iter()
+            .find(|f| in_dim.is_multiple_of(f.block_len()))
+    }
 
     /// The format of a candle dtype, where slimbench has a kernel for it.
     pub fn from_ggml(dtype: GgmlDType) -> Option<Self> {

@@ -6,31 +6,11 @@
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
+use crate::digits::net::{Network, IMAGE_SIDE};
+use crate::digits::train::Masks;
 use crate::error::{ModelError, Result};
-use crate::train::Masks;
-use crate::zoo::net::{Network, IMAGE_SIDE};
-
-/// Where the magnitude threshold of unstructured pruning is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scope {
-    /// Each layer loses the same fraction of its weights.
-    PerLayer,
-    /// One threshold over all weights: layers lose different fractions.
-    Global,
-}
-
-/// The norm that ranks neurons or channels in structured pruning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Norm {
-    /// Sum of absolute values.
-    L1,
-    /// Euclidean norm.
-    L2,
-}
+use crate::pruning::{kept_count, top_indices, Norm, Scope};
 
 fn is_weight(name: &str) -> bool {
     name.ends_with(".weight")
@@ -115,20 +95,6 @@ fn norms(rows: &[Vec<f32>], norm: Norm) -> Vec<f32> {
             Norm::L2 => r.iter().map(|v| v * v).sum::<f32>().sqrt(),
         })
         .collect()
-}
-
-/// How many of `total` units survive removing `ratio` of them: rounded, at least one.
-pub(crate) fn kept_count(total: usize, ratio: f64) -> usize {
-    ((total as f64 * (1.0 - ratio)).round() as usize).clamp(1, total.max(1))
-}
-
-/// Indices of the `keep` largest scores (ties to the lower index), ascending.
-pub(crate) fn top_indices(scores: &[f32], keep: usize) -> Vec<u32> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    let mut kept: Vec<u32> = order.into_iter().take(keep).map(|i| i as u32).collect();
-    kept.sort();
-    kept
 }
 
 fn index(kept: &[u32]) -> Result<Tensor> {

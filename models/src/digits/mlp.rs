@@ -22,6 +22,6 @@ pub fn student_spec() -> NetSpec {
 }
 
 /// Training: the defaults (40 epochs of AdamW, batch 64, learning rate 3e-3).
-pub fn train_config() -> crate::train::TrainConfig {
-    crate::train::TrainConfig::default()
+pub fn train_config() -> crate::digits::train::TrainConfig {
+    crate::digits::train::TrainConfig::default()
 }

@@ -25,8 +25,8 @@ pub fn student_spec() -> NetSpec {
 }
 
 /// Training: 15 epochs (convolutions cost more per step than the MLP's matmuls).
-pub fn train_config() -> crate::train::TrainConfig {
-    crate::train::TrainConfig {
+pub fn train_config() -> crate::digits::train::TrainConfig {
+    crate::digits::train::TrainConfig {
         epochs: 15,
         learning_rate: 5e-3,
         ..Default::default()

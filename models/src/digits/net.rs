@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::data::digits::{DIGITS_CLASSES, DIGITS_FEATURES};
+use crate::digits::data::{DIGITS_CLASSES, DIGITS_FEATURES};
 use crate::error::{ModelError, Result};
 use crate::layer::{DenseLayer, LayerReport};
 
@@ -167,17 +167,6 @@ impl Network {
             .map(|c| c.parameter_count() * 4)
             .sum::<usize>()
             + self.dense.iter().map(DenseLayer::size_bytes).sum::<usize>()
-    }
-
-    /// One report per layer.
-    pub fn layer_reports(&self) -> Result<Vec<LayerReport>> {
-        let mut out = self
-            .convs
-            .iter()
-            .map(ConvLayer::report)
-            .collect::<Result<Vec<_>>>()?;
-        out.extend(self.dense.iter().map(|l| l.report(None)));
-        Ok(out)
     }
 
     /// The f32 weights by name, for safetensors.

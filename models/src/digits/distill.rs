@@ -3,10 +3,10 @@
 //! labels. The same student trained on the labels alone is the control that shows what the soft
 //! targets added.
 
-use crate::data::Dataset;
+use crate::digits::data::Dataset;
+use crate::digits::net::{NetSpec, Network};
+use crate::digits::train::{train, Distillation, TrainConfig};
 use crate::error::Result;
-use crate::train::{train, Distillation, TrainConfig};
-use crate::zoo::net::{NetSpec, Network};
 
 /// Default temperature T.
 pub const DEFAULT_TEMPERATURE: f64 = 4.0;

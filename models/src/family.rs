@@ -1,0 +1,290 @@
+//! A model family (the digits networks, the BERT encoders, ...) and the one chain runner that
+//! every family shares: it loads the base model, runs each training step of a technique (each
+//! cached on disk under a key of all its inputs), applies the post-training step through
+//! [`crate::linears`] and hands the variant to the family to build its workload.
+//!
+//! A family implements [`Family`] (typed: its model, its steps, its workload); the catalogue
+//! reaches every family through [`ModelFamily`], which each [`Family`] gets for free.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::Tensor;
+
+use crate::cache::{entry_path, load_or_build, CacheOutcome};
+use crate::error::{ModelError, Result};
+use crate::layer::LayerReport;
+use crate::linears::{apply_post_step, Linears, Mapped};
+use crate::technique::{PostStep, Technique, TrainingStep};
+use crate::workload::{Cell, Workload, WorkloadSpec};
+
+/// The plan dimensions of a family: what a plan times when it names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanDims {
+    /// Batch sizes when the plan names none.
+    pub default_batch_sizes: &'static [usize],
+    /// For families whose inputs have a length (tokens per text), the length when the plan names
+    /// none; `None` for fixed-size inputs (no sequence-length dimension).
+    pub default_seq_len: Option<usize>,
+}
+
+/// A family's uncompressed model, loaded, with what identifies it.
+pub struct Base<M, S> {
+    /// The uncompressed model.
+    pub model: M,
+    /// What the family keeps besides the weights (files, tokenizer, ...).
+    pub source: S,
+    /// Cache key material of the base: every input that made its weights.
+    pub key: String,
+    /// Whether the base came from the cache (`None`: read from the user's files).
+    pub outcome: Option<CacheOutcome>,
+}
+
+/// A variant as the family's workload receives it: the base, the trained model, the model after
+/// the post-training step, and what was recorded on the way.
+pub struct Variant<M, S> {
+    /// The uncompressed base.
+    pub base: Base<M, S>,
+    /// The model after the chain's training steps (f32).
+    pub trained: M,
+    /// The model after the post-training step, with its layer reports; `None` without one.
+    pub post: Option<Mapped<M>>,
+    /// Each step with its parameters, as recorded.
+    pub params: Vec<serde_json::Value>,
+    /// Cache key material of the variant (base, each step, the post-training step).
+    pub key: String,
+}
+
+/// One step of a chain, of either kind, as [`Family::step_params`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum StepRef<'a> {
+    /// A training step.
+    Training(&'a TrainingStep),
+    /// The post-training step.
+    Post(&'a PostStep),
+}
+
+/// What differs between model families. One implementation and one folder make a new family;
+/// see ARCHITECTURE.md, "Adding a model family".
+pub trait Family: Sync {
+    /// The model in f32, as training steps leave it.
+    type Model: Linears + Clone;
+    /// What the family keeps of a loaded base besides its weights.
+    type Source;
+
+    /// What a plan times when it names no batch size or sequence length.
+    fn plan_dims(&self) -> PlanDims;
+
+    /// The stem of this model's cache entries (`digits-mlp`, `minilm`, `bert-<folder>`).
+    fn cache_stem(&self, model: &str) -> String;
+
+    /// Loads (or trains, cached) the uncompressed model.
+    fn load_base(&self, model: &str, cache_dir: &Path) -> Result<Base<Self::Model, Self::Source>>;
+
+    /// The family's own parameters of a step (its fine-tune, student, scope), merged into the
+    /// step's recorded parameters and its cache key; the generic ones (block size, fallback,
+    /// int8 scheme) are added by the runner.
+    fn step_params(
+        &self,
+        model: &str,
+        step: StepRef<'_>,
+        current: &Self::Model,
+    ) -> Result<serde_json::Value>;
+
+    /// Runs one training step on `current`.
+    fn train(
+        &self,
+        model: &str,
+        step: &TrainingStep,
+        current: &Self::Model,
+        base: &Base<Self::Model, Self::Source>,
+    ) -> Result<Self::Model>;
+
+    /// The model's f32 weights by name, for the cache.
+    fn to_tensors(&self, model: &Self::Model) -> Result<HashMap<String, Tensor>>;
+
+    /// Rebuilds a model from [`Family::to_tensors`]' output; `origin` names the source in errors.
+    fn from_tensors(
+        &self,
+        base: &Base<Self::Model, Self::Source>,
+        tensors: &HashMap<String, Tensor>,
+        origin: &str,
+    ) -> Result<Self::Model>;
+
+    /// Builds the timed workload of one cell from its variant.
+    fn workload(
+        &self,
+        spec: &WorkloadSpec,
+        variant: Variant<Self::Model, Self::Source>,
+    ) -> Result<Box<dyn Workload>>;
+}
+
+/// The door through which the catalogue reaches a family without knowing its types.
+pub trait ModelFamily: Sync {
+    /// What a plan times when it names no batch size or sequence length.
+    fn plan_dims(&self) -> PlanDims;
+    /// Prepares a cell's variant ahead of timing (training steps, cached); returns whether the
+    /// base and each training step came from the cache.
+    fn prepare(
+        &self,
+        model: &str,
+        technique: &Technique,
+        cache_dir: &Path,
+    ) -> Result<Vec<CacheOutcome>>;
+    /// Builds the workload of one cell.
+    fn build(&self, spec: &WorkloadSpec) -> Result<Box<dyn Workload>>;
+}
+
+/// A variant after its training steps, before the post-training step.
+pub struct Trained<M, S> {
+    /// The uncompressed base.
+    pub base: Base<M, S>,
+    /// The model after the chain's training steps.
+    pub model: M,
+    /// Each training step with its parameters, as recorded.
+    pub params: Vec<serde_json::Value>,
+    /// Whether the base (where cached) and each training step came from the cache.
+    pub outcomes: Vec<CacheOutcome>,
+    /// Cache key material of the base and every training step.
+    pub key: String,
+}
+
+/// The recorded parameters of a step: the step itself, what the runner knows of it, and the
+/// family's own.
+fn step_params<F: Family>(
+    family: &F,
+    model: &str,
+    step: StepRef<'_>,
+    current: &F::Model,
+) -> Result<serde_json::Value> {
+    let to_value = |r: serde_json::Result<serde_json::Value>| {
+        r.map_err(|e| ModelError::Invalid(format!("step parameters: {e}")))
+    };
+    let (mut value, generic) = match step {
+        StepRef::Training(s) => (to_value(serde_json::to_value(s))?, serde_json::json!({})),
+        StepRef::Post(s) => (to_value(serde_json::to_value(s))?, post_step_params(s)),
+    };
+    let own = family.step_params(model, step, current)?;
+    if let Some(obj) = value.as_object_mut() {
+        for extra in [generic, own] {
+            if let serde_json::Value::Object(more) = extra {
+                obj.extend(more);
+            }
+        }
+    }
+    Ok(value)
+}
+
+/// What every family records of a post-training step.
+fn post_step_params(step: &PostStep) -> serde_json::Value {
+    match step {
+        PostStep::Quantize { format, .. } => serde_json::json!({
+            "block_size": format.block_len(),
+            "fallback": "per layer to the nearest block-32 format with as many bits or more, else f32",
+        }),
+        PostStep::Int8 => serde_json::json!({
+            "weights": "symmetric int8, one scale per output channel and group of inputs",
+            "group": crate::layer::INT8_GROUP,
+            "activations": "symmetric int8 per row and group, computed at run time",
+            "kernel": crate::kernels::CpuFeatures::get().name(),
+        }),
+        PostStep::Cast { .. } => serde_json::json!({}),
+    }
+}
+
+/// Loads the base and runs each training step of `technique`, each cached under the key of the
+/// base and every step so far: the one chain runner of every family.
+pub fn train_chain<F: Family>(
+    family: &F,
+    model: &str,
+    technique: &Technique,
+    cache_dir: &Path,
+) -> Result<Trained<F::Model, F::Source>> {
+    let base = family.load_base(model, cache_dir)?;
+    let mut key = base.key.clone();
+    let mut current = base.model.clone();
+    let mut params = Vec::new();
+    let mut outcomes: Vec<CacheOutcome> = base.outcome.into_iter().collect();
+    let stem = format!("{}-variant", family.cache_stem(model));
+    for step in technique.training_steps() {
+        let p = step_params(family, model, StepRef::Training(step), &current)?;
+        key = format!("{key}|{p}");
+        params.push(p);
+        let path = entry_path(cache_dir, &stem, &key);
+        let (tensors, outcome) = load_or_build(&path, || {
+            family.to_tensors(&family.train(model, step, &current, &base)?)
+        })?;
+        current = family.from_tensors(&base, &tensors, &path.display().to_string())?;
+        outcomes.push(outcome);
+    }
+    Ok(Trained {
+        base,
+        model: current,
+        params,
+        outcomes,
+        key,
+    })
+}
+
+impl<F: Family> ModelFamily for F {
+    fn plan_dims(&self) -> PlanDims {
+        Family::plan_dims(self)
+    }
+
+    fn prepare(
+        &self,
+        model: &str,
+        technique: &Technique,
+        cache_dir: &Path,
+    ) -> Result<Vec<CacheOutcome>> {
+        Ok(train_chain(self, model, technique, cache_dir)?.outcomes)
+    }
+
+    fn build(&self, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
+        let Cell {
+            model, technique, ..
+        } = &spec.cell;
+        let trained = train_chain(self, model, technique, &spec.cache_dir)?;
+        let mut params = trained.params;
+        let (post, key) = match technique.post() {
+            Some(step) => {
+                params.push(step_params(
+                    self,
+                    model,
+                    StepRef::Post(step),
+                    &trained.model,
+                )?);
+                let what = format!("{technique}: {model}");
+                let mapped = apply_post_step(&trained.model, step, &what)?;
+                let step_json = serde_json::to_string(step)
+                    .map_err(|e| ModelError::Invalid(format!("step parameters: {e}")))?;
+                (Some(mapped), format!("{}|{step_json}", trained.key))
+            }
+            None => (None, trained.key),
+        };
+        self.workload(
+            spec,
+            Variant {
+                base: trained.base,
+                trained: trained.model,
+                post,
+                params,
+                key,
+            },
+        )
+    }
+}
+
+impl<M: Linears + Clone, S> Variant<M, S> {
+    /// The model to time and its layer reports: the post-training step's, or the trained model
+    /// with `reports` of it.
+    pub fn final_model(
+        &self,
+        reports: impl FnOnce(&M) -> Result<Vec<LayerReport>>,
+    ) -> Result<(M, Vec<LayerReport>)> {
+        match &self.post {
+            Some(mapped) => Ok((mapped.model.clone(), mapped.layers.clone())),
+            None => Ok((self.trained.clone(), reports(&self.trained)?)),
+        }
+    }
+}
