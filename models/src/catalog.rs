@@ -45,11 +45,14 @@ pub const DEFAULT_TECHNIQUES: &[&str] = &[
 /// The models of the default suite.
 pub const DEFAULT_MODELS: &[&str] = &["digits-mlp", "digits-cnn"];
 
-/// Every family with its named models.
-fn families() -> [(
+/// A family's named models (name, one-line description) and the family.
+type FamilyEntry = (
     &'static [(&'static str, &'static str)],
     &'static dyn ModelFamily,
-); 2] {
+);
+
+/// Every family with its named models.
+fn families() -> [FamilyEntry; 2] {
     [
         (crate::digits::MODELS, &Digits as &dyn ModelFamily),
         (crate::text::MODELS, &Text as &dyn ModelFamily),

@@ -104,7 +104,7 @@ pub trait Family: Sync {
     fn to_tensors(&self, model: &Self::Model) -> Result<HashMap<String, Tensor>>;
 
     /// Rebuilds a model from [`Family::to_tensors`]' output; `origin` names the source in errors.
-    fn from_tensors(
+    fn model_from_tensors(
         &self,
         base: &Base<Self::Model, Self::Source>,
         tensors: &HashMap<String, Tensor>,
@@ -214,7 +214,7 @@ pub fn train_chain<F: Family>(
         let (tensors, outcome) = load_or_build(&path, || {
             family.to_tensors(&family.train(model, step, &current, &base)?)
         })?;
-        current = family.from_tensors(&base, &tensors, &path.display().to_string())?;
+        current = family.model_from_tensors(&base, &tensors, &path.display().to_string())?;
         outcomes.push(outcome);
     }
     Ok(Trained {

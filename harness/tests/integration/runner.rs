@@ -57,7 +57,7 @@ fn panic_abort_signal_and_timeout_are_failed_records_and_the_run_goes_on() {
     let by = |t: &str, b: usize| {
         records
             .iter()
-            .find(|r| r.key.technique == t && r.key.batch_size == b)
+            .find(|r| r.key.technique.to_string() == t && r.key.batch_size == b)
             .unwrap()
     };
     let expect = [

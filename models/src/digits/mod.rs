@@ -197,7 +197,7 @@ impl Family for Digits {
         model.to_tensors()
     }
 
-    fn from_tensors(
+    fn model_from_tensors(
         &self,
         _base: &Base<Network, ()>,
         tensors: &HashMap<String, Tensor>,

@@ -136,7 +136,7 @@ impl Family for Text {
         model.to_tensors()
     }
 
-    fn from_tensors(
+    fn model_from_tensors(
         &self,
         base: &Base<Bert, TextSource>,
         tensors: &HashMap<String, Tensor>,
