@@ -18,6 +18,7 @@ pub mod meter;
 pub mod plan;
 pub mod report;
 pub mod results;
+pub mod run_dir;
 pub mod runner;
 pub mod stats;
 pub mod stdout;

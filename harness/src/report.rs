@@ -25,24 +25,15 @@ impl RunData {
     /// Reads a run folder: `run.json`, `results.jsonl` (ordered by the plan) and `traces/*.csv`.
     pub fn load(dir: &std::path::Path) -> anyhow::Result<Self> {
         let manifest = Manifest::read(dir)?;
-        let path = dir.join("results.jsonl");
-        let records = if path.exists() {
-            crate::results::order_by_plan(crate::results::read_records(&path)?, &manifest.plan)
-        } else {
-            Vec::new()
-        };
+        let run_dir = crate::run_dir::RunDir::new(dir);
+        let records = crate::results::order_by_plan(run_dir.records()?, &manifest.plan);
         let mut traces = std::collections::BTreeMap::new();
-        if let Ok(entries) = std::fs::read_dir(dir.join("traces")) {
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "csv") {
-                    if let (Some(stem), Ok(text)) = (
-                        p.file_stem().and_then(|s| s.to_str()),
-                        std::fs::read_to_string(&p),
-                    ) {
-                        traces.insert(stem.to_string(), text);
-                    }
-                }
+        for path in run_dir.trace_files().values() {
+            if let (Some(stem), Ok(text)) = (
+                path.file_stem().and_then(|s| s.to_str()),
+                std::fs::read_to_string(path),
+            ) {
+                traces.insert(stem.to_string(), text);
             }
         }
         Ok(Self {

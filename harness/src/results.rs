@@ -417,7 +417,7 @@ mod tests {
     #[test]
     fn a_retry_supersedes_a_failed_record_and_a_second_ok_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("results.jsonl");
+        let path = dir.path().join("records.jsonl");
         let failed = record(1, Status::Failed);
         let ok = record(1, Status::Ok);
         std::fs::write(&path, lines_of(&[failed, ok.clone()]).concat()).unwrap();
@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn a_newer_schema_and_non_utf8_bytes_are_refused_naming_the_line() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("results.jsonl");
+        let path = dir.path().join("records.jsonl");
         let mut newer = record(2, Status::Ok);
         newer.schema_version = SCHEMA_VERSION + 1;
         std::fs::write(&path, lines_of(&[record(1, Status::Ok), newer]).concat()).unwrap();
@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn a_complete_last_record_missing_only_its_newline_is_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("results.jsonl");
+        let path = dir.path().join("records.jsonl");
         let text = lines_of(&[record(1, Status::Ok), record(2, Status::Ok)]).concat();
         std::fs::write(&path, text.trim_end()).unwrap();
         assert_eq!(read_records(&path).unwrap().len(), 2);
@@ -470,7 +470,7 @@ mod tests {
         #[test]
         fn truncation_anywhere_never_drops_a_complete_record(n in 1usize..6, cut_frac in 0.0f64..1.0) {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("results.jsonl");
+            let path = dir.path().join("records.jsonl");
             let lines = lines_of(&(1..=n).map(|b| record(b, Status::Ok)).collect::<Vec<_>>());
             let text = lines.concat();
             let cut = ((text.len() as f64) * cut_frac) as usize;
@@ -506,7 +506,7 @@ mod tests {
             duplicate in proptest::prelude::any::<bool>(),
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("results.jsonl");
+            let path = dir.path().join("records.jsonl");
             let mut lines = lines_of(&(1..=n).map(|b| record(b, Status::Ok)).collect::<Vec<_>>())
                 .into_iter()
                 .map(String::into_bytes)

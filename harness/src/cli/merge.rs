@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use crate::error::UsageError;
 use crate::export::{export_all, ALL_EXPORTS};
 use crate::report::RunData;
-use crate::results::{append_record, order_by_plan, read_records};
+use crate::results::{append_record, order_by_plan};
+use crate::run_dir::RunDir;
 use crate::runner::manifest::Manifest;
 use crate::runner::parent::new_run_id;
 use slimbench_models::workload::Cell;
@@ -67,8 +68,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
         } else {
             first = Some((dir.clone(), manifest.clone()));
         }
-        let path = dir.join("results.jsonl");
-        let found = read_records(&path)?;
+        let found = RunDir::new(dir).records()?;
         for r in found {
             if let Some(other) = seen.insert(r.key.clone(), dir.clone()) {
                 return Err(UsageError(format!(
@@ -85,7 +85,8 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
     let Some((_, mut manifest)) = first else {
         return Err(UsageError("merge needs at least one folder".into()).into());
     };
-    let results_path = args.out.join("results.jsonl");
+    let out = RunDir::new(&args.out);
+    let results_path = out.results_path();
     if results_path.exists() {
         return Err(UsageError(format!(
             "{} already holds results; choose an empty --out",
@@ -102,13 +103,11 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
     manifest.run_id = format!("merge-{}", new_run_id());
     manifest.shard = None;
     manifest.write(&args.out)?;
-    let traces = args.out.join("traces");
+    let traces = out.traces_dir();
     for dir in &args.dirs {
-        if let Ok(entries) = std::fs::read_dir(dir.join("traces")) {
+        for (name, path) in RunDir::new(dir).trace_files() {
             std::fs::create_dir_all(&traces)?;
-            for e in entries.flatten() {
-                std::fs::copy(e.path(), traces.join(e.file_name()))?;
-            }
+            std::fs::copy(path, traces.join(name))?;
         }
     }
     export_all(&RunData::load(&args.out)?, &args.out, &ALL_EXPORTS)?;

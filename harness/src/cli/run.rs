@@ -20,7 +20,7 @@ use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use crate::meter::rapl::powercap_root;
 use crate::plan::Plan;
 use crate::report::RunData;
-use crate::results::{read_records, set_aside_torn_tail, Record, Status, SCHEMA_VERSION};
+use crate::results::{set_aside_torn_tail, Record, Status, SCHEMA_VERSION};
 use crate::runner::lock::RunLock;
 use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
 use crate::runner::parent::{new_run_id, prepare_variants};
@@ -267,7 +267,8 @@ fn meter_settings(spec: &RunSpec, host: &HostInfo) -> Result<MeterSettings, Usag
 }
 
 fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
-    let path = run_dir.join("results.jsonl");
+    let run_dir = crate::run_dir::RunDir::new(run_dir);
+    let path = run_dir.results_path();
     if let Some(aside) = set_aside_torn_tail(&path)? {
         eprintln!(
             "warning: {}: its last line was incomplete (a crash or a full disk mid-write); moved it to {}; its cell runs again",
@@ -275,11 +276,7 @@ fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
             aside.display()
         );
     }
-    if path.exists() {
-        Ok(read_records(&path)?)
-    } else {
-        Ok(Vec::new())
-    }
+    Ok(run_dir.records()?)
 }
 
 /// Runs the plan the flags describe, or resumes one.

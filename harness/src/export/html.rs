@@ -9,7 +9,7 @@ use crate::chart::trace::{parse_trace, trace_chart};
 use crate::chart::Chart;
 use crate::report::RunData;
 use crate::results::Record;
-use crate::runner::worker::{cell_slug, slug};
+use crate::run_dir::{cell_slug, slug};
 
 /// Writes `report.html`.
 pub struct HtmlExporter;

@@ -158,7 +158,7 @@ pub const COMMIT: &str = env!("SLIMBENCH_GIT_COMMIT");
 
 /// The manifest file of a run folder.
 pub fn manifest_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("run.json")
+    crate::run_dir::RunDir::new(run_dir).manifest_path()
 }
 
 impl Manifest {

@@ -126,7 +126,7 @@ pub fn run_cells(
     settings: &RunSettings,
     options: &RunOptions,
 ) -> anyhow::Result<RunOutcome> {
-    let results_path = settings.run_dir.join("results.jsonl");
+    let results_path = crate::run_dir::RunDir::new(&settings.run_dir).results_path();
     let bar = progress_bar(cells.len());
     let mut records = Vec::new();
     let total = cells.len();

@@ -18,6 +18,7 @@ use crate::meter::choose::{open_meter, MeterSettings};
 use crate::meter::record::{energy_record, trace_csv, Windows};
 use crate::meter::sampler::Sampler;
 use crate::results::{ComputeRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
+use crate::run_dir::{cell_slug, RunDir};
 use crate::stats::{thin_samples, LatencyStats};
 use slimbench_models::workload::Cell;
 
@@ -116,28 +117,6 @@ pub struct WorkerRequest {
     pub meter: MeterSettings,
     /// The host, detected once by the parent.
     pub host: HostInfo,
-}
-
-/// A file-name-safe name of a cell (`digits-mlp_q8_0_cpu_b32`).
-pub fn cell_slug(key: &Cell) -> String {
-    let seq = key.seq_len.map(|s| format!("_s{s}")).unwrap_or_default();
-    slug(&format!(
-        "{}_{}_{}_b{}{seq}",
-        key.model, key.technique, key.device, key.batch_size
-    ))
-}
-
-/// `text` with every character but ASCII letters, digits, `-` and `_` replaced by `-`.
-pub fn slug(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// Measures the cell; never fails: errors become `failed` or `not-applicable` records.
@@ -311,8 +290,9 @@ fn compute_record(
 }
 
 fn write_trace(req: &WorkerRequest, csv: &str) -> anyhow::Result<()> {
-    let dir = req.run_dir.join("traces");
+    let run_dir = RunDir::new(&req.run_dir);
+    let dir = run_dir.traces_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join(format!("{}.csv", cell_slug(&req.key)));
+    let path = run_dir.trace_path(&req.key);
     std::fs::write(&path, csv).with_context(|| format!("cannot write {}", path.display()))
 }

@@ -11,10 +11,10 @@ use slimbench::meter::{DomainEnergy, DomainKind, EnergyRecord, Source};
 use slimbench::plan::Plan;
 use slimbench::report::RunData;
 use slimbench::results::{QualityRecord, Record, Status};
-use slimbench_models::workload::Cell;
 use slimbench::runner::manifest::{Manifest, RunSpec};
 use slimbench::runner::TimingSettings;
 use slimbench::stats::LatencyStats;
+use slimbench_models::workload::Cell;
 
 fn key(technique: &str, batch: usize) -> Cell {
     Cell {
@@ -308,7 +308,12 @@ fn the_recommendation_skips_controls_and_breaks_energy_ties_by_quality_then_size
     let recs = recommend(&records);
     assert_eq!(recs.len(), 1);
     let pick = recs[0].pick.as_ref().expect("a variant beats fp32");
-    assert_eq!(pick.key.technique.to_string(), "distill", "{}", recs[0].reason);
+    assert_eq!(
+        pick.key.technique.to_string(),
+        "distill",
+        "{}",
+        recs[0].reason
+    );
     assert_eq!(recs[0].tied_with, ["prune-structured-50"]);
     let q = pick.quality.unwrap();
     assert!(q.is_tie(), "+0.28 points on 359 items is a tie: {q:?}");

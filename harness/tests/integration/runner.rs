@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use predicates::prelude::*;
 use slimbench::results::{read_records, Status};
-use slimbench_models::workload::Cell;
 use slimbench::runner::manifest::Manifest;
+use slimbench_models::workload::Cell;
 
 use crate::cli::{only_run_dir, slimbench};
 

@@ -1,0 +1,75 @@
+//! The comparison as a Markdown table, fit for a CI job summary.
+
+use super::{Comparison, Metric};
+
+fn figure(metric: Metric, v: f64) -> String {
+    match metric {
+        Metric::Latency => format!("{v:.4} ms"),
+        Metric::Energy => format!("{v:.3e} J"),
+        Metric::Memory | Metric::Size => format!("{:.1} KiB", v / 1024.0),
+        Metric::Quality => format!("{v:.2}%"),
+    }
+}
+
+/// The comparison as a Markdown table, fit for a CI job summary.
+pub fn markdown(c: &Comparison) -> String {
+    let mut out = String::from("## slimbench compare\n\n");
+    let regressed = c
+        .cells
+        .iter()
+        .filter(|cell| cell.changes.iter().any(|m| m.regressed))
+        .count();
+    out.push_str(&format!(
+        "**{}**: {} cells compared, {regressed} regressed, {} lost (measured in the baseline, failed or missing now), {} only in baseline, {} only in current.\n\n",
+        if c.regressed() { "REGRESSION" } else { "OK" },
+        c.cells.len(),
+        c.lost.len(),
+        c.only_baseline.len(),
+        c.only_current.len()
+    ));
+    out.push_str(
+        "| cell | metric | baseline | current | change | 95% CI | threshold | verdict |\n",
+    );
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for cell in &c.cells {
+        for m in &cell.changes {
+            let unit = m.metric.change_unit();
+            let ci = m
+                .ci95
+                .map(|i| format!("[{:+.2}, {:+.2}] {unit}", i.lo, i.hi))
+                .unwrap_or_else(|| "-".into());
+            let threshold = if m.metric == Metric::Quality {
+                format!("-{} {unit}", m.threshold)
+            } else {
+                format!("+{}{unit}", m.threshold)
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {:+.2} {unit} | {ci} | {threshold} | {} |\n",
+                cell.cell,
+                m.metric.name(),
+                figure(m.metric, m.baseline),
+                figure(m.metric, m.current),
+                m.change,
+                if m.regressed { "**regressed**" } else { "ok" }
+            ));
+        }
+    }
+    if !c.lost.is_empty() {
+        out.push_str("\nLost, each a **regression** (measured in the baseline):\n");
+        for l in &c.lost {
+            out.push_str(&format!("- {}: {}\n", l.cell, l.why));
+        }
+    }
+    for (title, list) in [
+        ("Only in the baseline (missing now)", &c.only_baseline),
+        ("Only in the current set (new)", &c.only_current),
+    ] {
+        if !list.is_empty() {
+            out.push_str(&format!("\n{title}:\n"));
+            for cell in list {
+                out.push_str(&format!("- {cell}\n"));
+            }
+        }
+    }
+    out
+}
