@@ -126,8 +126,9 @@ pub fn ram_energy_j(resident_gib: f64, seconds: f64) -> f64 {
 
 /// CPU time (user + system) of this process so far, in seconds.
 pub fn process_cpu_time_s() -> Result<f64, MeterError> {
-    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is always valid.
+    // SAFETY: `rusage` is plain integers, for which all-zero bytes are a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we own; RUSAGE_SELF is always valid.
     let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     if rc != 0 {
         return Err(MeterError::Read(format!(

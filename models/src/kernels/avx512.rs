@@ -71,7 +71,7 @@ fn gelu16(x: __m512) -> __m512 {
 /// # Safety
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn gelu_in_place(x: &mut [f32]) {
+pub(crate) unsafe fn gelu_in_place(x: &mut [f32]) {
     let mut chunks = x.chunks_exact_mut(LANES);
     for c in &mut chunks {
         let v = _mm512_loadu_ps(c.as_ptr());
@@ -90,7 +90,7 @@ pub unsafe fn gelu_in_place(x: &mut [f32]) {
 /// # Safety
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
+pub(crate) unsafe fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
     let mask_bias = &mask_bias[..cols];
     for row in scores.chunks_exact_mut(cols) {
         let p = row.as_mut_ptr();
@@ -134,7 +134,7 @@ pub unsafe fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: 
 /// # Safety
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
+pub(crate) unsafe fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
     let n = x.len().min(q.len());
     let mut maxv = _mm512_setzero_ps();
     let mut i = 0;

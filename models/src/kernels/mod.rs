@@ -5,9 +5,9 @@
 //! narrows it) and is tested against the straightforward computation.
 
 #[cfg(target_arch = "x86_64")]
-pub mod avx512;
+pub(crate) mod avx512;
 pub mod blocks;
-pub mod elementwise;
+pub(crate) mod elementwise;
 pub mod epilogue;
 pub mod int8;
 pub mod peak;

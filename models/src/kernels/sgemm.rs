@@ -98,7 +98,7 @@ pub fn matmul_into(
 /// # Safety
 /// `dst` must be valid for reads and writes of `a.rows` rows of `b.cols` elements,
 /// `dst_row_stride` apart, and no other thread may touch those elements during the call.
-pub unsafe fn matmul_into_ptr(
+pub(crate) unsafe fn matmul_into_ptr(
     dst: *mut f32,
     dst_row_stride: usize,
     a: MatRef<'_>,
