@@ -523,7 +523,7 @@ mod tests {
             lines.insert(at, inserted);
             std::fs::write(&path, lines.concat()).unwrap();
             let e = read_records(&path).unwrap_err().0;
-            proptest::prop_assert!(e.contains("results.jsonl: line "), "{}", e);
+            proptest::prop_assert!(e.contains("records.jsonl: line "), "{}", e);
         }
     }
 }

