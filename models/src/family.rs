@@ -288,3 +288,202 @@ impl<M: Linears + Clone, S> Variant<M, S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A family written for the test alone, one impl and nothing else, run through the same
+    //! runner as the real ones: what a newcomer's family gets for free.
+    use super::*;
+    use crate::layer::DenseLayer;
+    use crate::workload::{Footprint, Quality};
+    use candle_core::{Device, Tensor};
+
+    /// One fully connected layer, 64 -> 32.
+    #[derive(Clone)]
+    struct Toy(DenseLayer);
+
+    impl Linears for Toy {
+        fn linear_in_dims(&self) -> Vec<usize> {
+            vec![self.0.in_dim]
+        }
+        fn map_linears(
+            &self,
+            f: &mut dyn FnMut(&DenseLayer) -> Result<DenseLayer>,
+        ) -> Result<Self> {
+            Ok(Toy(f(&self.0)?))
+        }
+        fn layer_reports(
+            &self,
+            note: &dyn Fn(&DenseLayer) -> Option<String>,
+        ) -> Result<Vec<LayerReport>> {
+            Ok(vec![self.0.report(note(&self.0))])
+        }
+    }
+
+    struct ToyFamily;
+
+    struct ToyWorkload {
+        layers: Vec<LayerReport>,
+        params: serde_json::Value,
+    }
+
+    impl Workload for ToyWorkload {
+        fn batch_size(&self) -> usize {
+            1
+        }
+        fn run_batch(&mut self) -> Result<()> {
+            Ok(())
+        }
+        fn quality(&self) -> Result<Quality> {
+            Err(ModelError::Invalid("none".into()))
+        }
+        fn footprint(&self) -> Result<Footprint> {
+            Err(ModelError::Invalid("none".into()))
+        }
+        fn technique_params(&self) -> serde_json::Value {
+            self.params.clone()
+        }
+        fn layers(&self) -> Vec<LayerReport> {
+            self.layers.clone()
+        }
+    }
+
+    impl Family for ToyFamily {
+        type Model = Toy;
+        type Source = ();
+        fn plan_dims(&self) -> PlanDims {
+            PlanDims {
+                default_batch_sizes: &[1],
+                default_seq_len: None,
+            }
+        }
+        fn cache_stem(&self, model: &str) -> String {
+            model.to_string()
+        }
+        fn load_base(&self, _model: &str, _cache_dir: &Path) -> Result<Base<Toy, ()>> {
+            let w = Tensor::randn(0f32, 1.0, (32, 64), &Device::Cpu)?;
+            let b = Tensor::zeros(32, candle_core::DType::F32, &Device::Cpu)?;
+            Ok(Base {
+                model: Toy(DenseLayer::from_f32("toy", &w, b)?),
+                source: (),
+                key: "toy base".into(),
+                outcome: None,
+            })
+        }
+        fn step_params(
+            &self,
+            _model: &str,
+            step: StepRef<'_>,
+            _current: &Toy,
+        ) -> Result<serde_json::Value> {
+            Ok(match step {
+                StepRef::Training(_) => serde_json::json!({ "toy": true }),
+                StepRef::Post(_) => serde_json::json!({}),
+            })
+        }
+        fn train(
+            &self,
+            _model: &str,
+            step: &TrainingStep,
+            current: &Toy,
+            _base: &Base<Toy, ()>,
+        ) -> Result<Toy> {
+            match step {
+                TrainingStep::PruneStructured { ratio, .. } => {
+                    let w = (current.0.weight_f32()? * (1.0 - ratio))?;
+                    Ok(Toy(DenseLayer::from_f32(
+                        "toy",
+                        &w,
+                        current.0.bias.clone(),
+                    )?))
+                }
+                other => Err(ModelError::NotApplicable(format!("toy: {other:?}"))),
+            }
+        }
+        fn to_tensors(&self, model: &Toy) -> Result<HashMap<String, Tensor>> {
+            Ok(HashMap::from([
+                ("w".to_string(), model.0.weight_f32()?),
+                ("b".to_string(), model.0.bias.clone()),
+            ]))
+        }
+        fn model_from_tensors(
+            &self,
+            _base: &Base<Toy, ()>,
+            tensors: &HashMap<String, Tensor>,
+            origin: &str,
+        ) -> Result<Toy> {
+            let get = |n: &str| {
+                tensors
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| ModelError::Invalid(format!("{origin}: no {n}")))
+            };
+            Ok(Toy(DenseLayer::from_f32("toy", &get("w")?, get("b")?)?))
+        }
+        fn workload(
+            &self,
+            _spec: &WorkloadSpec,
+            variant: Variant<Toy, ()>,
+        ) -> Result<Box<dyn Workload>> {
+            let (_, layers) = variant.final_model(|m| m.layer_reports(&|_| None))?;
+            Ok(Box::new(ToyWorkload {
+                layers,
+                params: serde_json::json!(variant.params),
+            }))
+        }
+    }
+
+    fn spec(technique: &str, cache: &Path) -> WorkloadSpec {
+        WorkloadSpec {
+            cell: Cell {
+                model: "toy".into(),
+                technique: technique.parse().unwrap(),
+                device: "cpu".into(),
+                batch_size: 1,
+                seq_len: None,
+            },
+            cache_dir: cache.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn a_new_family_is_one_impl_and_gets_caching_steps_and_every_post_training_step() {
+        let cache = tempfile::tempdir().unwrap();
+        let technique: Technique = "prune-structured-50+q4k".parse().unwrap();
+        let first = ToyFamily.prepare("toy", &technique, cache.path()).unwrap();
+        assert_eq!(first, vec![CacheOutcome::Built]);
+        let again = ToyFamily.prepare("toy", &technique, cache.path()).unwrap();
+        assert_eq!(
+            again,
+            vec![CacheOutcome::Hit],
+            "the training step is cached"
+        );
+        // 64 inputs: q4k's 256-block does not fit, the fallback chain gives q4_1, and says so.
+        let w = ToyFamily
+            .build(&spec("prune-structured-50+q4k", cache.path()))
+            .unwrap();
+        let layer = &w.layers()[0];
+        assert_eq!(layer.format, "q4_1");
+        assert!(layer.note.as_deref().unwrap().contains("fell back to q4_1"));
+        let steps = w.technique_params();
+        assert_eq!(
+            steps[0]["toy"], true,
+            "the family's own parameters are recorded"
+        );
+        assert_eq!(steps[1]["block_size"], 256, "and the runner's");
+        for (t, format) in [("int8", "int8"), ("bf16", "bf16"), ("fp32", "f32")] {
+            let w = ToyFamily.build(&spec(t, cache.path())).unwrap();
+            assert_eq!(w.layers()[0].format, format, "{t}");
+        }
+        let e = ToyFamily
+            .build(&spec("q8_0-all", cache.path()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("has no token embeddings"), "{e}");
+        let e = ToyFamily
+            .build(&spec("distill", cache.path()))
+            .err()
+            .unwrap();
+        assert!(matches!(e, ModelError::NotApplicable(_)), "{e}");
+    }
+}
