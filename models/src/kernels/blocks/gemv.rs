@@ -4,8 +4,9 @@
 //! with an f32 scale), the sums exact in i32: formats with a minimum (`q4_1`, `q5_1`, `q4k`, `q5k`)
 //! multiply their unsigned values directly (`vpmaddubsw`, or `vpdpbusd` with AVX-512 VNNI) and add
 //! `minimum x sum(activations)`, as do `q4_0` and `q5_0` (their offsets of 8 and 16 become a
-//! minimum); the signed ones (`q8_0`, `q6k`) use GGML's sign trick. Per-lane scales carry `q6k`'s groups of 16. The portable path decodes each block with
-//! the scalar decoder of [`crate::kernels::blocks`].
+//! minimum, folded into the vector lanes with the block's scale); the signed ones (`q8_0`, `q6k`)
+//! use GGML's sign trick. Per-lane scales carry `q6k`'s groups of 16. The portable path decodes
+//! each block with the scalar decoder of [`crate::kernels::blocks`].
 
 use crate::kernels::blocks::{BlockFormat, BlockMatrix};
 use crate::kernels::qgemm::QuantizedRows;
@@ -206,7 +207,17 @@ mod x86 {
         sums: *const f32,
     }
 
-    /// The 32-block formats: `(weights, signed, scale, minimum)` of one block.
+    /// The f16 at `p` as f32 in every lane (`vpbroadcastw` + `vcvtph2ps`).
+    #[inline(always)]
+    unsafe fn half_lanes(p: *const u8) -> __m256 {
+        let bits = (p as *const u16).read_unaligned();
+        _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+    }
+
+    /// The 32-block formats: one block's weights, scale and minimum. `q4_0` and `q5_0` fold their
+    /// offset (8, 16: a minimum of `-offset d`) into the lanes: `d (da dot - offset/8 s)` per
+    /// lane, where `s` is the group's scaled activation sum, so no scalar work is left per block
+    /// but the scale's conversion.
     #[inline(always)]
     unsafe fn block32<D: Dot>(
         format: BlockFormat,
@@ -216,38 +227,41 @@ mod x86 {
         acc: &mut Acc,
     ) {
         let a = activations(row.a.add(k * 32));
-        let da = *row.scales.add(k);
-        let (dot, d) = match format {
+        let da = _mm256_set1_ps(*row.scales.add(k));
+        match format {
             BlockFormat::Q8_0 => {
                 let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                (dot_signed::<D>(w, a), half_at(b))
+                let dot = _mm256_cvtepi32_ps(dot_signed::<D>(w, a));
+                acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
             }
             BlockFormat::Q4_0 => {
-                // The nibbles unsigned, their offset of 8 as a minimum of -8 d.
-                let d = half_at(b);
-                acc.mins += -8.0 * d * *row.sums.add(k);
-                (D::dot(nibbles(b.add(2)), a), d)
+                let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(2)), a));
+                let offset = _mm256_set1_ps(*row.sums.add(k));
+                let v = _mm256_fmsub_ps(dot, da, offset);
+                acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
+            }
+            BlockFormat::Q5_0 => {
+                let high = _mm256_and_si256(bits(b.add(2)), _mm256_set1_epi8(0x10));
+                let w = _mm256_or_si256(nibbles(b.add(6)), high);
+                let dot = _mm256_cvtepi32_ps(D::dot(w, a));
+                let offset = _mm256_set1_ps(2.0 * *row.sums.add(k));
+                let v = _mm256_fmsub_ps(dot, da, offset);
+                acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
             }
             BlockFormat::Q4_1 => {
                 acc.mins += half_at(b.add(2)) * *row.sums.add(k);
-                (D::dot(nibbles(b.add(4)), a), half_at(b))
-            }
-            BlockFormat::Q5_0 => {
-                // The 5-bit values unsigned, their offset of 16 as a minimum of -16 d.
-                let d = half_at(b);
-                acc.mins += -16.0 * d * *row.sums.add(k);
-                let high = _mm256_and_si256(bits(b.add(2)), _mm256_set1_epi8(0x10));
-                (D::dot(_mm256_or_si256(nibbles(b.add(6)), high), a), d)
+                let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(4)), a));
+                acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
             }
             _ => {
                 // Q5_1: nibble | 16 where the fifth bit is set.
                 acc.mins += half_at(b.add(2)) * *row.sums.add(k);
                 let high = _mm256_and_si256(bits(b.add(4)), _mm256_set1_epi8(0x10));
                 let w = _mm256_or_si256(nibbles(b.add(8)), high);
-                (D::dot(w, a), half_at(b))
+                let dot = _mm256_cvtepi32_ps(D::dot(w, a));
+                acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
             }
-        };
-        acc.add(dot, _mm256_set1_ps(d), da);
+        }
     }
 
     /// A `q4k` or `q5k` block (256 weights, 8 groups of 32 with 6-bit scales and minimums).
