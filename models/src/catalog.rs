@@ -144,11 +144,11 @@ pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
             spec.cell.device
         )));
     }
-    crate::device::candle_device(&spec.cell.device)?;
+    let device = crate::device::candle_device(&spec.cell.device)?;
     if spec.cell.batch_size == 0 {
         return Err(ModelError::Invalid("batch size must be at least 1".into()));
     }
-    family_of(&spec.cell.model)?.build(spec)
+    family_of(&spec.cell.model)?.build(spec, &device)
 }
 
 /// What `slimbench fetch` can fetch, with a one-line description.

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::cache::{entry_path, load_or_build, CacheOutcome};
 use crate::error::{ModelError, Result};
@@ -111,10 +111,12 @@ pub trait Family: Sync {
         origin: &str,
     ) -> Result<Self::Model>;
 
-    /// Builds the timed workload of one cell from its variant.
+    /// Builds the timed workload of one cell from its variant, on `device` (the cell's, opened
+    /// once by the catalogue).
     fn workload(
         &self,
         spec: &WorkloadSpec,
+        device: &Device,
         variant: Variant<Self::Model, Self::Source>,
     ) -> Result<Box<dyn Workload>>;
 }
@@ -131,8 +133,8 @@ pub trait ModelFamily: Sync {
         technique: &Technique,
         cache_dir: &Path,
     ) -> Result<Vec<CacheOutcome>>;
-    /// Builds the workload of one cell.
-    fn build(&self, spec: &WorkloadSpec) -> Result<Box<dyn Workload>>;
+    /// Builds the workload of one cell on `device`, the cell's device opened.
+    fn build(&self, spec: &WorkloadSpec, device: &Device) -> Result<Box<dyn Workload>>;
 }
 
 /// A variant after its training steps, before the post-training step.
@@ -240,7 +242,7 @@ impl<F: Family> ModelFamily for F {
         Ok(train_chain(self, model, technique, cache_dir)?.outcomes)
     }
 
-    fn build(&self, spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
+    fn build(&self, spec: &WorkloadSpec, device: &Device) -> Result<Box<dyn Workload>> {
         let Cell {
             model, technique, ..
         } = &spec.cell;
@@ -264,6 +266,7 @@ impl<F: Family> ModelFamily for F {
         };
         self.workload(
             spec,
+            device,
             Variant {
                 base: trained.base,
                 trained: trained.model,
@@ -296,7 +299,7 @@ mod tests {
     use super::*;
     use crate::layer::DenseLayer;
     use crate::workload::{Footprint, Quality};
-    use candle_core::{Device, Tensor};
+    use candle_core::Tensor;
 
     /// One fully connected layer, 64 -> 32.
     #[derive(Clone)]
@@ -423,6 +426,7 @@ mod tests {
         fn workload(
             &self,
             _spec: &WorkloadSpec,
+            _device: &Device,
             variant: Variant<Toy, ()>,
         ) -> Result<Box<dyn Workload>> {
             let (_, layers) = variant.final_model(|m| m.layer_reports(&|_| None))?;
@@ -460,7 +464,7 @@ mod tests {
         );
         // 64 inputs: q4k's 256-block does not fit, the fallback chain gives q4_1, and says so.
         let w = ToyFamily
-            .build(&spec("prune-structured-50+q4k", cache.path()))
+            .build(&spec("prune-structured-50+q4k", cache.path()), &Device::Cpu)
             .unwrap();
         let layer = &w.layers()[0];
         assert_eq!(layer.format, "q4_1");
@@ -472,16 +476,18 @@ mod tests {
         );
         assert_eq!(steps[1]["block_size"], 256, "and the runner's");
         for (t, format) in [("int8", "int8"), ("bf16", "bf16"), ("fp32", "f32")] {
-            let w = ToyFamily.build(&spec(t, cache.path())).unwrap();
+            let w = ToyFamily
+                .build(&spec(t, cache.path()), &Device::Cpu)
+                .unwrap();
             assert_eq!(w.layers()[0].format, format, "{t}");
         }
         let e = ToyFamily
-            .build(&spec("q8_0-all", cache.path()))
+            .build(&spec("q8_0-all", cache.path()), &Device::Cpu)
             .err()
             .unwrap();
         assert!(e.to_string().contains("has no token embeddings"), "{e}");
         let e = ToyFamily
-            .build(&spec("distill", cache.path()))
+            .build(&spec("distill", cache.path()), &Device::Cpu)
             .err()
             .unwrap();
         assert!(matches!(e, ModelError::NotApplicable(_)), "{e}");

@@ -13,7 +13,7 @@ pub mod workload;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::cache::{entry_path, load_or_build, sha256_hex};
 use crate::error::{ModelError, Result};
@@ -209,9 +209,10 @@ impl Family for Digits {
     fn workload(
         &self,
         spec: &WorkloadSpec,
+        device: &Device,
         variant: Variant<Network, ()>,
     ) -> Result<Box<dyn Workload>> {
-        workload::build(spec, variant)
+        workload::build(spec, device, variant)
     }
 }
 

@@ -87,10 +87,10 @@ pub fn choose_sparse_layers(
 /// when no post-training step follows the pruning), the fixed timing batch, the held-out split.
 pub(crate) fn build(
     spec: &WorkloadSpec,
+    device: &Device,
     variant: Variant<Network, ()>,
 ) -> Result<Box<dyn Workload>> {
     let cell = &spec.cell;
-    let device = crate::device::candle_device(&cell.device)?;
     let unstructured = cell.technique.prunes_unstructured() && variant.post.is_none();
     if unstructured && !device.is_cpu() {
         return Err(ModelError::NotApplicable(format!(
@@ -109,17 +109,17 @@ pub(crate) fn build(
     let rows: Vec<usize> = (0..cell.batch_size).map(|i| i % test.len()).collect();
     let (batch, _) = tensors_of(&test.select(&rows))?;
     let (model, base) = (
-        model.to_device(&device)?,
-        variant.base.model.to_device(&device)?,
+        model.to_device(device)?,
+        variant.base.model.to_device(device)?,
     );
-    let (batch, test_x) = (batch.to_device(&device)?, test_x.to_device(&device)?);
+    let (batch, test_x) = (batch.to_device(device)?, test_x.to_device(device)?);
     // Bytes as stored: the layer reports' sums (sparse storage where a pruned layer is smaller so).
     let model_bytes = layers.iter().map(|l| l.bytes).sum();
     Ok(Box::new(ClassifierWorkload {
         model_bytes,
         model,
         base,
-        device,
+        device: device.clone(),
         batch,
         test_x,
         test_labels: test_y.to_vec1::<u32>()?,

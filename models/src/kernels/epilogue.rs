@@ -60,3 +60,32 @@ impl Epilogue<'_> {
         }
     }
 }
+
+/// What every product's epilogue test checks: `matmul(x, rows, dst, epilogue)` with bias,
+/// residual and GELU equals the plain product plus bias plus residual, then GELU, to 1e-6.
+#[cfg(test)]
+pub(crate) fn assert_fused_epilogue(
+    rows: usize,
+    in_dim: usize,
+    out_dim: usize,
+    random: impl Fn(usize, u64) -> Vec<f32>,
+    matmul: impl Fn(&[f32], usize, &mut [f32], Epilogue<'_>),
+) {
+    let x = random(rows * in_dim, 9);
+    let bias = random(out_dim, 10);
+    let residual = random(rows * out_dim, 11);
+    let mut plain = vec![0f32; rows * out_dim];
+    matmul(&x, rows, &mut plain, Epilogue::default());
+    let mut fused = vec![0f32; rows * out_dim];
+    let epilogue = Epilogue {
+        bias: Some(&bias),
+        residual: Some(&residual),
+        gelu: true,
+    };
+    matmul(&x, rows, &mut fused, epilogue);
+    for (i, (p, f)) in plain.iter().zip(&fused).enumerate() {
+        let mut want = [p + bias[i % out_dim] + residual[i]];
+        gelu_erf_in_place(&mut want);
+        assert!((f - want[0]).abs() < 1e-6, "{f} vs {}", want[0]);
+    }
+}

@@ -270,23 +270,13 @@ mod tests {
     fn the_epilogue_adds_bias_and_residual_then_applies_gelu() {
         let (rows, in_dim, out_dim) = (7, 40, 45);
         let w = Int8Matrix::quantize(&random(out_dim * in_dim, 8), out_dim, in_dim, Some(16));
-        let x = random(rows * in_dim, 9);
-        let bias = random(out_dim, 10);
-        let residual = random(rows * out_dim, 11);
-        let mut plain = vec![0f32; rows * out_dim];
-        w.matmul(&x, rows, &mut plain, Epilogue::default());
-        let mut fused = vec![0f32; rows * out_dim];
-        let epilogue = Epilogue {
-            bias: Some(&bias),
-            residual: Some(&residual),
-            gelu: true,
-        };
-        w.matmul(&x, rows, &mut fused, epilogue);
-        for (i, (p, f)) in plain.iter().zip(&fused).enumerate() {
-            let mut want = [p + bias[i % out_dim] + residual[i]];
-            crate::kernels::elementwise::gelu_erf_in_place(&mut want);
-            assert!((f - want[0]).abs() < 1e-6, "{f} vs {}", want[0]);
-        }
+        crate::kernels::epilogue::assert_fused_epilogue(
+            rows,
+            in_dim,
+            out_dim,
+            random,
+            |x, rows, dst, epilogue| w.matmul(x, rows, dst, epilogue),
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod workload;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::family::{Base, Family, PlanDims, StepRef, Variant};
@@ -148,9 +148,10 @@ impl Family for Text {
     fn workload(
         &self,
         spec: &WorkloadSpec,
+        device: &Device,
         variant: Variant<Bert, TextSource>,
     ) -> Result<Box<dyn Workload>> {
-        workload::build(spec, variant)
+        workload::build(spec, device, variant)
     }
 }
 

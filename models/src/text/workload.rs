@@ -222,6 +222,7 @@ fn text_quality(
 /// Builds the workload of one text cell from its variant.
 pub(crate) fn build(
     spec: &WorkloadSpec,
+    device: &Device,
     variant: Variant<Bert, TextSource>,
 ) -> Result<Box<dyn Workload>> {
     let cell = &spec.cell;
@@ -233,8 +234,7 @@ pub(crate) fn build(
             "sequence length {seq_len} exceeds the model's {positions} position embeddings"
         )));
     }
-    let device = crate::device::candle_device(&cell.device)?;
-    let bert = bert.to_device(&device)?;
+    let bert = bert.to_device(device)?;
     let split = email_split()?;
     let texts: Vec<&str> = (0..cell.batch_size)
         .map(|i| split.test[i % split.test.len()].text.as_str())
@@ -242,7 +242,7 @@ pub(crate) fn build(
     let mut tokenizer = TextTokenizer::load(&variant.base.source.files.tokenizer)?;
     let batch = tokenizer
         .encode(&texts, Padding::Fixed(seq_len))?
-        .to_device(&device)?;
+        .to_device(device)?;
     // The corpus and the tokenizer, read once, serve the timed batch and the quality tasks.
     let quality = text_quality(
         &bert,
@@ -261,7 +261,7 @@ pub(crate) fn build(
     };
     Ok(Box::new(TextWorkload {
         bert,
-        device,
+        device: device.clone(),
         batch,
         batch_size: cell.batch_size,
         quality,

@@ -918,22 +918,12 @@ mod tests {
             BlockFormat::Q4_1,
         )
         .unwrap();
-        let x = random(rows * in_dim, 9);
-        let bias = random(out_dim, 10);
-        let residual = random(rows * out_dim, 11);
-        let mut plain = vec![0f32; rows * out_dim];
-        w.matmul(&x, rows, &mut plain, Epilogue::default());
-        let mut fused = vec![0f32; rows * out_dim];
-        let epilogue = Epilogue {
-            bias: Some(&bias),
-            residual: Some(&residual),
-            gelu: true,
-        };
-        w.matmul(&x, rows, &mut fused, epilogue);
-        for (i, (p, f)) in plain.iter().zip(&fused).enumerate() {
-            let mut want = [p + bias[i % out_dim] + residual[i]];
-            crate::kernels::elementwise::gelu_erf_in_place(&mut want);
-            assert!((f - want[0]).abs() < 1e-6, "{f} vs {}", want[0]);
-        }
+        crate::kernels::epilogue::assert_fused_epilogue(
+            rows,
+            in_dim,
+            out_dim,
+            random,
+            |x, rows, dst, epilogue| w.matmul(x, rows, dst, epilogue),
+        );
     }
 }
