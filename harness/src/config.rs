@@ -39,6 +39,8 @@ pub struct RunConfig {
     pub batch_sizes: Option<Vec<usize>>,
     /// Sequence lengths (only for models that take text).
     pub sequence_lengths: Option<Vec<usize>>,
+    /// Tokens generated after the prompt (only for language models).
+    pub gen_tokens: Option<Vec<usize>>,
     /// Untimed warm-up iterations per cell.
     pub warmup: Option<usize>,
     /// Least timed iterations per cell.

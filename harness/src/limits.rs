@@ -111,6 +111,16 @@ pub const SEQ_LEN: Limit = Limit {
     min_exclusive: false,
 };
 
+/// Tokens generated after the prompt.
+pub const GEN_TOKENS: Limit = Limit {
+    flag: "--gen-tokens",
+    key: Some("gen_tokens"),
+    unit: "tokens",
+    min: 1.0,
+    max: 8192.0,
+    min_exclusive: false,
+};
+
 impl Limit {
     /// The flag and the config key, e.g. `--sample-hz (config key sample_hz)`.
     pub fn name(&self) -> String {

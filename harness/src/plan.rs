@@ -51,6 +51,8 @@ pub struct Shapes {
     pub batch_sizes: Option<Vec<usize>>,
     /// Tokens per input for the models whose inputs have a length; `None`: each family's default.
     pub seq_lens: Option<Vec<usize>>,
+    /// Tokens generated after the prompt for language models; `None`: each family's default.
+    pub gen_tokens: Option<Vec<usize>>,
 }
 
 /// Devices when the plan names none.
@@ -62,6 +64,7 @@ impl Shapes {
         Self {
             batch_sizes: Some(batch_sizes.to_vec()),
             seq_lens: None,
+            gen_tokens: None,
         }
     }
 }
@@ -166,6 +169,13 @@ impl Plan {
                 ));
             }
         }
+        if let Some(gens) = &shapes.gen_tokens {
+            if gens.is_empty() || gens.contains(&0) {
+                return Err(UsageError(
+                    "--gen-tokens needs one or more counts of at least 1, e.g. 16,64".into(),
+                ));
+            }
+        }
         let mut ordered: Vec<&Technique> = techniques.iter().filter(|t| t.is_baseline()).collect();
         ordered.extend(techniques.iter().filter(|t| !t.is_baseline()));
         let mut cells = Vec::new();
@@ -185,17 +195,30 @@ impl Plan {
                     .collect(),
                 None => vec![None],
             };
+            let gens: Vec<Option<usize>> = match dims.default_gen_tokens {
+                Some(default) => shapes
+                    .gen_tokens
+                    .clone()
+                    .unwrap_or_else(|| vec![default])
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+                None => vec![None],
+            };
             for device in devices {
                 for technique in &ordered {
                     for &seq_len in &seqs {
-                        for &batch_size in &batches {
-                            cells.push(Cell {
-                                model: model.clone(),
-                                technique: (*technique).clone(),
-                                device: device.clone(),
-                                batch_size,
-                                seq_len,
-                            });
+                        for &gen_tokens in &gens {
+                            for &batch_size in &batches {
+                                cells.push(Cell {
+                                    model: model.clone(),
+                                    technique: (*technique).clone(),
+                                    device: device.clone(),
+                                    batch_size,
+                                    seq_len,
+                                    gen_tokens,
+                                });
+                            }
                         }
                     }
                 }
@@ -275,6 +298,7 @@ mod tests {
         let shapes = Shapes {
             batch_sizes: None,
             seq_lens: Some(vec![32, 128]),
+            gen_tokens: None,
         };
         let p = Plan::new(
             &s(&["digits-mlp", "minilm"]),

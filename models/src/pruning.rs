@@ -1,7 +1,12 @@
 //! What pruning shares across model families: where a magnitude threshold is taken, the norm that
-//! ranks neurons, channels or heads, how many units survive a ratio, and which.
+//! ranks neurons, channels or heads, how many units survive a ratio, which, and the layer that
+//! keeps only them.
 
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::layer::DenseLayer;
 
 /// Where the magnitude threshold of unstructured pruning is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,4 +40,37 @@ pub fn top_indices(scores: &[f32], keep: usize) -> Vec<u32> {
     let mut kept: Vec<u32> = order.into_iter().take(keep).map(|i| i as u32).collect();
     kept.sort();
     kept
+}
+
+/// Sums of |w| (L1) or w^2 (L2) along `dim`: norms before the final root, so they add up.
+pub fn entry_sums(t: &Tensor, dim: usize, norm: Norm) -> Result<Vec<f32>> {
+    let v = match norm {
+        Norm::L1 => t.abs()?.sum(dim)?,
+        Norm::L2 => t.sqr()?.sum(dim)?,
+    };
+    Ok(v.to_vec1::<f32>()?)
+}
+
+/// The norm of a unit from its summed [`entry_sums`] (the root for L2).
+pub fn finish_norm(sum: f32, norm: Norm) -> f32 {
+    match norm {
+        Norm::L1 => sum,
+        Norm::L2 => sum.sqrt(),
+    }
+}
+
+/// The layer keeping only output `rows` and input `cols` (all where `None`), as f32.
+pub fn select(lin: &DenseLayer, rows: Option<&[u32]>, cols: Option<&[u32]>) -> Result<DenseLayer> {
+    let dev = &candle_core::Device::Cpu;
+    let mut w = lin.weight_f32()?;
+    let mut b = lin.bias.clone();
+    if let Some(rows) = rows {
+        let idx = Tensor::new(rows, dev)?;
+        w = w.index_select(&idx, 0)?;
+        b = b.index_select(&idx, 0)?;
+    }
+    if let Some(cols) = cols {
+        w = w.index_select(&Tensor::new(cols, dev)?, 1)?;
+    }
+    DenseLayer::from_f32(lin.name.clone(), &w.contiguous()?, b)
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::layer::LayerReport;
+use crate::quality::LanguageQuality;
 use crate::technique::Technique;
 
 /// The identity of a cell in a plan: model x technique x device x batch size (x sequence length).
@@ -21,26 +22,32 @@ pub struct Cell {
     pub device: String,
     /// Items per batch.
     pub batch_size: usize,
-    /// Tokens per input, for families whose inputs have a length (a plan dimension); absent for
-    /// the others.
+    /// Tokens per input, for families whose inputs have a length (a plan dimension; the prompt's
+    /// length for language models); absent for the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq_len: Option<usize>,
+    /// Tokens generated after the prompt, for language models (a plan dimension); absent for the
+    /// others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gen_tokens: Option<usize>,
 }
 
 impl Cell {
     /// The batch shape for tables: `32`, or `8x128` (texts x tokens) where inputs have a length.
     pub fn batch_label(&self) -> String {
-        match self.seq_len {
-            Some(s) => format!("{}x{s}", self.batch_size),
-            None => self.batch_size.to_string(),
+        match (self.seq_len, self.gen_tokens) {
+            (Some(s), Some(g)) => format!("{}x{s}+{g}", self.batch_size),
+            (Some(s), None) => format!("{}x{s}", self.batch_size),
+            _ => self.batch_size.to_string(),
         }
     }
 
     /// The model with its sequence length, for chart groups: `minilm (128 tokens)`.
     pub fn model_label(&self) -> String {
-        match self.seq_len {
-            Some(s) => format!("{} ({s} tokens)", self.model),
-            None => self.model.clone(),
+        match (self.seq_len, self.gen_tokens) {
+            (Some(s), Some(g)) => format!("{} ({s} prompt + {g} generated tokens)", self.model),
+            (Some(s), None) => format!("{} ({s} tokens)", self.model),
+            _ => self.model.clone(),
         }
     }
 
@@ -51,6 +58,7 @@ impl Cell {
             && self.device == other.device
             && self.batch_size == other.batch_size
             && self.seq_len == other.seq_len
+            && self.gen_tokens == other.gen_tokens
     }
 
     /// True for a cell on the host CPU.
@@ -68,6 +76,9 @@ impl std::fmt::Display for Cell {
         )?;
         if let Some(s) = self.seq_len {
             write!(f, "/s{s}")?;
+        }
+        if let Some(g) = self.gen_tokens {
+            write!(f, "/g{g}")?;
         }
         Ok(())
     }
@@ -97,6 +108,9 @@ pub struct Quality {
     /// Mean cosine similarity of the variant's embeddings to the uncompressed model's (0..1), for
     /// models that produce embeddings.
     pub fidelity: Option<f64>,
+    /// Perplexity, KL divergence and top-1 agreement, for language models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<LanguageQuality>,
 }
 
 /// Parameter counts and storage size of a variant.
@@ -128,4 +142,25 @@ pub trait Workload {
     fn flops_per_item(&self) -> Option<f64> {
         None
     }
+    /// The prefill and decode phases, timed apart, for generative models; `None` for the others.
+    fn generation(&mut self) -> Option<&mut dyn Generation> {
+        None
+    }
+}
+
+/// A generative model's two phases: the prompt in one pass (prefill), then one token at a time
+/// (decode), each step reading every weight once.
+pub trait Generation {
+    /// Tokens in the prompt.
+    fn prompt_tokens(&self) -> usize;
+    /// Tokens generated after the prompt before the sequence starts over.
+    fn gen_tokens(&self) -> usize;
+    /// Empties the key/value cache and runs the prompt, up to the first generated token.
+    fn prefill(&mut self) -> Result<()>;
+    /// Generates one more token (greedy); after [`Generation::gen_tokens`] steps the cache is cut
+    /// back to the prompt and generation starts over, so every step attends to between the
+    /// prompt's length and the prompt plus the generated tokens.
+    fn decode_step(&mut self) -> Result<()>;
+    /// Bytes of the key/value cache at its full length.
+    fn kv_cache_bytes(&self) -> usize;
 }

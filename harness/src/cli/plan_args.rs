@@ -41,12 +41,20 @@ pub struct PlanArgs {
         defaults_by_model(|d| Some(join_numbers(d.default_batch_sizes)))
     ))]
     pub batch_sizes: Vec<usize>,
-    /// Tokens per text for text models, comma-separated; the help text gives the default.
-    #[arg(long, value_delimiter = ',', help = format!(
-        "Tokens per text for text models, comma-separated, e.g. 32,128,256 [default: {}]",
+    /// Tokens per text for text models (the prompt's length for language models), comma-separated;
+    /// the help text gives the default.
+    #[arg(long, visible_alias = "prompt-lens", value_delimiter = ',', help = format!(
+        "Tokens per text for text models, and prompt tokens for language models (--prompt-lens), comma-separated, e.g. 32,128,256 [default: {}]",
         defaults_by_model(|d| d.default_seq_len.map(|n| n.to_string()))
     ))]
     pub seq_lens: Vec<usize>,
+    /// Tokens generated after the prompt, for language models, comma-separated; the help text
+    /// gives the default.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Tokens generated after the prompt, for language models, comma-separated [default: {}]",
+        defaults_by_model(|d| d.default_gen_tokens.map(|n| n.to_string()))
+    ))]
+    pub gen_tokens: Vec<usize>,
     /// A folder with a BERT-family checkpoint (config.json, tokenizer.json, model.safetensors) to
     /// run as model `bert@DIR`; repeatable. Alone, it replaces the default models.
     #[arg(long, value_name = "DIR")]
@@ -87,6 +95,11 @@ fn takes_seq_len(model: &str) -> bool {
     catalog::plan_dims(model).is_ok_and(|d| d.default_seq_len.is_some())
 }
 
+/// True when `model` generates tokens (a generated-tokens dimension).
+fn generates(model: &str) -> bool {
+    catalog::plan_dims(model).is_ok_and(|d| d.default_gen_tokens.is_some())
+}
+
 /// Reads the config file if one is given.
 pub fn load_optional_config(path: Option<&Path>) -> Result<RunConfig, UsageError> {
     path.map(load_config)
@@ -114,6 +127,7 @@ impl PlanArgs {
             || !self.devices.is_empty()
             || !self.batch_sizes.is_empty()
             || !self.seq_lens.is_empty()
+            || !self.gen_tokens.is_empty()
             || !self.model_dir.is_empty()
     }
 
@@ -165,6 +179,22 @@ impl PlanArgs {
                 text_models.join(",")
             )));
         }
+        let gen_tokens = if !self.gen_tokens.is_empty() {
+            Some(self.gen_tokens.clone())
+        } else {
+            config.gen_tokens.clone().filter(|s| !s.is_empty())
+        };
+        if gen_tokens.is_some() && !models.iter().any(|m| generates(m)) {
+            let language_models: Vec<&str> = catalog::models()
+                .into_iter()
+                .map(|(m, _)| m)
+                .filter(|m| generates(m))
+                .collect();
+            return Err(UsageError(format!(
+                "--gen-tokens (gen_tokens): no model of this plan generates text; add --models {} or remove it",
+                language_models.join(",")
+            )));
+        }
         let batch_sizes = if !self.batch_sizes.is_empty() {
             Some(self.batch_sizes.clone())
         } else {
@@ -176,9 +206,13 @@ impl PlanArgs {
         for &n in seq_lens.iter().flatten() {
             crate::limits::SEQ_LEN.check_count(n)?;
         }
+        for &n in gen_tokens.iter().flatten() {
+            crate::limits::GEN_TOKENS.check_count(n)?;
+        }
         let shapes = Shapes {
             batch_sizes,
             seq_lens,
+            gen_tokens,
         };
         let devices = pick(&self.devices, &config.devices, DEFAULT_DEVICES);
         if CUDA_BUILT {

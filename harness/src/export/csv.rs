@@ -235,6 +235,7 @@ pub fn header() -> Vec<&'static str> {
             device: String::new(),
             batch_size: 0,
             seq_len: None,
+            gen_tokens: None,
         },
         HostInfo {
             cpu_model: String::new(),

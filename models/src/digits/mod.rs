@@ -106,6 +106,7 @@ impl Family for Digits {
         PlanDims {
             default_batch_sizes: &[1, 32],
             default_seq_len: None,
+            default_gen_tokens: None,
         }
     }
 

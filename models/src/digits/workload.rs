@@ -166,6 +166,7 @@ impl Workload for ClassifierWorkload {
             baseline_pct: accuracy_pct(&baseline, &self.test_labels),
             items: self.test_labels.len(),
             fidelity: None,
+            language: None,
         })
     }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::kernels::blocks::BlockFormat;
-use crate::layer::{DenseLayer, LayerReport};
+use crate::layer::LayerReport;
 use crate::pruning::{kept_count, top_indices, Norm};
 use crate::text::bert::Bert;
 use crate::text::tokenize::{Padding, TextTokenizer};
@@ -55,37 +55,6 @@ pub fn quantize_embeddings(bert: &Bert, format: BlockFormat) -> Result<(Bert, La
     Ok((out, report))
 }
 
-/// Sums of |w| (L1) or w^2 (L2) along `dim`: norms before the final root, so they add up.
-fn entry_sums(t: &Tensor, dim: usize, norm: Norm) -> Result<Vec<f32>> {
-    let v = match norm {
-        Norm::L1 => t.abs()?.sum(dim)?,
-        Norm::L2 => t.sqr()?.sum(dim)?,
-    };
-    Ok(v.to_vec1::<f32>()?)
-}
-
-fn finish_norm(sum: f32, norm: Norm) -> f32 {
-    match norm {
-        Norm::L1 => sum,
-        Norm::L2 => sum.sqrt(),
-    }
-}
-
-fn select(lin: &DenseLayer, rows: Option<&[u32]>, cols: Option<&[u32]>) -> Result<DenseLayer> {
-    let dev = &candle_core::Device::Cpu;
-    let mut w = lin.weight_f32()?;
-    let mut b = lin.bias.clone();
-    if let Some(rows) = rows {
-        let idx = Tensor::new(rows, dev)?;
-        w = w.index_select(&idx, 0)?;
-        b = b.index_select(&idx, 0)?;
-    }
-    if let Some(cols) = cols {
-        w = w.index_select(&Tensor::new(cols, dev)?, 1)?;
-    }
-    DenseLayer::from_f32(lin.name.clone(), &w.contiguous()?, b)
-}
-
 /// Removes `ratio` of the attention heads and of the feed-forward neurons of every layer (at least
 /// one of each is kept), ranked by the `norm` of the weights that read and write each of them.
 pub fn prune_bert_structured(bert: &Bert, ratio: f64, norm: Norm) -> Result<Bert> {
@@ -100,15 +69,15 @@ pub fn prune_bert_structured(bert: &Bert, ratio: f64, norm: Norm) -> Result<Bert
         let a = layer.heads * d;
         // Head scores: the norm of all the weights that read or write the head (its query, key
         // and value rows, its output-projection columns).
-        let rows = entry_sums(&layer.qkv.weight_f32()?, 1, norm)?;
-        let cols = entry_sums(&layer.attn_out.weight_f32()?, 0, norm)?;
+        let rows = crate::pruning::entry_sums(&layer.qkv.weight_f32()?, 1, norm)?;
+        let cols = crate::pruning::entry_sums(&layer.attn_out.weight_f32()?, 0, norm)?;
         let head_scores: Vec<f32> = (0..layer.heads)
             .map(|h| {
                 let s: f32 = (0..3)
                     .flat_map(|j| rows[j * a + h * d..j * a + (h + 1) * d].iter())
                     .chain(cols[h * d..(h + 1) * d].iter())
                     .sum();
-                finish_norm(s, norm)
+                crate::pruning::finish_norm(s, norm)
             })
             .collect();
         let heads = top_indices(&head_scores, kept_count(layer.heads, ratio));
@@ -120,20 +89,20 @@ pub fn prune_bert_structured(bert: &Bert, ratio: f64, norm: Norm) -> Result<Bert
             .flat_map(|j| dims.iter().map(move |&i| (j * a) as u32 + i))
             .collect();
         // Neuron scores: the norm of its up-projection row and down-projection column together.
-        let up = entry_sums(&layer.intermediate.weight_f32()?, 1, norm)?;
-        let down = entry_sums(&layer.output.weight_f32()?, 0, norm)?;
+        let up = crate::pruning::entry_sums(&layer.intermediate.weight_f32()?, 1, norm)?;
+        let down = crate::pruning::entry_sums(&layer.output.weight_f32()?, 0, norm)?;
         let neuron_scores: Vec<f32> = up
             .iter()
             .zip(&down)
-            .map(|(u, w)| finish_norm(u + w, norm))
+            .map(|(u, w)| crate::pruning::finish_norm(u + w, norm))
             .collect();
         let neurons = top_indices(&neuron_scores, kept_count(up.len(), ratio));
         layers.push(crate::text::bert::BertLayer {
             heads: heads.len(),
-            qkv: select(&layer.qkv, Some(&qkv_rows), None)?,
-            attn_out: select(&layer.attn_out, None, Some(&dims))?,
-            intermediate: select(&layer.intermediate, Some(&neurons), None)?,
-            output: select(&layer.output, None, Some(&neurons))?,
+            qkv: crate::pruning::select(&layer.qkv, Some(&qkv_rows), None)?,
+            attn_out: crate::pruning::select(&layer.attn_out, None, Some(&dims))?,
+            intermediate: crate::pruning::select(&layer.intermediate, Some(&neurons), None)?,
+            output: crate::pruning::select(&layer.output, None, Some(&neurons))?,
             ..layer.clone()
         });
     }

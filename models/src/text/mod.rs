@@ -54,6 +54,7 @@ impl Family for Text {
         PlanDims {
             default_batch_sizes: &[1, 8],
             default_seq_len: Some(workload::DEFAULT_SEQ_LEN),
+            default_gen_tokens: None,
         }
     }
 

@@ -216,6 +216,7 @@ fn text_quality(
         baseline_pct: reference.accuracy_pct,
         items: labels.len(),
         fidelity: Some(fidelity),
+        language: None,
     })
 }
 

@@ -1,0 +1,318 @@
+//! The llama forward pass on the CPU in slimbench's own buffers, with a key/value cache: a prompt
+//! of any length (prefill) or one token (a decode step) at the cache's current position.
+//! RMSNorm, rotary position embeddings (GGUF's interleaved pairs), grouped-query causal attention
+//! read in place from the fused projection and the cache, SwiGLU; every Linear through
+//! [`crate::row_linear`] (slimbench's kernels for f32, int8 and the block formats).
+
+use rayon::prelude::*;
+
+use crate::error::{ModelError, Result};
+use crate::kernels::elementwise::{exp_approx, softmax_rows_in_place};
+use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
+use crate::llm::model::Llama;
+use crate::row_linear::{linear_into, to_vec, with_f32_slice};
+
+/// The keys and values of every block for the tokens seen so far, and the rotary tables.
+pub struct KvCache {
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    widths: Vec<usize>,
+    len: usize,
+    capacity: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+impl KvCache {
+    /// An empty cache for up to `capacity` tokens of `model`.
+    pub fn new(model: &Llama, capacity: usize) -> Self {
+        let hd = model.config.head_dim();
+        let widths: Vec<usize> = model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect();
+        let half = hd / 2;
+        let mut cos = Vec::with_capacity(capacity * half);
+        let mut sin = Vec::with_capacity(capacity * half);
+        for pos in 0..capacity {
+            for i in 0..half {
+                let freq = model.config.rope_base.powf(-((2 * i) as f32) / hd as f32);
+                let angle = pos as f32 * freq;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Self {
+            keys: widths.iter().map(|w| vec![0f32; capacity * w]).collect(),
+            values: widths.iter().map(|w| vec![0f32; capacity * w]).collect(),
+            widths,
+            len: 0,
+            capacity,
+            cos,
+            sin,
+            half,
+        }
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every token after the first `len` (the next token goes to position `len`).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Bytes of keys and values the cache holds at full capacity (f32).
+    pub fn bytes(&self) -> usize {
+        self.widths.iter().map(|w| 2 * w * self.capacity * 4).sum()
+    }
+
+    /// Rotates each `head_dim`-wide head of `row` (token at `pos`) in interleaved pairs.
+    fn rotate(&self, row: &mut [f32], pos: usize) {
+        let (cos, sin) = (
+            &self.cos[pos * self.half..(pos + 1) * self.half],
+            &self.sin[pos * self.half..(pos + 1) * self.half],
+        );
+        for head in row.chunks_exact_mut(2 * self.half) {
+            for ((pair, c), s) in head.chunks_exact_mut(2).zip(cos).zip(sin) {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * c - b * s;
+                pair[1] = a * s + b * c;
+            }
+        }
+    }
+}
+
+/// Which rows of logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (perplexity).
+    All,
+}
+
+#[derive(Default)]
+struct Buffers {
+    normed: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    gate_up: Vec<f32>,
+    act: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+fn rms_norm_into(x: &[f32], weight: &[f32], eps: f32, out: &mut Vec<f32>) {
+    let w = weight.len();
+    out.resize(x.len(), 0.0);
+    for (row, dst) in x.chunks_exact(w).zip(out.chunks_exact_mut(w)) {
+        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / w as f32;
+        let inv = 1.0 / (mean_sq + eps).sqrt();
+        for ((d, v), g) in dst.iter_mut().zip(row).zip(weight) {
+            *d = v * inv * g;
+        }
+    }
+}
+
+/// `silu(gate) * up` for each row of `gate_up` (`2 ffn` wide: gate then up) into `act`.
+fn swiglu(gate_up: &[f32], ffn: usize, act: &mut Vec<f32>) {
+    act.resize(gate_up.len() / 2, 0.0);
+    for (row, dst) in gate_up.chunks_exact(2 * ffn).zip(act.chunks_exact_mut(ffn)) {
+        let (gate, up) = row.split_at(ffn);
+        for ((d, g), u) in dst.iter_mut().zip(gate).zip(up) {
+            *d = g / (1.0 + exp_approx(-g)) * u;
+        }
+    }
+}
+
+/// The shape of one block's attention.
+#[derive(Clone, Copy)]
+struct Heads {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Causal attention of `rows` new tokens (at positions `start..start + rows`) over the cache's
+/// first `start + rows` keys and values; queries read in place from `qkv`.
+fn attention(
+    qkv: &[f32],
+    rows: usize,
+    start: usize,
+    keys: &[f32],
+    values: &[f32],
+    shape: Heads,
+    context: &mut Vec<f32>,
+    scores: &mut Vec<f32>,
+) {
+    let Heads {
+        heads,
+        kv_heads,
+        head_dim: hd,
+    } = shape;
+    let q_width = heads * hd;
+    let kv_width = kv_heads * hd;
+    let stride = q_width + 2 * kv_width;
+    let keys_len = start + rows;
+    let group = heads / kv_heads;
+    context.resize(rows * q_width, 0.0);
+    scores.resize(heads * rows * keys_len, 0.0);
+    let scale = 1.0 / (hd as f32).sqrt();
+    let context_addr = context.as_mut_ptr() as usize;
+    let zeros = vec![0f32; keys_len];
+    scores
+        .par_chunks_mut(rows * keys_len)
+        .enumerate()
+        .for_each(|(h, s)| {
+            let g = h / group;
+            let q = MatRef {
+                data: &qkv[h * hd..],
+                rows,
+                cols: hd,
+                row_stride: stride,
+                col_stride: 1,
+            };
+            let k = MatRef {
+                data: &keys[g * hd..],
+                rows: keys_len,
+                cols: hd,
+                row_stride: kv_width,
+                col_stride: 1,
+            };
+            matmul_into(s, keys_len, q, k.t(), scale, false, Threads::One);
+            for (t, row) in s.chunks_exact_mut(keys_len).enumerate() {
+                let visible = start + t + 1;
+                softmax_rows_in_place(&mut row[..visible], visible, &zeros[..visible]);
+                row[visible..].fill(0.0);
+            }
+            let v = MatRef {
+                data: &values[g * hd..],
+                rows: keys_len,
+                cols: hd,
+                row_stride: kv_width,
+                col_stride: 1,
+            };
+            // SAFETY: this task alone writes columns h*hd..(h+1)*hd of the `rows` rows of
+            // `context`, which was sized above to hold them.
+            unsafe {
+                matmul_into_ptr(
+                    (context_addr as *mut f32).add(h * hd),
+                    q_width,
+                    MatRef::new(s, rows, keys_len),
+                    v,
+                    1.0,
+                    false,
+                    Threads::One,
+                );
+            }
+        });
+}
+
+/// Runs `tokens` through `model` at the cache's position, appending their keys and values, and
+/// returns the logits of the last token or of every token (`rows x vocab`).
+pub fn forward(
+    model: &Llama,
+    tokens: &[u32],
+    cache: &mut KvCache,
+    logits: Logits,
+) -> Result<Vec<f32>> {
+    let rows = tokens.len();
+    let start = cache.len;
+    if rows == 0 {
+        return Err(ModelError::Invalid(
+            "a forward pass needs at least one token".into(),
+        ));
+    }
+    if start + rows > cache.capacity {
+        return Err(ModelError::Invalid(format!(
+            "{} tokens do not fit the key/value cache of {} (holding {start})",
+            rows, cache.capacity
+        )));
+    }
+    let c = &model.config;
+    let (width, hd) = (c.width, c.head_dim());
+    if let Some(t) = tokens.iter().find(|t| **t as usize >= c.vocab) {
+        return Err(ModelError::Invalid(format!(
+            "token id {t} is outside the vocabulary of {}",
+            c.vocab
+        )));
+    }
+    let mut x = with_f32_slice(&model.embeddings, |table| {
+        let mut x = Vec::with_capacity(rows * width);
+        for &t in tokens {
+            let t = t as usize;
+            x.extend_from_slice(&table[t * width..(t + 1) * width]);
+        }
+        x
+    })?;
+    let mut buf = Buffers::default();
+    for (i, block) in model.blocks.iter().enumerate() {
+        let shape = Heads {
+            heads: block.heads(hd),
+            kv_heads: block.kv_heads(hd),
+            head_dim: hd,
+        };
+        let (q_width, kv_width) = (shape.heads * hd, shape.kv_heads * hd);
+        rms_norm_into(&x, &to_vec(&block.attn_norm)?, c.rms_eps, &mut buf.normed);
+        linear_into(&block.qkv, &buf.normed, rows, &mut buf.qkv, None, false)?;
+        let stride = q_width + 2 * kv_width;
+        for (t, row) in buf.qkv.chunks_exact_mut(stride).enumerate() {
+            let pos = start + t;
+            cache.rotate(&mut row[..q_width + kv_width], pos);
+            let (k, v) = row[q_width..].split_at(kv_width);
+            cache.keys[i][pos * kv_width..(pos + 1) * kv_width].copy_from_slice(k);
+            cache.values[i][pos * kv_width..(pos + 1) * kv_width].copy_from_slice(v);
+        }
+        attention(
+            &buf.qkv,
+            rows,
+            start,
+            &cache.keys[i],
+            &cache.values[i],
+            shape,
+            &mut buf.context,
+            &mut buf.scores,
+        );
+        let residual = x.clone();
+        linear_into(
+            &block.attn_out,
+            &buf.context,
+            rows,
+            &mut x,
+            Some(&residual),
+            false,
+        )?;
+        rms_norm_into(&x, &to_vec(&block.ffn_norm)?, c.rms_eps, &mut buf.normed);
+        linear_into(
+            &block.gate_up,
+            &buf.normed,
+            rows,
+            &mut buf.gate_up,
+            None,
+            false,
+        )?;
+        swiglu(&buf.gate_up, block.ffn_width(), &mut buf.act);
+        let residual = x.clone();
+        linear_into(&block.down, &buf.act, rows, &mut x, Some(&residual), false)?;
+    }
+    cache.len = start + rows;
+    let last = match logits {
+        Logits::Last => &x[(rows - 1) * width..],
+        Logits::All => &x[..],
+    };
+    let out_rows = last.len() / width;
+    rms_norm_into(
+        last,
+        &to_vec(&model.final_norm)?,
+        c.rms_eps,
+        &mut buf.normed,
+    );
+    let mut out = Vec::new();
+    linear_into(&model.output, &buf.normed, out_rows, &mut out, None, false)?;
+    Ok(out)
+}

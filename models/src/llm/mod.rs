@@ -1,0 +1,221 @@
+//! The language-model family: llama-architecture models read from GGUF files (SmolLM2-135M and
+//! user files), their tokenizer, inference with a key/value cache, compression, and the quality
+//! and generation measures.
+
+pub mod fetch;
+pub mod gguf;
+pub mod infer;
+pub mod model;
+pub mod prune;
+pub mod quality;
+pub mod tiny;
+pub mod tokenize;
+pub mod workload;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+
+use crate::cache::sha256_hex;
+use crate::error::{ModelError, Result};
+use crate::family::{Base, Family, PlanDims, StepRef, Variant};
+use crate::kernels::blocks::BlockFormat;
+use crate::layer::{DenseLayer, LayerReport};
+use crate::linears::Linears;
+use crate::technique::{PostStep, TrainingStep};
+use crate::workload::{Workload, WorkloadSpec};
+use model::{EmbeddingStorage, Llama};
+use tokenize::LlmTokenizer;
+
+/// The language models of the catalogue, with a one-line description.
+pub const MODELS: &[(&str, &str)] = &[(
+    fetch::SMOLLM2,
+    "SmolLM2-135M-Instruct language model (llama, 30 blocks, width 576; reference: f32 of the shipped Q4_1 GGUF); `slimbench fetch smollm2` first",
+)];
+
+/// The language-model family (see [`Family`]).
+pub struct Lm;
+
+/// What a language-model variant keeps of its base besides the weights.
+pub struct LlmSource {
+    /// The tokenizer from the file's metadata.
+    pub tokenizer: LlmTokenizer,
+    /// The begin-of-sequence token the model adds, if any.
+    pub bos: Option<u32>,
+}
+
+/// Loads the f32 reference of a GGUF file, with its tokenizer and cache key.
+pub fn load_gguf(path: &Path) -> Result<(Llama, LlmSource, String)> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let key = serde_json::json!({ "gguf_sha256": sha256_hex(&bytes), "format": 1 }).to_string();
+    drop(bytes);
+    let gguf = gguf::read(path)?;
+    let model = Llama::from_gguf(&gguf, path)?;
+    let origin = path.display().to_string();
+    let tokenizer = LlmTokenizer::from_vocab(&gguf.vocab, &origin)?;
+    let bos = gguf.vocab.bos.filter(|_| gguf.vocab.add_bos);
+    Ok((model, LlmSource { tokenizer, bos }, key))
+}
+
+impl Family for Lm {
+    type Model = Llama;
+    type Source = LlmSource;
+
+    fn plan_dims(&self) -> PlanDims {
+        PlanDims {
+            default_batch_sizes: &[1],
+            default_seq_len: Some(workload::DEFAULT_PROMPT_LEN),
+            default_gen_tokens: Some(workload::DEFAULT_GEN_TOKENS),
+        }
+    }
+
+    fn cache_stem(&self, model: &str) -> String {
+        workload::cache_stem(model)
+    }
+
+    fn load_base(&self, model: &str, _cache_dir: &Path) -> Result<Base<Llama, LlmSource>> {
+        let path = workload::model_file(model)?;
+        let (model, source, key) = load_gguf(&path)?;
+        Ok(Base {
+            model,
+            source,
+            key,
+            outcome: None,
+        })
+    }
+
+    fn step_params(
+        &self,
+        _model: &str,
+        step: StepRef<'_>,
+        _current: &Llama,
+    ) -> Result<serde_json::Value> {
+        Ok(match step {
+            StepRef::Training(TrainingStep::PruneStructured { .. }) => serde_json::json!({
+                "removes": "feed-forward neurons, the same ratio in every block (at least one kept)",
+                "importance": "weight norm of the neuron's gate and up rows and its down column",
+                "finetune": "none",
+            }),
+            StepRef::Training(_) => serde_json::json!({}),
+            StepRef::Post(PostStep::Quantize { embeddings, .. }) => serde_json::json!({
+                "scope": if *embeddings {
+                    "every Linear (fused query/key/value, attention output, fused gate/up, down, output head) and the token embeddings (dequantized to f32 at load for the lookup); norms f32"
+                } else {
+                    "every Linear (fused query/key/value, attention output, fused gate/up, down, output head); token embeddings and norms f32"
+                },
+                "activations": "quantized to 8 bits per block inside each product, as GGML does",
+            }),
+            StepRef::Post(PostStep::Cast { .. }) => serde_json::json!({
+                "scope": "every Linear; token embeddings and norms f32",
+            }),
+            StepRef::Post(PostStep::Int8) => serde_json::json!({}),
+        })
+    }
+
+    fn train(
+        &self,
+        _model: &str,
+        step: &TrainingStep,
+        current: &Llama,
+        _base: &Base<Llama, LlmSource>,
+    ) -> Result<Llama> {
+        match step {
+            TrainingStep::PruneStructured { ratio, norm } => {
+                prune::prune_ffn(current, *ratio, *norm)
+            }
+            TrainingStep::PruneUnstructured { .. } => Err(ModelError::NotApplicable(
+                "unstructured pruning of a language model needs a fine-tune that slimbench does not \
+                 run, and no kernel here skips scattered zeros; use prune-structured-R (feed-forward neurons)"
+                    .into(),
+            )),
+            TrainingStep::Distill { .. } => Err(ModelError::NotApplicable(
+                "distilling a language model needs a training run far beyond a benchmark's budget \
+                 (the family has no trainer); compare the shipped formats and pruning instead"
+                    .into(),
+            )),
+        }
+    }
+
+    fn to_tensors(&self, model: &Llama) -> Result<HashMap<String, Tensor>> {
+        model.to_tensors()
+    }
+
+    fn model_from_tensors(
+        &self,
+        base: &Base<Llama, LlmSource>,
+        tensors: &HashMap<String, Tensor>,
+        origin: &str,
+    ) -> Result<Llama> {
+        Llama::from_tensors(&base.model.config, tensors, origin)
+    }
+
+    fn workload(
+        &self,
+        spec: &WorkloadSpec,
+        device: &Device,
+        variant: Variant<Llama, LlmSource>,
+    ) -> Result<Box<dyn Workload>> {
+        workload::build(spec, device, variant)
+    }
+}
+
+impl Linears for Llama {
+    fn linear_in_dims(&self) -> Vec<usize> {
+        self.linears().iter().map(|l| l.in_dim).collect()
+    }
+
+    fn map_linears(&self, f: &mut dyn FnMut(&DenseLayer) -> Result<DenseLayer>) -> Result<Self> {
+        let mut out = self.clone();
+        for block in &mut out.blocks {
+            block.qkv = f(&block.qkv)?;
+            block.attn_out = f(&block.attn_out)?;
+            block.gate_up = f(&block.gate_up)?;
+            block.down = f(&block.down)?;
+        }
+        out.output = f(&self.output)?;
+        Ok(out)
+    }
+
+    /// The embeddings and norms first, then every Linear.
+    fn layer_reports(
+        &self,
+        note: &dyn Fn(&DenseLayer) -> Option<String>,
+    ) -> Result<Vec<LayerReport>> {
+        let mut reports = vec![self.embeddings_report()];
+        for l in self.linears() {
+            reports.push(l.report(note(l)));
+        }
+        Ok(reports)
+    }
+
+    fn quantize_embeddings(&self, format: BlockFormat) -> Result<Option<(Self, LayerReport)>> {
+        let width = self.config.width;
+        let chosen = format.choose_for_width(width).ok_or_else(|| {
+            ModelError::NotApplicable(format!(
+                "width {width} fits no block of {}'s fallback chain",
+                format.name()
+            ))
+        })?;
+        let q = candle_core::quantized::QTensor::quantize(&self.embeddings, chosen.ggml())?;
+        let bytes = q.storage_size_in_bytes();
+        let out = Llama {
+            embeddings: q.dequantize(&Device::Cpu)?,
+            embedding_storage: EmbeddingStorage {
+                format: chosen.name().into(),
+                bytes,
+            },
+            ..self.clone()
+        };
+        let mut report = out.embeddings_report();
+        if chosen != format {
+            report.note = Some(format!(
+                "{}; width {width} is not a multiple of {}'s block, fell back to {}",
+                report.note.unwrap_or_default(),
+                format.name(),
+                chosen.name()
+            ));
+        }
+        Ok(Some((out, report)))
+    }
+}

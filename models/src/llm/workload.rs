@@ -1,0 +1,294 @@
+//! The language-model workload: a variant generating greedily from a fixed prompt of the
+//! held-out text (prefill, then decode steps), judged by perplexity, KL divergence and top-1
+//! agreement against the reference on the held-out chunks.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::cache::sha256_hex;
+use crate::error::{ModelError, Result};
+use crate::family::Variant;
+use crate::fetch::models_dir;
+use crate::layer::LayerReport;
+use crate::linears::Linears;
+use crate::llm::fetch::{smollm2_path, sotu_paths, SMOLLM2};
+use crate::llm::infer::{forward, KvCache, Logits};
+use crate::llm::model::Llama;
+use crate::llm::quality::{
+    chunks, language_quality, reference_log_probs, QUALITY_CHUNKS, QUALITY_CTX,
+};
+use crate::llm::LlmSource;
+use crate::workload::{Footprint, Generation, Quality, Workload, WorkloadSpec};
+
+/// Prompt tokens when a plan names none.
+pub const DEFAULT_PROMPT_LEN: usize = 128;
+/// Generated tokens when a plan names none.
+pub const DEFAULT_GEN_TOKENS: usize = 64;
+/// Prefix of a model given as a GGUF file (`--model-dir` is for folders; `llama@FILE` names a
+/// file).
+pub const FILE_PREFIX: &str = "llama@";
+/// What the reference of every language-model record is.
+pub const REFERENCE_NAME: &str = "f32 dequantized from the shipped GGUF file (itself quantized)";
+
+/// The GGUF file of a language model of the catalogue, or of `llama@FILE`.
+pub fn model_file(model: &str) -> Result<PathBuf> {
+    if model == SMOLLM2 {
+        let path = smollm2_path(&models_dir());
+        if !path.is_file() {
+            return Err(ModelError::Invalid(format!(
+                "{} is missing: run `slimbench fetch smollm2` (or set SLIMBENCH_MODELS to the folder that holds smollm2/)",
+                path.display()
+            )));
+        }
+        return Ok(path);
+    }
+    match model.strip_prefix(FILE_PREFIX) {
+        Some(file) => Ok(PathBuf::from(file)),
+        None => Err(ModelError::Invalid(format!(
+            "{model:?} is not a language model"
+        ))),
+    }
+}
+
+/// The held-out text: the fetched addresses for SmolLM2, or `$SLIMBENCH_LLM_TEXT` (a UTF-8 file)
+/// when set.
+pub fn heldout_text() -> Result<(PathBuf, String)> {
+    let path = match std::env::var_os(TEXT_ENV).filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => sotu_paths(&models_dir()).0,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ModelError::Invalid(format!(
+            "{}: {e}; run `slimbench fetch smollm2` (or set {TEXT_ENV} to a UTF-8 text file)",
+            path.display()
+        ))
+    })?;
+    Ok((path, text))
+}
+
+/// Environment variable naming another held-out text for the language-model quality measures.
+pub const TEXT_ENV: &str = "SLIMBENCH_LLM_TEXT";
+
+/// The stem of a language model's cache entries.
+pub fn cache_stem(model: &str) -> String {
+    if model == SMOLLM2 {
+        return SMOLLM2.into();
+    }
+    let name = Path::new(model.trim_start_matches(FILE_PREFIX))
+        .file_stem()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "llama".into());
+    format!(
+        "llama-{}",
+        name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    )
+}
+
+/// A variant generating from a fixed prompt.
+pub struct LlmWorkload {
+    model: Llama,
+    cache: KvCache,
+    prompt: Vec<u32>,
+    gen_tokens: usize,
+    next: u32,
+    generated: usize,
+    first: u32,
+    quality: Quality,
+    footprint: Footprint,
+    layers: Vec<LayerReport>,
+    params: serde_json::Value,
+}
+
+fn greedy(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in logits.iter().enumerate() {
+        if *v > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Builds the workload of one cell.
+pub fn build(
+    spec: &WorkloadSpec,
+    device: &Device,
+    variant: Variant<Llama, LlmSource>,
+) -> Result<Box<dyn Workload>> {
+    if !device.is_cpu() {
+        return Err(ModelError::NotApplicable(
+            "the language-model family runs on slimbench's CPU kernels only; GPU cells are not built yet".into(),
+        ));
+    }
+    let cell = &spec.cell;
+    let prompt_len = cell.seq_len.unwrap_or(DEFAULT_PROMPT_LEN);
+    let gen_tokens = cell.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS);
+    if cell.batch_size != 1 {
+        return Err(ModelError::NotApplicable(format!(
+            "batch {} : the language-model workload generates one sequence at a time (batch 1)",
+            cell.batch_size
+        )));
+    }
+    if gen_tokens == 0 || prompt_len == 0 {
+        return Err(ModelError::Invalid(
+            "a language-model cell needs at least one prompt token and one generated token".into(),
+        ));
+    }
+    let (model, layers) = variant.final_model(|m| m.layer_reports(&|_| None))?;
+    let source = &variant.base.source;
+    let (text_path, text) = heldout_text()?;
+    let tokens = source.tokenizer.encode(&text)?;
+    let context = prompt_len + gen_tokens;
+    if context > model.config.context_length {
+        return Err(ModelError::Invalid(format!(
+            "{prompt_len} prompt + {gen_tokens} generated tokens exceed the model's context of {}",
+            model.config.context_length
+        )));
+    }
+    if tokens.len() < prompt_len.max(QUALITY_CTX) {
+        return Err(ModelError::Invalid(format!(
+            "{}: {} tokens, fewer than the prompt ({prompt_len}) or one quality chunk ({QUALITY_CTX})",
+            text_path.display(),
+            tokens.len()
+        )));
+    }
+    let prompt = tokens[..prompt_len].to_vec();
+    let ctx = QUALITY_CTX.min(model.config.context_length);
+    let held = chunks(&tokens, ctx, QUALITY_CHUNKS, source.bos);
+    let reference_key = serde_json::json!({
+        "base": variant.base.key,
+        "text_sha256": sha256_hex(text.as_bytes()),
+        "ctx": ctx,
+        "chunks": held.len(),
+        "format": 1,
+    })
+    .to_string();
+    let reference =
+        reference_log_probs(&variant.base.model, &held, &spec.cache_dir, &reference_key)?;
+    let language = language_quality(&model, &held, &reference, REFERENCE_NAME)?;
+    let quality = Quality {
+        metric: "top-1 agreement".into(),
+        value_pct: language.top1_agreement_pct,
+        baseline_pct: 100.0,
+        items: language.scored_tokens,
+        fidelity: None,
+        language: Some(language),
+    };
+    let footprint = Footprint {
+        parameter_count: model.parameter_count(),
+        nonzero_parameter_count: model.parameter_count(),
+        model_bytes: model.stored_bytes(),
+    };
+    let mut params = serde_json::json!({
+        "steps": variant.params,
+        "reference": REFERENCE_NAME,
+        "prompt": format!("the first {prompt_len} tokens of {}", text_path.display()),
+        "decoding": "greedy; after the generated tokens the cache is cut back to the prompt",
+        "kv_cache": "f32",
+    });
+    if let Some(obj) = params.as_object_mut() {
+        obj.insert(
+            "kernel".into(),
+            crate::kernels::CpuFeatures::get().name().into(),
+        );
+    }
+    let cache = KvCache::new(&model, context);
+    Ok(Box::new(LlmWorkload {
+        model,
+        cache,
+        prompt,
+        gen_tokens,
+        next: 0,
+        generated: 0,
+        first: 0,
+        quality,
+        footprint,
+        layers,
+        params,
+    }))
+}
+
+impl Generation for LlmWorkload {
+    fn prompt_tokens(&self) -> usize {
+        self.prompt.len()
+    }
+
+    fn gen_tokens(&self) -> usize {
+        self.gen_tokens
+    }
+
+    fn prefill(&mut self) -> Result<()> {
+        self.cache.truncate(0);
+        let logits = forward(&self.model, &self.prompt, &mut self.cache, Logits::Last)?;
+        self.first = greedy(&logits);
+        self.next = self.first;
+        self.generated = 0;
+        Ok(())
+    }
+
+    fn decode_step(&mut self) -> Result<()> {
+        if self.cache.is_empty() {
+            self.prefill()?;
+        }
+        if self.generated == self.gen_tokens {
+            self.cache.truncate(self.prompt.len());
+            self.next = self.first;
+            self.generated = 0;
+        }
+        let logits = forward(&self.model, &[self.next], &mut self.cache, Logits::Last)?;
+        self.next = greedy(&logits);
+        self.generated += 1;
+        Ok(())
+    }
+
+    fn kv_cache_bytes(&self) -> usize {
+        self.cache.bytes()
+    }
+}
+
+impl Workload for LlmWorkload {
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// One whole generation: the prompt, then every generated token.
+    fn run_batch(&mut self) -> Result<()> {
+        self.prefill()?;
+        for _ in 0..self.gen_tokens {
+            self.decode_step()?;
+        }
+        Ok(())
+    }
+
+    fn quality(&self) -> Result<Quality> {
+        Ok(self.quality.clone())
+    }
+
+    fn footprint(&self) -> Result<Footprint> {
+        Ok(self.footprint)
+    }
+
+    fn technique_params(&self) -> serde_json::Value {
+        self.params.clone()
+    }
+
+    fn layers(&self) -> Vec<LayerReport> {
+        self.layers.clone()
+    }
+
+    /// FLOPs of one decode step: every Linear once (the token's matrix-vector products).
+    fn flops_per_item(&self) -> Option<f64> {
+        Some(
+            self.model
+                .linears()
+                .iter()
+                .map(|l| 2.0 * (l.in_dim * l.out_dim) as f64)
+                .sum(),
+        )
+    }
+
+    fn generation(&mut self) -> Option<&mut dyn Generation> {
+        Some(self)
+    }
+}
