@@ -59,6 +59,44 @@ pub struct QualityRecord {
     /// embedding models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fidelity: Option<f64>,
+    /// Perplexity, KL divergence and top-1 agreement against the reference, for language models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<slimbench_models::quality::LanguageQuality>,
+}
+
+/// A language model's two phases, each timed in its own window with its own energy: the prompt
+/// (prefill) and the generated tokens (decode). The record's own latency, throughput and energy
+/// are the decode phase's (one item = one generated token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Tokens generated after it before the sequence starts over.
+    pub gen_tokens: usize,
+    /// Prompt tokens per second over the prefill window.
+    pub prefill_tokens_per_s: f64,
+    /// Generated tokens per second over the decode window.
+    pub decode_tokens_per_s: f64,
+    /// Time to first token: the prompt's pass, per repetition.
+    pub ttft_ms: Option<LatencyStats>,
+    /// Energy per prompt token over the prefill window, J.
+    pub prefill_j_per_token: f64,
+    /// Energy per generated token over the decode window, J.
+    pub decode_j_per_token: f64,
+    /// Where both energy figures come from (`rapl`, `nvml`, `estimated-tdp`, ...).
+    pub energy_source: String,
+    /// True only when both were measured, not estimated.
+    pub energy_measured: bool,
+    /// Bytes of the key/value cache at the prompt plus the generated tokens (f32).
+    pub kv_cache_bytes: usize,
+    /// The prefill window's energy record (per item = per prompt token).
+    pub prefill_energy: EnergyRecord,
+    /// CO2e of 1,000 generated tokens (decode energy, the run's grid intensity and PUE), g.
+    #[serde(default)]
+    pub co2e_per_1000_generated_tokens_g: Option<f64>,
+    /// Raw prefill latencies in ms (thinned like `latency_samples_ms`).
+    #[serde(default)]
+    pub ttft_samples_ms: Vec<f64>,
 }
 
 /// The arithmetic of one forward pass and how close to the machine's peak the cell ran it.
@@ -172,6 +210,9 @@ pub struct Record {
     pub compute: Option<ComputeRecord>,
     /// What each layer became.
     pub layers: Vec<LayerReport>,
+    /// Prefill and decode apart, for language models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationRecord>,
     /// Raw latencies in ms (evenly thinned to at most [`MAX_KEPT_SAMPLES`]) for resampling.
     pub latency_samples_ms: Vec<f64>,
 }
@@ -204,6 +245,7 @@ impl Record {
             threads: None,
             compute: None,
             layers: Vec::new(),
+            generation: None,
             latency_samples_ms: Vec::new(),
         }
     }

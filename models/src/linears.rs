@@ -31,6 +31,13 @@ pub trait Linears: Sized {
         note: &dyn Fn(&DenseLayer) -> Option<String>,
     ) -> Result<Vec<LayerReport>>;
 
+    /// The block format a Linear keeps at least, whatever format is asked for (a language model's
+    /// output head keeps 8 bits, as llama.cpp's `llama-quantize` keeps it); `None` for none.
+    fn least_format(&self, layer: &DenseLayer) -> Option<BlockFormat> {
+        let _ = layer;
+        None
+    }
+
     /// The model with its token embedding table stored in `format` and the report entry that
     /// replaces the one of the same name; `Ok(None)` for models without token embeddings.
     fn quantize_embeddings(&self, format: BlockFormat) -> Result<Option<(Self, LayerReport)>> {
@@ -102,8 +109,21 @@ pub fn quantize<M: Linears>(model: &M, format: BlockFormat) -> Result<Mapped<M>>
     let mut notes: HashMap<String, String> = HashMap::new();
     let mut any_quantized = false;
     let quantized = model.map_linears(&mut |layer| match format.choose_for_width(layer.in_dim) {
-        Some(chosen) => {
-            if chosen != format {
+        Some(fitting) => {
+            let floor = model
+                .least_format(layer)
+                .filter(|f| f.bits_per_weight() > fitting.bits_per_weight());
+            let chosen = floor.unwrap_or(fitting);
+            if let Some(floor) = floor {
+                notes.insert(
+                    layer.name.clone(),
+                    format!(
+                        "kept in {} (the model keeps this layer at {:.1} bits per weight or more)",
+                        floor.name(),
+                        floor.bits_per_weight()
+                    ),
+                );
+            } else if chosen != format {
                 notes.insert(
                     layer.name.clone(),
                     format!(

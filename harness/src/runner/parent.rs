@@ -140,7 +140,12 @@ pub fn run_cells(
         let t = Instant::now();
         let mut record = run_worker(key, settings);
         if let Some(e) = &record.energy {
-            record.carbon = Some(settings.carbon.record(e.energy_per_item_j, &e.source));
+            let carbon = settings.carbon.record(e.energy_per_item_j, &e.source);
+            if let Some(g) = &mut record.generation {
+                // The record's items are generated tokens.
+                g.co2e_per_1000_generated_tokens_g = Some(carbon.co2e_per_item_g * 1000.0);
+            }
+            record.carbon = Some(carbon);
         }
         append_record(&results_path, &record)?;
         let line = format!(

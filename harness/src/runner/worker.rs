@@ -16,8 +16,10 @@ use crate::host::HostInfo;
 use crate::memory::peak_rss_bytes;
 use crate::meter::choose::{open_meter, MeterSettings};
 use crate::meter::record::{energy_record, trace_csv, Windows};
-use crate::meter::sampler::Sampler;
-use crate::results::{ComputeRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES};
+use crate::meter::sampler::{Sample, Sampler};
+use crate::results::{
+    ComputeRecord, GenerationRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES,
+};
 use crate::run_dir::{cell_slug, RunDir};
 use crate::stats::{thin_samples, LatencyStats};
 use slimbench_models::workload::Cell;
@@ -145,8 +147,18 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let mut workload = build_workload(&spec)?;
     let quality = workload.quality().context("evaluating quality")?;
     let footprint = workload.footprint()?;
+    let technique_params = workload.technique_params();
+    let layers = workload.layers();
+    let flops_per_item = workload.flops_per_item();
+    let generative = workload.generation().is_some();
     for _ in 0..req.timing.warmup_iters {
-        workload.run_batch().context("warm-up iteration")?;
+        match workload.generation() {
+            Some(g) => {
+                g.prefill().context("warm-up prefill")?;
+                g.decode_step().context("warm-up decode step")?;
+            }
+            None => workload.run_batch().context("warm-up iteration")?,
+        }
     }
 
     // A cell on cuda:N reads that GPU's energy and memory through NVML besides the CPU's.
@@ -176,45 +188,54 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     std::thread::sleep(Duration::from_secs_f64(req.timing.idle_s));
     let idle_end = sampler.read_now()?;
 
-    let mut latencies_ms = Vec::new();
-    let window_start = sampler.read_now()?;
-    let started = Instant::now();
-    loop {
-        let t = Instant::now();
-        workload.run_batch()?;
-        latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        if latencies_ms.len() >= req.timing.min_iters
-            && started.elapsed().as_secs_f64() >= min_window_s
-        {
-            break;
+    // A generative model's prompt is timed in a window of its own before the decode steps.
+    let prefill = match workload.generation() {
+        Some(g) => Some(timed_window(
+            &sampler,
+            req.timing.min_iters,
+            min_window_s,
+            || g.prefill(),
+        )?),
+        None => None,
+    };
+    let main = match workload.generation() {
+        Some(g) => {
+            // The decode steps continue from the prompt the last prefill left in the cache.
+            timed_window(&sampler, req.timing.min_iters, min_window_s, || {
+                g.decode_step()
+            })?
         }
-    }
-    let window_end = sampler.read_now()?;
-    let wall_s = started.elapsed().as_secs_f64();
+        None => timed_window(&sampler, req.timing.min_iters, min_window_s, || {
+            workload.run_batch()
+        })?,
+    };
     let (samples, meter, sampler_error) = sampler.stop();
     if let Some(e) = sampler_error {
         anyhow::bail!("energy sampling failed: {e}");
     }
-
-    let iterations = latencies_ms.len();
-    let mut energy = energy_record(
-        &domains,
-        method,
-        &samples,
-        &Windows {
-            idle: (&idle_start, &idle_end),
-            timed: (&window_start, &window_end),
-        },
-        iterations,
-        req.key.batch_size,
-        sampling_hz,
-        (meter.dropped_samples(), meter.intervals()),
-        min_interval_s,
-    );
+    let energy_of = |window: &Window, items_per_iteration: usize| {
+        energy_record(
+            &domains,
+            method.clone(),
+            &samples,
+            &Windows {
+                idle: (&idle_start, &idle_end),
+                timed: (&window.start, &window.end),
+            },
+            window.latencies_ms.len(),
+            items_per_iteration,
+            sampling_hz,
+            (meter.dropped_samples(), meter.intervals()),
+            min_interval_s,
+        )
+    };
+    // Each decode step makes one token: the record's items are generated tokens.
+    let items_per_iteration = if generative { 1 } else { req.key.batch_size };
+    let mut energy = energy_of(&main, items_per_iteration);
     write_trace(req, &trace_csv(&domains, &samples, min_interval_s))?;
 
     let mut r = Record::empty(&req.run_id, req.key.clone(), req.host.clone(), Status::Ok);
-    r.technique_params = workload.technique_params();
+    r.technique_params = technique_params;
     r.parameter_count = Some(footprint.parameter_count);
     r.nonzero_parameter_count = Some(footprint.nonzero_parameter_count);
     r.model_bytes = Some(footprint.model_bytes);
@@ -225,29 +246,85 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         baseline_pct: quality.baseline_pct,
         items: quality.items,
         fidelity: quality.fidelity,
+        language: quality.language,
     });
-    r.latency = LatencyStats::from_samples(&latencies_ms);
-    r.window_s = Some(wall_s);
-    r.throughput_items_per_s = Some((iterations * req.key.batch_size) as f64 / wall_s);
+    let iterations = main.latencies_ms.len();
+    r.latency = LatencyStats::from_samples(&main.latencies_ms);
+    r.window_s = Some(main.wall_s);
+    r.throughput_items_per_s = Some((iterations * items_per_iteration) as f64 / main.wall_s);
     r.peak_rss_bytes = peak_rss_bytes();
     if let Some(peaks) = meter.gpu_memory_peaks() {
         energy.gpu_process_peak_bytes = peaks.process_bytes;
         energy.gpu_device_peak_bytes = peaks.device_bytes;
     }
+    if let (Some(prefill), Some(g)) = (&prefill, workload.generation()) {
+        let prompt = g.prompt_tokens();
+        let prefill_energy = energy_of(prefill, prompt);
+        r.generation = Some(GenerationRecord {
+            prompt_tokens: prompt,
+            gen_tokens: g.gen_tokens(),
+            prefill_tokens_per_s: (prefill.latencies_ms.len() * prompt) as f64 / prefill.wall_s,
+            decode_tokens_per_s: iterations as f64 / main.wall_s,
+            ttft_ms: LatencyStats::from_samples(&prefill.latencies_ms),
+            prefill_j_per_token: prefill_energy.energy_per_item_j,
+            decode_j_per_token: energy.energy_per_item_j,
+            energy_source: energy.source.clone(),
+            energy_measured: energy.measured,
+            kv_cache_bytes: g.kv_cache_bytes(),
+            prefill_energy,
+            co2e_per_1000_generated_tokens_g: None,
+            ttft_samples_ms: thin_samples(&prefill.latencies_ms, MAX_KEPT_SAMPLES),
+        });
+    }
     r.energy = Some(energy);
-    r.layers = workload.layers();
+    r.layers = layers;
     r.threads = Some(slimbench_models::kernels::thread_count());
     let integer = r.layers.iter().any(|l| l.runs_integer_kernels());
     let weight_bytes = r.layers.iter().map(|l| l.bytes as f64).sum::<f64>();
     r.compute = compute_record(
         req,
-        workload.flops_per_item(),
+        flops_per_item,
         r.latency.as_ref(),
         integer,
         weight_bytes,
     )?;
-    r.latency_samples_ms = thin_samples(&latencies_ms, MAX_KEPT_SAMPLES);
+    r.latency_samples_ms = thin_samples(&main.latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)
+}
+
+/// One timed window: the meter's readings at its edges, each iteration's latency, its length.
+struct Window {
+    start: Sample,
+    end: Sample,
+    latencies_ms: Vec<f64>,
+    wall_s: f64,
+}
+
+/// Runs `iteration` until both `min_iters` iterations and `min_window_s` seconds are done.
+fn timed_window(
+    sampler: &Sampler,
+    min_iters: usize,
+    min_window_s: f64,
+    mut iteration: impl FnMut() -> slimbench_models::Result<()>,
+) -> anyhow::Result<Window> {
+    let mut latencies_ms = Vec::new();
+    let start = sampler.read_now()?;
+    let started = Instant::now();
+    loop {
+        let t = Instant::now();
+        iteration()?;
+        latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        if latencies_ms.len() >= min_iters && started.elapsed().as_secs_f64() >= min_window_s {
+            break;
+        }
+    }
+    let end = sampler.read_now()?;
+    Ok(Window {
+        start,
+        end,
+        latencies_ms,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// FLOPs and the share of the calibrated peaks; the peaks only for CPU cells on a calibrated CPU:

@@ -100,9 +100,9 @@ impl Family for Lm {
             StepRef::Training(_) => serde_json::json!({}),
             StepRef::Post(PostStep::Quantize { embeddings, .. }) => serde_json::json!({
                 "scope": if *embeddings {
-                    "every Linear (fused query/key/value, attention output, fused gate/up, down, output head) and the token embeddings (dequantized to f32 at load for the lookup); norms f32"
+                    "every Linear (fused query/key/value, attention output, fused gate/up, down, output head; the head keeps q8_0 under formats of fewer bits, as llama-quantize does) and the token embeddings tied to the head in its format, one table (dequantized to f32 at load for the lookup); norms f32"
                 } else {
-                    "every Linear (fused query/key/value, attention output, fused gate/up, down, output head); token embeddings and norms f32"
+                    "every Linear (fused query/key/value, attention output, fused gate/up, down, output head; the head keeps q8_0 under formats of fewer bits, as llama-quantize does); the token-embedding lookup table and norms f32"
                 },
                 "activations": "quantized to 8 bits per block inside each product, as GGML does",
             }),
@@ -189,8 +189,18 @@ impl Linears for Llama {
         Ok(reports)
     }
 
+    /// The output head keeps q8_0 under the formats with fewer bits, as `llama-quantize` keeps a
+    /// head in 6 bits or more (its q6_k fits no width of 576, so q8_0 here).
+    fn least_format(&self, layer: &DenseLayer) -> Option<BlockFormat> {
+        (layer.name == self.output.name).then_some(BlockFormat::Q8_0)
+    }
+
+    /// The token embeddings in the output head's format where the file ties them (one table,
+    /// as llama.cpp stores it: `q4_1-all` is the shipped file's layout), else in `format`.
     fn quantize_embeddings(&self, format: BlockFormat) -> Result<Option<(Self, LayerReport)>> {
         let width = self.config.width;
+        let head = BlockFormat::from_name(self.output.format()).filter(|_| self.tied);
+        let format = head.unwrap_or(format);
         let chosen = format.choose_for_width(width).ok_or_else(|| {
             ModelError::NotApplicable(format!(
                 "width {width} fits no block of {}'s fallback chain",

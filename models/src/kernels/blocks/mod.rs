@@ -182,7 +182,12 @@ impl BlockFormat {
         }
     }
 
-    /// Bytes per block, as GGML stores it.
+    /// Bits per weight as stored (scales and offsets included): 8.5 for q8_0, 4.5 for q4_0.
+    pub fn bits_per_weight(self) -> f64 {
+        (self.block_bytes() * 8) as f64 / self.block_len() as f64
+    }
+
+    /// Bytes of one block.
     pub fn block_bytes(self) -> usize {
         match self {
             BlockFormat::Q8_0 => 34,

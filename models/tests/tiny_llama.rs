@@ -1,0 +1,245 @@
+//! The language-model family on a tiny random llama GGUF written here: every technique through
+//! the catalogue, the key/value cache against a full pass, the tokenizer, and the errors of broken
+//! files. Needs no fetched file.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use slimbench_models::catalog::build_workload;
+use slimbench_models::llm::infer::{forward, KvCache, Logits};
+use slimbench_models::llm::tiny::{write_tiny_gguf, Breakage, TINY};
+use slimbench_models::llm::workload::TEXT_ENV;
+use slimbench_models::llm::{gguf, load_gguf};
+use slimbench_models::workload::{Cell, WorkloadSpec};
+use slimbench_models::ModelError;
+
+/// The tiny model and a held-out text, written once per test binary.
+fn fixture() -> &'static (tempfile::TempDir, PathBuf) {
+    static FIXTURE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.gguf");
+        write_tiny_gguf(&model, TINY, Breakage::default()).unwrap();
+        let text = dir.path().join("text.txt");
+        let words = ["the", "then", "in", "thin", "2024", "ink", "the end."];
+        let body: Vec<&str> = (0..900)
+            .map(|i| words[(i * 7 + i / 3) % words.len()])
+            .collect();
+        std::fs::write(&text, body.join(" ")).unwrap();
+        // Set once, before any workload reads it; every test of this binary uses the same text.
+        std::env::set_var(TEXT_ENV, &text);
+        (dir, model)
+    })
+}
+
+fn cell(model: &Path, technique: &str) -> WorkloadSpec {
+    WorkloadSpec {
+        cell: Cell {
+            model: format!("llama@{}", model.display()),
+            technique: technique.parse().unwrap(),
+            device: "cpu".into(),
+            batch_size: 1,
+            seq_len: Some(16),
+            gen_tokens: Some(4),
+        },
+        cache_dir: fixture().0.path().join("cache"),
+    }
+}
+
+#[test]
+fn every_technique_builds_generates_and_is_judged_against_the_reference() {
+    let (_, model) = fixture();
+    for technique in [
+        "fp32",
+        "q8_0",
+        "q4_0",
+        "q4_1",
+        "q5_0",
+        "q5_1",
+        "q4k",
+        "q5k",
+        "q6k",
+        "int8",
+        "f16",
+        "bf16",
+        "q4_1-all",
+        "prune-structured-50",
+        "prune-structured-50+q8_0",
+    ] {
+        let mut w =
+            build_workload(&cell(model, technique)).unwrap_or_else(|e| panic!("{technique}: {e}"));
+        let q = w.quality().unwrap();
+        let lang = q.language.clone().expect("a language model's quality");
+        assert!(
+            lang.perplexity.is_finite() && lang.perplexity > 1.0,
+            "{technique}"
+        );
+        assert!(lang.kld_mean >= 0.0 && lang.kld_p99 >= lang.kld_mean * 0.0);
+        assert_eq!(q.value_pct, lang.top1_agreement_pct);
+        if technique == "fp32" {
+            assert!(
+                lang.kld_mean < 1e-3,
+                "the reference against itself: {lang:?}"
+            );
+            assert!(lang.top1_agreement_pct > 99.0);
+        }
+        let g = w.generation().expect("a generative workload");
+        assert_eq!((g.prompt_tokens(), g.gen_tokens()), (16, 4));
+        assert!(g.kv_cache_bytes() > 0);
+        g.prefill().unwrap();
+        // More steps than gen_tokens: the cache is cut back to the prompt and never overflows.
+        for _ in 0..9 {
+            g.decode_step().unwrap();
+        }
+        w.run_batch().unwrap();
+        let f = w.footprint().unwrap();
+        assert!(f.model_bytes > 0 && f.parameter_count > 0);
+        let layers = w.layers();
+        assert_eq!(layers[0].name, "token_embd+norms");
+        let head = layers.iter().find(|l| l.name == "output").unwrap();
+        match technique {
+            "q4_0" | "q4_1" | "q5_0" | "q4k" => {
+                assert_eq!(head.format, "q8_0", "{technique}: the head keeps 8 bits");
+                assert!(head.note.as_deref().unwrap_or("").contains("q8_0"));
+            }
+            "q4_1-all" => {
+                assert_eq!(
+                    layers[0].format, "q8_0",
+                    "the tied table takes the head's format"
+                );
+                assert!(layers.iter().any(|l| l.format == "q4_1"));
+            }
+            _ => {}
+        }
+        if technique.starts_with("q4k") {
+            // 64 fits no 256-block: the fallback is recorded per layer.
+            assert!(layers
+                .iter()
+                .any(|l| l.note.as_deref().unwrap_or("").contains("fell back")));
+        }
+    }
+}
+
+#[test]
+fn distillation_and_unstructured_pruning_say_why_they_do_not_apply() {
+    let (_, model) = fixture();
+    for technique in ["distill", "prune-unstructured-50"] {
+        match build_workload(&cell(model, technique)) {
+            Err(ModelError::NotApplicable(why)) => assert!(why.len() > 20, "{why}"),
+            Err(e) => panic!("{technique}: {e}"),
+            Ok(_) => panic!("{technique} should not apply"),
+        }
+    }
+}
+
+#[test]
+fn the_cache_gives_the_same_logits_as_one_full_pass() {
+    let (_, model) = fixture();
+    let (llama, _, _) = load_gguf(model).unwrap();
+    let tokens: Vec<u32> = (0..12).map(|i| (i * 37 % 256) as u32).collect();
+    let mut full = KvCache::new(&llama, 16);
+    let all = forward(&llama, &tokens, &mut full, Logits::All).unwrap();
+    let vocab = llama.config.vocab;
+    let mut cache = KvCache::new(&llama, 16);
+    forward(&llama, &tokens[..8], &mut cache, Logits::Last).unwrap();
+    for (i, t) in tokens.iter().enumerate().skip(8) {
+        let step = forward(&llama, &[*t], &mut cache, Logits::Last).unwrap();
+        let want = &all[i * vocab..(i + 1) * vocab];
+        let diff = step
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff < 1e-3,
+            "token {i}: decode step differs from the full pass by {diff}"
+        );
+    }
+    // Cut back and run again: the same numbers.
+    cache.truncate(8);
+    let again = forward(&llama, &tokens[8..9], &mut cache, Logits::Last).unwrap();
+    let want = &all[8 * vocab..9 * vocab];
+    assert!(again.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-3));
+    let mut small = KvCache::new(&llama, 4);
+    let err = forward(&llama, &tokens, &mut small, Logits::Last).unwrap_err();
+    assert!(err.to_string().contains("cache"), "{err}");
+}
+
+#[test]
+fn the_tokenizer_applies_the_merges_and_splits_digits() {
+    let (_, model) = fixture();
+    let (_, source, _) = load_gguf(model).unwrap();
+    let tokens = slimbench_models::llm::tiny::tiny_tokens();
+    let id = |t: &str| tokens.iter().position(|x| x == t).unwrap() as u32;
+    let ids = source.tokenizer.encode("the then 42").unwrap();
+    assert_eq!(
+        ids,
+        vec![id("the"), id("Ġthe"), id("n"), id("Ġ"), id("4"), id("2")],
+        "merges th, the, Ġthe; every digit apart"
+    );
+    assert_eq!(source.tokenizer.decode(&ids).unwrap(), "the then 42");
+}
+
+#[test]
+fn q4_1_of_the_dequantized_file_is_the_file() {
+    let (_, model) = fixture();
+    let file = gguf::read(model).unwrap();
+    let mut checked = 0;
+    for q in file
+        .tensors
+        .values()
+        .filter(|q| q.dtype() == GgmlDType::Q4_1)
+    {
+        let f32 = q.dequantize(&candle_core::Device::Cpu).unwrap();
+        let again = QTensor::quantize(&f32, GgmlDType::Q4_1).unwrap();
+        assert_eq!(again.data().unwrap(), q.data().unwrap());
+        checked += 1;
+    }
+    assert_eq!(checked, 7 * TINY.blocks);
+}
+
+#[test]
+fn broken_files_name_the_file_and_the_fault() {
+    let (dir, model) = fixture();
+    let expect = |path: &Path, needle: &str| {
+        let err = match load_gguf(path) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{} should not load", path.display()),
+        };
+        assert!(
+            err.contains(&path.display().to_string()),
+            "names the file: {err}"
+        );
+        assert!(err.contains(needle), "says {needle:?}: {err}");
+    };
+    let bytes = std::fs::read(model).unwrap();
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    expect(&truncated, "blk.");
+    let header_only = dir.path().join("header.gguf");
+    std::fs::write(&header_only, &bytes[..40]).unwrap();
+    expect(&header_only, "not a readable GGUF file");
+    let wrong = dir.path().join("gpt2.gguf");
+    write_tiny_gguf(
+        &wrong,
+        TINY,
+        Breakage {
+            architecture: Some("gpt2"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    expect(&wrong, "architecture \"gpt2\" is not supported");
+    let missing = dir.path().join("missing.gguf");
+    write_tiny_gguf(
+        &missing,
+        TINY,
+        Breakage {
+            missing_tensor: Some("blk.1.ffn_down.weight"),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    expect(&missing, "\"blk.1.ffn_down.weight\" is missing");
+}
