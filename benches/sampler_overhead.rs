@@ -22,6 +22,7 @@ fn spec() -> WorkloadSpec {
             device: "cpu".into(),
             batch_size: 1,
             seq_len: None,
+            gen_tokens: None,
         },
         cache_dir: slimbench_models::cache::default_cache_dir(),
     }

@@ -32,6 +32,7 @@ pub fn default_variants() -> Vec<(&'static str, Vec<Variant>)> {
                             device: "cpu".into(),
                             batch_size,
                             seq_len: None,
+                            gen_tokens: None,
                         },
                         cache_dir: cache.clone(),
                     };

@@ -445,6 +445,7 @@ mod tests {
             device: "cpu".into(),
             batch_size,
             seq_len: None,
+            gen_tokens: None,
         };
         Record::empty("run", key, host(), status)
     }

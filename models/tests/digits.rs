@@ -187,6 +187,7 @@ fn every_default_technique_builds_a_workload_that_runs() {
                     device: "cpu".into(),
                     batch_size: 4,
                     seq_len: None,
+                    gen_tokens: None,
                 },
                 cache_dir: dir.path().to_path_buf(),
             };

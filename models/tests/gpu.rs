@@ -32,6 +32,7 @@ fn spec(model: &str, technique: &str, device: &str, cache: &std::path::Path) -> 
             device: device.into(),
             batch_size: 8,
             seq_len: Some(64).filter(|_| model.starts_with("bert@") || model == "minilm"),
+            gen_tokens: None,
         },
         cache_dir: cache.to_path_buf(),
     }

@@ -102,6 +102,7 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
             device: "cpu".into(),
             batch_size: 1,
             seq_len: Some(128),
+            gen_tokens: None,
         },
         cache_dir: cache().path().to_path_buf(),
     };

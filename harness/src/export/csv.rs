@@ -47,6 +47,8 @@ fn group(energy: &EnergyRecord, kinds: &[DomainKind]) -> (Option<f64>, String) {
 /// The columns of a record, in file order.
 pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
     let q = r.quality.as_ref();
+    let lm = q.and_then(|q| q.language.as_ref());
+    let g = r.generation.as_ref();
     let l = r.latency.as_ref();
     let e = r.energy.as_ref();
     let c = r.carbon.as_ref();
@@ -80,6 +82,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("threads", opt(r.threads)),
         ("batch_size", r.key.batch_size.to_string()),
         ("seq_len_tokens", opt(r.key.seq_len)),
+        ("gen_tokens", opt(r.key.gen_tokens)),
         ("status", r.status.as_str().to_string()),
         ("error", r.error.clone().unwrap_or_default()),
         ("parameter_count", opt(r.parameter_count)),
@@ -94,6 +97,15 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("quality_baseline_pct", of(q.map(|q| q.baseline_pct))),
         ("quality_delta_points", of(q.map(|q| q.delta_points))),
         ("fidelity_cosine", of(q.and_then(|q| q.fidelity))),
+        ("perplexity", of(lm.map(|m| m.perplexity))),
+        ("perplexity_err", of(lm.map(|m| m.perplexity_err))),
+        (
+            "reference_perplexity",
+            of(lm.map(|m| m.reference_perplexity)),
+        ),
+        ("kld_mean", of(lm.map(|m| m.kld_mean))),
+        ("kld_p99", of(lm.map(|m| m.kld_p99))),
+        ("top1_agreement_pct", of(lm.map(|m| m.top1_agreement_pct))),
         (
             "flops_per_item",
             of(r.compute.as_ref().map(|c| c.flops_per_item)),
@@ -218,6 +230,32 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         (
             "gpu_device_peak_bytes",
             opt(e.and_then(|e| e.gpu_device_peak_bytes)),
+        ),
+        // A language model's phases; its latency, throughput and energy above are the decode
+        // phase's (one item = one generated token).
+        (
+            "prefill_tokens_per_s",
+            of(g.map(|g| g.prefill_tokens_per_s)),
+        ),
+        ("decode_tokens_per_s", of(g.map(|g| g.decode_tokens_per_s))),
+        (
+            "ttft_p50_ms",
+            of(g.and_then(|g| g.ttft_ms.as_ref()).map(|t| t.p50_ms)),
+        ),
+        (
+            "ttft_p99_ms",
+            of(g.and_then(|g| g.ttft_ms.as_ref()).map(|t| t.p99_ms)),
+        ),
+        ("prefill_j_per_token", of(g.map(|g| g.prefill_j_per_token))),
+        ("decode_j_per_token", of(g.map(|g| g.decode_j_per_token))),
+        (
+            "generation_energy_source",
+            g.map(|g| g.energy_source.clone()).unwrap_or_default(),
+        ),
+        ("kv_cache_bytes", opt(g.map(|g| g.kv_cache_bytes))),
+        (
+            "co2e_per_1000_generated_tokens_g",
+            of(g.and_then(|g| g.co2e_per_1000_generated_tokens_g)),
         ),
     ]
 }

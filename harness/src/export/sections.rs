@@ -508,15 +508,102 @@ fn sci(data: &RunData, measured: bool) -> Section {
     }
 }
 
+/// The language models' phases and quality, one row a cell: the figures llama.cpp's
+/// `llama-bench` and `llama-perplexity` give, beside the energy of each phase.
+fn language_models(records: &[Record], measured: bool) -> Option<Section> {
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|r| {
+            let g = r.generation.as_ref()?;
+            let lm = r.quality.as_ref().and_then(|q| q.language.as_ref());
+            Some(vec![
+                r.key.model.clone(),
+                r.key.technique.to_string(),
+                format!("{}+{}", g.prompt_tokens, g.gen_tokens),
+                opt(r.model_bytes.map(|b| b as f64 / 1e6), |v| format!("{v:.1}")),
+                opt(lm.map(|m| m.perplexity), |v| format!("{v:.2}"))
+                    + &opt(lm.map(|m| m.perplexity_err), |v| format!(" ± {v:.2}")),
+                opt(lm.map(|m| m.kld_mean), |v| sig(v, 3)),
+                opt(lm.map(|m| m.kld_p99), |v| sig(v, 3)),
+                opt(lm.map(|m| m.top1_agreement_pct), |v| format!("{v:.2}")),
+                format!("{:.1}", g.prefill_tokens_per_s),
+                format!("{:.1}", g.decode_tokens_per_s),
+                opt(g.ttft_ms.as_ref().map(|t| t.p50_ms), |v| format!("{v:.1}")),
+                energy(g.prefill_j_per_token),
+                energy(g.decode_j_per_token),
+                opt(g.co2e_per_1000_generated_tokens_g, co2e),
+                g.energy_source.clone(),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let kind = if measured { "measured" } else { "ESTIMATED" };
+    let reference = records.iter().find_map(|r| {
+        r.quality
+            .as_ref()?
+            .language
+            .as_ref()
+            .map(|m| (m.reference.clone(), m.ctx, m.chunks))
+    });
+    let mut paragraphs = vec![format!(
+        "Prefill: the prompt in one pass per repetition (tokens/s, time to first token); decode: one \
+         generated token per step, greedy, over a cache of between the prompt and the prompt plus the \
+         generated tokens. Each phase has its own timed window and energy ({kind}); J per token is \
+         that window's energy over its tokens."
+    )];
+    if let Some((reference, ctx, chunks)) = reference {
+        paragraphs.push(format!(
+            "Quality as llama.cpp's llama-perplexity defines it, on {chunks} chunks of {ctx} tokens of \
+             held-out text (the second half of each chunk scored): perplexity, KL divergence of the \
+             next-token distribution from the reference's (nats), and top-1 agreement. Reference: {reference}."
+        ));
+    }
+    Some(Section {
+        title: s("Language models: prefill, decode and quality"),
+        paragraphs,
+        table: Some(Table {
+            header: [
+                "model",
+                "technique",
+                "prompt+generated",
+                "size MB",
+                "perplexity",
+                "KLD mean",
+                "KLD p99",
+                "top-1 %",
+                "prefill tok/s",
+                "decode tok/s",
+                "TTFT p50 ms",
+                "J/prefill token",
+                "J/decode token",
+                "CO2e per 1000 generated tokens",
+                "energy source",
+            ]
+            .iter()
+            .map(|h| s(h))
+            .collect(),
+            rows,
+        }),
+    })
+}
+
 /// Every section of the report, in order.
 pub fn sections(data: &RunData) -> Vec<Section> {
     let budget = QualityBudget::default();
     let (_, measured) = energy_sources(&data.records);
+    let language = language_models(&data.records, measured);
     vec![
         context(data),
         recommendation(data, budget, Volume::default(), measured),
         against_baseline(&data.records, budget, measured),
         results(&data.records, measured),
+    ]
+    .into_iter()
+    .chain(language)
+    .chain([
         sci(data, measured),
         glossary(&data.records),
         Section {
@@ -524,5 +611,6 @@ pub fn sections(data: &RunData) -> Vec<Section> {
             paragraphs: method_text(data),
             table: None,
         },
-    ]
+    ])
+    .collect()
 }

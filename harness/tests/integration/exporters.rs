@@ -23,6 +23,7 @@ fn key(technique: &str, batch: usize) -> Cell {
         device: "cpu".into(),
         batch_size: batch,
         seq_len: None,
+        gen_tokens: None,
     }
 }
 
@@ -53,6 +54,7 @@ fn record(
         delta_points: acc - 98.0,
         items: 359,
         fidelity: None,
+        language: None,
     });
     let samples: Vec<f64> = (0..20)
         .map(|i| p50 * (0.95 + 0.005 * f64::from(i)))

@@ -172,9 +172,9 @@ pub fn read_config(meta: &HashMap<String, Value>, path: &Path) -> Result<LlamaCo
     };
     if config.heads == 0
         || config.kv_heads == 0
-        || config.width % config.heads != 0
-        || config.heads % config.kv_heads != 0
-        || config.head_dim() % 2 != 0
+        || !config.width.is_multiple_of(config.heads)
+        || !config.heads.is_multiple_of(config.kv_heads)
+        || !config.head_dim().is_multiple_of(2)
     {
         return Err(data_err(
             origin(path),

@@ -138,14 +138,13 @@ struct Heads {
     head_dim: usize,
 }
 
-/// Causal attention of `rows` new tokens (at positions `start..start + rows`) over the cache's
-/// first `start + rows` keys and values; queries read in place from `qkv`.
+/// Causal attention of `rows` new tokens (at positions `start..start + rows`) over the first
+/// `start + rows` of a block's cached `(keys, values)`; queries read in place from `qkv`.
 fn attention(
     qkv: &[f32],
     rows: usize,
     start: usize,
-    keys: &[f32],
-    values: &[f32],
+    (keys, values): (&[f32], &[f32]),
     shape: Heads,
     context: &mut Vec<f32>,
     scores: &mut Vec<f32>,
@@ -272,8 +271,7 @@ pub fn forward(
             &buf.qkv,
             rows,
             start,
-            &cache.keys[i],
-            &cache.values[i],
+            (&cache.keys[i], &cache.values[i]),
             shape,
             &mut buf.context,
             &mut buf.scores,

@@ -170,8 +170,8 @@ impl Llama {
             };
             let heads = block.attn_out.in_dim;
             let extra = block.qkv.out_dim.checked_sub(heads);
-            if heads % hd != 0
-                || extra.is_none_or(|e| e % (2 * hd) != 0 || e == 0)
+            if !heads.is_multiple_of(hd)
+                || extra.is_none_or(|e| !e.is_multiple_of(2 * hd) || e == 0)
                 || block.gate_up.out_dim != 2 * block.down.in_dim
                 || block.qkv.in_dim != config.width
             {
@@ -180,7 +180,7 @@ impl Llama {
                     format!("block {i}: the tensors' shapes do not form a llama block"),
                 ));
             }
-            if block.heads(hd) % block.kv_heads(hd) != 0 {
+            if !block.heads(hd).is_multiple_of(block.kv_heads(hd)) {
                 return Err(data_err(
                     origin,
                     format!("block {i}: query heads are not a multiple of key/value heads"),

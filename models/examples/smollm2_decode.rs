@@ -1,0 +1,51 @@
+//! Times SmolLM2's prefill and decode steps for each technique named on the command line (no
+//! energy, no quality): `cargo run --release -p slimbench-models --example smollm2_decode -- fp32 q4_0`.
+//! Needs `slimbench fetch smollm2`. For A/B comparisons of the kernels; `slimbench run` is the
+//! measurement of record.
+
+use std::time::Instant;
+
+use slimbench_models::fetch::models_dir;
+use slimbench_models::linears::apply_post_step;
+use slimbench_models::llm::fetch::smollm2_path;
+use slimbench_models::llm::infer::{forward, KvCache, Logits};
+use slimbench_models::llm::load_gguf;
+use slimbench_models::technique::Technique;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (base, _, _) = load_gguf(&smollm2_path(&models_dir()))?;
+    let prompt: Vec<u32> = (0..128).map(|i| 100 + (i * 31 % 5000) as u32).collect();
+    for name in std::env::args().skip(1) {
+        let technique: Technique = name.parse()?;
+        let model = match technique.post() {
+            Some(step) => apply_post_step(&base, step, &name)?.model,
+            None => base.clone(),
+        };
+        let mut cache = KvCache::new(&model, 192);
+        let mut prefill = Vec::new();
+        let mut decode = Vec::new();
+        for _ in 0..4 {
+            cache.truncate(0);
+            let t = Instant::now();
+            forward(&model, &prompt, &mut cache, Logits::Last)?;
+            prefill.push(t.elapsed().as_secs_f64() * 1e3);
+            for i in 0..64u32 {
+                let t = Instant::now();
+                forward(&model, &[200 + i], &mut cache, Logits::Last)?;
+                decode.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        let (p, d) = (median(prefill), median(decode));
+        println!(
+            "{name:>10}: prefill {p:7.1} ms ({:6.1} tok/s), decode {d:6.2} ms ({:6.1} tok/s)",
+            128e3 / p,
+            1e3 / d
+        );
+    }
+    Ok(())
+}
