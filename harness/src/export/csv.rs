@@ -103,8 +103,8 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             "reference_perplexity",
             of(lm.map(|m| m.reference_perplexity)),
         ),
-        ("kld_mean", of(lm.map(|m| m.kld_mean))),
-        ("kld_p99", of(lm.map(|m| m.kld_p99))),
+        ("kld_mean_nats", of(lm.map(|m| m.kld_mean))),
+        ("kld_p99_nats", of(lm.map(|m| m.kld_p99))),
         ("top1_agreement_pct", of(lm.map(|m| m.top1_agreement_pct))),
         (
             "flops_per_item",
@@ -246,8 +246,8 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             "ttft_p99_ms",
             of(g.and_then(|g| g.ttft_ms.as_ref()).map(|t| t.p99_ms)),
         ),
-        ("prefill_j_per_token", of(g.map(|g| g.prefill_j_per_token))),
-        ("decode_j_per_token", of(g.map(|g| g.decode_j_per_token))),
+        ("prefill_per_token_j", of(g.map(|g| g.prefill_j_per_token))),
+        ("decode_per_token_j", of(g.map(|g| g.decode_j_per_token))),
         (
             "generation_energy_source",
             g.map(|g| g.energy_source.clone()).unwrap_or_default(),

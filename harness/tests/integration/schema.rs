@@ -44,6 +44,11 @@ fn every_numeric_column_names_its_unit() {
         "carbon_intensity_source",
         "carbon_intensity_year",
         "pue",
+        // Perplexity is a ratio of probabilities: it has no unit.
+        "perplexity",
+        "perplexity_err",
+        "reference_perplexity",
+        "generation_energy_source",
     ];
     let units = [
         "_bytes",
@@ -61,6 +66,7 @@ fn every_numeric_column_names_its_unit() {
         "_cosine",
         "flops_per_item",
         "_fraction",
+        "_nats",
     ];
     for col in header() {
         assert!(
