@@ -214,7 +214,22 @@ fn attention(
 
 /// Runs `tokens` through `model` at the cache's position, appending their keys and values, and
 /// returns the logits of the last token or of every token (`rows x vocab`).
+///
+/// The pass runs on a thread of rayon's pool, so that its many small parallel products (a decode
+/// step has over a hundred) hand work to the other threads by work stealing, instead of putting
+/// the calling thread to sleep and waking it for each.
 pub fn forward(
+    model: &Llama,
+    tokens: &[u32],
+    cache: &mut KvCache,
+    logits: Logits,
+) -> Result<Vec<f32>> {
+    let mut out = None;
+    rayon::scope(|s| s.spawn(|_| out = Some(forward_here(model, tokens, cache, logits))));
+    out.unwrap_or_else(|| Err(ModelError::Invalid("the forward pass did not run".into())))
+}
+
+fn forward_here(
     model: &Llama,
     tokens: &[u32],
     cache: &mut KvCache,
