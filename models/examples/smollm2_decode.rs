@@ -29,7 +29,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut cache = KvCache::new(&model, 192);
         let mut prefill = Vec::new();
         let mut decode = Vec::new();
-        let reps: usize = std::env::var("SMOLLM2_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+        let reps: usize = std::env::var("SMOLLM2_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4);
         for _ in 0..reps {
             cache.truncate(0);
             let t = Instant::now();

@@ -52,6 +52,12 @@ pub enum TrainingStep {
         /// Ranking norm.
         norm: Norm,
     },
+    /// Removal of whole transformer blocks: the `count` whose removal changes the hidden state
+    /// least on calibration text (`prune-layers-N`; language models).
+    DropLayers {
+        /// Blocks removed.
+        count: usize,
+    },
     /// Distillation into the model's default student (`control`: labels only).
     Distill {
         /// True for the labels-only control.
@@ -188,6 +194,7 @@ fn training_step_name(step: &TrainingStep) -> String {
             Norm::L2 => format!("prune-structured-{}", percent_name(*ratio)),
             Norm::L1 => format!("prune-structured-{}-l1", percent_name(*ratio)),
         },
+        TrainingStep::DropLayers { count } => format!("prune-layers-{count}"),
         TrainingStep::Distill { control: false } => "distill".into(),
         TrainingStep::Distill { control: true } => "distill-control".into(),
     }
@@ -301,6 +308,14 @@ fn parse_step(name: &str) -> Result<AnyStep> {
             scope: Scope::PerLayer,
         }));
     }
+    if let Some(rest) = name.strip_prefix("prune-layers-") {
+        let count: usize = rest.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+            ModelError::Invalid(format!(
+                "{name}: {rest:?} is not a count of blocks of at least 1"
+            ))
+        })?;
+        return Ok(AnyStep::Training(TrainingStep::DropLayers { count }));
+    }
     if let Some(rest) = name.strip_prefix("prune-structured-") {
         let (num, norm) = match rest.strip_suffix("-l1") {
             Some(n) => (n, Norm::L1),
@@ -368,6 +383,7 @@ pub fn technique_names() -> Vec<String> {
             "prune-unstructured-<1..99>",
             "prune-unstructured-global-<1..99>",
             "prune-structured-<1..99>[-l1]",
+            "prune-layers-<N>",
             "distill",
             "distill-control",
             "<technique>+<technique> (a quantization or cast last)",
@@ -399,7 +415,8 @@ pub fn techniques() -> Vec<(String, String)> {
         ("f16, bf16", "Linear weights cast to half precision (saves memory; x86 widens to f32)"),
         ("prune-unstructured-S", "S% smallest weights per layer set to zero, fine-tuned with the mask; dense or CSR per layer by measured break-even"),
         ("prune-unstructured-global-S", "the same with one global magnitude threshold"),
-        ("prune-structured-R[-l1]", "R% of hidden neurons (MLP) or channels (CNN) removed by L2 (L1) norm, fine-tuned"),
+        ("prune-structured-R[-l1]", "R% of hidden neurons (MLP) or channels (CNN) removed by L2 (L1) norm, fine-tuned; text and language models: R% of attention heads (key/value groups) and feed-forward neurons, no fine-tune"),
+        ("prune-layers-N", "language models: the N transformer blocks whose removal changes the hidden state least on calibration text removed, no fine-tune"),
         ("distill", "a student of ~25% of the parameters trained on the teacher's soft targets (T 4, alpha 0.7)"),
         ("distill-control", "the same student trained on the labels alone"),
         ("A+B", "a chain, applied left to right, e.g. prune-structured-50+q8_0"),
@@ -439,6 +456,9 @@ pub fn describe_step(step: &str) -> Option<String> {
         ("prune-unstructured-", "prune-unstructured-S", "S"),
         ("prune-structured-", "prune-structured-R[-l1]", "R"),
     ];
+    if let Some(n) = step.strip_prefix("prune-layers-") {
+        return find("prune-layers-N").map(|a| a.replacen("the N ", &format!("the {n} "), 1));
+    }
     for (prefix, key, letter) in patterns {
         if let Some(rest) = step.strip_prefix(prefix) {
             let number = rest.trim_end_matches("-l1").trim_end_matches("-l2");

@@ -9,7 +9,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use slimbench_models::catalog::build_workload;
 use slimbench_models::llm::infer::{forward, KvCache, Logits};
 use slimbench_models::llm::tiny::{write_tiny_gguf, Breakage, TINY};
-use slimbench_models::llm::workload::TEXT_ENV;
+use slimbench_models::llm::workload::{CALIBRATION_ENV, TEXT_ENV};
 use slimbench_models::llm::{gguf, load_gguf};
 use slimbench_models::workload::{Cell, WorkloadSpec};
 use slimbench_models::ModelError;
@@ -29,6 +29,7 @@ fn fixture() -> &'static (tempfile::TempDir, PathBuf) {
         std::fs::write(&text, body.join(" ")).unwrap();
         // Set once, before any workload reads it; every test of this binary uses the same text.
         std::env::set_var(TEXT_ENV, &text);
+        std::env::set_var(CALIBRATION_ENV, &text);
         (dir, model)
     })
 }
@@ -111,6 +112,19 @@ fn every_technique_builds_generates_and_is_judged_against_the_reference() {
                 assert!(layers.iter().any(|l| l.format == "q4_1"));
             }
             _ => {}
+        }
+        if technique == "prune-structured-50" {
+            // Half of the two key/value groups (with their query heads) and of the 256 neurons.
+            let qkv = layers.iter().find(|l| l.name == "blk.0.attn_qkv").unwrap();
+            assert_eq!((qkv.out_dim, qkv.in_dim), (32 + 2 * 16, 64));
+            let down = layers.iter().find(|l| l.name == "blk.0.ffn_down").unwrap();
+            assert_eq!(down.in_dim, 128);
+        }
+        if technique.starts_with("prune-layers-1") {
+            assert!(
+                layers.iter().all(|l| !l.name.starts_with("blk.1.")),
+                "one block left"
+            );
         }
         if technique.starts_with("q4k") {
             // 64 fits no 256-block: the fallback is recorded per layer.
@@ -242,4 +256,32 @@ fn broken_files_name_the_file_and_the_fault() {
     )
     .unwrap();
     expect(&missing, "\"blk.1.ffn_down.weight\" is missing");
+}
+
+#[test]
+fn layer_dropping_removes_the_block_that_changes_the_hidden_state_least() {
+    let (_, model) = fixture();
+    let (llama, source, _) = load_gguf(model).unwrap();
+    let tokens = source
+        .tokenizer
+        .encode("the then in thin ink 2024")
+        .unwrap();
+    // Block 0 made an identity: no attention output, no feed-forward output.
+    let mut silent = llama.clone();
+    let zero = |l: &slimbench_models::layer::DenseLayer| {
+        let w = l.weight_f32().unwrap().zeros_like().unwrap();
+        slimbench_models::layer::DenseLayer::from_f32(l.name.clone(), &w, l.bias.clone()).unwrap()
+    };
+    silent.blocks[0].attn_out = zero(&silent.blocks[0].attn_out);
+    silent.blocks[0].down = zero(&silent.blocks[0].down);
+    let influence = slimbench_models::llm::infer::block_influence(&silent, &tokens).unwrap();
+    assert!(
+        influence[0].abs() < 1e-6 && influence[1] > 1e-3,
+        "{influence:?}"
+    );
+    let (dropped, which) = slimbench_models::llm::prune::drop_layers(&silent, 1, &tokens).unwrap();
+    assert_eq!(which, vec![0]);
+    assert_eq!(dropped.blocks.len(), 1);
+    let err = slimbench_models::llm::prune::drop_layers(&llama, 2, &tokens).unwrap_err();
+    assert!(err.to_string().contains("at most 1"), "{err}");
 }

@@ -139,6 +139,7 @@ impl Family for Digits {
             StepRef::Training(
                 TrainingStep::PruneUnstructured { .. } | TrainingStep::PruneStructured { .. },
             ) => serde_json::json!({ "finetune": finetune_config(model)? }),
+            StepRef::Training(TrainingStep::DropLayers { .. }) => serde_json::json!({}),
             StepRef::Training(TrainingStep::Distill { .. }) => {
                 let (_, student, _) = model_setup(model)?;
                 serde_json::json!({
@@ -175,6 +176,10 @@ impl Family for Digits {
                 let pruned = prune_structured(current, *ratio, *norm)?;
                 train(&pruned, &train_set, &finetune_config(model)?, None, None)
             }
+            TrainingStep::DropLayers { .. } => Err(ModelError::NotApplicable(
+                "prune-layers-N removes transformer blocks; a digits network has none (use prune-structured-R)"
+                    .into(),
+            )),
             TrainingStep::Distill { control } => {
                 let (_, student, _) = model_setup(model)?;
                 let tc = student_config(model)?;

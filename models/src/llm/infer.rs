@@ -225,15 +225,46 @@ pub fn forward(
     logits: Logits,
 ) -> Result<Vec<f32>> {
     let mut out = None;
-    rayon::scope(|s| s.spawn(|_| out = Some(forward_here(model, tokens, cache, logits))));
+    rayon::scope(|s| s.spawn(|_| out = Some(forward_here(model, tokens, cache, logits, None))));
     out.unwrap_or_else(|| Err(ModelError::Invalid("the forward pass did not run".into())))
 }
+
+/// How much each block changes the hidden state of `tokens` (from an empty cache): one minus the
+/// mean cosine between each token's state before and after the block (ShortGPT's Block
+/// Influence). The blocks with the least influence are the ones whose removal changes the
+/// hidden state least.
+pub fn block_influence(model: &Llama, tokens: &[u32]) -> Result<Vec<f64>> {
+    let width = model.config.width;
+    let mut influence = vec![0f64; model.blocks.len()];
+    let mut observe = |i: usize, before: &[f32], after: &[f32]| {
+        let rows = before.len() / width;
+        let mut sum = 0f64;
+        for (a, b) in before.chunks_exact(width).zip(after.chunks_exact(width)) {
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (*x as f64) * (*y as f64))
+                .sum();
+            let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            sum += dot / (na * nb).max(1e-30);
+        }
+        influence[i] = 1.0 - sum / rows.max(1) as f64;
+    };
+    let mut cache = KvCache::new(model, tokens.len());
+    forward_here(model, tokens, &mut cache, Logits::Last, Some(&mut observe))?;
+    Ok(influence)
+}
+
+/// What [`block_influence`] watches: each block's index, its input and its output.
+type Observer<'a> = &'a mut dyn FnMut(usize, &[f32], &[f32]);
 
 fn forward_here(
     model: &Llama,
     tokens: &[u32],
     cache: &mut KvCache,
     logits: Logits,
+    mut observe: Option<Observer<'_>>,
 ) -> Result<Vec<f32>> {
     let rows = tokens.len();
     let start = cache.len;
@@ -266,6 +297,7 @@ fn forward_here(
     })?;
     let mut buf = Buffers::default();
     for (i, block) in model.blocks.iter().enumerate() {
+        let before = observe.is_some().then(|| x.clone());
         let shape = Heads {
             heads: block.heads(hd),
             kv_heads: block.kv_heads(hd),
@@ -312,6 +344,9 @@ fn forward_here(
         swiglu(&buf.gate_up, block.ffn_width(), &mut buf.act);
         let residual = x.clone();
         linear_into(&block.down, &buf.act, rows, &mut x, Some(&residual), false)?;
+        if let (Some(f), Some(before)) = (observe.as_mut(), &before) {
+            f(i, before, &x);
+        }
     }
     cache.len = start + rows;
     let last = match logits {

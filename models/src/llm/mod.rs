@@ -93,10 +93,20 @@ impl Family for Lm {
     ) -> Result<serde_json::Value> {
         Ok(match step {
             StepRef::Training(TrainingStep::PruneStructured { .. }) => serde_json::json!({
-                "removes": "feed-forward neurons, the same ratio in every block (at least one kept)",
-                "importance": "weight norm of the neuron's gate and up rows and its down column",
+                "removes": "key/value groups (a key/value head with its query heads) and feed-forward neurons, the same ratio in every block (rounded, at least one of each kept)",
+                "importance": "weight norm of everything that reads or writes the group or neuron",
                 "finetune": "none",
             }),
+            StepRef::Training(TrainingStep::DropLayers { .. }) => {
+                let (path, text) = workload::calibration_text()?;
+                serde_json::json!({
+                    "removes": "whole transformer blocks",
+                    "importance": "block influence: 1 - mean cosine between a block's input and output hidden states",
+                    "calibration": format!("the first {} tokens of {}", workload::CALIBRATION_TOKENS, path.display()),
+                    "calibration_sha256": sha256_hex(text.as_bytes()),
+                    "finetune": "none",
+                })
+            }
             StepRef::Training(_) => serde_json::json!({}),
             StepRef::Post(PostStep::Quantize { embeddings, .. }) => serde_json::json!({
                 "scope": if *embeddings {
@@ -118,11 +128,23 @@ impl Family for Lm {
         _model: &str,
         step: &TrainingStep,
         current: &Llama,
-        _base: &Base<Llama, LlmSource>,
+        base: &Base<Llama, LlmSource>,
     ) -> Result<Llama> {
         match step {
             TrainingStep::PruneStructured { ratio, norm } => {
-                prune::prune_ffn(current, *ratio, *norm)
+                prune::prune_structured(current, *ratio, *norm)
+            }
+            TrainingStep::DropLayers { count } => {
+                let (path, text) = workload::calibration_text()?;
+                let mut tokens = base.source.tokenizer.encode(&text)?;
+                if tokens.len() < 2 {
+                    return Err(ModelError::Invalid(format!(
+                        "{}: too little calibration text",
+                        path.display()
+                    )));
+                }
+                tokens.truncate(workload::CALIBRATION_TOKENS);
+                Ok(prune::drop_layers(current, *count, &tokens)?.0)
             }
             TrainingStep::PruneUnstructured { .. } => Err(ModelError::NotApplicable(
                 "unstructured pruning of a language model needs a fine-tune that slimbench does not \

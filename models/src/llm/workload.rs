@@ -70,6 +70,28 @@ pub fn heldout_text() -> Result<(PathBuf, String)> {
 /// Environment variable naming another held-out text for the language-model quality measures.
 pub const TEXT_ENV: &str = "SLIMBENCH_LLM_TEXT";
 
+/// Environment variable naming another calibration text (for techniques that need data).
+pub const CALIBRATION_ENV: &str = "SLIMBENCH_LLM_CALIBRATION";
+
+/// Tokens of calibration text a technique reads.
+pub const CALIBRATION_TOKENS: usize = 512;
+
+/// The calibration text (never scored): the fetched addresses of 1990-2000, or
+/// `$SLIMBENCH_LLM_CALIBRATION` when set.
+pub fn calibration_text() -> Result<(PathBuf, String)> {
+    let path = match std::env::var_os(CALIBRATION_ENV).filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => sotu_paths(&models_dir()).1,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ModelError::Invalid(format!(
+            "{}: {e}; run `slimbench fetch smollm2` (or set {CALIBRATION_ENV} to a UTF-8 text file)",
+            path.display()
+        ))
+    })?;
+    Ok((path, text))
+}
+
 /// The stem of a language model's cache entries.
 pub fn cache_stem(model: &str) -> String {
     if model == SMOLLM2 {

@@ -87,7 +87,9 @@ impl Family for Text {
             StepRef::Training(TrainingStep::Distill { .. }) => {
                 serde_json::json!({ "student": DistillConfig::default_for(current.layers.len()) })
             }
-            StepRef::Training(TrainingStep::PruneUnstructured { .. }) => serde_json::json!({}),
+            StepRef::Training(
+                TrainingStep::PruneUnstructured { .. } | TrainingStep::DropLayers { .. },
+            ) => serde_json::json!({}),
             StepRef::Post(PostStep::Quantize { embeddings, .. }) => serde_json::json!({
                 "scope": if *embeddings {
                     "every Linear and the token embeddings (dequantized to f32 at load for the lookup); position and type embeddings and layer norms f32"
@@ -123,6 +125,11 @@ impl Family for Text {
             TrainingStep::Distill { control: true } => Err(ModelError::NotApplicable(
                 "distill-control trains the student on labels alone; a sentence encoder has no \
                  labelled task to train it on (use distill)"
+                    .into(),
+            )),
+            TrainingStep::DropLayers { .. } => Err(ModelError::NotApplicable(
+                "prune-layers-N is for language models (whose residual stream survives a dropped block); \
+                 a 6-layer sentence encoder loses too much: use prune-structured-R or distill"
                     .into(),
             )),
             TrainingStep::PruneUnstructured { .. } => Err(ModelError::NotApplicable(
