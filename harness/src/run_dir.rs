@@ -87,8 +87,9 @@ impl RunDir {
 /// The file-name form of a cell: `digits-mlp_q8_0_cpu_b32` (`_s128` with a sequence length).
 pub fn cell_slug(key: &Cell) -> String {
     let seq = key.seq_len.map(|s| format!("_s{s}")).unwrap_or_default();
+    let gen = key.gen_tokens.map(|g| format!("_g{g}")).unwrap_or_default();
     slug(&format!(
-        "{}_{}_{}_b{}{seq}",
+        "{}_{}_{}_b{}{seq}{gen}",
         key.model, key.technique, key.device, key.batch_size
     ))
 }

@@ -1,6 +1,7 @@
 //! Grouped bars per variant (one bar per batch size): latency per item (median, with p90 and p99
 //! whiskers), energy per item, peak memory; model size (one bar per variant: it does not depend on
-//! the batch). Per-item figures put every batch size on one axis. The axis ends past the largest
+//! the batch); a language model's tokens per second and energy per token of each phase. Per-item
+//! figures put every batch size on one axis. The axis ends past the largest
 //! value that is not a far outlier; a longer bar is cut at the edge with its value written there.
 //! The batch key sits above the plot, off the data.
 
@@ -22,6 +23,13 @@ pub enum BarMetric {
     Memory,
     /// Model size as stored, KiB.
     Size,
+    /// A language model's prompt tokens per second (prefill).
+    PrefillRate,
+    /// A language model's generated tokens per second (decode).
+    DecodeRate,
+    /// A language model's energy per prompt token, mJ (its energy per generated token is
+    /// [`BarMetric::Energy`]: a generated token is its item).
+    PrefillEnergy,
 }
 
 impl BarMetric {
@@ -32,6 +40,9 @@ impl BarMetric {
             BarMetric::Energy => "energy per item (mJ)",
             BarMetric::Memory => "peak resident memory (MiB)",
             BarMetric::Size => "model size (KiB)",
+            BarMetric::PrefillRate => "prefill: prompt tokens per second",
+            BarMetric::DecodeRate => "decode: generated tokens per second",
+            BarMetric::PrefillEnergy => "prefill: energy per prompt token (mJ)",
         }
     }
 
@@ -41,6 +52,9 @@ impl BarMetric {
             BarMetric::Energy => r.energy.as_ref().map(|e| e.energy_per_item_j * 1e3),
             BarMetric::Memory => r.peak_rss_bytes.map(|b| b as f64 / (1u64 << 20) as f64),
             BarMetric::Size => r.model_bytes.map(|b| b as f64 / 1024.0),
+            BarMetric::PrefillRate => r.generation.as_ref().map(|g| g.prefill_tokens_per_s),
+            BarMetric::DecodeRate => r.generation.as_ref().map(|g| g.decode_tokens_per_s),
+            BarMetric::PrefillEnergy => r.generation.as_ref().map(|g| g.prefill_j_per_token * 1e3),
         }
     }
 }

@@ -78,7 +78,11 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
                 .collect();
             for (cost, name) in [(Cost::Energy, "energy"), (Cost::Latency, "latency")] {
                 let shown = if name == "energy" { energy_word } else { name };
-                let title = format!("{model} on {device}, batch {b}: accuracy vs {shown}");
+                let metric = at
+                    .iter()
+                    .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
+                    .unwrap_or_else(|| "accuracy".into());
+                let title = format!("{model} on {device}, batch {b}: {metric} vs {shown}");
                 if let Some(c) = pareto_chart(&at, cost, &title) {
                     out.push((
                         slug(&format!("pareto-{name}-{model}-{device}-b{b}")),
@@ -93,12 +97,24 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
             (BarMetric::Energy, "energy"),
             (BarMetric::Memory, "memory"),
             (BarMetric::Size, "size"),
+            (BarMetric::PrefillRate, "prefill-rate"),
+            (BarMetric::DecodeRate, "decode-rate"),
+            (BarMetric::PrefillEnergy, "prefill-energy"),
         ] {
+            // A language model's item is a generated token (the decode phase).
+            let generative = cells.iter().any(|r| r.generation.is_some());
             let shown = match name {
+                "latency" if generative => "latency per generated token (decode)",
                 "latency" => "latency per item",
+                "energy" if generative && measured => "energy per generated token (decode)",
+                "energy" if generative => "energy per generated token (decode, ESTIMATED)",
                 "energy" if measured => "energy per item",
                 "energy" => "energy per item (ESTIMATED)",
                 "memory" => "peak memory",
+                "prefill-rate" => "prefill tokens per second",
+                "decode-rate" => "decode tokens per second",
+                "prefill-energy" if measured => "energy per prompt token (prefill)",
+                "prefill-energy" => "energy per prompt token (prefill, ESTIMATED)",
                 _ => "model size",
             };
             let title = format!("{model} on {device}: {shown}");
