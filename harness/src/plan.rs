@@ -238,6 +238,42 @@ mod tests {
     }
 
     #[test]
+    fn language_models_get_a_cell_per_prompt_length_and_generated_tokens() {
+        let shapes = Shapes {
+            batch_sizes: None,
+            seq_lens: Some(vec![32, 128]),
+            gen_tokens: Some(vec![8, 64]),
+        };
+        let p = Plan::new(
+            &s(&["smollm2", "digits-mlp"]),
+            &s(&["q8_0"]),
+            &s(&["cpu"]),
+            &shapes,
+        )
+        .unwrap();
+        let lm: Vec<_> = p.cells.iter().filter(|c| c.model == "smollm2").collect();
+        assert_eq!(
+            lm.len(),
+            4,
+            "2 prompt lengths x 2 generated-token counts, batch 1"
+        );
+        assert!(lm
+            .iter()
+            .all(|c| c.batch_size == 1 && c.gen_tokens.is_some()));
+        assert_eq!(lm[1].batch_label(), "1x32+64");
+        let digits: Vec<_> = p.cells.iter().filter(|c| c.model == "digits-mlp").collect();
+        assert!(digits
+            .iter()
+            .all(|c| c.gen_tokens.is_none() && c.seq_len.is_none()));
+        let zero = Shapes {
+            gen_tokens: Some(vec![0]),
+            ..shapes
+        };
+        let e = Plan::new(&s(&["smollm2"]), &s(&["q8_0"]), &s(&["cpu"]), &zero).unwrap_err();
+        assert!(e.to_string().contains("--gen-tokens"), "{e}");
+    }
+
+    #[test]
     fn matrix_has_every_cell_with_baseline_first() {
         let p = Plan::new(
             &s(&["digits-mlp"]),

@@ -116,9 +116,10 @@ pub fn model_from_dir(dir: &Path) -> Result<String> {
 /// none is in the plan and it is not fetched yet; `None` otherwise.
 pub fn next_model_hint(models: &[&str]) -> Option<String> {
     let minilm = crate::text::workload::MINILM;
+    // Every model but the digits networks (trained here) is a real pretrained one.
     let has_pretrained = models
         .iter()
-        .any(|m| *m == minilm || m.starts_with(MODEL_DIR_PREFIX));
+        .any(|m| !crate::digits::MODELS.iter().any(|(n, _)| n == m));
     let models_dir = crate::text::files::models_dir();
     if has_pretrained || crate::text::fetch::minilm_fetched(&models_dir) {
         return None;
@@ -214,6 +215,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_plan_with_any_pretrained_model_gets_no_hint_to_fetch_one() {
+        for models in [
+            &["digits-mlp", "smollm2"][..],
+            &["llama@/x.gguf"],
+            &["bert@/dir"],
+        ] {
+            assert_eq!(next_model_hint(models), None, "{models:?}");
+        }
+    }
+
+    #[test]
     fn every_model_has_one_family_and_its_plan_dimensions() {
         assert_eq!(plan_dims("digits-mlp").unwrap().default_seq_len, None);
         assert_eq!(plan_dims("minilm").unwrap().default_seq_len, Some(128));
@@ -221,6 +233,14 @@ mod tests {
             .unwrap()
             .default_seq_len
             .is_some());
+        let lm = plan_dims("smollm2").unwrap();
+        assert_eq!(
+            (lm.default_seq_len, lm.default_gen_tokens),
+            (Some(128), Some(64))
+        );
+        assert_eq!(lm.default_batch_sizes, &[1]);
+        assert_eq!(plan_dims("llama@/a/file.gguf").unwrap(), lm);
+        assert_eq!(plan_dims("minilm").unwrap().default_gen_tokens, None);
         let e = family_of("nope").err().unwrap().to_string();
         assert!(e.contains("digits-mlp") && e.contains("minilm"), "{e}");
         for m in DEFAULT_MODELS {
