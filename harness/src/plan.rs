@@ -69,6 +69,20 @@ impl Shapes {
     }
 }
 
+/// The values of one optional plan dimension for a model: those the plan names, else the
+/// family's default; `[None]` for a family without the dimension.
+fn dimension(default: Option<usize>, given: &Option<Vec<usize>>) -> Vec<Option<usize>> {
+    match default {
+        Some(default) => given
+            .clone()
+            .unwrap_or_else(|| vec![default])
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None],
+    }
+}
+
 /// Names of known devices.
 pub fn known_devices() -> Vec<String> {
     catalog::DEVICES
@@ -185,26 +199,8 @@ impl Plan {
                 .batch_sizes
                 .clone()
                 .unwrap_or_else(|| dims.default_batch_sizes.to_vec());
-            let seqs: Vec<Option<usize>> = match dims.default_seq_len {
-                Some(default) => shapes
-                    .seq_lens
-                    .clone()
-                    .unwrap_or_else(|| vec![default])
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
-                None => vec![None],
-            };
-            let gens: Vec<Option<usize>> = match dims.default_gen_tokens {
-                Some(default) => shapes
-                    .gen_tokens
-                    .clone()
-                    .unwrap_or_else(|| vec![default])
-                    .into_iter()
-                    .map(Some)
-                    .collect(),
-                None => vec![None],
-            };
+            let seqs = dimension(dims.default_seq_len, &shapes.seq_lens);
+            let gens = dimension(dims.default_gen_tokens, &shapes.gen_tokens);
             for device in devices {
                 for technique in &ordered {
                     for &seq_len in &seqs {

