@@ -1,5 +1,5 @@
-//! Quality against cost (energy per item, or mean latency per item): one numbered point per
-//! variant, the baseline a black square, the Pareto front (no other point both cheaper and better)
+//! Quality (the record's metric, or a language model's KL divergence from its reference) against
+//! cost (energy per item, or mean latency per item): one numbered point per variant, the baseline a black square, the Pareto front (no other point both cheaper and better)
 //! in orange through its points, far outliers at the axis edge as triangles; the key beside the
 //! plot names every number, so no label sits on the data.
 
@@ -38,6 +38,38 @@ impl Cost {
     }
 }
 
+/// The quality axis of a Pareto chart (up is better on both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quality {
+    /// The record's quality metric in percent (accuracy, spam accuracy, top-1 agreement).
+    Metric,
+    /// A language model's mean KL divergence from the reference, negated so that up is better.
+    KlDivergence,
+}
+
+impl Quality {
+    fn of(self, r: &Record) -> Option<f64> {
+        let q = r.quality.as_ref()?;
+        match self {
+            Quality::Metric => Some(q.value_pct),
+            Quality::KlDivergence => q.language.as_ref().map(|l| -l.kld_mean),
+        }
+    }
+
+    fn axis(self, records: &[&Record]) -> String {
+        match self {
+            Quality::Metric => {
+                let metric = records
+                    .iter()
+                    .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
+                    .unwrap_or_else(|| "accuracy".into());
+                format!("{metric} (%)")
+            }
+            Quality::KlDivergence => "- mean KL divergence from the reference (nats)".into(),
+        }
+    }
+}
+
 /// Indices of the points on the Pareto front of (cost, quality), cost ascending.
 pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..points.len()).collect();
@@ -69,6 +101,10 @@ pub struct ParetoChart {
     pub y: (f64, f64),
     /// The cost axis.
     pub cost: Cost,
+    /// The quality axis.
+    pub quality: Quality,
+    /// The quality axis's title.
+    pub quality_axis: String,
     /// Caption.
     pub title: String,
 }
@@ -81,17 +117,16 @@ fn padded((lo, hi): (f64, f64), min_pad: f64) -> (f64, f64) {
 /// The chart of `records` (already one model, device and batch size); `None` when fewer than two
 /// cells have both figures. The axes cover every point but far outliers (see
 /// [`super::robust_range`]), which are drawn at the edge and marked.
-pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<ParetoChart> {
+pub fn pareto_chart(
+    records: &[&Record],
+    cost: Cost,
+    quality: Quality,
+    title: &str,
+) -> Option<ParetoChart> {
     let mut points: Vec<(String, f64, f64)> = records
         .iter()
         .filter(|r| r.status == Status::Ok)
-        .filter_map(|r| {
-            Some((
-                r.key.technique.to_string(),
-                cost.of(r)?,
-                r.quality.as_ref()?.value_pct,
-            ))
-        })
+        .filter_map(|r| Some((r.key.technique.to_string(), cost.of(r)?, quality.of(r)?)))
         .collect();
     if points.len() < 2 {
         return None;
@@ -102,12 +137,20 @@ pub fn pareto_chart(records: &[&Record], cost: Cost, title: &str) -> Option<Pare
     let ys: Vec<f64> = points.iter().map(|p| p.2).collect();
     let x_range = super::robust_range(&xs);
     let (x0, x1) = padded(x_range, x_range.1 * 0.02 + 1e-12);
-    let (y0, y1) = padded(super::robust_range(&ys), 0.5);
+    let y = match quality {
+        Quality::Metric => {
+            let (y0, y1) = padded(super::robust_range(&ys), 0.5);
+            (y0, y1.min(100.5))
+        }
+        Quality::KlDivergence => padded(super::robust_range(&ys), 1e-4),
+    };
     Some(ParetoChart {
         points,
         x: (x0.max(0.0), x1),
-        y: (y0, y1.min(100.5)),
+        y,
         cost,
+        quality,
+        quality_axis: quality.axis(records),
         title: title.to_string(),
     })
 }
@@ -137,7 +180,7 @@ impl ParetoChart {
         chart
             .configure_mesh()
             .x_desc(self.cost.axis())
-            .y_desc("accuracy (%)")
+            .y_desc(self.quality_axis.as_str())
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(err)?;
@@ -204,7 +247,10 @@ impl ParetoChart {
                     text.push_str(" (control)");
                 }
                 if *y < self.y.0 || *y > self.y.1 {
-                    text.push_str(&format!(" (off scale: {y:.1}%)"));
+                    text.push_str(&match self.quality {
+                        Quality::Metric => format!(" (off scale: {y:.1}%)"),
+                        Quality::KlDivergence => format!(" (off scale: KL {:.3})", -y),
+                    });
                 } else if *x < self.x.0 || *x > self.x.1 {
                     text.push_str(&format!(" (off scale: {x:.3})"));
                 }

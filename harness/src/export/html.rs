@@ -4,7 +4,7 @@
 use super::sections::sections;
 use super::Exporter;
 use crate::chart::bars::{bars_chart, BarMetric};
-use crate::chart::pareto::{pareto_chart, Cost};
+use crate::chart::pareto::{pareto_chart, Cost, Quality};
 use crate::chart::trace::{parse_trace, trace_chart};
 use crate::chart::Chart;
 use crate::report::RunData;
@@ -76,14 +76,27 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
                 .copied()
                 .filter(|r| r.key.batch_size == b)
                 .collect();
-            for (cost, name) in [(Cost::Energy, "energy"), (Cost::Latency, "latency")] {
-                let shown = if name == "energy" { energy_word } else { name };
-                let metric = at
-                    .iter()
-                    .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
-                    .unwrap_or_else(|| "accuracy".into());
+            let language = at
+                .iter()
+                .any(|r| r.quality.as_ref().is_some_and(|q| q.language.is_some()));
+            let mut axes = vec![
+                (Cost::Energy, Quality::Metric, "energy"),
+                (Cost::Latency, Quality::Metric, "latency"),
+            ];
+            if language {
+                axes.push((Cost::Energy, Quality::KlDivergence, "kld-energy"));
+            }
+            for (cost, quality, name) in axes {
+                let shown = if name == "latency" { name } else { energy_word };
+                let metric = match quality {
+                    Quality::KlDivergence => "KL divergence".to_string(),
+                    Quality::Metric => at
+                        .iter()
+                        .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
+                        .unwrap_or_else(|| "accuracy".into()),
+                };
                 let title = format!("{model} on {device}, batch {b}: {metric} vs {shown}");
-                if let Some(c) = pareto_chart(&at, cost, &title) {
+                if let Some(c) = pareto_chart(&at, cost, quality, &title) {
                     out.push((
                         slug(&format!("pareto-{name}-{model}-{device}-b{b}")),
                         title,

@@ -109,9 +109,21 @@ fn a_llama_file_runs_with_prefill_and_decode_apart_and_its_quality() {
     }
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("Language models: prefill, decode and quality"));
-    assert!(run.join("charts").read_dir().unwrap().any(|e| e
+    let charts: Vec<String> = run
+        .join("charts")
+        .read_dir()
         .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .starts_with("bars-decode-rate")));
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    for prefix in [
+        "bars-decode-rate",
+        "bars-prefill-rate",
+        "bars-prefill-energy",
+        "pareto-kld-energy",
+    ] {
+        assert!(
+            charts.iter().any(|c| c.starts_with(prefix)),
+            "no {prefix} chart in {charts:?}"
+        );
+    }
 }
