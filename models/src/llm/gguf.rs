@@ -261,6 +261,11 @@ fn read_from<R: Read + Seek>(reader: &mut R, path: &Path) -> Result<GgufModel> {
     })
 }
 
+/// Reads a GGUF file already in memory; `path` names it in errors.
+pub fn read_bytes(bytes: &[u8], path: &Path) -> Result<GgufModel> {
+    read_from(&mut std::io::Cursor::new(bytes), path)
+}
+
 /// Reads the GGUF file at `path`.
 pub fn read(path: &Path) -> Result<GgufModel> {
     let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;

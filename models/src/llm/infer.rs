@@ -10,7 +10,7 @@ use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::{exp_approx, softmax_rows_in_place};
 use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
 use crate::llm::model::Llama;
-use crate::row_linear::{linear_into, to_vec, with_f32_slice};
+use crate::row_linear::{linear_into, with_f32_slice};
 
 /// The keys and values of every block for the tokens seen so far, and the rotary tables.
 pub struct KvCache {
@@ -304,7 +304,9 @@ fn forward_here(
             head_dim: hd,
         };
         let (q_width, kv_width) = (shape.heads * hd, shape.kv_heads * hd);
-        rms_norm_into(&x, &to_vec(&block.attn_norm)?, c.rms_eps, &mut buf.normed);
+        with_f32_slice(&block.attn_norm, |w| {
+            rms_norm_into(&x, w, c.rms_eps, &mut buf.normed)
+        })?;
         linear_into(&block.qkv, &buf.normed, rows, &mut buf.qkv, None, false)?;
         let stride = q_width + 2 * kv_width;
         for (t, row) in buf.qkv.chunks_exact_mut(stride).enumerate() {
@@ -332,7 +334,9 @@ fn forward_here(
             Some(&residual),
             false,
         )?;
-        rms_norm_into(&x, &to_vec(&block.ffn_norm)?, c.rms_eps, &mut buf.normed);
+        with_f32_slice(&block.ffn_norm, |w| {
+            rms_norm_into(&x, w, c.rms_eps, &mut buf.normed)
+        })?;
         linear_into(
             &block.gate_up,
             &buf.normed,
@@ -354,12 +358,9 @@ fn forward_here(
         Logits::All => &x[..],
     };
     let out_rows = last.len() / width;
-    rms_norm_into(
-        last,
-        &to_vec(&model.final_norm)?,
-        c.rms_eps,
-        &mut buf.normed,
-    );
+    with_f32_slice(&model.final_norm, |w| {
+        rms_norm_into(last, w, c.rms_eps, &mut buf.normed)
+    })?;
     let mut out = Vec::new();
     linear_into(&model.output, &buf.normed, out_rows, &mut out, None, false)?;
     Ok(out)

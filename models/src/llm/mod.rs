@@ -47,10 +47,11 @@ pub struct LlmSource {
 
 /// Loads the f32 reference of a GGUF file, with its tokenizer and cache key.
 pub fn load_gguf(path: &Path) -> Result<(Llama, LlmSource, String)> {
+    // One read of the file serves both the cache key and the tensors.
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let key = serde_json::json!({ "gguf_sha256": sha256_hex(&bytes), "format": 1 }).to_string();
+    let gguf = gguf::read_bytes(&bytes, path)?;
     drop(bytes);
-    let gguf = gguf::read(path)?;
     let model = Llama::from_gguf(&gguf, path)?;
     let origin = path.display().to_string();
     let tokenizer = LlmTokenizer::from_vocab(&gguf.vocab, &origin)?;

@@ -49,7 +49,8 @@ fn log_softmax(row: &[f32]) -> Vec<f32> {
     row.iter().map(|v| (*v as f64 - log_sum) as f32).collect()
 }
 
-fn argmax(row: &[f32]) -> usize {
+/// The index of the largest value (the first of equals): the greedy next token.
+pub(crate) fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
         .fold((0, f32::NEG_INFINITY), |best, (i, v)| {

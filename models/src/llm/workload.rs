@@ -16,7 +16,7 @@ use crate::llm::fetch::{smollm2_path, sotu_paths, SMOLLM2};
 use crate::llm::infer::{forward, KvCache, Logits};
 use crate::llm::model::Llama;
 use crate::llm::quality::{
-    chunks, language_quality, reference_log_probs, QUALITY_CHUNKS, QUALITY_CTX,
+    argmax, chunks, language_quality, reference_log_probs, QUALITY_CHUNKS, QUALITY_CTX,
 };
 use crate::llm::LlmSource;
 use crate::workload::{Footprint, Generation, Quality, Workload, WorkloadSpec};
@@ -117,13 +117,7 @@ pub struct LlmWorkload {
 }
 
 fn greedy(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, v) in logits.iter().enumerate() {
-        if *v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
+    argmax(logits) as u32
 }
 
 /// Builds the workload of one cell.
