@@ -2,7 +2,7 @@
 //! that matter: one-row products (the decode step of a language model: SmolLM2-135M's 576x1536,
 //! 1536x576 and 576x49152, weights streamed from memory through enough copies to overflow the
 //! caches) and 128-row products (MiniLM's 384x1536 at 128 tokens, compute-bound). Each figure is
-//! one product. The instruction set is the widest the CPU has unless `SLIMBENCH_KERNELS=avx2` or
+//! one product. The instruction set is the widest the CPU has unless `SLIMBENCH_KERNELS=avx-vnni`, `avx2` or
 //! `portable` narrows it; the bench prints which. `cargo bench --bench blocks` (threads follow
 //! `RAYON_NUM_THREADS`).
 

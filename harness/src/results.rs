@@ -111,8 +111,8 @@ pub struct ComputeRecord {
     /// (see `peak_kind`), GFLOP/s or int8 GOP/s, where this CPU was calibrated (CPU cells only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_gflops: Option<f64>,
-    /// Which peak: `f32-fma`, or `int8-vnni`/`int8-avx2` for variants whose Linears run on the
-    /// integer kernels (`int8` and the GGML block formats).
+    /// Which peak: `f32-fma`, or `int8-vnni`/`int8-avx-vnni`/`int8-avx2` for variants whose
+    /// Linears run on the integer kernels (`int8` and the GGML block formats).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_kind: Option<String>,
     /// `achieved_gflops / peak_gflops`.

@@ -1,8 +1,8 @@
 //! slimbench's own CPU kernels for the hot paths of inference: vectorised element-wise ops (GELU,
 //! softmax, layer norm), an f32 GEMM entry that writes into a caller's buffer with the bias fused,
-//! and integer products for `int8` and the GGML block formats (AVX-512 VNNI, AVX2 and portable
-//! paths). Each picks the widest instruction set the CPU has at run time (`SLIMBENCH_KERNELS`
-//! narrows it) and is tested against the straightforward computation.
+//! and integer products for `int8` and the GGML block formats (AVX-512 VNNI, AVX-VNNI, AVX2 and
+//! portable paths). Each picks the widest instruction set the CPU has at run time
+//! (`SLIMBENCH_KERNELS` narrows it) and is tested against the straightforward computation.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
@@ -14,9 +14,10 @@ pub mod peak;
 pub(crate) mod qgemm;
 pub mod sgemm;
 
-/// The environment variable that narrows the kernels' instruction sets: `avx2` (no AVX-512, as on
-/// most laptops and many cloud VMs) or `portable` (no vector intrinsics at all); unset or `auto`
-/// uses everything the CPU has.
+/// The environment variable that narrows the kernels' instruction sets: `avx-vnni` (no AVX-512;
+/// the integer kernels on 256-bit `vpdpbusd`, as on Intel's client CPUs since Alder Lake), `avx2`
+/// (no AVX-512 and no VNNI, as on most other laptops and many cloud VMs) or `portable` (no
+/// vector intrinsics at all); unset or `auto` uses everything the CPU has.
 pub const KERNELS_ENV: &str = "SLIMBENCH_KERNELS";
 
 /// Checks [`KERNELS_ENV`]: an error message naming the variable and its valid values when it holds
@@ -29,9 +30,14 @@ pub fn check_kernels_env() -> Result<(), String> {
             "{KERNELS_ENV}=avx2 asks for the AVX2 kernels, but this CPU has no AVX2 and FMA; \
              unset it or set {KERNELS_ENV}=portable"
         )),
+        Ok("avx-vnni") if CpuFeatures::detect().runs_vnni256() => Ok(()),
+        Ok("avx-vnni") => Err(format!(
+            "{KERNELS_ENV}=avx-vnni asks for the 256-bit VNNI kernels, but this CPU has neither \
+             AVX-VNNI nor AVX-512 VNNI; unset it or set {KERNELS_ENV}=avx2 or portable"
+        )),
         Ok(other) => Err(format!(
             "{KERNELS_ENV}={other:?} is not a kernel choice; use `auto` (or leave it unset), \
-             `avx2` or `portable`"
+             `avx-vnni`, `avx2` or `portable`"
         )),
     }
 }
@@ -43,6 +49,13 @@ pub struct CpuFeatures {
     pub avx512: bool,
     /// AVX-512 VNNI (`vpdpbusd`): 64 int8 multiply-adds per instruction.
     pub avx512_vnni: bool,
+    /// The integer kernels run on 256-bit `vpdpbusd` (32 int8 multiply-adds per instruction):
+    /// AVX-VNNI's VEX form when `avx_vnni_vex`, else (only when `SLIMBENCH_KERNELS=avx-vnni`
+    /// asks for it on a CPU with AVX-512 VNNI) the same instruction's EVEX form, which stands in
+    /// for it.
+    pub avx_vnni: bool,
+    /// The CPU has AVX-VNNI (the VEX-encoded `vpdpbusd`).
+    pub avx_vnni_vex: bool,
     /// AVX2 with FMA (and F16C, which every AVX2 CPU has): 8-wide f32 vectors.
     pub avx2_fma: bool,
 }
@@ -56,28 +69,45 @@ impl CpuFeatures {
                 && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512dq")
                 && std::arch::is_x86_feature_detected!("avx512vl");
+            let avx2_fma = std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c");
+            let avx_vnni = avx2_fma && std::arch::is_x86_feature_detected!("avxvnni");
             Self {
                 avx512,
                 avx512_vnni: avx512 && std::arch::is_x86_feature_detected!("avx512vnni"),
-                avx2_fma: std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                    && std::arch::is_x86_feature_detected!("f16c"),
+                avx_vnni,
+                avx_vnni_vex: avx_vnni,
+                avx2_fma,
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        Self {
-            avx512: false,
-            avx512_vnni: false,
-            avx2_fma: false,
-        }
+        Self::NONE
+    }
+
+    /// No vector extension at all.
+    const NONE: Self = Self {
+        avx512: false,
+        avx512_vnni: false,
+        avx_vnni: false,
+        avx_vnni_vex: false,
+        avx2_fma: false,
+    };
+
+    /// Whether the 256-bit VNNI kernels can run: with AVX-VNNI, or with AVX-512 VNNI (its EVEX
+    /// form of the instruction on 256-bit vectors).
+    pub fn runs_vnni256(self) -> bool {
+        self.avx2_fma && (self.avx_vnni_vex || self.avx512_vnni)
     }
 
     /// The name of the instructions the integer kernels run on with these features, as
-    /// `slimbench calibrate` records its integer peak: `int8-vnni`, `int8-avx2`, or `None` on the
-    /// portable path.
+    /// `slimbench calibrate` records its integer peak: `int8-vnni`, `int8-avx-vnni`, `int8-avx2`,
+    /// or `None` on the portable path.
     pub fn int8_path(self) -> Option<&'static str> {
         if self.avx512_vnni {
             Some("int8-vnni")
+        } else if self.avx_vnni {
+            Some("int8-avx-vnni")
         } else if self.avx2_fma {
             Some("int8-avx2")
         } else {
@@ -86,22 +116,27 @@ impl CpuFeatures {
     }
 
     /// The features of this CPU (detected on first use), narrowed by [`KERNELS_ENV`]:
-    /// `SLIMBENCH_KERNELS=avx2` hides AVX-512 (the path of CPUs without it),
-    /// `SLIMBENCH_KERNELS=portable` every vector extension (for tests and comparisons). Any other
-    /// value is refused by [`check_kernels_env`] before a run starts.
+    /// `SLIMBENCH_KERNELS=avx-vnni` hides AVX-512 and runs the integer kernels on 256-bit
+    /// `vpdpbusd` (the path of CPUs with AVX-VNNI and no AVX-512), `SLIMBENCH_KERNELS=avx2` hides
+    /// AVX-512 and both VNNIs (the path of CPUs with neither), `SLIMBENCH_KERNELS=portable` every
+    /// vector extension (for tests and comparisons). Any other value is refused by
+    /// [`check_kernels_env`] before a run starts.
     pub fn get() -> Self {
         static FEATURES: std::sync::OnceLock<CpuFeatures> = std::sync::OnceLock::new();
         *FEATURES.get_or_init(|| {
             let detected = Self::detect();
             match std::env::var(KERNELS_ENV).as_deref() {
-                Ok("portable") => Self {
-                    avx512: false,
-                    avx512_vnni: false,
-                    avx2_fma: false,
-                },
+                Ok("portable") => Self::NONE,
                 Ok("avx2") => Self {
                     avx512: false,
                     avx512_vnni: false,
+                    avx_vnni: false,
+                    ..detected
+                },
+                Ok("avx-vnni") => Self {
+                    avx512: false,
+                    avx512_vnni: false,
+                    avx_vnni: detected.runs_vnni256(),
                     ..detected
                 },
                 _ => detected,
@@ -109,12 +144,18 @@ impl CpuFeatures {
         })
     }
 
-    /// A short name of the widest path in use (`avx512-vnni`, `avx512`, `avx2`, `portable`).
+    /// A short name of the widest path in use (`avx512-vnni`, `avx512`, `avx-vnni`,
+    /// `avx-vnni-evex` when AVX-512 VNNI's EVEX instruction stands in for AVX-VNNI's, `avx2`,
+    /// `portable`).
     pub fn name(&self) -> &'static str {
         if self.avx512_vnni {
             "avx512-vnni"
         } else if self.avx512 {
             "avx512"
+        } else if self.avx_vnni && self.avx_vnni_vex {
+            "avx-vnni"
+        } else if self.avx_vnni {
+            "avx-vnni-evex"
         } else if self.avx2_fma {
             "avx2"
         } else {

@@ -127,6 +127,52 @@ unsafe fn vnni_loop(seed: i32) -> i32 {
     _mm512_reduce_add_epi32(sum)
 }
 
+/// Independent 256-bit `vpdpbusd` chains (each 32 int8 multiply-adds) of one pass, in the 16
+/// registers of a CPU without AVX-512: `D`'s encoding of the instruction.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn vnni256_loop<D: crate::kernels::qgemm::Dpbusd256>(seed: i32) -> i32 {
+    use std::arch::x86_64::*;
+    let a = _mm256_set1_epi32(0x0101_0101);
+    let b = _mm256_set1_epi32(seed & 0x0303_0303);
+    let mut acc = [_mm256_set1_epi32(seed); 12];
+    for _ in 0..ITERS {
+        for x in acc.iter_mut() {
+            *x = D::dpbusd(*x, a, b);
+        }
+    }
+    lane_sum(&acc)
+}
+
+/// The wrapping sum of every i32 lane of `acc` (what keeps a loop's chains from being optimised
+/// away).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lane_sum(acc: &[std::arch::x86_64::__m256i]) -> i32 {
+    use std::arch::x86_64::*;
+    let mut sum = _mm256_setzero_si256();
+    for x in acc {
+        sum = _mm256_add_epi32(sum, *x);
+    }
+    let mut lanes = [0i32; 8];
+    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum);
+    lanes.iter().fold(0, |s, v| s.wrapping_add(*v))
+}
+
+/// [`vnni256_loop`] through AVX-VNNI's instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn avx_vnni_loop(seed: i32) -> i32 {
+    vnni256_loop::<crate::kernels::qgemm::VexDpbusd>(seed)
+}
+
+/// [`vnni256_loop`] through AVX-512 VNNI's instruction on 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+unsafe fn vnni256_evex_loop(seed: i32) -> i32 {
+    vnni256_loop::<crate::kernels::qgemm::EvexDpbusd>(seed)
+}
+
 /// Independent `vpmaddubsw` + `vpmaddwd` + `vpaddd` chains (each 32 int8 multiply-adds) of one
 /// pass: the AVX2 kernels' instructions, their operands changing every iteration so that none is
 /// hoisted out of the loop.
@@ -145,18 +191,14 @@ unsafe fn avx2_int8_loop(seed: i32) -> i32 {
         }
         b = _mm256_add_epi8(b, step);
     }
-    let mut sum = _mm256_setzero_si256();
-    for x in acc {
-        sum = _mm256_add_epi32(sum, x);
-    }
-    let mut lanes = [0i32; 8];
-    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum);
-    lanes.iter().fold(0, |s, v| s.wrapping_add(*v))
+    lane_sum(&acc)
 }
 
 /// Peak int8 GOP/s (a multiply-add counts two, as in [`peak_gflops`]) through the instructions of
 /// the integer kernels' path on this CPU (as `SLIMBENCH_KERNELS` narrows it): `("int8-vnni",
-/// GOP/s)` with AVX-512 VNNI, `("int8-avx2", GOP/s)` with AVX2; `None` on the portable path.
+/// GOP/s)` with AVX-512 VNNI, `("int8-avx-vnni", GOP/s)` on 256-bit `vpdpbusd` (AVX-VNNI, or
+/// AVX-512 VNNI's instruction standing in for it), `("int8-avx2", GOP/s)` with AVX2; `None` on
+/// the portable path.
 pub fn peak_int8_gops(
     threads: usize,
     passes: usize,
@@ -169,6 +211,17 @@ pub fn peak_int8_gops(
             // SAFETY: the CPU has AVX-512 F/BW and VNNI (checked here).
             ("int8-vnni", ITERS * 16 * 64 * 2, |s| unsafe {
                 vnni_loop(s)
+            })
+        } else if features.avx_vnni && features.avx_vnni_vex {
+            // SAFETY: the CPU has AVX2 and AVX-VNNI (checked here).
+            ("int8-avx-vnni", ITERS * 12 * 32 * 2, |s| unsafe {
+                avx_vnni_loop(s)
+            })
+        } else if features.avx_vnni {
+            // SAFETY: `avx_vnni` without the VEX form means AVX-512 VNNI and VL stand in
+            // (`CpuFeatures::get`).
+            ("int8-avx-vnni", ITERS * 12 * 32 * 2, |s| unsafe {
+                vnni256_evex_loop(s)
             })
         } else if features.avx2_fma {
             // SAFETY: the CPU has AVX2 (checked here).
@@ -249,13 +302,14 @@ mod tests {
 
     #[test]
     fn the_int8_peak_exceeds_the_f32_peak() {
-        // vpdpbusd does 64 multiply-adds where an f32 FMA does 16, vpmaddubsw 32 where an AVX2
-        // FMA does 8: a slower int8 figure would mean the loop measures something else.
+        // vpdpbusd does 64 multiply-adds where an f32 FMA does 16 (32 where an AVX2 FMA does 8
+        // on 256-bit vectors), vpmaddubsw 32 where an AVX2 FMA does 8: a slower int8 figure
+        // would mean the loop measures something else.
         // Each is held to the f32 FMA loop of its own vector width: with SLIMBENCH_KERNELS=avx2 on
         // an AVX-512 CPU, `peak_gflops` still runs 16-wide FMAs.
         // Best of five passes on each side: single short passes on this kind of VM vary by 30%.
         if let Some((name, int8)) = peak_int8_gops(1, 20, 5) {
-            let f32_peak = if name == "int8-avx2" {
+            let f32_peak = if name == "int8-avx2" || name == "int8-avx-vnni" {
                 avx2_fma_gflops()
             } else {
                 peak_gflops(1, 20, 5).1

@@ -1,13 +1,14 @@
 //! The integer matrix product behind `int8` and every GGML block format: weights decoded to int8
 //! in panels of 32 output channels (each group of inputs with its own scale, offset and optional
 //! minimum per channel), activations quantized per row and group to int8, sums exact in i32 and
-//! scaled to f32 once per group. Three paths, picked at run time: AVX-512 VNNI (`vpdpbusd`, 64
-//! multiply-adds an instruction), AVX2 (`vpmaddubsw` + `vpmaddwd` with GGML's sign trick, so no
-//! pair sum saturates) and a portable one the compiler vectorises.
+//! scaled to f32 once per group. Four paths, picked at run time: AVX-512 VNNI (`vpdpbusd`, 64
+//! multiply-adds an instruction), AVX-VNNI (`vpdpbusd` on 256-bit vectors, 32), AVX2
+//! (`vpmaddubsw` + `vpmaddwd` with GGML's sign trick, so no pair sum saturates) and a portable
+//! one the compiler vectorises.
 //!
 //! Panel layout: two sub-panels of 16 channels; within one, each group of 4 consecutive inputs of
 //! the 16 channels is 64 contiguous bytes (one 512-bit vector). Activations are stored as
-//! `q + 128` (unsigned, as `vpdpbusd` wants); the VNNI path subtracts the `128 * sum(w)` this
+//! `q + 128` (unsigned, as `vpdpbusd` wants); the VNNI paths subtract the `128 * sum(w)` this
 //! adds per channel and group, the others undo it before multiplying.
 
 use rayon::prelude::*;
@@ -33,6 +34,14 @@ pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
 pub(crate) enum IntPath {
     /// AVX-512 VNNI `vpdpbusd`.
     Vnni,
+    /// `vpdpbusd` on 256-bit vectors in 16 registers, as on CPUs with AVX-VNNI and no AVX-512:
+    /// AVX-VNNI's VEX instruction when `vex`, else AVX-512 VNNI's EVEX form of it standing in
+    /// (`SLIMBENCH_KERNELS=avx-vnni` on a CPU with AVX-512 VNNI, so tests and benchmarks can
+    /// run this path there).
+    AvxVnni {
+        /// Whether the VEX (AVX-VNNI) encoding runs.
+        vex: bool,
+    },
     /// AVX2 `vpmaddubsw` + `vpmaddwd`.
     Avx2,
     /// Plain Rust.
@@ -45,6 +54,10 @@ impl IntPath {
         let features = CpuFeatures::get();
         if features.avx512_vnni {
             IntPath::Vnni
+        } else if features.avx_vnni {
+            IntPath::AvxVnni {
+                vex: features.avx_vnni_vex,
+            }
         } else if features.avx2_fma {
             IntPath::Avx2
         } else {
@@ -258,6 +271,24 @@ pub(crate) fn tile_sums(
             }
             return;
         }
+        IntPath::AvxVnni { vex } => {
+            let mut r = 0;
+            while r < mr {
+                let rows = &mut out[r..(r + 2).min(mr)];
+                // SAFETY: the CPU has AVX2 and AVX-VNNI (`vex`) or AVX-512 VNNI and VL (detected
+                // at run time); as for VNNI above.
+                unsafe {
+                    match (vex, rows.len()) {
+                        (true, 2) => tile_avx_vnni::<2>(panel, q, row + r, rows),
+                        (true, _) => tile_avx_vnni::<1>(panel, q, row + r, rows),
+                        (false, 2) => tile_vnni256_evex::<2>(panel, q, row + r, rows),
+                        (false, _) => tile_vnni256_evex::<1>(panel, q, row + r, rows),
+                    }
+                }
+                r += 2;
+            }
+            return;
+        }
         IntPath::Avx2 => {
             let mut r = 0;
             while r < mr {
@@ -376,6 +407,123 @@ unsafe fn tile_vnni<const MR: usize>(
         _mm512_storeu_ps(out_r.as_mut_ptr(), sum_r[0]);
         _mm512_storeu_ps(out_r.as_mut_ptr().add(PANEL), sum_r[1]);
     }
+}
+
+/// `vpdpbusd` on 256-bit vectors: `acc + sum(u * s)` of each lane's four unsigned bytes of `u`
+/// and signed bytes of `s`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) trait Dpbusd256 {
+    /// The multiply-add.
+    unsafe fn dpbusd(
+        acc: std::arch::x86_64::__m256i,
+        u: std::arch::x86_64::__m256i,
+        s: std::arch::x86_64::__m256i,
+    ) -> std::arch::x86_64::__m256i;
+}
+
+/// AVX-VNNI's VEX-encoded `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct VexDpbusd;
+
+#[cfg(target_arch = "x86_64")]
+impl Dpbusd256 for VexDpbusd {
+    #[inline]
+    #[target_feature(enable = "avx2,avxvnni")]
+    unsafe fn dpbusd(
+        acc: std::arch::x86_64::__m256i,
+        u: std::arch::x86_64::__m256i,
+        s: std::arch::x86_64::__m256i,
+    ) -> std::arch::x86_64::__m256i {
+        std::arch::x86_64::_mm256_dpbusd_avx_epi32(acc, u, s)
+    }
+}
+
+/// AVX-512 VNNI's EVEX-encoded `vpdpbusd` on 256-bit vectors (AVX-512 VL).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct EvexDpbusd;
+
+#[cfg(target_arch = "x86_64")]
+impl Dpbusd256 for EvexDpbusd {
+    #[inline]
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    unsafe fn dpbusd(
+        acc: std::arch::x86_64::__m256i,
+        u: std::arch::x86_64::__m256i,
+        s: std::arch::x86_64::__m256i,
+    ) -> std::arch::x86_64::__m256i {
+        std::arch::x86_64::_mm256_dpbusd_epi32(acc, u, s)
+    }
+}
+
+/// `MR` rows against the panel through AVX-VNNI's `vpdpbusd`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+unsafe fn tile_avx_vnni<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+) {
+    tile_vnni256::<MR, VexDpbusd>(panel, q, row, out)
+}
+
+/// `MR` rows against the panel through AVX-512 VNNI's `vpdpbusd` on 256-bit vectors: the
+/// AVX-VNNI path's code with the other encoding of its instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+unsafe fn tile_vnni256_evex<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+) {
+    tile_vnni256::<MR, EvexDpbusd>(panel, q, row, out)
+}
+
+/// `MR` rows against the panel through 256-bit `vpdpbusd`: the unsigned activations (`q + 128`)
+/// times the signed weights, 8 channels of 4 inputs per vector, less the `128 * sum(w)` offsets,
+/// in the 16 vector registers of a CPU without AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_vnni256<const MR: usize, D: Dpbusd256>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+) {
+    use std::arch::x86_64::*;
+    let gq = q.group / 4;
+    let base = panel.data.as_ptr();
+    let a = q.data.as_ptr().add(row * q.k_padded);
+    // The four 256-bit vectors of one quad: channels 0-7, 8-15 (sub-panel 0), 16-23, 24-31.
+    let starts = [0, 32, panel.sub_stride, panel.sub_stride + 32];
+    let mut sums = [[_mm256_setzero_ps(); 4]; MR];
+    for g in 0..q.groups {
+        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+        for kq in g * gq..(g + 1) * gq {
+            let mut av = [_mm256_setzero_si256(); MR];
+            for (r, av_r) in av.iter_mut().enumerate() {
+                let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                *av_r = _mm256_set1_epi32(four);
+            }
+            for (v, start) in starts.iter().enumerate() {
+                let w = _mm256_loadu_si256(base.add(start + kq * 64) as *const __m256i);
+                for (acc_r, av_r) in acc.iter_mut().zip(&av) {
+                    acc_r[v] = D::dpbusd(acc_r[v], *av_r, w);
+                }
+            }
+        }
+        let at = g * panel.stride;
+        for acc_r in acc.iter_mut() {
+            for (v, acc_v) in acc_r.iter_mut().enumerate() {
+                let o =
+                    _mm256_loadu_si256(panel.offsets.as_ptr().add(at + v * 8) as *const __m256i);
+                *acc_v = _mm256_sub_epi32(*acc_v, o);
+            }
+        }
+        add_group_avx2(panel, q, row, g, &acc, &mut sums);
+    }
+    store_avx2(&sums, out);
 }
 
 /// `MR` rows against the panel through `vpmaddubsw` + `vpmaddwd`: `|w|` times the activation
@@ -558,8 +706,18 @@ pub(crate) mod tests {
         }
         if cpu.avx512_vnni {
             paths.push(IntPath::Vnni);
+            paths.push(IntPath::AvxVnni { vex: false });
         } else {
-            eprintln!("the VNNI path is not tested: this CPU has no AVX-512 VNNI");
+            eprintln!("the AVX-512 VNNI path is not tested: this CPU has no AVX-512 VNNI");
+        }
+        if cpu.avx_vnni_vex {
+            paths.push(IntPath::AvxVnni { vex: true });
+        } else {
+            eprintln!(
+                "AVX-VNNI's VEX instruction is not run: this CPU has no AVX-VNNI (the AVX-VNNI \
+                 path's code is tested with AVX-512 VNNI's EVEX form of the instruction where \
+                 the CPU has that)"
+            );
         }
         paths
     }

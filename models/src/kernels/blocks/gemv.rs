@@ -2,24 +2,39 @@
 //! memory: the fewer bits, the faster). Each block is decoded in registers, 32 weights at a time,
 //! and multiplied by the row's activations quantized to 8 bits per 32 inputs (GGML's `q8_0`
 //! with an f32 scale), the sums exact in i32: formats with a minimum (`q4_1`, `q5_1`, `q4k`, `q5k`)
-//! multiply their unsigned values directly (`vpmaddubsw`, or `vpdpbusd` with AVX-512 VNNI) and add
-//! `minimum x sum(activations)`, as do `q4_0` and `q5_0` (their offsets of 8 and 16 become a
-//! minimum, folded into the vector lanes with the block's scale); the signed ones (`q8_0`, `q6k`)
-//! use GGML's sign trick. Per-lane scales carry `q6k`'s groups of 16. The portable path decodes
-//! each block with the scalar decoder of [`crate::kernels::blocks`].
+//! multiply their unsigned values directly (`vpmaddubsw`, or 256-bit `vpdpbusd` with AVX-512 VNNI
+//! or AVX-VNNI) and add `minimum x sum(activations)`, as do `q4_0` and `q5_0` (their offsets of 8
+//! and 16 become a minimum, folded into the vector lanes with the block's scale); the signed ones
+//! (`q8_0`, `q6k`) use GGML's sign trick. Per-lane scales carry `q6k`'s groups of 16. The portable
+//! path decodes each block with the scalar decoder of [`crate::kernels::blocks`].
 
 use crate::kernels::blocks::{BlockFormat, BlockMatrix};
-use crate::kernels::qgemm::QuantizedRows;
+use crate::kernels::qgemm::{IntPath, QuantizedRows};
 
 /// Which code runs the one-row product.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GemvPath {
     /// 256-bit AVX-512 VNNI `vpdpbusd` (AVX-512 VL).
     Vnni,
+    /// AVX-VNNI's (VEX) `vpdpbusd`.
+    AvxVnni,
     /// AVX2 `vpmaddubsw` + `vpmaddwd`.
     Avx2,
     /// Plain Rust.
     Portable,
+}
+
+impl From<IntPath> for GemvPath {
+    /// The one-row product of an integer path: the 256-bit products are the same code with
+    /// either encoding of `vpdpbusd`, so AVX-512 VNNI and its stand-in for AVX-VNNI share one.
+    fn from(path: IntPath) -> Self {
+        match path {
+            IntPath::Vnni | IntPath::AvxVnni { vex: false } => GemvPath::Vnni,
+            IntPath::AvxVnni { vex: true } => GemvPath::AvxVnni,
+            IntPath::Avx2 => GemvPath::Avx2,
+            IntPath::Portable => GemvPath::Portable,
+        }
+    }
 }
 
 /// Sums `x W^T` of row `row` of `q` (quantized per 32 inputs, with scaled sums) for channels
@@ -48,6 +63,8 @@ pub(crate) fn gemv(
         // channels and their blocks lie inside `q` and `m` (asserted above and by
         // `BlockMatrix::from_bytes`).
         GemvPath::Vnni => return unsafe { x86::gemv_vnni(m, q, row, c0, out) },
+        // SAFETY: as above.
+        GemvPath::AvxVnni => return unsafe { x86::gemv_avx_vnni(m, q, row, c0, out) },
         // SAFETY: as above.
         GemvPath::Avx2 => return unsafe { x86::gemv_avx2(m, q, row, c0, out) },
         GemvPath::Portable => {}
@@ -100,6 +117,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::*;
+    use crate::kernels::qgemm::{Dpbusd256, EvexDpbusd, VexDpbusd};
 
     /// `sum(w * a)` of 32 unsigned weights and 32 signed activations, in 8 i32 lanes (lane `i`:
     /// inputs `4i..4i + 4`).
@@ -118,13 +136,12 @@ mod x86 {
         }
     }
 
-    /// `vpdpbusd` on 256 bits.
-    pub(super) struct VnniDot;
-    impl Dot for VnniDot {
-        #[inline]
-        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    /// `vpdpbusd` on 256 bits, in either encoding (AVX-512 VNNI's EVEX, AVX-VNNI's VEX), from
+    /// a zero accumulator.
+    impl<D: Dpbusd256> Dot for D {
+        #[inline(always)]
         unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
-            _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, a)
+            D::dpbusd(_mm256_setzero_si256(), w, a)
         }
     }
 
@@ -497,6 +514,19 @@ mod x86 {
     }
 
     /// # Safety
+    /// The CPU must have AVX2, FMA, F16C and AVX-VNNI; the arguments as [`gemv`] asserts them.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    pub(super) unsafe fn gemv_avx_vnni(
+        m: &BlockMatrix,
+        q: &QuantizedRows,
+        row: usize,
+        c0: usize,
+        out: &mut [f32],
+    ) {
+        gemv_with::<VexDpbusd>(m, q, row, c0, out)
+    }
+
+    /// # Safety
     /// The CPU must have AVX2, FMA, F16C and AVX-512 F/VL/VNNI; the arguments as [`gemv`] asserts them.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
     pub(super) unsafe fn gemv_vnni(
@@ -506,6 +536,6 @@ mod x86 {
         c0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<VnniDot>(m, q, row, c0, out)
+        gemv_with::<EvexDpbusd>(m, q, row, c0, out)
     }
 }

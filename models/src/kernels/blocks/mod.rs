@@ -549,11 +549,7 @@ impl BlockMatrix {
         assert_eq!(dst.len(), rows * self.out_dim, "output shape");
         epilogue.check(rows, self.out_dim);
         if rows <= ONE_ROW_MAX_ROWS {
-            let path = match IntPath::get() {
-                IntPath::Vnni => GemvPath::Vnni,
-                IntPath::Avx2 => GemvPath::Avx2,
-                IntPath::Portable => GemvPath::Portable,
-            };
+            let path = GemvPath::from(IntPath::get());
             return self.matmul_rows(x, rows, dst, epilogue, path);
         }
         let parallel = self.worth_threads(rows);
@@ -895,11 +891,10 @@ mod tests {
                     }
                 }
                 for path in paths_here() {
-                    let path = match path {
-                        IntPath::Vnni => GemvPath::Vnni,
-                        IntPath::Avx2 => GemvPath::Avx2,
-                        IntPath::Portable => continue,
-                    };
+                    if path == IntPath::Portable {
+                        continue;
+                    }
+                    let path = GemvPath::from(path);
                     let mut fast = vec![0f32; rows * out_dim];
                     w.matmul_rows(&x, rows, &mut fast, Epilogue::default(), path);
                     for (f, p) in fast.iter().zip(&portable) {
