@@ -1,5 +1,6 @@
 //! Times SmolLM2's prefill and decode steps for each technique named on the command line (no
 //! energy, no quality): `cargo run --release -p slimbench-models --example smollm2_decode -- fp32 q4_0`.
+//! `SMOLLM2_PROMPT` sets the prompt's length (128), `SMOLLM2_REPS` the repetitions (4).
 //! Needs `slimbench fetch smollm2`. For A/B comparisons of the kernels; `slimbench run` is the
 //! measurement of record.
 
@@ -19,7 +20,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (base, _, _) = load_gguf(&smollm2_path(&models_dir()))?;
-    let prompt: Vec<u32> = (0..128).map(|i| 100 + (i * 31 % 5000) as u32).collect();
+    let prompt_len: usize = std::env::var("SMOLLM2_PROMPT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
+    let prompt: Vec<u32> = (0..prompt_len)
+        .map(|i| 100 + (i * 31 % 5000) as u32)
+        .collect();
     for name in std::env::args().skip(1) {
         let technique: Technique = name.parse()?;
         let model = match technique.post() {
@@ -47,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (p, d) = (median(prefill), median(decode));
         println!(
             "{name:>10}: prefill {p:7.1} ms ({:6.1} tok/s), decode {d:6.2} ms ({:6.1} tok/s)",
-            128e3 / p,
+            prompt_len as f64 * 1e3 / p,
             1e3 / d
         );
     }

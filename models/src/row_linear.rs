@@ -47,7 +47,7 @@ pub(crate) fn linear_into(
         // The gemm crate accumulates onto the bias and residual (its kernels beat a tile kernel
         // of slimbench's own when the weights stream from memory, as MiniLM's 42 MB do).
         WeightStorage::F32 { weight_t } => {
-            fill_rows(dst, &to_vec(&layer.bias)?, residual);
+            with_f32_slice(&layer.bias, |bias| fill_rows(dst, bias, residual))?;
             with_f32_slice(weight_t, |w| {
                 matmul_into(
                     dst,
@@ -61,14 +61,16 @@ pub(crate) fn linear_into(
             })?;
         }
         WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. } => {
-            let bias = to_vec(&layer.bias)?;
-            let epilogue = Epilogue {
-                bias: Some(&bias),
-                residual,
-                gelu,
-            };
-            layer.matmul_own_kernel(x, rows, dst, epilogue);
-            return Ok(());
+            // The bias is read in place: each decode step of a language model runs over a
+            // hundred of these products, and none should copy it.
+            return with_f32_slice(&layer.bias, |bias| {
+                let epilogue = Epilogue {
+                    bias: Some(bias),
+                    residual,
+                    gelu,
+                };
+                layer.matmul_own_kernel(x, rows, dst, epilogue);
+            });
         }
         // candle's kernels for half precision, CSR and the block formats off the CPU.
         _ => {
