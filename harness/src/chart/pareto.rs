@@ -1,7 +1,8 @@
 //! Quality (the record's metric, or a language model's KL divergence from its reference) against
-//! cost (energy per item, or mean latency per item): one numbered point per variant, the baseline a black square, the Pareto front (no other point both cheaper and better)
-//! in orange through its points, far outliers at the axis edge as triangles; the key beside the
-//! plot names every number, so no label sits on the data.
+//! cost (energy per item, or mean latency per item): one numbered point per variant, the baseline
+//! a black square, the Pareto front (no other point both cheaper and better) in orange through
+//! its points, far outliers at the axis edge as triangles; the key beside the plot names every
+//! number, so no label sits on the data.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -56,15 +57,21 @@ impl Quality {
         }
     }
 
+    /// What the axis measures, for titles: the records' metric (`accuracy` when none says), or
+    /// `KL divergence`.
+    pub fn name(self, records: &[&Record]) -> String {
+        match self {
+            Quality::Metric => records
+                .iter()
+                .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
+                .unwrap_or_else(|| "accuracy".into()),
+            Quality::KlDivergence => "KL divergence".into(),
+        }
+    }
+
     fn axis(self, records: &[&Record]) -> String {
         match self {
-            Quality::Metric => {
-                let metric = records
-                    .iter()
-                    .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
-                    .unwrap_or_else(|| "accuracy".into());
-                format!("{metric} (%)")
-            }
+            Quality::Metric => format!("{} (%)", self.name(records)),
             Quality::KlDivergence => "- mean KL divergence from the reference (nats)".into(),
         }
     }

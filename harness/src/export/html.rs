@@ -88,13 +88,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
             }
             for (cost, quality, name) in axes {
                 let shown = if name == "latency" { name } else { energy_word };
-                let metric = match quality {
-                    Quality::KlDivergence => "KL divergence".to_string(),
-                    Quality::Metric => at
-                        .iter()
-                        .find_map(|r| r.quality.as_ref().map(|q| q.metric.clone()))
-                        .unwrap_or_else(|| "accuracy".into()),
-                };
+                let metric = quality.name(&at);
                 let title = format!("{model} on {device}, batch {b}: {metric} vs {shown}");
                 if let Some(c) = pareto_chart(&at, cost, quality, &title) {
                     out.push((

@@ -23,23 +23,49 @@ pub fn only_run_dir(out: &Path) -> PathBuf {
     dirs[0].clone()
 }
 
+/// The timing flags of the integration runs that time real cells: one thread, one warm-up
+/// batch, at least 3 timed iterations over at least 0.1 s.
+pub const SHORT_TIMING: [&str; 8] = [
+    "--threads",
+    "1",
+    "--warmup",
+    "1",
+    "--min-iters",
+    "3",
+    "--min-duration",
+    "0.1",
+];
+
+/// A run's `results.csv`: its rows, each cell read by its column's name.
+pub struct ResultsCsv {
+    headers: csv::StringRecord,
+    /// The rows, one a cell.
+    pub rows: Vec<csv::StringRecord>,
+}
+
+impl ResultsCsv {
+    /// Reads `run_dir/results.csv`.
+    pub fn read(run_dir: &Path) -> Self {
+        let mut reader = csv::Reader::from_path(run_dir.join("results.csv")).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let rows = reader.records().map(|r| r.unwrap()).collect();
+        ResultsCsv { headers, rows }
+    }
+
+    /// The cell of `row` in column `name`.
+    pub fn get(&self, row: &csv::StringRecord, name: &str) -> String {
+        let idx = self.headers.iter().position(|h| h == name).unwrap();
+        row.get(idx).unwrap().to_string()
+    }
+}
+
 fn csv_rows(run_dir: &Path) -> Vec<csv::StringRecord> {
-    let mut reader = csv::Reader::from_path(run_dir.join("results.csv")).unwrap();
-    reader.records().map(|r| r.unwrap()).collect()
+    ResultsCsv::read(run_dir).rows
 }
 
 fn column(run_dir: &Path, name: &str) -> Vec<String> {
-    let mut reader = csv::Reader::from_path(run_dir.join("results.csv")).unwrap();
-    let idx = reader
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == name)
-        .unwrap();
-    reader
-        .records()
-        .map(|r| r.unwrap().get(idx).unwrap().to_string())
-        .collect()
+    let csv = ResultsCsv::read(run_dir);
+    csv.rows.iter().map(|r| csv.get(r, name)).collect()
 }
 
 #[test]
@@ -114,6 +140,64 @@ fn unknown_model_and_device_exit_2() {
         .stderr(predicate::str::contains("built without the cuda feature"));
 }
 
+/// Whether this CPU runs the 256-bit VNNI kernels (AVX-VNNI, or AVX-512 VNNI standing in), and
+/// the kernel name the records then carry.
+fn vnni256_here() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma") && has!("f16c")) {
+            return None;
+        }
+        if has!("avxvnni") {
+            return Some("avx-vnni");
+        }
+        if has!("avx512f") && has!("avx512vl") && has!("avx512vnni") {
+            return Some("avx-vnni-evex");
+        }
+    }
+    None
+}
+
+#[test]
+fn the_avx_vnni_choice_runs_and_records_its_path_or_exits_2_where_the_cpu_cannot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    let mut cmd = slimbench(tmp.path());
+    cmd.env("SLIMBENCH_KERNELS", "avx-vnni")
+        .args([
+            "run",
+            "--quick",
+            "--models",
+            "digits-mlp",
+            "--techniques",
+            "fp32,int8",
+            "--batch-sizes",
+            "1",
+            "--out",
+        ])
+        .arg(&out);
+    let Some(kernel) = vnni256_here() else {
+        eprintln!("this CPU has neither AVX-VNNI nor AVX-512 VNNI: checking the refusal only");
+        cmd.assert()
+            .code(2)
+            .stderr(predicate::str::contains("SLIMBENCH_KERNELS=avx-vnni"));
+        return;
+    };
+    cmd.assert().success();
+    let run = only_run_dir(&out);
+    assert!(column(&run, "status").iter().all(|s| s == "ok"));
+    let jsonl = std::fs::read_to_string(run.join("results.jsonl")).unwrap();
+    let int8: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["technique"] == "int8")
+        .collect();
+    assert_eq!(int8.len(), 1);
+    let params = &int8[0]["technique_params"];
+    assert_eq!(params["steps"][0]["kernel"], kernel, "{params}");
+}
+
 #[test]
 fn an_unknown_kernel_choice_exits_2_naming_the_variable_and_the_choices() {
     let tmp = tempfile::tempdir().unwrap();
@@ -130,7 +214,7 @@ fn an_unknown_kernel_choice_exits_2_naming_the_variable_and_the_choices() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("SLIMBENCH_KERNELS=\"avx3\""))
-        .stderr(predicate::str::contains("`avx2` or `portable`"));
+        .stderr(predicate::str::contains("`avx-vnni`, `avx2` or `portable`"));
     assert!(
         std::fs::read_dir(tmp.path()).unwrap().next().is_none(),
         "nothing written"

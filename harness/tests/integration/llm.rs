@@ -5,7 +5,7 @@
 use predicates::prelude::*;
 use slimbench_models::llm::tiny::{write_tiny_gguf, Breakage, TINY};
 
-use crate::cli::{only_run_dir, slimbench};
+use crate::cli::{only_run_dir, slimbench, ResultsCsv, SHORT_TIMING};
 
 #[test]
 fn a_llama_file_runs_with_prefill_and_decode_apart_and_its_quality() {
@@ -24,6 +24,7 @@ fn a_llama_file_runs_with_prefill_and_decode_apart_and_its_quality() {
         .env("SLIMBENCH_LLM_CALIBRATION", &text)
         .args(["run", "--models"])
         .arg(format!("llama@{}", model.display()))
+        .args(SHORT_TIMING)
         .args([
             "--techniques",
             "fp32,q8_0,q4_1-all,prune-layers-1,distill",
@@ -31,14 +32,6 @@ fn a_llama_file_runs_with_prefill_and_decode_apart_and_its_quality() {
             "16",
             "--gen-tokens",
             "4,8",
-            "--threads",
-            "1",
-            "--warmup",
-            "1",
-            "--min-iters",
-            "3",
-            "--min-duration",
-            "0.1",
             "--out",
         ])
         .arg(&out)
@@ -47,16 +40,11 @@ fn a_llama_file_runs_with_prefill_and_decode_apart_and_its_quality() {
         .stdout(predicate::str::contains("1x16+4"))
         .stdout(predicate::str::contains("1x16+8"));
     let run = only_run_dir(&out);
-    let mut reader = csv::Reader::from_path(run.join("results.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
-    let col = |row: &csv::StringRecord, name: &str| {
-        row.get(headers.iter().position(|h| h == name).unwrap())
-            .unwrap()
-            .to_string()
-    };
+    let table = ResultsCsv::read(&run);
+    let rows = &table.rows;
+    let col = |row: &csv::StringRecord, name: &str| table.get(row, name);
     assert_eq!(rows.len(), 10, "5 techniques x 2 generated-token counts");
-    for row in &rows {
+    for row in rows {
         let technique = col(row, "technique");
         if technique == "distill" {
             assert_eq!(col(row, "status"), "not-applicable");

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use slimbench_models::text::emails::RawEmail;
 use slimbench_models::text::tiny::write_tiny_checkpoint;
 
-use crate::cli::{only_run_dir, slimbench};
+use crate::cli::{only_run_dir, slimbench, ResultsCsv, SHORT_TIMING};
 
 /// 800 emails of spam words or work words, enough for the 256/512 split plus distillation text.
 fn write_synthetic_corpus(models_dir: &Path) {
@@ -60,6 +60,7 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
         .env("SLIMBENCH_MODELS", &models)
         .args(["run", "--model-dir"])
         .arg(&ckpt)
+        .args(SHORT_TIMING)
         .args([
             "--techniques",
             "fp32,q8_0,q4k,q8_0-all,prune-structured-50,distill+q8_0,prune-unstructured-50,int8",
@@ -67,14 +68,6 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
             "2",
             "--seq-lens",
             "16,32",
-            "--threads",
-            "1",
-            "--warmup",
-            "1",
-            "--min-iters",
-            "3",
-            "--min-duration",
-            "0.1",
             "--out",
         ])
         .arg(&out)
@@ -83,17 +76,12 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
         .stdout(predicate::str::contains("fidelity"))
         .stdout(predicate::str::contains("2x16"));
     let run = only_run_dir(&out);
-    let mut reader = csv::Reader::from_path(run.join("results.csv")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let col = |row: &csv::StringRecord, name: &str| {
-        row.get(headers.iter().position(|h| h == name).unwrap())
-            .unwrap()
-            .to_string()
-    };
-    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let table = ResultsCsv::read(&run);
+    let rows = &table.rows;
+    let col = |row: &csv::StringRecord, name: &str| table.get(row, name);
     assert_eq!(rows.len(), 16, "8 techniques x 2 sequence lengths");
     let mut fp32_flops = std::collections::HashMap::new();
-    for row in &rows {
+    for row in rows {
         assert!(
             col(row, "model").starts_with("bert@"),
             "{}",
@@ -136,16 +124,12 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
         }
         assert!(number("achieved_gflop_per_s") > 0.0);
         // Variants on the integer kernels (int8, the block formats) are held to the integer peak
-        // of the instructions they run (VNNI or AVX2; none on the portable path).
+        // of the instructions they run (AVX-512 VNNI, AVX-VNNI or AVX2; none on the portable
+        // path).
         let kind = col(row, "peak_kind");
-        let features = slimbench_models::kernels::CpuFeatures::get();
-        let integer_peak = if features.avx512_vnni {
-            "int8-vnni"
-        } else if features.avx2_fma {
-            "int8-avx2"
-        } else {
-            ""
-        };
+        let integer_peak = slimbench_models::kernels::CpuFeatures::get()
+            .int8_path()
+            .unwrap_or_default();
         let last_step = technique.rsplit('+').next().unwrap_or_default();
         let integer = ["int8", "q8_0", "q4k", "q8_0-all"].contains(&last_step);
         if integer {
