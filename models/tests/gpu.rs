@@ -1,4 +1,4 @@
-//! The CUDA path (feature `cuda`): digits and a tiny BERT on `cuda:0` against the CPU, the
+//! The CUDA path (feature `cuda`): digits, a tiny BERT and a tiny llama on `cuda:0` against the CPU, the
 //! not-applicable CSR path, and MiniLM where it is fetched. Without the feature, or without a GPU,
 //! each test prints why it is skipped.
 
@@ -118,4 +118,62 @@ fn minilm_q8_0_on_cuda_keeps_fidelity() {
         q.fidelity, q.value_pct
     );
     assert!(q.fidelity.unwrap() >= 0.99);
+}
+
+#[test]
+fn a_tiny_llama_generates_on_cuda_with_the_cpus_quality() {
+    use slimbench_models::llm::tiny::{write_tiny_gguf, Breakage, TINY};
+    use slimbench_models::llm::workload::{CALIBRATION_ENV, TEXT_ENV};
+    if skip("a_tiny_llama_generates_on_cuda_with_the_cpus_quality") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&model, TINY, Breakage::default()).unwrap();
+    let text = dir.path().join("text.txt");
+    let words = ["the", "then", "in", "thin", "2024", "ink", "the end."];
+    let body: Vec<&str> = (0..900)
+        .map(|i| words[(i * 7 + i / 3) % words.len()])
+        .collect();
+    std::fs::write(&text, body.join(" ")).unwrap();
+    std::env::set_var(TEXT_ENV, &text);
+    std::env::set_var(CALIBRATION_ENV, &text);
+    let spec = |technique: &str, device: &str| WorkloadSpec {
+        cell: Cell {
+            model: format!("llama@{}", model.display()),
+            technique: technique.parse().unwrap(),
+            device: device.into(),
+            batch_size: 1,
+            seq_len: Some(16),
+            gen_tokens: Some(4),
+        },
+        cache_dir: dir.path().join("cache"),
+    };
+    for technique in [
+        "fp32",
+        "f16",
+        "q8_0",
+        "q4_1-all",
+        "q4k",
+        "prune-structured-50",
+    ] {
+        let cpu = build_workload(&spec(technique, "cpu")).unwrap();
+        let mut gpu = build_workload(&spec(technique, "cuda:0")).unwrap();
+        gpu.run_batch().unwrap();
+        assert_eq!(gpu.technique_params()["kernel"], "candle-cuda");
+        let (c, g) = (cpu.quality().unwrap(), gpu.quality().unwrap());
+        let (c, g) = (c.language.unwrap(), g.language.unwrap());
+        println!(
+            "{technique}: perplexity cpu {:.4} cuda {:.4}, KLD cpu {:.5} cuda {:.5}",
+            c.perplexity, g.perplexity, c.kld_mean, g.kld_mean
+        );
+        assert!(
+            (c.perplexity - g.perplexity).abs() <= 0.01 * c.perplexity,
+            "{technique}: {c:?} vs {g:?}"
+        );
+    }
+    let e = build_workload(&spec("int8", "cuda:0"))
+        .err()
+        .expect("slimbench's int8 has no CUDA kernel");
+    assert!(e.to_string().contains("int8"), "{e}");
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use slimbench_models::fetch::models_dir;
+use slimbench_models::llm::engine::Engine;
 use slimbench_models::llm::fetch::{smollm2_path, sotu_paths};
 use slimbench_models::llm::gguf;
 use slimbench_models::llm::infer::{forward, KvCache, Logits};
@@ -83,7 +84,8 @@ fn the_reference_predicts_the_held_out_text_and_generates_english() {
     let held = chunks(&tokens, 512, 1, source.bos);
     let cache = tempfile::tempdir().unwrap();
     let reference = reference_log_probs(&model, &held, cache.path(), &key).unwrap();
-    let q = language_quality(&model, &held, &reference, "f32").unwrap();
+    let mut engine = Engine::own(&model, 512);
+    let q = language_quality(&mut engine, &held, &reference, "f32").unwrap();
     eprintln!("reference on one chunk of 512: {q:?}");
     assert!(
         q.kld_mean < 1e-3,
@@ -114,4 +116,54 @@ fn the_reference_predicts_the_held_out_text_and_generates_english() {
     let text = source.tokenizer.decode(&generated).unwrap();
     eprintln!("greedy: The capital of France is{text}");
     assert!(text.contains("Paris"), "greedy continuation {text:?}");
+}
+
+#[test]
+fn candles_path_which_gpu_cells_run_greedily_continues_as_the_own_engine() {
+    use slimbench_models::kernels::blocks::BlockFormat;
+    use slimbench_models::linears::quantize;
+    let Some(path) = smollm2() else { return };
+    let (model, source, _) = load_gguf(&path).unwrap();
+    let q8 = quantize(&model, BlockFormat::Q8_0).unwrap().model;
+    let prompt = source.tokenizer.encode("The capital of France is").unwrap();
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .unwrap()
+            .0 as u32
+    };
+    // f32: the same products in another order, logits within 0.1% of the largest. q8_0: each
+    // engine rounds its activations' scales its own way (candle to f16 as GGML, slimbench's
+    // kernels in f32; and slimbench's one-row and many-row paths differ from each other as
+    // much), which moves logits by up to about 5% of the largest after 30 blocks: the greedy
+    // tokens must agree.
+    for (name, m, tolerance) in [("f32", &model, 1e-3f32), ("q8_0", &q8, f32::INFINITY)] {
+        let mut own = Engine::own(m, 32);
+        let mut candle = Engine::candle(m, &candle_core::Device::Cpu, 32).unwrap();
+        let (mut a, mut b) = (
+            candle.forward(&prompt, Logits::Last).unwrap(),
+            own.forward(&prompt, Logits::Last).unwrap(),
+        );
+        for step in 0..6 {
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff <= tolerance * scale,
+                "{name}, step {step}: logits differ by {diff} of {scale}"
+            );
+            let next = argmax(&b);
+            assert_eq!(
+                argmax(&a),
+                next,
+                "{name}, step {step}: another greedy token"
+            );
+            a = candle.forward(&[next], Logits::Last).unwrap();
+            b = own.forward(&[next], Logits::Last).unwrap();
+        }
+    }
 }

@@ -285,3 +285,74 @@ fn layer_dropping_removes_the_block_that_changes_the_hidden_state_least() {
     let err = slimbench_models::llm::prune::drop_layers(&llama, 2, &tokens).unwrap_err();
     assert!(err.to_string().contains("at most 1"), "{err}");
 }
+
+/// The largest difference between two logit vectors, relative to the largest logit.
+fn relative_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+        / scale
+}
+
+#[test]
+fn candles_path_which_gpu_cells_run_gives_the_own_engines_logits() {
+    use candle_core::Device;
+    use slimbench_models::linears::apply_post_step;
+    use slimbench_models::llm::engine::Engine;
+    use slimbench_models::llm::prune::prune_structured;
+    use slimbench_models::pruning::Norm;
+    use slimbench_models::technique::Technique;
+
+    let (_, model) = fixture();
+    let (llama, _, _) = load_gguf(model).unwrap();
+    let variant = |name: &str| {
+        let technique: Technique = name.parse().unwrap();
+        apply_post_step(&llama, technique.post().unwrap(), "tiny")
+            .unwrap()
+            .model
+    };
+    let pruned = prune_structured(&llama, 0.5, Norm::L2).unwrap();
+    // fp32 and f16 run the same products (f16 weights, f32 sums): near rounding. The block formats
+    // quantize activations per row on both sides, through different kernels: within 1%.
+    let cases = [
+        ("fp32", llama.clone(), 1e-5),
+        ("f16", variant("f16"), 1e-5),
+        ("q8_0", variant("q8_0"), 1e-2),
+        ("q4_1-all", variant("q4_1-all"), 1e-2),
+        ("q4k", variant("q4k"), 1e-2),
+        ("prune-structured-50", pruned, 1e-5),
+    ];
+    let tokens: Vec<u32> = (0..12).map(|i| (i * 37 % 256) as u32).collect();
+    for (name, m, tolerance) in cases {
+        let mut own = Engine::own(&m, 16);
+        let mut candle = Engine::candle(&m, &Device::Cpu, 16).unwrap();
+        assert_eq!(candle.kernel(), "candle-cpu");
+        let check = |step: &str, a: &[f32], b: &[f32]| {
+            let d = relative_diff(a, b);
+            println!("{name}, {step}: {d:.2e}");
+            assert!(
+                d < tolerance,
+                "{name}, {step}: candle's logits differ by {d} (relative)"
+            );
+        };
+        let a = candle.forward(&tokens[..8], Logits::All).unwrap();
+        let b = own.forward(&tokens[..8], Logits::All).unwrap();
+        check("prefill", &a, &b);
+        for (i, t) in tokens.iter().enumerate().skip(8) {
+            let a = candle.forward(&[*t], Logits::Last).unwrap();
+            let b = own.forward(&[*t], Logits::Last).unwrap();
+            check(&format!("decode {i}"), &a, &b);
+        }
+        assert_eq!(candle.len(), 12);
+        candle.truncate(8);
+        own.truncate(8);
+        let a = candle.forward(&tokens[8..10], Logits::Last).unwrap();
+        let b = own.forward(&tokens[8..10], Logits::Last).unwrap();
+        check("after cutting the cache back", &a, &b);
+        let err = candle.forward(&tokens, Logits::Last).unwrap_err();
+        assert!(err.to_string().contains("cache"), "{name}: {err}");
+    }
+}

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::{exp_approx, softmax_rows_in_place};
 use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
+use crate::llm::gguf::LlamaConfig;
 use crate::llm::model::Llama;
 use crate::row_linear::{linear_into, with_f32_slice};
 
@@ -16,7 +17,6 @@ use crate::row_linear::{linear_into, with_f32_slice};
 pub struct KvCache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
-    widths: Vec<usize>,
     len: usize,
     capacity: usize,
     cos: Vec<f32>,
@@ -30,20 +30,10 @@ impl KvCache {
         let hd = model.config.head_dim();
         let widths: Vec<usize> = model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect();
         let half = hd / 2;
-        let mut cos = Vec::with_capacity(capacity * half);
-        let mut sin = Vec::with_capacity(capacity * half);
-        for pos in 0..capacity {
-            for i in 0..half {
-                let freq = model.config.rope_base.powf(-((2 * i) as f32) / hd as f32);
-                let angle = pos as f32 * freq;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
-            }
-        }
+        let (cos, sin) = rope_tables(&model.config, capacity);
         Self {
             keys: widths.iter().map(|w| vec![0f32; capacity * w]).collect(),
             values: widths.iter().map(|w| vec![0f32; capacity * w]).collect(),
-            widths,
             len: 0,
             capacity,
             cos,
@@ -67,9 +57,14 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
-    /// Bytes of keys and values the cache holds at full capacity (f32).
-    pub fn bytes(&self) -> usize {
-        self.widths.iter().map(|w| 2 * w * self.capacity * 4).sum()
+    /// Bytes of keys and values (f32) that `tokens` tokens of `model` take, on any device.
+    pub fn bytes_for(model: &Llama, tokens: usize) -> usize {
+        let hd = model.config.head_dim();
+        model
+            .blocks
+            .iter()
+            .map(|b| 2 * b.kv_heads(hd) * hd * tokens * 4)
+            .sum()
     }
 
     /// Rotates each `head_dim`-wide head of `row` (token at `pos`) in interleaved pairs.
@@ -86,6 +81,51 @@ impl KvCache {
             }
         }
     }
+}
+
+/// The rotary tables `(cos, sin)` of positions `0..capacity`, `head_dim / 2` angles each
+/// (position times `rope_base^(-2i / head_dim)`).
+pub(crate) fn rope_tables(config: &LlamaConfig, capacity: usize) -> (Vec<f32>, Vec<f32>) {
+    let hd = config.head_dim();
+    let half = hd / 2;
+    let mut cos = Vec::with_capacity(capacity * half);
+    let mut sin = Vec::with_capacity(capacity * half);
+    for pos in 0..capacity {
+        for i in 0..half {
+            let freq = config.rope_base.powf(-((2 * i) as f32) / hd as f32);
+            let angle = pos as f32 * freq;
+            cos.push(angle.cos());
+            sin.push(angle.sin());
+        }
+    }
+    (cos, sin)
+}
+
+/// Checks that `tokens` are at least one, fit a cache of `capacity` holding `start`, and lie
+/// inside the vocabulary.
+pub(crate) fn check_tokens(
+    tokens: &[u32],
+    start: usize,
+    capacity: usize,
+    vocab: usize,
+) -> Result<()> {
+    let rows = tokens.len();
+    if rows == 0 {
+        return Err(ModelError::Invalid(
+            "a forward pass needs at least one token".into(),
+        ));
+    }
+    if start + rows > capacity {
+        return Err(ModelError::Invalid(format!(
+            "{rows} tokens do not fit the key/value cache of {capacity} (holding {start})"
+        )));
+    }
+    if let Some(t) = tokens.iter().find(|t| **t as usize >= vocab) {
+        return Err(ModelError::Invalid(format!(
+            "token id {t} is outside the vocabulary of {vocab}"
+        )));
+    }
+    Ok(())
 }
 
 /// Which rows of logits a forward pass returns.
@@ -268,25 +308,9 @@ fn forward_here(
 ) -> Result<Vec<f32>> {
     let rows = tokens.len();
     let start = cache.len;
-    if rows == 0 {
-        return Err(ModelError::Invalid(
-            "a forward pass needs at least one token".into(),
-        ));
-    }
-    if start + rows > cache.capacity {
-        return Err(ModelError::Invalid(format!(
-            "{} tokens do not fit the key/value cache of {} (holding {start})",
-            rows, cache.capacity
-        )));
-    }
     let c = &model.config;
+    check_tokens(tokens, start, cache.capacity, c.vocab)?;
     let (width, hd) = (c.width, c.head_dim());
-    if let Some(t) = tokens.iter().find(|t| **t as usize >= c.vocab) {
-        return Err(ModelError::Invalid(format!(
-            "token id {t} is outside the vocabulary of {}",
-            c.vocab
-        )));
-    }
     let mut x = with_f32_slice(&model.embeddings, |table| {
         let mut x = Vec::with_capacity(rows * width);
         for &t in tokens {

@@ -2,6 +2,8 @@
 //! user files), their tokenizer, inference with a key/value cache, compression, and the quality
 //! and generation measures.
 
+pub mod candle_path;
+pub mod engine;
 pub mod fetch;
 pub mod gguf;
 pub mod infer;

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::error::{ModelError, Result};
+use crate::error::Result;
 use crate::fetch::data_err;
 use crate::layer::{DenseLayer, LayerReport};
 use crate::llm::gguf::{block_tensor_names, GgufModel, LlamaConfig};
@@ -302,15 +302,5 @@ impl Llama {
             0
         };
         linears - head + self.fixed_parameter_count()
-    }
-
-    /// Checks that the model runs on the CPU (the family's inference path).
-    pub fn check_cpu(&self) -> Result<()> {
-        if !self.embeddings.device().is_cpu() {
-            return Err(ModelError::NotApplicable(
-                "the language-model family runs on the CPU only".into(),
-            ));
-        }
-        Ok(())
     }
 }

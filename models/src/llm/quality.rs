@@ -12,7 +12,8 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::cache::{entry_path, load_or_build};
 use crate::error::{ModelError, Result};
-use crate::llm::infer::{forward, KvCache, Logits};
+use crate::llm::engine::Engine;
+use crate::llm::infer::Logits;
 use crate::llm::model::Llama;
 use crate::quality::LanguageQuality;
 
@@ -63,17 +64,18 @@ pub(crate) fn argmax(row: &[f32]) -> usize {
         .0
 }
 
-/// Runs every chunk through `model` and calls `f(target, log_probs)` for each scored token.
+/// Runs every chunk through `engine` (from an empty cache each) and calls `f(target, log_probs)`
+/// for each scored token.
 fn score(
-    model: &Llama,
+    engine: &mut Engine,
+    vocab: usize,
     chunks: &[Vec<u32>],
     mut f: impl FnMut(u32, Vec<f32>) -> Result<()>,
 ) -> Result<()> {
-    let vocab = model.config.vocab;
     for chunk in chunks {
         let ctx = chunk.len();
-        let mut cache = KvCache::new(model, ctx);
-        let logits = forward(model, chunk, &mut cache, Logits::All)?;
+        engine.truncate(0);
+        let logits = engine.forward(chunk, Logits::All)?;
         for j in scored(ctx) {
             f(
                 chunk[j + 1],
@@ -95,8 +97,10 @@ pub fn reference_log_probs(
     let path = entry_path(cache_dir, "smollm2-reference-logprobs", key);
     let (tensors, _) = load_or_build(&path, || {
         let vocab = reference.config.vocab;
+        let ctx = chunks.iter().map(Vec::len).max().unwrap_or(1);
+        let mut engine = Engine::own(reference, ctx);
         let mut rows: Vec<f32> = Vec::new();
-        score(reference, chunks, |_, lp| {
+        score(&mut engine, vocab, chunks, |_, lp| {
             rows.extend(lp);
             Ok(())
         })?;
@@ -129,9 +133,10 @@ fn p99(values: &mut [f64]) -> f64 {
     values[rank - 1]
 }
 
-/// The quality of `model` against the reference's cached log-probabilities on `chunks`.
+/// The quality of the model in `engine` against the reference's cached log-probabilities on
+/// `chunks` (the engine's cache must hold a whole chunk).
 pub fn language_quality(
-    model: &Llama,
+    engine: &mut Engine,
     chunks: &[Vec<u32>],
     reference: &Tensor,
     reference_name: &str,
@@ -142,7 +147,7 @@ pub fn language_quality(
     let (mut nll, mut ref_nll, mut kld) = (Vec::new(), Vec::new(), Vec::new());
     let mut agree = 0usize;
     let mut i = 0usize;
-    score(model, chunks, |target, lp| {
+    score(engine, vocab, chunks, |target, lp| {
         if i >= n_ref {
             return Err(ModelError::Invalid(
                 "the cached reference has fewer scored tokens than the text; delete the cache entry smollm2-reference-logprobs-*".into(),

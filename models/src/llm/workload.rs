@@ -12,8 +12,9 @@ use crate::family::Variant;
 use crate::fetch::models_dir;
 use crate::layer::LayerReport;
 use crate::linears::Linears;
+use crate::llm::engine::Engine;
 use crate::llm::fetch::{smollm2_path, sotu_paths, SMOLLM2};
-use crate::llm::infer::{forward, KvCache, Logits};
+use crate::llm::infer::{KvCache, Logits};
 use crate::llm::model::Llama;
 use crate::llm::quality::{
     argmax, chunks, language_quality, reference_log_probs, QUALITY_CHUNKS, QUALITY_CTX,
@@ -104,7 +105,8 @@ pub fn cache_stem(model: &str) -> String {
 /// A variant generating from a fixed prompt.
 pub struct LlmWorkload {
     model: Llama,
-    cache: KvCache,
+    engine: Engine,
+    kv_cache_bytes: usize,
     prompt: Vec<u32>,
     gen_tokens: usize,
     next: u32,
@@ -126,11 +128,6 @@ pub fn build(
     device: &Device,
     variant: Variant<Llama, LlmSource>,
 ) -> Result<Box<dyn Workload>> {
-    if !device.is_cpu() {
-        return Err(ModelError::NotApplicable(
-            "the language-model family runs on slimbench's CPU kernels only; GPU cells are not built yet".into(),
-        ));
-    }
     let cell = &spec.cell;
     let prompt_len = cell.seq_len.unwrap_or(DEFAULT_PROMPT_LEN);
     let gen_tokens = cell.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS);
@@ -176,7 +173,11 @@ pub fn build(
     .to_string();
     let reference =
         reference_log_probs(&variant.base.model, &held, &spec.cache_dir, &reference_key)?;
-    let language = language_quality(&model, &held, &reference, REFERENCE_NAME)?;
+    // One engine (one copy of the weights on the device) serves the quality pass and then the
+    // generation; its cache holds the longer of the two.
+    let capacity = context.max(held.iter().map(Vec::len).max().unwrap_or(0));
+    let mut engine = Engine::for_device(&model, device, capacity)?;
+    let language = language_quality(&mut engine, &held, &reference, REFERENCE_NAME)?;
     let quality = Quality {
         metric: "top-1 agreement".into(),
         value_pct: language.top1_agreement_pct,
@@ -198,15 +199,13 @@ pub fn build(
         "kv_cache": "f32",
     });
     if let Some(obj) = params.as_object_mut() {
-        obj.insert(
-            "kernel".into(),
-            crate::kernels::CpuFeatures::get().name().into(),
-        );
+        obj.insert("kernel".into(), engine.kernel().into());
     }
-    let cache = KvCache::new(&model, context);
+    engine.truncate(0);
     Ok(Box::new(LlmWorkload {
+        kv_cache_bytes: KvCache::bytes_for(&model, context),
         model,
-        cache,
+        engine,
         prompt,
         gen_tokens,
         next: 0,
@@ -229,8 +228,8 @@ impl Generation for LlmWorkload {
     }
 
     fn prefill(&mut self) -> Result<()> {
-        self.cache.truncate(0);
-        let logits = forward(&self.model, &self.prompt, &mut self.cache, Logits::Last)?;
+        self.engine.truncate(0);
+        let logits = self.engine.forward(&self.prompt, Logits::Last)?;
         self.first = greedy(&logits);
         self.next = self.first;
         self.generated = 0;
@@ -238,22 +237,22 @@ impl Generation for LlmWorkload {
     }
 
     fn decode_step(&mut self) -> Result<()> {
-        if self.cache.is_empty() {
+        if self.engine.is_empty() {
             self.prefill()?;
         }
         if self.generated == self.gen_tokens {
-            self.cache.truncate(self.prompt.len());
+            self.engine.truncate(self.prompt.len());
             self.next = self.first;
             self.generated = 0;
         }
-        let logits = forward(&self.model, &[self.next], &mut self.cache, Logits::Last)?;
+        let logits = self.engine.forward(&[self.next], Logits::Last)?;
         self.next = greedy(&logits);
         self.generated += 1;
         Ok(())
     }
 
     fn kv_cache_bytes(&self) -> usize {
-        self.cache.bytes()
+        self.kv_cache_bytes
     }
 }
 
