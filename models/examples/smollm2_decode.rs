@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(step) => apply_post_step(&base, step, &name)?.model,
             None => base.clone(),
         };
-        let mut cache = KvCache::new(&model, 192);
+        let mut cache = KvCache::new(&model, prompt_len + 64);
         let mut prefill = Vec::new();
         let mut decode = Vec::new();
         let reps: usize = std::env::var("SMOLLM2_REPS")

@@ -147,8 +147,8 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let mut workload = build_workload(&spec)?;
     let quality = workload.quality().context("evaluating quality")?;
     let footprint = workload.footprint()?;
-    let technique_params = workload.technique_params();
     let layers = workload.layers();
+    let technique_params = with_kernel(workload.technique_params(), &req.key.device, &layers);
     let flops_per_item = workload.flops_per_item();
     let generative = workload.generation().is_some();
     for _ in 0..req.timing.warmup_iters {
@@ -290,6 +290,24 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     )?;
     r.latency_samples_ms = thin_samples(&main.latencies_ms, MAX_KEPT_SAMPLES);
     Ok(r)
+}
+
+/// `params` with `kernel` naming the instruction set of slimbench's integer kernels where a CPU
+/// cell's Linears run on them (`int8`, the block formats) and the family has not named it, so
+/// every such figure says which path produced it.
+fn with_kernel(
+    mut params: serde_json::Value,
+    device: &str,
+    layers: &[slimbench_models::layer::LayerReport],
+) -> serde_json::Value {
+    let integer = layers.iter().any(|l| l.runs_integer_kernels());
+    if device == "cpu" && integer {
+        if let Some(obj) = params.as_object_mut() {
+            obj.entry("kernel")
+                .or_insert_with(|| slimbench_models::kernels::CpuFeatures::get().name().into());
+        }
+    }
+    params
 }
 
 /// One timed window: the meter's readings at its edges, each iteration's latency, its length.

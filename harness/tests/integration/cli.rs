@@ -171,7 +171,7 @@ fn the_avx_vnni_choice_runs_and_records_its_path_or_exits_2_where_the_cpu_cannot
             "--models",
             "digits-mlp",
             "--techniques",
-            "fp32,int8",
+            "fp32,int8,q4_0",
             "--batch-sizes",
             "1",
             "--out",
@@ -188,14 +188,25 @@ fn the_avx_vnni_choice_runs_and_records_its_path_or_exits_2_where_the_cpu_cannot
     let run = only_run_dir(&out);
     assert!(column(&run, "status").iter().all(|s| s == "ok"));
     let jsonl = std::fs::read_to_string(run.join("results.jsonl")).unwrap();
-    let int8: Vec<serde_json::Value> = jsonl
+    let records: Vec<serde_json::Value> = jsonl
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|r: &serde_json::Value| r["technique"] == "int8")
         .collect();
-    assert_eq!(int8.len(), 1);
-    let params = &int8[0]["technique_params"];
-    assert_eq!(params["steps"][0]["kernel"], kernel, "{params}");
+    let params = |technique: &str| {
+        let found: Vec<&serde_json::Value> = records
+            .iter()
+            .filter(|r| r["technique"] == technique)
+            .collect();
+        assert_eq!(found.len(), 1, "{technique}");
+        found[0]["technique_params"].clone()
+    };
+    let int8 = params("int8");
+    assert_eq!(int8["steps"][0]["kernel"], kernel, "{int8}");
+    // Every figure of the integer kernels names its path; fp32 runs none of them.
+    assert_eq!(int8["kernel"], kernel, "{int8}");
+    let q4_0 = params("q4_0");
+    assert_eq!(q4_0["kernel"], kernel, "{q4_0}");
+    assert!(params("fp32").get("kernel").is_none());
 }
 
 #[test]
