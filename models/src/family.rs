@@ -249,6 +249,12 @@ impl<F: Family> ModelFamily for F {
         let Cell {
             model, technique, ..
         } = &spec.cell;
+        if technique.kv_cache_q8_0() && Family::plan_dims(self).default_gen_tokens.is_none() {
+            return Err(ModelError::NotApplicable(format!(
+                "{}: {model} keeps no key/value cache (language models only)",
+                crate::technique::KV_Q8_0
+            )));
+        }
         let trained = train_chain(self, model, technique, &spec.cache_dir)?;
         let mut params = trained.params;
         let (post, key) = match technique.post() {

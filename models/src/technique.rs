@@ -16,8 +16,10 @@
 //!   channels or heads by L2 (or L1) norm.
 //! - `distill`: a smaller student trained on the model's outputs; `distill-control`: the same
 //!   student on the labels alone.
-//! - chains `A+B+...`: applied left to right; a quantization or cast may only come last
-//!   (for example `prune-structured-50+q8_0`, `distill+q8_0`).
+//! - `kv-q8_0` (language models): the key/value cache in GGML's `q8_0` blocks instead of f32;
+//!   alone or ending a chain (`q4_1-all+kv-q8_0`).
+//! - chains `A+B+...`: applied left to right; a quantization or cast may only come last, but
+//!   for `kv-q8_0` (for example `prune-structured-50+q8_0`, `distill+q8_0`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,6 +35,10 @@ pub const BASELINE: &str = "fp32";
 
 /// The name of slimbench's own int8 technique (see [`PostStep::Int8`]).
 pub const INT8: &str = "int8";
+
+/// The step that keeps a language model's key/value cache in `q8_0` blocks (see
+/// [`Technique::kv_cache_q8_0`]).
+pub const KV_Q8_0: &str = "kv-q8_0";
 
 /// A step that trains: its result is cached under a key of all its inputs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,6 +135,7 @@ fn serialize_format<S: Serializer>(
 pub struct Technique {
     training: Vec<TrainingStep>,
     post: Option<PostStep>,
+    kv_q8_0: bool,
 }
 
 impl Technique {
@@ -139,7 +146,13 @@ impl Technique {
 
     /// True for `fp32`.
     pub fn is_baseline(&self) -> bool {
-        self.training.is_empty() && self.post.is_none()
+        self.training.is_empty() && self.post.is_none() && !self.kv_q8_0
+    }
+
+    /// True when the chain ends in `kv-q8_0`: a language model keeps its key/value cache in
+    /// GGML's `q8_0` blocks (32 values, one f16 scale) instead of f32.
+    pub fn kv_cache_q8_0(&self) -> bool {
+        self.kv_q8_0
     }
 
     /// The training steps, in order.
@@ -176,6 +189,9 @@ impl Technique {
         }
         let mut names: Vec<String> = self.training.iter().map(training_step_name).collect();
         names.extend(self.post.iter().map(post_step_name));
+        if self.kv_q8_0 {
+            names.push(KV_Q8_0.to_string());
+        }
         names
     }
 }
@@ -343,12 +359,22 @@ impl FromStr for Technique {
         }
         let mut technique = Self::default();
         for part in name.split('+') {
-            if technique.post.is_some() {
+            let part = part.trim();
+            if technique.kv_q8_0 {
                 return Err(ModelError::Invalid(format!(
-                    "technique {name:?}: a quantization or cast must be the last step of a chain"
+                    "technique {name:?}: {KV_Q8_0} must be the last step of a chain"
                 )));
             }
-            match parse_step(part.trim())? {
+            if part == KV_Q8_0 {
+                technique.kv_q8_0 = true;
+                continue;
+            }
+            if technique.post.is_some() {
+                return Err(ModelError::Invalid(format!(
+                    "technique {name:?}: a quantization or cast must be the last step of a chain (only {KV_Q8_0} may follow it)"
+                )));
+            }
+            match parse_step(part)? {
                 AnyStep::Training(step) => technique.training.push(step),
                 AnyStep::Post(step) => technique.post = Some(step),
             }
@@ -386,7 +412,8 @@ pub fn technique_names() -> Vec<String> {
             "prune-layers-<N>",
             "distill",
             "distill-control",
-            "<technique>+<technique> (a quantization or cast last)",
+            KV_Q8_0,
+            "<technique>+<technique> (a quantization or cast last, then kv-q8_0)",
         ]
         .map(String::from),
     );
@@ -419,6 +446,7 @@ pub fn techniques() -> Vec<(String, String)> {
         ("prune-layers-N", "language models: the N transformer blocks whose removal changes the hidden state least on calibration text removed, no fine-tune"),
         ("distill", "a student of ~25% of the parameters trained on the teacher's soft targets (T 4, alpha 0.7)"),
         ("distill-control", "the same student trained on the labels alone"),
+        (KV_Q8_0, "language models: the key/value cache in GGML's q8_0 blocks (32 values, an f16 scale: 1.06 bytes a value instead of 4), on the CPU engine"),
         ("A+B", "a chain, applied left to right, e.g. prune-structured-50+q8_0"),
     ] {
         list.push((name.to_string(), about.to_string()));
@@ -510,6 +538,12 @@ mod tests {
                 embeddings: false
             })
         );
+        let kv: Technique = "prune-layers-2+q4_1-all+kv-q8_0".parse().unwrap();
+        assert!(kv.kv_cache_q8_0() && kv.post().is_some() && !kv.is_baseline());
+        let alone: Technique = "kv-q8_0".parse().unwrap();
+        assert!(alone.kv_cache_q8_0() && alone.post().is_none() && !alone.is_baseline());
+        let e = "kv-q8_0+q8_0".parse::<Technique>().unwrap_err().to_string();
+        assert!(e.contains("kv-q8_0 must be the last step"), "{e}");
         assert!("q8_0+distill".parse::<Technique>().is_err());
         assert!("q8_0+int8".parse::<Technique>().is_err());
         assert!("prune-unstructured-100".parse::<Technique>().is_err());
@@ -528,6 +562,8 @@ mod tests {
             "prune-unstructured-global-75",
             "prune-structured-30-l1",
             "distill-control+q5_1",
+            "kv-q8_0",
+            "prune-layers-2+q4_1-all+kv-q8_0",
         ];
         for name in names {
             let t: Technique = name.parse().unwrap();

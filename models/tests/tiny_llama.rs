@@ -67,6 +67,8 @@ fn every_technique_builds_generates_and_is_judged_against_the_reference() {
         "q4_1-all",
         "prune-structured-50",
         "prune-structured-50+q8_0",
+        "kv-q8_0",
+        "q4_1-all+kv-q8_0",
     ] {
         let mut w =
             build_workload(&cell(model, technique)).unwrap_or_else(|e| panic!("{technique}: {e}"));
@@ -132,6 +134,52 @@ fn every_technique_builds_generates_and_is_judged_against_the_reference() {
                 .iter()
                 .any(|l| l.note.as_deref().unwrap_or("").contains("fell back")));
         }
+    }
+}
+
+#[test]
+fn an_8_bit_key_value_cache_holds_a_quarter_of_the_bytes_and_keeps_the_answers() {
+    let (_, model) = fixture();
+    let f32_cache = build_workload(&cell(model, "fp32")).unwrap();
+    let mut q8_cache = build_workload(&cell(model, "kv-q8_0")).unwrap();
+    assert_eq!(q8_cache.technique_params()["kv_cache"], "q8_0");
+    assert_eq!(f32_cache.technique_params()["kv_cache"], "f32");
+    let mut f32_cache = f32_cache;
+    let f32_bytes = f32_cache.generation().unwrap().kv_cache_bytes();
+    let q8_bytes = q8_cache.generation().unwrap().kv_cache_bytes();
+    // Two blocks x (keys + values) x 2 heads x 16 x 20 tokens: 4 bytes a value, or 34 per 32.
+    assert_eq!(f32_bytes, 2 * 2 * 32 * 20 * 4);
+    assert_eq!(q8_bytes, 2 * 2 * 32 * 20 * 34 / 32);
+    let lang = q8_cache.quality().unwrap().language.unwrap();
+    assert!(
+        lang.kld_mean < 0.01 && lang.top1_agreement_pct > 90.0,
+        "8-bit keys and values move the answers little: {lang:?}"
+    );
+    assert!(
+        lang.kld_mean > 0.0,
+        "but they are not the f32 cache: {lang:?}"
+    );
+    // Where a block's key/value width is no multiple of 32 (half of 2 heads of 16), the cache
+    // says why it does not apply; so do families without a cache.
+    let e = build_workload(&cell(model, "prune-structured-50+kv-q8_0"))
+        .err()
+        .expect("16-wide keys fit no q8_0 block");
+    assert!(e.to_string().contains("multiples of 32"), "{e}");
+    let digits = WorkloadSpec {
+        cell: Cell {
+            model: "digits-mlp".into(),
+            technique: "kv-q8_0".parse().unwrap(),
+            device: "cpu".into(),
+            batch_size: 1,
+            seq_len: None,
+            gen_tokens: None,
+        },
+        cache_dir: fixture().0.path().join("cache"),
+    };
+    match build_workload(&digits) {
+        Err(ModelError::NotApplicable(why)) => assert!(why.contains("no key/value cache"), "{why}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("kv-q8_0 should not apply to digits"),
     }
 }
 

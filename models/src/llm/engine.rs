@@ -4,9 +4,9 @@
 
 use candle_core::Device;
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::llm::candle_path::{DeviceKvCache, DeviceLlama};
-use crate::llm::infer::{forward, KvCache, Logits};
+use crate::llm::infer::{forward, KvCache, KvStorage, Logits};
 use crate::llm::model::Llama;
 
 /// A model with its key/value cache, ready to run tokens.
@@ -28,14 +28,27 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The engine of a cell on `device`, with room for `capacity` tokens: slimbench's own on the
-    /// CPU, candle's elsewhere.
-    pub fn for_device(model: &Llama, device: &Device, capacity: usize) -> Result<Self> {
+    /// The engine of a cell on `device`, with room for `capacity` tokens kept in `storage`:
+    /// slimbench's own on the CPU, candle's elsewhere (which keeps its cache in f32 only).
+    pub fn for_device(
+        model: &Llama,
+        device: &Device,
+        capacity: usize,
+        storage: KvStorage,
+    ) -> Result<Self> {
         if device.is_cpu() {
-            Ok(Self::own(model, capacity))
-        } else {
-            Self::candle(model, device, capacity)
+            return Ok(Self::Own {
+                cache: KvCache::with_storage(model, capacity, storage)?,
+                model: Box::new(model.clone()),
+            });
         }
+        if storage != KvStorage::F32 {
+            return Err(ModelError::NotApplicable(format!(
+                "a {} key/value cache runs on slimbench's CPU engine only; on a GPU the cache is f32",
+                storage.name()
+            )));
+        }
+        Self::candle(model, device, capacity)
     }
 
     /// slimbench's own CPU engine.

@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
+
 use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::{exp_approx, softmax_rows_in_place};
 use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
@@ -13,10 +15,52 @@ use crate::llm::gguf::LlamaConfig;
 use crate::llm::model::Llama;
 use crate::row_linear::{linear_into, with_f32_slice};
 
+/// How a cache keeps its keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvStorage {
+    /// Plain f32.
+    F32,
+    /// GGML's `q8_0` blocks (32 values and an f16 scale: 34 bytes), as llama.cpp's `-ctk q8_0
+    /// -ctv q8_0`; each block's rows are dequantized into one shared buffer when read.
+    Q8_0,
+}
+
+impl KvStorage {
+    /// Bytes one value takes.
+    fn bytes_per_value(self) -> f64 {
+        match self {
+            KvStorage::F32 => 4.0,
+            KvStorage::Q8_0 => 34.0 / 32.0,
+        }
+    }
+
+    /// The name in records (`f32`, `q8_0`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvStorage::F32 => "f32",
+            KvStorage::Q8_0 => "q8_0",
+        }
+    }
+}
+
+/// One block's keys and values by token (`[capacity][kv_width]`).
+enum BlockStore {
+    F32 {
+        keys: Vec<f32>,
+        values: Vec<f32>,
+    },
+    Q8_0 {
+        keys: Vec<BlockQ8_0>,
+        values: Vec<BlockQ8_0>,
+    },
+}
+
 /// The keys and values of every block for the tokens seen so far, and the rotary tables.
 pub struct KvCache {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
+    stores: Vec<BlockStore>,
+    widths: Vec<usize>,
+    /// Dequantized keys and values of the block being read (`q8_0` storage only).
+    scratch: (Vec<f32>, Vec<f32>),
     len: usize,
     capacity: usize,
     cos: Vec<f32>,
@@ -25,15 +69,58 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for up to `capacity` tokens of `model`.
+    /// An empty f32 cache for up to `capacity` tokens of `model`.
     pub fn new(model: &Llama, capacity: usize) -> Self {
         let hd = model.config.head_dim();
         let widths: Vec<usize> = model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect();
-        let half = hd / 2;
+        let stores = widths
+            .iter()
+            .map(|w| BlockStore::F32 {
+                keys: vec![0f32; capacity * w],
+                values: vec![0f32; capacity * w],
+            })
+            .collect();
+        Self::from_stores(model, capacity, widths, stores)
+    }
+
+    /// An empty cache for up to `capacity` tokens of `model` in `storage`; `q8_0` needs every
+    /// block's key/value width to be a multiple of its 32-value blocks.
+    pub fn with_storage(model: &Llama, capacity: usize, storage: KvStorage) -> Result<Self> {
+        if storage == KvStorage::F32 {
+            return Ok(Self::new(model, capacity));
+        }
+        let hd = model.config.head_dim();
+        let widths: Vec<usize> = model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect();
+        if let Some((i, w)) = widths.iter().enumerate().find(|(_, w)| *w % 32 != 0) {
+            return Err(ModelError::NotApplicable(format!(
+                "a q8_0 key/value cache needs widths that are multiples of 32; block {i} has {w}"
+            )));
+        }
+        let stores = widths
+            .iter()
+            .map(|w| BlockStore::Q8_0 {
+                keys: vec![BlockQ8_0::zeros(); capacity * w / 32],
+                values: vec![BlockQ8_0::zeros(); capacity * w / 32],
+            })
+            .collect();
+        let mut cache = Self::from_stores(model, capacity, widths, stores);
+        let widest = cache.widths.iter().copied().max().unwrap_or(0);
+        cache.scratch = (vec![0f32; capacity * widest], vec![0f32; capacity * widest]);
+        Ok(cache)
+    }
+
+    fn from_stores(
+        model: &Llama,
+        capacity: usize,
+        widths: Vec<usize>,
+        stores: Vec<BlockStore>,
+    ) -> Self {
+        let half = model.config.head_dim() / 2;
         let (cos, sin) = rope_tables(&model.config, capacity);
         Self {
-            keys: widths.iter().map(|w| vec![0f32; capacity * w]).collect(),
-            values: widths.iter().map(|w| vec![0f32; capacity * w]).collect(),
+            stores,
+            widths,
+            scratch: (Vec::new(), Vec::new()),
             len: 0,
             capacity,
             cos,
@@ -57,14 +144,50 @@ impl KvCache {
         self.len = self.len.min(len);
     }
 
-    /// Bytes of keys and values (f32) that `tokens` tokens of `model` take, on any device.
-    pub fn bytes_for(model: &Llama, tokens: usize) -> usize {
+    /// Bytes of keys and values that `tokens` tokens of `model` take in `storage`, on any
+    /// device.
+    pub fn bytes_for(model: &Llama, tokens: usize, storage: KvStorage) -> usize {
         let hd = model.config.head_dim();
-        model
+        let values: usize = model
             .blocks
             .iter()
-            .map(|b| 2 * b.kv_heads(hd) * hd * tokens * 4)
-            .sum()
+            .map(|b| 2 * b.kv_heads(hd) * hd * tokens)
+            .sum();
+        (values as f64 * storage.bytes_per_value()).round() as usize
+    }
+
+    /// Stores the key and value rows of the token at `pos` in block `block`.
+    fn write(&mut self, block: usize, pos: usize, key: &[f32], value: &[f32]) {
+        let w = self.widths[block];
+        match &mut self.stores[block] {
+            BlockStore::F32 { keys, values } => {
+                keys[pos * w..(pos + 1) * w].copy_from_slice(key);
+                values[pos * w..(pos + 1) * w].copy_from_slice(value);
+            }
+            BlockStore::Q8_0 { keys, values } => {
+                let n = w / 32;
+                BlockQ8_0::from_float(key, &mut keys[pos * n..(pos + 1) * n]);
+                BlockQ8_0::from_float(value, &mut values[pos * n..(pos + 1) * n]);
+            }
+        }
+    }
+
+    /// The first `len` key and value rows of block `block`, as f32 (`[len][kv_width]` each).
+    fn read(&mut self, block: usize, len: usize) -> (&[f32], &[f32]) {
+        let w = self.widths[block];
+        match &self.stores[block] {
+            BlockStore::F32 { keys, values } => (&keys[..len * w], &values[..len * w]),
+            BlockStore::Q8_0 { keys, values } => {
+                let n = w / 32;
+                let (k, v) = (
+                    &mut self.scratch.0[..len * w],
+                    &mut self.scratch.1[..len * w],
+                );
+                BlockQ8_0::to_float(&keys[..len * n], k);
+                BlockQ8_0::to_float(&values[..len * n], v);
+                (k, v)
+            }
+        }
     }
 
     /// Rotates each `head_dim`-wide head of `row` (token at `pos`) in interleaved pairs.
@@ -337,14 +460,14 @@ fn forward_here(
             let pos = start + t;
             cache.rotate(&mut row[..q_width + kv_width], pos);
             let (k, v) = row[q_width..].split_at(kv_width);
-            cache.keys[i][pos * kv_width..(pos + 1) * kv_width].copy_from_slice(k);
-            cache.values[i][pos * kv_width..(pos + 1) * kv_width].copy_from_slice(v);
+            cache.write(i, pos, k, v);
         }
+        let cached = cache.read(i, start + rows);
         attention(
             &buf.qkv,
             rows,
             start,
-            (&cache.keys[i], &cache.values[i]),
+            cached,
             shape,
             &mut buf.context,
             &mut buf.scores,

@@ -14,7 +14,7 @@ use crate::layer::LayerReport;
 use crate::linears::Linears;
 use crate::llm::engine::Engine;
 use crate::llm::fetch::{smollm2_path, sotu_paths, SMOLLM2};
-use crate::llm::infer::{KvCache, Logits};
+use crate::llm::infer::{KvCache, KvStorage, Logits};
 use crate::llm::model::Llama;
 use crate::llm::quality::{
     argmax, chunks, language_quality, reference_log_probs, QUALITY_CHUNKS, QUALITY_CTX,
@@ -176,7 +176,12 @@ pub fn build(
     // One engine (one copy of the weights on the device) serves the quality pass and then the
     // generation; its cache holds the longer of the two.
     let capacity = context.max(held.iter().map(Vec::len).max().unwrap_or(0));
-    let mut engine = Engine::for_device(&model, device, capacity)?;
+    let storage = if cell.technique.kv_cache_q8_0() {
+        KvStorage::Q8_0
+    } else {
+        KvStorage::F32
+    };
+    let mut engine = Engine::for_device(&model, device, capacity, storage)?;
     let language = language_quality(&mut engine, &held, &reference, REFERENCE_NAME)?;
     let quality = Quality {
         metric: "top-1 agreement".into(),
@@ -196,14 +201,14 @@ pub fn build(
         "reference": REFERENCE_NAME,
         "prompt": format!("the first {prompt_len} tokens of {}", text_path.display()),
         "decoding": "greedy; after the generated tokens the cache is cut back to the prompt",
-        "kv_cache": "f32",
+        "kv_cache": storage.name(),
     });
     if let Some(obj) = params.as_object_mut() {
         obj.insert("kernel".into(), engine.kernel().into());
     }
     engine.truncate(0);
     Ok(Box::new(LlmWorkload {
-        kv_cache_bytes: KvCache::bytes_for(&model, context),
+        kv_cache_bytes: KvCache::bytes_for(&model, context, storage),
         model,
         engine,
         prompt,
