@@ -122,7 +122,7 @@ fn minilm_q8_0_on_cuda_keeps_fidelity() {
 
 #[test]
 fn a_tiny_llama_generates_on_cuda_with_the_cpus_quality() {
-    use slimbench_models::llm::tiny::{write_tiny_gguf, Breakage, TINY};
+    use slimbench_models::llm::tiny::{write_tiny_gguf, write_tiny_text, Breakage, TINY};
     use slimbench_models::llm::workload::{CALIBRATION_ENV, TEXT_ENV};
     if skip("a_tiny_llama_generates_on_cuda_with_the_cpus_quality") {
         return;
@@ -131,11 +131,7 @@ fn a_tiny_llama_generates_on_cuda_with_the_cpus_quality() {
     let model = dir.path().join("tiny.gguf");
     write_tiny_gguf(&model, TINY, Breakage::default()).unwrap();
     let text = dir.path().join("text.txt");
-    let words = ["the", "then", "in", "thin", "2024", "ink", "the end."];
-    let body: Vec<&str> = (0..900)
-        .map(|i| words[(i * 7 + i / 3) % words.len()])
-        .collect();
-    std::fs::write(&text, body.join(" ")).unwrap();
+    write_tiny_text(&text).unwrap();
     std::env::set_var(TEXT_ENV, &text);
     std::env::set_var(CALIBRATION_ENV, &text);
     let spec = |technique: &str, device: &str| WorkloadSpec {

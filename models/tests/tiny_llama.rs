@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use candle_core::quantized::{GgmlDType, QTensor};
 use slimbench_models::catalog::build_workload;
 use slimbench_models::llm::infer::{forward, KvCache, Logits};
-use slimbench_models::llm::tiny::{write_tiny_gguf, Breakage, TINY};
+use slimbench_models::llm::tiny::{write_tiny_gguf, write_tiny_text, Breakage, TINY};
 use slimbench_models::llm::workload::{CALIBRATION_ENV, TEXT_ENV};
 use slimbench_models::llm::{gguf, load_gguf};
 use slimbench_models::workload::{Cell, WorkloadSpec};
@@ -22,11 +22,7 @@ fn fixture() -> &'static (tempfile::TempDir, PathBuf) {
         let model = dir.path().join("tiny.gguf");
         write_tiny_gguf(&model, TINY, Breakage::default()).unwrap();
         let text = dir.path().join("text.txt");
-        let words = ["the", "then", "in", "thin", "2024", "ink", "the end."];
-        let body: Vec<&str> = (0..900)
-            .map(|i| words[(i * 7 + i / 3) % words.len()])
-            .collect();
-        std::fs::write(&text, body.join(" ")).unwrap();
+        write_tiny_text(&text).unwrap();
         // Set once, before any workload reads it; every test of this binary uses the same text.
         std::env::set_var(TEXT_ENV, &text);
         std::env::set_var(CALIBRATION_ENV, &text);

@@ -76,6 +76,16 @@ fn random(rng: &mut ChaCha8Rng, dims: &[usize], scale: f32) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, dims, &Device::Cpu)?)
 }
 
+/// Writes a held-out text for the tiny model to `path`: 900 words of its vocabulary in a fixed
+/// order (enough for the quality chunks and a prompt).
+pub fn write_tiny_text(path: &Path) -> Result<()> {
+    let words = ["the", "then", "in", "thin", "2024", "ink", "the end."];
+    let body: Vec<&str> = (0..900)
+        .map(|i| words[(i * 7 + i / 3) % words.len()])
+        .collect();
+    std::fs::write(path, body.join(" ")).map_err(|e| ModelError::io(path, e))
+}
+
 /// Writes the tiny model to `path` (seeded: the same bytes every time).
 pub fn write_tiny_gguf(path: &Path, shape: TinyShape, breakage: Breakage) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
