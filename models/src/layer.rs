@@ -215,15 +215,8 @@ impl DenseLayer {
                 weight_t: weight_t.to_device(device)?,
             },
             WeightStorage::Blocks { .. } if device.is_cpu() => self.weight.clone(),
-            WeightStorage::Blocks { matrix } => {
-                // The same blocks, through candle's kernels for the device.
-                let qtensor = matrix.to_qtensor(device)?;
-                WeightStorage::Quantized {
-                    bytes: qtensor.storage_size_in_bytes(),
-                    matmul: QMatMul::from_qtensor(qtensor)?,
-                    format: matrix.format().ggml(),
-                }
-            }
+            // The same blocks, through candle's kernels for the device.
+            WeightStorage::Blocks { matrix } => qmatmul_storage(matrix, device)?,
             WeightStorage::Quantized { format, .. } => {
                 let cpu = self.weight_f32()?.to_device(&Device::Cpu)?;
                 let qtensor = QTensor::quantize_onto(&cpu, *format, device)?;
@@ -254,6 +247,20 @@ impl DenseLayer {
             bias: self.bias.to_device(device)?,
             ..self.clone()
         })
+    }
+
+    /// The same layer on `device` with candle's kernels: the GGML block formats through
+    /// `QMatMul` on every device, the CPU included (so that the CPU runs the code a GPU runs),
+    /// every other storage as [`DenseLayer::to_device`] moves it.
+    pub fn to_device_on_candle_kernels(&self, device: &Device) -> Result<Self> {
+        match &self.weight {
+            WeightStorage::Blocks { matrix } => Ok(Self {
+                weight: qmatmul_storage(matrix, device)?,
+                bias: self.bias.to_device(device)?,
+                ..self.clone()
+            }),
+            _ => self.to_device(device),
+        }
     }
 
     /// True when the weight is stored as CSR.
@@ -396,6 +403,16 @@ impl DenseLayer {
             bytes: self.size_bytes(),
         }
     }
+}
+
+/// GGML blocks as a candle `QMatMul` on `device`, byte for byte.
+fn qmatmul_storage(matrix: &BlockMatrix, device: &Device) -> Result<WeightStorage> {
+    let qtensor = matrix.to_qtensor(device)?;
+    Ok(WeightStorage::Quantized {
+        bytes: qtensor.storage_size_in_bytes(),
+        matmul: QMatMul::from_qtensor(qtensor)?,
+        format: matrix.format().ggml(),
+    })
 }
 
 impl Module for DenseLayer {

@@ -4,11 +4,10 @@
 //! block formats multiplied by candle's `QMatMul` (its CUDA kernels on a GPU). It runs on any
 //! candle device, the CPU included, which is how the tests hold it to slimbench's own engine.
 
-use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::layer::{DenseLayer, WeightStorage};
+use crate::layer::DenseLayer;
 use crate::llm::gguf::LlamaConfig;
 use crate::llm::infer::{check_tokens, rope_tables, Logits};
 use crate::llm::model::Llama;
@@ -64,27 +63,6 @@ impl DeviceKvCache {
     }
 }
 
-/// `layer` on `device` with candle's kernels: the GGML block formats become `QMatMul` (on every
-/// device, so that the CPU runs the code a GPU runs); the other storages move as they are.
-/// slimbench's int8 has no kernel off its own CPU engine: the error says so.
-fn on_candle_kernels(layer: &DenseLayer, device: &Device) -> Result<DenseLayer> {
-    match &layer.weight {
-        WeightStorage::Blocks { matrix } => {
-            let qtensor = matrix.to_qtensor(device)?;
-            Ok(DenseLayer {
-                weight: WeightStorage::Quantized {
-                    bytes: qtensor.storage_size_in_bytes(),
-                    matmul: QMatMul::from_qtensor(qtensor)?,
-                    format: matrix.format().ggml(),
-                },
-                bias: layer.bias.to_device(device)?,
-                ..layer.clone()
-            })
-        }
-        _ => layer.to_device(device),
-    }
-}
-
 impl DeviceLlama {
     /// `model` on `device`, with rotary tables for `capacity` tokens.
     pub fn new(model: &Llama, device: &Device, capacity: usize) -> Result<Self> {
@@ -100,11 +78,11 @@ impl DeviceLlama {
             }
             blocks.push(DeviceBlock {
                 attn_norm: b.attn_norm.to_device(device)?,
-                qkv: on_candle_kernels(&b.qkv, device)?,
-                attn_out: on_candle_kernels(&b.attn_out, device)?,
+                qkv: b.qkv.to_device_on_candle_kernels(device)?,
+                attn_out: b.attn_out.to_device_on_candle_kernels(device)?,
                 ffn_norm: b.ffn_norm.to_device(device)?,
-                gate_up: on_candle_kernels(&b.gate_up, device)?,
-                down: on_candle_kernels(&b.down, device)?,
+                gate_up: b.gate_up.to_device_on_candle_kernels(device)?,
+                down: b.down.to_device_on_candle_kernels(device)?,
                 heads,
                 kv_heads,
                 ffn: b.ffn_width(),
@@ -117,7 +95,7 @@ impl DeviceLlama {
             embeddings: model.embeddings.to_device(device)?,
             blocks,
             final_norm: model.final_norm.to_device(device)?,
-            output: on_candle_kernels(&model.output, device)?,
+            output: model.output.to_device_on_candle_kernels(device)?,
             cos: Tensor::from_vec(cos, (capacity, half), device)?,
             sin: Tensor::from_vec(sin, (capacity, half), device)?,
             capacity,

@@ -101,12 +101,12 @@ impl Engine {
 
     /// What runs the products, for the record: the CPU instruction set of slimbench's kernels,
     /// or `candle-<device>` (the block formats through candle's `QMatMul`).
-    pub fn kernel(&self) -> String {
+    pub fn kernel(&self) -> &'static str {
         match self {
-            Self::Own { .. } => crate::kernels::CpuFeatures::get().name().to_string(),
-            Self::Candle { model, .. } if model.device().is_cuda() => "candle-cuda".into(),
-            Self::Candle { model, .. } if model.device().is_cpu() => "candle-cpu".into(),
-            Self::Candle { .. } => "candle".into(),
+            Self::Own { .. } => crate::kernels::CpuFeatures::get().name(),
+            Self::Candle { model, .. } if model.device().is_cuda() => "candle-cuda",
+            Self::Candle { model, .. } if model.device().is_cpu() => "candle-cpu",
+            Self::Candle { .. } => "candle",
         }
     }
 }

@@ -30,7 +30,7 @@ impl KvStorage {
     fn bytes_per_value(self) -> f64 {
         match self {
             KvStorage::F32 => 4.0,
-            KvStorage::Q8_0 => 34.0 / 32.0,
+            KvStorage::Q8_0 => std::mem::size_of::<BlockQ8_0>() as f64 / Q8_0_BLOCK as f64,
         }
     }
 
@@ -41,6 +41,15 @@ impl KvStorage {
             KvStorage::Q8_0 => "q8_0",
         }
     }
+}
+
+/// Values in one `q8_0` block.
+const Q8_0_BLOCK: usize = BlockQ8_0::BLCK_SIZE;
+
+/// Each block's key (and value) width: its key/value heads times the head width.
+fn kv_widths(model: &Llama) -> Vec<usize> {
+    let hd = model.config.head_dim();
+    model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect()
 }
 
 /// One block's keys and values by token (`[capacity][kv_width]`).
@@ -71,56 +80,52 @@ pub struct KvCache {
 impl KvCache {
     /// An empty f32 cache for up to `capacity` tokens of `model`.
     pub fn new(model: &Llama, capacity: usize) -> Self {
-        let hd = model.config.head_dim();
-        let widths: Vec<usize> = model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect();
-        let stores = widths
-            .iter()
-            .map(|w| BlockStore::F32 {
-                keys: vec![0f32; capacity * w],
-                values: vec![0f32; capacity * w],
-            })
-            .collect();
-        Self::from_stores(model, capacity, widths, stores)
+        Self::from_widths(model, capacity, kv_widths(model), KvStorage::F32)
     }
 
     /// An empty cache for up to `capacity` tokens of `model` in `storage`; `q8_0` needs every
     /// block's key/value width to be a multiple of its 32-value blocks.
     pub fn with_storage(model: &Llama, capacity: usize, storage: KvStorage) -> Result<Self> {
-        if storage == KvStorage::F32 {
-            return Ok(Self::new(model, capacity));
+        let widths = kv_widths(model);
+        if storage == KvStorage::Q8_0 {
+            if let Some((i, w)) = widths
+                .iter()
+                .enumerate()
+                .find(|(_, w)| *w % Q8_0_BLOCK != 0)
+            {
+                return Err(ModelError::NotApplicable(format!(
+                    "a q8_0 key/value cache needs widths that are multiples of {Q8_0_BLOCK}; block {i} has {w}"
+                )));
+            }
         }
-        let hd = model.config.head_dim();
-        let widths: Vec<usize> = model.blocks.iter().map(|b| b.kv_heads(hd) * hd).collect();
-        if let Some((i, w)) = widths.iter().enumerate().find(|(_, w)| *w % 32 != 0) {
-            return Err(ModelError::NotApplicable(format!(
-                "a q8_0 key/value cache needs widths that are multiples of 32; block {i} has {w}"
-            )));
-        }
-        let stores = widths
-            .iter()
-            .map(|w| BlockStore::Q8_0 {
-                keys: vec![BlockQ8_0::zeros(); capacity * w / 32],
-                values: vec![BlockQ8_0::zeros(); capacity * w / 32],
-            })
-            .collect();
-        let mut cache = Self::from_stores(model, capacity, widths, stores);
-        let widest = cache.widths.iter().copied().max().unwrap_or(0);
-        cache.scratch = (vec![0f32; capacity * widest], vec![0f32; capacity * widest]);
-        Ok(cache)
+        Ok(Self::from_widths(model, capacity, widths, storage))
     }
 
-    fn from_stores(
-        model: &Llama,
-        capacity: usize,
-        widths: Vec<usize>,
-        stores: Vec<BlockStore>,
-    ) -> Self {
+    /// The cache of blocks `widths` wide in `storage` (the widths checked against it).
+    fn from_widths(model: &Llama, capacity: usize, widths: Vec<usize>, storage: KvStorage) -> Self {
+        let stores = widths
+            .iter()
+            .map(|w| match storage {
+                KvStorage::F32 => BlockStore::F32 {
+                    keys: vec![0f32; capacity * w],
+                    values: vec![0f32; capacity * w],
+                },
+                KvStorage::Q8_0 => BlockStore::Q8_0 {
+                    keys: vec![BlockQ8_0::zeros(); capacity * w / Q8_0_BLOCK],
+                    values: vec![BlockQ8_0::zeros(); capacity * w / Q8_0_BLOCK],
+                },
+            })
+            .collect();
+        let scratch_len = match storage {
+            KvStorage::F32 => 0,
+            KvStorage::Q8_0 => capacity * widths.iter().copied().max().unwrap_or(0),
+        };
         let half = model.config.head_dim() / 2;
         let (cos, sin) = rope_tables(&model.config, capacity);
         Self {
             stores,
             widths,
-            scratch: (Vec::new(), Vec::new()),
+            scratch: (vec![0f32; scratch_len], vec![0f32; scratch_len]),
             len: 0,
             capacity,
             cos,
@@ -147,12 +152,7 @@ impl KvCache {
     /// Bytes of keys and values that `tokens` tokens of `model` take in `storage`, on any
     /// device.
     pub fn bytes_for(model: &Llama, tokens: usize, storage: KvStorage) -> usize {
-        let hd = model.config.head_dim();
-        let values: usize = model
-            .blocks
-            .iter()
-            .map(|b| 2 * b.kv_heads(hd) * hd * tokens)
-            .sum();
+        let values: usize = kv_widths(model).iter().map(|w| 2 * w * tokens).sum();
         (values as f64 * storage.bytes_per_value()).round() as usize
     }
 
@@ -165,7 +165,7 @@ impl KvCache {
                 values[pos * w..(pos + 1) * w].copy_from_slice(value);
             }
             BlockStore::Q8_0 { keys, values } => {
-                let n = w / 32;
+                let n = w / Q8_0_BLOCK;
                 BlockQ8_0::from_float(key, &mut keys[pos * n..(pos + 1) * n]);
                 BlockQ8_0::from_float(value, &mut values[pos * n..(pos + 1) * n]);
             }
@@ -178,7 +178,7 @@ impl KvCache {
         match &self.stores[block] {
             BlockStore::F32 { keys, values } => (&keys[..len * w], &values[..len * w]),
             BlockStore::Q8_0 { keys, values } => {
-                let n = w / 32;
+                let n = w / Q8_0_BLOCK;
                 let (k, v) = (
                     &mut self.scratch.0[..len * w],
                     &mut self.scratch.1[..len * w],
