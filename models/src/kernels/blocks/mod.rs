@@ -8,6 +8,7 @@
 //! bit for bit.
 
 pub(crate) mod gemv;
+pub(crate) mod interleaved;
 
 use std::borrow::Cow;
 
@@ -408,6 +409,7 @@ pub struct BlockMatrix {
     in_dim: usize,
     data: Vec<u8>,
     panels: OnceLock<Vec<DecodedPanel>>,
+    interleaved: OnceLock<Vec<u8>>,
 }
 
 /// One panel of 32 channels decoded to int8 (see [`crate::kernels::qgemm`]).
@@ -453,6 +455,7 @@ impl BlockMatrix {
             in_dim,
             data,
             panels: OnceLock::new(),
+            interleaved: OnceLock::new(),
         })
     }
 
@@ -577,6 +580,12 @@ impl BlockMatrix {
             return;
         }
         let q = QuantizedRows::quantize(x, rows, self.in_dim, 32, true, false);
+        let interleaved = (path != GemvPath::Portable && interleaved::supports(self.format))
+            .then(|| self.interleaved());
+        let signed: Vec<i8> = match interleaved {
+            Some(_) => q.data.iter().map(|&v| (v ^ 0x80) as i8).collect(),
+            None => Vec::new(),
+        };
         let tiles = self.out_dim.div_ceil(TILE_COLS);
         // Each task writes its own channels of each row: disjoint regions.
         let dst_addr = dst.as_mut_ptr() as usize;
@@ -585,7 +594,26 @@ impl BlockMatrix {
             let width = TILE_COLS.min(self.out_dim - c0);
             for row in 0..rows {
                 let mut sums = [[0f32; TILE_COLS]];
-                gemv(self, &q, row, c0, &mut sums[0][..width], path);
+                match interleaved {
+                    Some(w) => {
+                        let groups = row * q.groups..(row + 1) * q.groups;
+                        let signed_row = interleaved::SignedRow {
+                            values: &signed[row * q.k_padded..(row + 1) * q.k_padded],
+                            scales: &q.scales[groups.clone()],
+                            sums: &q.scaled_sums[groups],
+                        };
+                        interleaved::interleaved_gemv(
+                            self.format,
+                            w,
+                            self.in_dim,
+                            &signed_row,
+                            c0 / interleaved::LANES,
+                            &mut sums[0][..width],
+                            path,
+                        );
+                    }
+                    None => gemv(self, &q, row, c0, &mut sums[0][..width], path),
+                }
                 // SAFETY: row `row`, channels `c0..c0 + width` lie in `dst` and only this task
                 // writes them.
                 unsafe {
@@ -598,6 +626,13 @@ impl BlockMatrix {
         } else {
             (0..tiles).for_each(run_task);
         }
+    }
+
+    /// The blocks interleaved eight channels at a time for the one-row kernels, on first use.
+    fn interleaved(&self) -> &[u8] {
+        self.interleaved.get_or_init(|| {
+            interleaved::interleave(self.format, &self.data, self.out_dim, self.in_dim)
+        })
     }
 
     /// Every panel decoded to int8, on first use.

@@ -1,0 +1,464 @@
+//! One-row products on `q8_0`, `q4_0` and `q4_1` weights interleaved eight channels at a time
+//! (as llama.cpp repacks its weights for the CPU at load): in each block of 32 inputs, the eight
+//! channels' scales sit side by side, then their values four bytes per channel in turn, so one
+//! 256-bit load holds four inputs of eight channels. Each product broadcasts four activations to
+//! every lane and multiplies them by eight channels in one instruction (`vpdpbusd`, or
+//! `vpmaddubsw` + `vpmaddwd` on AVX2), and each block's scales are applied to eight channels at
+//! once: about a third of the instructions per weight of the one-channel-at-a-time kernel in
+//! [`super::gemv`], which is bound by instructions rather than memory at a language model's
+//! widths. The interleaved copy is a permutation of GGML's bytes (the same size); `q8_0` values
+//! are stored plus 128, unsigned, so that `vpdpbusd` takes them as its unsigned operand.
+
+use super::gemv::GemvPath;
+use super::BlockFormat;
+
+/// Channels interleaved in one group (the i32 lanes of a 256-bit vector).
+pub(crate) const LANES: usize = 8;
+
+/// Whether `format` has an interleaved one-row kernel.
+pub(crate) fn supports(format: BlockFormat) -> bool {
+    matches!(
+        format,
+        BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::Q4_1
+    )
+}
+
+/// Bytes of the header of one interleaved block: the eight channels' f16 scales, then for
+/// `q4_1` their f16 minimums.
+fn header_bytes(format: BlockFormat) -> usize {
+    if format.has_mins() {
+        4 * LANES
+    } else {
+        2 * LANES
+    }
+}
+
+/// GGML's bytes of `out_dim` channels of `in_dim / 32` blocks each, interleaved eight channels a
+/// group (the last group padded with zero blocks), groups one after another, each group's blocks
+/// in order.
+pub(crate) fn interleave(
+    format: BlockFormat,
+    data: &[u8],
+    out_dim: usize,
+    in_dim: usize,
+) -> Vec<u8> {
+    assert!(supports(format), "no interleaved kernel for {format:?}");
+    let bytes = format.block_bytes();
+    let blocks = in_dim / 32;
+    let row_bytes = blocks * bytes;
+    let head = format.block_bytes() - 32 / if format == BlockFormat::Q8_0 { 1 } else { 2 };
+    let groups = out_dim.div_ceil(LANES);
+    let mut out = vec![0u8; groups * blocks * LANES * bytes];
+    for g in 0..groups {
+        for b in 0..blocks {
+            let dst = &mut out[(g * blocks + b) * LANES * bytes..][..LANES * bytes];
+            for lane in 0..LANES.min(out_dim - g * LANES) {
+                let c = g * LANES + lane;
+                let src = &data[c * row_bytes + b * bytes..][..bytes];
+                // Scale (and minimum): f16s side by side.
+                for (h, half) in src[..head].chunks_exact(2).enumerate() {
+                    dst[2 * (h * LANES + lane)..][..2].copy_from_slice(half);
+                }
+                let values = &src[head..];
+                for (j, four) in values.chunks_exact(4).enumerate() {
+                    let at = header_bytes(format) + j * 4 * LANES + 4 * lane;
+                    for (d, &v) in dst[at..at + 4].iter_mut().zip(four) {
+                        *d = if format == BlockFormat::Q8_0 {
+                            v ^ 0x80
+                        } else {
+                            v
+                        };
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The activations of one row as [`interleaved_gemv`] reads them: signed bytes, and per 32
+/// inputs the scale and the scale times the sum.
+pub(crate) struct SignedRow<'a> {
+    /// `in_dim` signed bytes.
+    pub(crate) values: &'a [i8],
+    /// One scale per 32 inputs.
+    pub(crate) scales: &'a [f32],
+    /// One scaled sum per 32 inputs.
+    pub(crate) sums: &'a [f32],
+}
+
+/// Sums `x W^T` for the channels of groups `g0..` into `out` (eight channels a group; the last
+/// group may be cut short by `out`'s length) from the interleaved weight `w` of `in_dim` inputs.
+///
+/// # Panics
+/// When `out` reaches past the groups `w` holds or the row is shorter than `in_dim`.
+pub(crate) fn interleaved_gemv(
+    format: BlockFormat,
+    w: &[u8],
+    in_dim: usize,
+    row: &SignedRow<'_>,
+    g0: usize,
+    out: &mut [f32],
+    path: GemvPath,
+) {
+    let blocks = in_dim / 32;
+    let group_bytes = blocks * LANES * format.block_bytes();
+    assert!(supports(format), "no interleaved kernel for {format:?}");
+    assert!(
+        (g0 + out.len().div_ceil(LANES)) * group_bytes <= w.len(),
+        "channels past the weight"
+    );
+    assert!(
+        row.values.len() >= in_dim && row.scales.len() >= blocks && row.sums.len() >= blocks,
+        "row shape"
+    );
+    #[cfg(target_arch = "x86_64")]
+    match path {
+        // SAFETY: the CPU has the features of each path (detected at run time); the groups and
+        // the row lie inside `w` and `row` (asserted above).
+        GemvPath::Vnni => return unsafe { x86::gemv_vnni(format, w, blocks, row, g0, out) },
+        // SAFETY: as above.
+        GemvPath::AvxVnni => return unsafe { x86::gemv_avx_vnni(format, w, blocks, row, g0, out) },
+        // SAFETY: as above.
+        GemvPath::Avx2 => return unsafe { x86::gemv_avx2(format, w, blocks, row, g0, out) },
+        GemvPath::Portable => {}
+    }
+    let _ = path;
+    gemv_portable(format, w, blocks, row, g0, out);
+}
+
+/// The same sums in plain Rust (the reference the vector paths are tested against, and the path
+/// of a CPU without AVX2).
+fn gemv_portable(
+    format: BlockFormat,
+    w: &[u8],
+    blocks: usize,
+    row: &SignedRow<'_>,
+    g0: usize,
+    out: &mut [f32],
+) {
+    let bytes = format.block_bytes();
+    let head = header_bytes(format);
+    let half = |b: &[u8], i: usize| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
+    for (i, o) in out.iter_mut().enumerate() {
+        let (g, lane) = (g0 + i / LANES, i % LANES);
+        let mut total = 0f32;
+        for b in 0..blocks {
+            let blk = &w[(g * blocks + b) * LANES * bytes..][..LANES * bytes];
+            let a = &row.values[32 * b..32 * b + 32];
+            let mut dot = 0i32;
+            let chunks = (LANES * bytes - head) / (4 * LANES);
+            for j in 0..chunks {
+                let four = &blk[head + j * 4 * LANES + 4 * lane..][..4];
+                for (t, &v) in four.iter().enumerate() {
+                    dot += match format {
+                        BlockFormat::Q8_0 => (v ^ 0x80) as i8 as i32 * a[4 * j + t] as i32,
+                        _ => {
+                            (v & 0x0F) as i32 * a[4 * j + t] as i32
+                                + (v >> 4) as i32 * a[16 + 4 * j + t] as i32
+                        }
+                    };
+                }
+            }
+            let d = half(blk, lane);
+            total += match format {
+                BlockFormat::Q8_0 => d * (dot as f32 * row.scales[b]),
+                BlockFormat::Q4_0 => d * (dot as f32 * row.scales[b] - 8.0 * row.sums[b]),
+                _ => d * (dot as f32 * row.scales[b]) + half(blk, LANES + lane) * row.sums[b],
+            };
+        }
+        *o = total;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+    use crate::kernels::qgemm::{Dpbusd256, EvexDpbusd, VexDpbusd};
+
+    /// Per-lane multiply-adds of four unsigned bytes by four signed bytes.
+    trait Madd {
+        /// What `madd_q8` leaves in each lane beyond the product: this times the sum of the
+        /// activations.
+        const Q8_OFFSET: f32;
+        /// `acc + sum(u * s)` per lane, `u` at most 127 (no `vpmaddubsw` saturation).
+        unsafe fn madd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+        /// `acc + sum((u - 128) * s) + Q8_OFFSET sum(s)` per lane, `u` a `q8_0` value plus 128.
+        unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
+    }
+
+    /// `vpmaddubsw` + `vpmaddwd`; `q8_0` through GGML's sign trick (no saturation).
+    struct Avx2;
+    impl Madd for Avx2 {
+        const Q8_OFFSET: f32 = 0.0;
+        #[inline(always)]
+        unsafe fn madd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+            let pairs = _mm256_maddubs_epi16(u, s);
+            _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+        }
+        #[inline(always)]
+        unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+            let w = _mm256_xor_si256(u, _mm256_set1_epi8(i8::MIN));
+            Self::madd(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w))
+        }
+    }
+
+    /// `vpdpbusd` on 256 bits, in either encoding: `q8_0`'s offset of 128 is taken out
+    /// afterwards.
+    impl<D: Dpbusd256> Madd for D {
+        const Q8_OFFSET: f32 = 128.0;
+        #[inline(always)]
+        unsafe fn madd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+            D::dpbusd(acc, u, s)
+        }
+        #[inline(always)]
+        unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+            D::dpbusd(acc, u, s)
+        }
+    }
+
+    /// Four activations from `p` in every lane.
+    #[inline(always)]
+    unsafe fn four(p: *const i8) -> __m256i {
+        _mm256_set1_epi32((p as *const i32).read_unaligned())
+    }
+
+    /// Eight f16 at `p` as f32.
+    #[inline(always)]
+    unsafe fn halves(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+
+    /// The eight channels of one group: every block's integer sums, scaled per block.
+    #[inline(always)]
+    unsafe fn group<M: Madd>(
+        format: BlockFormat,
+        w: *const u8,
+        blocks: usize,
+        row: &SignedRow<'_>,
+    ) -> __m256 {
+        let bytes = LANES * format.block_bytes();
+        let low = _mm256_set1_epi8(0x0F);
+        let a = row.values.as_ptr();
+        let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for b in 0..blocks {
+            let blk = w.add(b * bytes);
+            let ab = a.add(32 * b);
+            let da = *row.scales.get_unchecked(b);
+            let sum = *row.sums.get_unchecked(b);
+            let (mut i0, mut i1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            match format {
+                BlockFormat::Q8_0 => {
+                    let v = blk.add(2 * LANES);
+                    for j in 0..4 {
+                        let x0 = _mm256_loadu_si256(v.add(64 * j) as *const __m256i);
+                        let x1 = _mm256_loadu_si256(v.add(64 * j + 32) as *const __m256i);
+                        i0 = M::madd_q8(i0, x0, four(ab.add(8 * j)));
+                        i1 = M::madd_q8(i1, x1, four(ab.add(8 * j + 4)));
+                    }
+                    let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
+                    let v = _mm256_fmsub_ps(
+                        dot,
+                        _mm256_set1_ps(da),
+                        _mm256_set1_ps(M::Q8_OFFSET * sum),
+                    );
+                    acc = _mm256_fmadd_ps(v, halves(blk), acc);
+                }
+                _ => {
+                    let head = header_bytes(format);
+                    let v = blk.add(head);
+                    for j in 0..4 {
+                        let x = _mm256_loadu_si256(v.add(32 * j) as *const __m256i);
+                        let lo = _mm256_and_si256(x, low);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+                        i0 = M::madd(i0, lo, four(ab.add(4 * j)));
+                        i1 = M::madd(i1, hi, four(ab.add(16 + 4 * j)));
+                    }
+                    let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
+                    if format == BlockFormat::Q4_0 {
+                        let v = _mm256_fmsub_ps(dot, _mm256_set1_ps(da), _mm256_set1_ps(8.0 * sum));
+                        acc = _mm256_fmadd_ps(v, halves(blk), acc);
+                    } else {
+                        let d = halves(blk);
+                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dot, _mm256_set1_ps(da)), d, acc);
+                        acc_min = _mm256_fmadd_ps(
+                            halves(blk.add(2 * LANES)),
+                            _mm256_set1_ps(sum),
+                            acc_min,
+                        );
+                    }
+                }
+            }
+        }
+        _mm256_add_ps(acc, acc_min)
+    }
+
+    #[inline(always)]
+    unsafe fn gemv_with<M: Madd>(
+        format: BlockFormat,
+        w: &[u8],
+        blocks: usize,
+        row: &SignedRow<'_>,
+        g0: usize,
+        out: &mut [f32],
+    ) {
+        let group_bytes = blocks * LANES * format.block_bytes();
+        for (i, chunk) in out.chunks_mut(LANES).enumerate() {
+            let p = w.as_ptr().add((g0 + i) * group_bytes);
+            let sums = match format {
+                BlockFormat::Q8_0 => group::<M>(BlockFormat::Q8_0, p, blocks, row),
+                BlockFormat::Q4_0 => group::<M>(BlockFormat::Q4_0, p, blocks, row),
+                _ => group::<M>(BlockFormat::Q4_1, p, blocks, row),
+            };
+            let mut lanes = [0f32; LANES];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
+            chunk.copy_from_slice(&lanes[..chunk.len()]);
+        }
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; the arguments as [`interleaved_gemv`] asserts them.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn gemv_avx2(
+        format: BlockFormat,
+        w: &[u8],
+        blocks: usize,
+        row: &SignedRow<'_>,
+        g0: usize,
+        out: &mut [f32],
+    ) {
+        gemv_with::<Avx2>(format, w, blocks, row, g0, out)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA, F16C and AVX-512 F/VL/VNNI; the arguments as
+    /// [`interleaved_gemv`] asserts them.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    pub(super) unsafe fn gemv_vnni(
+        format: BlockFormat,
+        w: &[u8],
+        blocks: usize,
+        row: &SignedRow<'_>,
+        g0: usize,
+        out: &mut [f32],
+    ) {
+        gemv_with::<EvexDpbusd>(format, w, blocks, row, g0, out)
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA, F16C and AVX-VNNI; the arguments as [`interleaved_gemv`]
+    /// asserts them.
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    pub(super) unsafe fn gemv_avx_vnni(
+        format: BlockFormat,
+        w: &[u8],
+        blocks: usize,
+        row: &SignedRow<'_>,
+        g0: usize,
+        out: &mut [f32],
+    ) {
+        gemv_with::<VexDpbusd>(format, w, blocks, row, g0, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::blocks::BlockMatrix;
+    use crate::kernels::epilogue::Epilogue;
+    use crate::kernels::qgemm::tests::paths_here;
+    use rand::{Rng, SeedableRng};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.gen_range(-1f32..1.0)).collect()
+    }
+
+    #[test]
+    fn interleaving_keeps_every_byte_of_every_channel_and_pads_the_last_group_with_zeros() {
+        for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
+            let (out_dim, in_dim) = (13, 64);
+            let m = BlockMatrix::quantize(&random(out_dim * in_dim, 1), out_dim, in_dim, format)
+                .unwrap();
+            let w = interleave(format, m.as_bytes(), out_dim, in_dim);
+            // Same bytes per group as GGML's, the last group padded to eight channels.
+            assert_eq!(w.len(), 16 * 2 * format.block_bytes());
+            // GGML's bytes, q8_0's values plus 128 as the interleaved copy keeps them.
+            let mut sorted_in: Vec<u8> = m
+                .as_bytes()
+                .chunks_exact(format.block_bytes())
+                .flat_map(|b| {
+                    let head = b.len() - 32 / if format == BlockFormat::Q8_0 { 1 } else { 2 };
+                    let plus = if format == BlockFormat::Q8_0 { 0x80 } else { 0 };
+                    let values = b[head..].iter().map(move |v| v ^ plus);
+                    b[..head].iter().copied().chain(values)
+                })
+                .collect();
+            let mut sorted_out = w.clone();
+            sorted_in.sort_unstable();
+            sorted_out.sort_unstable();
+            let pad = 3 * 2 * format.block_bytes();
+            assert_eq!(&sorted_out[pad..], &sorted_in[..], "{format:?}");
+            assert!(sorted_out[..pad].iter().all(|&v| v == 0), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn interleaved_one_row_products_equal_the_one_channel_kernels_on_every_path() {
+        for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
+            for (out_dim, blocks) in [(1, 1), (8, 2), (45, 3), (70, 18)] {
+                let in_dim = 32 * blocks;
+                let m =
+                    BlockMatrix::quantize(&random(out_dim * in_dim, 2), out_dim, in_dim, format)
+                        .unwrap();
+                let rows = 2;
+                let x = random(rows * in_dim, 3);
+                let mut reference = vec![0f32; rows * out_dim];
+                m.matmul_rows(
+                    &x,
+                    rows,
+                    &mut reference,
+                    Epilogue::default(),
+                    GemvPath::Portable,
+                );
+                // The interleaved layout's own portable sums.
+                let q = crate::kernels::qgemm::QuantizedRows::quantize(
+                    &x, rows, in_dim, 32, true, false,
+                );
+                let w = interleave(format, m.as_bytes(), out_dim, in_dim);
+                let signed: Vec<i8> = q.data.iter().map(|&v| (v ^ 0x80) as i8).collect();
+                for r in 0..rows {
+                    let row = SignedRow {
+                        values: &signed[r * in_dim..(r + 1) * in_dim],
+                        scales: &q.scales[r * blocks..(r + 1) * blocks],
+                        sums: &q.scaled_sums[r * blocks..(r + 1) * blocks],
+                    };
+                    let mut out = vec![0f32; out_dim];
+                    interleaved_gemv(format, &w, in_dim, &row, 0, &mut out, GemvPath::Portable);
+                    for (c, (o, p)) in out.iter().zip(&reference[r * out_dim..]).enumerate() {
+                        assert!(
+                            (o - p).abs() <= 1e-5 * (1.0 + p.abs()),
+                            "{format:?} portable {out_dim}x{in_dim} channel {c}: {o} vs {p}"
+                        );
+                    }
+                }
+                for path in paths_here() {
+                    let path = GemvPath::from(path);
+                    if path == GemvPath::Portable {
+                        continue;
+                    }
+                    let mut fast = vec![0f32; rows * out_dim];
+                    m.matmul_rows(&x, rows, &mut fast, Epilogue::default(), path);
+                    for (c, (f, p)) in fast.iter().zip(&reference).enumerate() {
+                        assert!(
+                            (f - p).abs() <= 1e-5 * (1.0 + p.abs()),
+                            "{format:?} {path:?} {out_dim}x{in_dim} output {c}: {f} vs {p}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
