@@ -19,8 +19,29 @@ pub(crate) const LANES: usize = 8;
 pub(crate) fn supports(format: BlockFormat) -> bool {
     matches!(
         format,
-        BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::Q4_1
+        BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::Q4_1 | BlockFormat::Q4K
     )
+}
+
+/// Where the parts of one interleaved `q4k` block of eight channels lie: the f16 `d`s, the f16
+/// `dmin`s, the 6-bit scales and minimums unpacked to a byte each (`[group][lane]`), then the
+/// nibbles (4 bytes per lane in turn, as GGML orders them within each 32 bytes).
+mod q4k_at {
+    pub(super) const D: usize = 0;
+    pub(super) const DMIN: usize = 16;
+    pub(super) const SCALES: usize = 32;
+    pub(super) const MINS: usize = 96;
+    pub(super) const VALUES: usize = 160;
+    pub(super) const BYTES: usize = VALUES + 8 * 128;
+}
+
+/// Bytes of one interleaved block of eight channels: GGML's, but for `q4k`, whose scales and
+/// minimums are unpacked (1,184 bytes against GGML's 1,152).
+pub(crate) fn group_block_bytes(format: BlockFormat) -> usize {
+    match format {
+        BlockFormat::Q4K => q4k_at::BYTES,
+        _ => LANES * format.block_bytes(),
+    }
 }
 
 /// Bytes of the header of one interleaved block: the eight channels' f16 scales, then for
@@ -44,36 +65,60 @@ pub(crate) fn interleave(
 ) -> Vec<u8> {
     assert!(supports(format), "no interleaved kernel for {format:?}");
     let bytes = format.block_bytes();
-    let blocks = in_dim / 32;
+    let blocks = in_dim / format.block_len();
     let row_bytes = blocks * bytes;
-    let head = format.block_bytes() - 32 / if format == BlockFormat::Q8_0 { 1 } else { 2 };
+    let group_bytes = group_block_bytes(format);
     let groups = out_dim.div_ceil(LANES);
-    let mut out = vec![0u8; groups * blocks * LANES * bytes];
+    let mut out = vec![0u8; groups * blocks * group_bytes];
     for g in 0..groups {
         for b in 0..blocks {
-            let dst = &mut out[(g * blocks + b) * LANES * bytes..][..LANES * bytes];
+            let dst = &mut out[(g * blocks + b) * group_bytes..][..group_bytes];
             for lane in 0..LANES.min(out_dim - g * LANES) {
                 let c = g * LANES + lane;
                 let src = &data[c * row_bytes + b * bytes..][..bytes];
-                // Scale (and minimum): f16s side by side.
-                for (h, half) in src[..head].chunks_exact(2).enumerate() {
-                    dst[2 * (h * LANES + lane)..][..2].copy_from_slice(half);
-                }
-                let values = &src[head..];
-                for (j, four) in values.chunks_exact(4).enumerate() {
-                    let at = header_bytes(format) + j * 4 * LANES + 4 * lane;
-                    for (d, &v) in dst[at..at + 4].iter_mut().zip(four) {
-                        *d = if format == BlockFormat::Q8_0 {
-                            v ^ 0x80
-                        } else {
-                            v
-                        };
-                    }
+                if format == BlockFormat::Q4K {
+                    interleave_q4k(src, lane, dst);
+                } else {
+                    interleave_32(format, src, lane, dst);
                 }
             }
         }
     }
     out
+}
+
+/// One channel's 32-block into lane `lane` of an interleaved block.
+fn interleave_32(format: BlockFormat, src: &[u8], lane: usize, dst: &mut [u8]) {
+    let head = src.len() - if format == BlockFormat::Q8_0 { 32 } else { 16 };
+    // Scale (and minimum): f16s side by side.
+    for (h, half) in src[..head].chunks_exact(2).enumerate() {
+        dst[2 * (h * LANES + lane)..][..2].copy_from_slice(half);
+    }
+    for (j, four) in src[head..].chunks_exact(4).enumerate() {
+        let at = header_bytes(format) + j * 4 * LANES + 4 * lane;
+        for (d, &v) in dst[at..at + 4].iter_mut().zip(four) {
+            *d = if format == BlockFormat::Q8_0 {
+                v ^ 0x80
+            } else {
+                v
+            };
+        }
+    }
+}
+
+/// One channel's `q4k` block into lane `lane` of an interleaved block.
+fn interleave_q4k(src: &[u8], lane: usize, dst: &mut [u8]) {
+    dst[q4k_at::D + 2 * lane..][..2].copy_from_slice(&src[0..2]);
+    dst[q4k_at::DMIN + 2 * lane..][..2].copy_from_slice(&src[2..4]);
+    for g in 0..8 {
+        let (sc, m) = super::scale_min_k4(g, &src[4..16]);
+        dst[q4k_at::SCALES + LANES * g + lane] = sc;
+        dst[q4k_at::MINS + LANES * g + lane] = m;
+    }
+    for (j, four) in src[16..].chunks_exact(4).enumerate() {
+        let at = q4k_at::VALUES + j * 4 * LANES + 4 * lane;
+        dst[at..at + 4].copy_from_slice(four);
+    }
 }
 
 /// The activations of one row as [`interleaved_gemv`] reads them: signed bytes, and per 32
@@ -101,15 +146,16 @@ pub(crate) fn interleaved_gemv(
     out: &mut [f32],
     path: GemvPath,
 ) {
-    let blocks = in_dim / 32;
-    let group_bytes = blocks * LANES * format.block_bytes();
     assert!(supports(format), "no interleaved kernel for {format:?}");
+    let blocks = in_dim / format.block_len();
+    let group_bytes = blocks * group_block_bytes(format);
     assert!(
         (g0 + out.len().div_ceil(LANES)) * group_bytes <= w.len(),
         "channels past the weight"
     );
+    let groups = in_dim / 32;
     assert!(
-        row.values.len() >= in_dim && row.scales.len() >= blocks && row.sums.len() >= blocks,
+        row.values.len() >= in_dim && row.scales.len() >= groups && row.sums.len() >= groups,
         "row shape"
     );
     #[cfg(target_arch = "x86_64")]
@@ -137,38 +183,85 @@ fn gemv_portable(
     g0: usize,
     out: &mut [f32],
 ) {
-    let bytes = format.block_bytes();
-    let head = header_bytes(format);
-    let half = |b: &[u8], i: usize| half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32();
+    let group_bytes = group_block_bytes(format);
     for (i, o) in out.iter_mut().enumerate() {
         let (g, lane) = (g0 + i / LANES, i % LANES);
-        let mut total = 0f32;
-        for b in 0..blocks {
-            let blk = &w[(g * blocks + b) * LANES * bytes..][..LANES * bytes];
-            let a = &row.values[32 * b..32 * b + 32];
-            let mut dot = 0i32;
-            let chunks = (LANES * bytes - head) / (4 * LANES);
-            for j in 0..chunks {
-                let four = &blk[head + j * 4 * LANES + 4 * lane..][..4];
-                for (t, &v) in four.iter().enumerate() {
-                    dot += match format {
-                        BlockFormat::Q8_0 => (v ^ 0x80) as i8 as i32 * a[4 * j + t] as i32,
-                        _ => {
-                            (v & 0x0F) as i32 * a[4 * j + t] as i32
-                                + (v >> 4) as i32 * a[16 + 4 * j + t] as i32
-                        }
-                    };
+        *o = (0..blocks)
+            .map(|b| {
+                let blk = &w[(g * blocks + b) * group_bytes..][..group_bytes];
+                if format == BlockFormat::Q4K {
+                    block_q4k_portable(blk, lane, row, 8 * b)
+                } else {
+                    block_32_portable(format, blk, lane, row, b)
                 }
-            }
-            let d = half(blk, lane);
-            total += match format {
-                BlockFormat::Q8_0 => d * (dot as f32 * row.scales[b]),
-                BlockFormat::Q4_0 => d * (dot as f32 * row.scales[b] - 8.0 * row.sums[b]),
-                _ => d * (dot as f32 * row.scales[b]) + half(blk, LANES + lane) * row.sums[b],
+            })
+            .sum();
+    }
+}
+
+/// The f16 number `i` of `b`.
+fn half_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[2 * i], b[2 * i + 1]]).to_f32()
+}
+
+/// Lane `lane` of an interleaved 32-block times activation group `k`.
+fn block_32_portable(
+    format: BlockFormat,
+    blk: &[u8],
+    lane: usize,
+    row: &SignedRow<'_>,
+    k: usize,
+) -> f32 {
+    let head = header_bytes(format);
+    let a = &row.values[32 * k..32 * k + 32];
+    let mut dot = 0i32;
+    for j in 0..(blk.len() - head) / (4 * LANES) {
+        let four = &blk[head + j * 4 * LANES + 4 * lane..][..4];
+        for (t, &v) in four.iter().enumerate() {
+            dot += match format {
+                BlockFormat::Q8_0 => (v ^ 0x80) as i8 as i32 * a[4 * j + t] as i32,
+                _ => {
+                    (v & 0x0F) as i32 * a[4 * j + t] as i32
+                        + (v >> 4) as i32 * a[16 + 4 * j + t] as i32
+                }
             };
         }
-        *o = total;
     }
+    let d = half_at(blk, lane);
+    let (da, sum) = (row.scales[k], row.sums[k]);
+    match format {
+        BlockFormat::Q8_0 => d * (dot as f32 * da),
+        BlockFormat::Q4_0 => d * (dot as f32 * da - 8.0 * sum),
+        _ => d * (dot as f32 * da) + half_at(blk, LANES + lane) * sum,
+    }
+}
+
+/// Lane `lane` of an interleaved `q4k` block times activation groups `k0..k0 + 8`.
+fn block_q4k_portable(blk: &[u8], lane: usize, row: &SignedRow<'_>, k0: usize) -> f32 {
+    let (d, dmin) = (
+        half_at(&blk[q4k_at::D..], lane),
+        half_at(&blk[q4k_at::DMIN..], lane),
+    );
+    let (mut scaled, mut mins) = (0f32, 0f32);
+    for sub in 0..8 {
+        // Sub-block `sub` is the low (even) or high (odd) nibbles of 32 bytes `sub / 2`.
+        let (j, high) = (sub / 2, sub % 2 == 1);
+        let k = k0 + sub;
+        let a = &row.values[32 * k..32 * k + 32];
+        let mut dot = 0i32;
+        for t in 0..8 {
+            let four = &blk[q4k_at::VALUES + j * 256 + t * 32 + 4 * lane..][..4];
+            for (u, &v) in four.iter().enumerate() {
+                let q = if high { v >> 4 } else { v & 0x0F };
+                dot += q as i32 * a[4 * t + u] as i32;
+            }
+        }
+        let sc = blk[q4k_at::SCALES + LANES * sub + lane] as f32;
+        let m = blk[q4k_at::MINS + LANES * sub + lane] as f32;
+        scaled += dot as f32 * (sc * row.scales[k]);
+        mins += m * row.sums[k];
+    }
+    d * scaled - dmin * mins
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -295,6 +388,51 @@ mod x86 {
         _mm256_add_ps(acc, acc_min)
     }
 
+    /// The eight channels of one group in `q4k`: each sub-block's integer sums scaled by its
+    /// 6-bit scale and the activations' scale, each block's by its `d`; minimums alike.
+    #[inline(always)]
+    unsafe fn group_q4k<M: Madd>(w: *const u8, blocks: usize, row: &SignedRow<'_>) -> __m256 {
+        let low = _mm256_set1_epi8(0x0F);
+        let a = row.values.as_ptr();
+        let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for b in 0..blocks {
+            let blk = w.add(b * q4k_at::BYTES);
+            let (mut scaled, mut mins) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for j in 0..4 {
+                let (mut i0, mut i1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                let ab = a.add(256 * b + 64 * j);
+                for t in 0..8 {
+                    let x = _mm256_loadu_si256(
+                        blk.add(q4k_at::VALUES + 256 * j + 32 * t) as *const __m256i
+                    );
+                    let lo = _mm256_and_si256(x, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+                    i0 = M::madd(i0, lo, four(ab.add(4 * t)));
+                    i1 = M::madd(i1, hi, four(ab.add(32 + 4 * t)));
+                }
+                for (h, dot) in [(0, i0), (1, i1)] {
+                    let sub = 2 * j + h;
+                    let k = 8 * b + sub;
+                    let sc = bytes_as_floats(blk.add(q4k_at::SCALES + LANES * sub));
+                    let m = bytes_as_floats(blk.add(q4k_at::MINS + LANES * sub));
+                    let da = _mm256_set1_ps(*row.scales.get_unchecked(k));
+                    scaled =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sc, da), scaled);
+                    mins = _mm256_fmadd_ps(m, _mm256_set1_ps(*row.sums.get_unchecked(k)), mins);
+                }
+            }
+            acc = _mm256_fmadd_ps(scaled, halves(blk.add(q4k_at::D)), acc);
+            acc_min = _mm256_fmadd_ps(mins, halves(blk.add(q4k_at::DMIN)), acc_min);
+        }
+        _mm256_sub_ps(acc, acc_min)
+    }
+
+    /// Eight bytes at `p` as f32.
+    #[inline(always)]
+    unsafe fn bytes_as_floats(p: *const u8) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+    }
+
     #[inline(always)]
     unsafe fn gemv_with<M: Madd>(
         format: BlockFormat,
@@ -304,12 +442,13 @@ mod x86 {
         g0: usize,
         out: &mut [f32],
     ) {
-        let group_bytes = blocks * LANES * format.block_bytes();
+        let group_bytes = blocks * group_block_bytes(format);
         for (i, chunk) in out.chunks_mut(LANES).enumerate() {
             let p = w.as_ptr().add((g0 + i) * group_bytes);
             let sums = match format {
                 BlockFormat::Q8_0 => group::<M>(BlockFormat::Q8_0, p, blocks, row),
                 BlockFormat::Q4_0 => group::<M>(BlockFormat::Q4_0, p, blocks, row),
+                BlockFormat::Q4K => group_q4k::<M>(p, blocks, row),
                 _ => group::<M>(BlockFormat::Q4_1, p, blocks, row),
             };
             let mut lanes = [0f32; LANES];
@@ -407,9 +546,15 @@ mod tests {
 
     #[test]
     fn interleaved_one_row_products_equal_the_one_channel_kernels_on_every_path() {
-        for format in [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1] {
-            for (out_dim, blocks) in [(1, 1), (8, 2), (45, 3), (70, 18)] {
-                let in_dim = 32 * blocks;
+        for format in [
+            BlockFormat::Q8_0,
+            BlockFormat::Q4_0,
+            BlockFormat::Q4_1,
+            BlockFormat::Q4K,
+        ] {
+            for (out_dim, blocks) in [(1, 1), (8, 2), (45, 3), (70, 6)] {
+                let in_dim = format.block_len() * blocks;
+                let groups = in_dim / 32;
                 let m =
                     BlockMatrix::quantize(&random(out_dim * in_dim, 2), out_dim, in_dim, format)
                         .unwrap();
@@ -432,8 +577,8 @@ mod tests {
                 for r in 0..rows {
                     let row = SignedRow {
                         values: &signed[r * in_dim..(r + 1) * in_dim],
-                        scales: &q.scales[r * blocks..(r + 1) * blocks],
-                        sums: &q.scaled_sums[r * blocks..(r + 1) * blocks],
+                        scales: &q.scales[r * groups..(r + 1) * groups],
+                        sums: &q.scaled_sums[r * groups..(r + 1) * groups],
                     };
                     let mut out = vec![0f32; out_dim];
                     interleaved_gemv(format, &w, in_dim, &row, 0, &mut out, GemvPath::Portable);
