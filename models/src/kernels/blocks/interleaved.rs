@@ -19,8 +19,18 @@ pub(crate) const LANES: usize = 8;
 pub(crate) fn supports(format: BlockFormat) -> bool {
     matches!(
         format,
-        BlockFormat::Q8_0 | BlockFormat::Q4_0 | BlockFormat::Q4_1 | BlockFormat::Q4K
+        BlockFormat::Q8_0
+            | BlockFormat::Q4_0
+            | BlockFormat::Q4_1
+            | BlockFormat::Q5_0
+            | BlockFormat::Q5_1
+            | BlockFormat::Q4K
     )
+}
+
+/// Whether a 32-block format has a fifth bit per value (`q5_0`, `q5_1`).
+fn five_bit(format: BlockFormat) -> bool {
+    matches!(format, BlockFormat::Q5_0 | BlockFormat::Q5_1)
 }
 
 /// Where the parts of one interleaved `q4k` block of eight channels lie: the f16 `d`s, the f16
@@ -45,13 +55,30 @@ pub(crate) fn group_block_bytes(format: BlockFormat) -> usize {
 }
 
 /// Bytes of the header of one interleaved block: the eight channels' f16 scales, then for
-/// `q4_1` their f16 minimums.
+/// `q4_1` and `q5_1` their f16 minimums.
 fn header_bytes(format: BlockFormat) -> usize {
     if format.has_mins() {
         4 * LANES
     } else {
         2 * LANES
     }
+}
+
+/// Where the values of an interleaved 32-block start: after the header and, for `q5_0` and
+/// `q5_1`, the eight channels' fifth bits (4 bytes each, rearranged by [`fifth_bits_by_chunk`]).
+fn values_at(format: BlockFormat) -> usize {
+    header_bytes(format) + if five_bit(format) { 4 * LANES } else { 0 }
+}
+
+/// GGML's 32 fifth bits of a `q5` block (bit `i` for value `i`) rearranged so that byte `t`
+/// holds the bits of the values that the bytes `4t..4t + 4` of nibbles hold: those of values
+/// `4t..4t + 4` in its low half and of values `16 + 4t..` in its high half.
+fn fifth_bits_by_chunk(qh: u32) -> [u8; 4] {
+    std::array::from_fn(|t| {
+        let low = (qh >> (4 * t)) & 0xF;
+        let high = (qh >> (16 + 4 * t)) & 0xF;
+        (low | high << 4) as u8
+    })
 }
 
 /// GGML's bytes of `out_dim` channels of `in_dim / 32` blocks each, interleaved eight channels a
@@ -89,13 +116,24 @@ pub(crate) fn interleave(
 
 /// One channel's 32-block into lane `lane` of an interleaved block.
 fn interleave_32(format: BlockFormat, src: &[u8], lane: usize, dst: &mut [u8]) {
-    let head = src.len() - if format == BlockFormat::Q8_0 { 32 } else { 16 };
+    let values = if format == BlockFormat::Q8_0 { 32 } else { 16 };
+    let (head, values) = src.split_at(src.len() - values);
+    let halves = if format.has_mins() { 2 } else { 1 };
     // Scale (and minimum): f16s side by side.
-    for (h, half) in src[..head].chunks_exact(2).enumerate() {
+    for (h, half) in head[..2 * halves].chunks_exact(2).enumerate() {
         dst[2 * (h * LANES + lane)..][..2].copy_from_slice(half);
     }
-    for (j, four) in src[head..].chunks_exact(4).enumerate() {
-        let at = header_bytes(format) + j * 4 * LANES + 4 * lane;
+    if five_bit(format) {
+        let qh = u32::from_le_bytes([
+            head[2 * halves],
+            head[2 * halves + 1],
+            head[2 * halves + 2],
+            head[2 * halves + 3],
+        ]);
+        dst[header_bytes(format) + 4 * lane..][..4].copy_from_slice(&fifth_bits_by_chunk(qh));
+    }
+    for (j, four) in values.chunks_exact(4).enumerate() {
+        let at = values_at(format) + j * 4 * LANES + 4 * lane;
         for (d, &v) in dst[at..at + 4].iter_mut().zip(four) {
             *d = if format == BlockFormat::Q8_0 {
                 v ^ 0x80
@@ -212,17 +250,23 @@ fn block_32_portable(
     row: &SignedRow<'_>,
     k: usize,
 ) -> f32 {
-    let head = header_bytes(format);
+    let head = values_at(format);
     let a = &row.values[32 * k..32 * k + 32];
     let mut dot = 0i32;
     for j in 0..(blk.len() - head) / (4 * LANES) {
         let four = &blk[head + j * 4 * LANES + 4 * lane..][..4];
+        let fifth = if five_bit(format) {
+            blk[header_bytes(format) + 4 * lane + j]
+        } else {
+            0
+        };
         for (t, &v) in four.iter().enumerate() {
             dot += match format {
                 BlockFormat::Q8_0 => (v ^ 0x80) as i8 as i32 * a[4 * j + t] as i32,
                 _ => {
-                    (v & 0x0F) as i32 * a[4 * j + t] as i32
-                        + (v >> 4) as i32 * a[16 + 4 * j + t] as i32
+                    let lo = (v & 0x0F) | ((fifth >> t) & 1) << 4;
+                    let hi = (v >> 4) | ((fifth >> (4 + t)) & 1) << 4;
+                    lo as i32 * a[4 * j + t] as i32 + hi as i32 * a[16 + 4 * j + t] as i32
                 }
             };
         }
@@ -232,6 +276,7 @@ fn block_32_portable(
     match format {
         BlockFormat::Q8_0 => d * (dot as f32 * da),
         BlockFormat::Q4_0 => d * (dot as f32 * da - 8.0 * sum),
+        BlockFormat::Q5_0 => d * (dot as f32 * da - 16.0 * sum),
         _ => d * (dot as f32 * da) + half_at(blk, LANES + lane) * sum,
     }
 }
@@ -282,19 +327,19 @@ mod x86 {
         unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
 
         /// The sums of four 32-byte chunks of nibbles from `v`: low nibbles times the
-        /// activations from `a_lo`, high ones times those from `a_hi` (four more per chunk).
+        /// activations from `a_lo`, high ones times those from `a_hi` (four more per chunk),
+        /// each value with its fifth bit from `fifth` where the format has one.
         #[inline(always)]
         unsafe fn nibble_sums(
             v: *const u8,
+            fifth: Option<__m256i>,
             a_lo: *const i8,
             a_hi: *const i8,
         ) -> (__m256i, __m256i) {
             let low = _mm256_set1_epi8(0x0F);
             let (mut lo_sum, mut hi_sum) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for t in 0..4 {
-                let x = _mm256_loadu_si256(v.add(32 * t) as *const __m256i);
-                let lo = _mm256_and_si256(x, low);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+                let (lo, hi) = values(v, fifth, t, low);
                 lo_sum = Self::madd(lo_sum, lo, four(a_lo.add(4 * t)));
                 hi_sum = Self::madd(hi_sum, hi, four(a_hi.add(4 * t)));
             }
@@ -317,19 +362,18 @@ mod x86 {
             Self::madd(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w))
         }
         /// The pairs of products are summed in i16 across the four chunks before `vpmaddwd`
-        /// (at most 4 x 2 x 15 x 127: no overflow), one `vpmaddwd` per chunk saved.
+        /// (at most 4 x 2 x 31 x 127 = 31,496: no overflow), one `vpmaddwd` per chunk saved.
         #[inline(always)]
         unsafe fn nibble_sums(
             v: *const u8,
+            fifth: Option<__m256i>,
             a_lo: *const i8,
             a_hi: *const i8,
         ) -> (__m256i, __m256i) {
             let low = _mm256_set1_epi8(0x0F);
             let (mut lo_sum, mut hi_sum) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             for t in 0..4 {
-                let x = _mm256_loadu_si256(v.add(32 * t) as *const __m256i);
-                let lo = _mm256_and_si256(x, low);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+                let (lo, hi) = values(v, fifth, t, low);
                 lo_sum = _mm256_add_epi16(lo_sum, _mm256_maddubs_epi16(lo, four(a_lo.add(4 * t))));
                 hi_sum = _mm256_add_epi16(hi_sum, _mm256_maddubs_epi16(hi, four(a_hi.add(4 * t))));
             }
@@ -353,6 +397,45 @@ mod x86 {
         unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
             D::dpbusd(acc, u, s)
         }
+    }
+
+    /// Chunk `t` of 32 bytes of nibbles from `v` as values: the low nibbles and the high ones,
+    /// each with its fifth bit (bit 4) from byte `t` of each lane of `fifth` where given.
+    #[inline(always)]
+    unsafe fn values(
+        v: *const u8,
+        fifth: Option<__m256i>,
+        t: usize,
+        low: __m256i,
+    ) -> (__m256i, __m256i) {
+        let x = _mm256_loadu_si256(v.add(32 * t) as *const __m256i);
+        let mut lo = _mm256_and_si256(x, low);
+        let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+        if let Some(qh) = fifth {
+            // Byte t of each lane into all four of its bytes, then bit u (low) or 4 + u (high)
+            // of byte u to 0x10.
+            let spread = _mm256_add_epi8(
+                _mm256_set1_epi8(t as i8),
+                _mm256_set_epi32(
+                    0x0C0C_0C0C,
+                    0x0808_0808,
+                    0x0404_0404,
+                    0,
+                    0x0C0C_0C0C,
+                    0x0808_0808,
+                    0x0404_0404,
+                    0,
+                ),
+            );
+            let bits = _mm256_shuffle_epi8(qh, spread);
+            let bit = _mm256_set1_epi8(0x10);
+            for (mask, values) in [(0x0804_0201, &mut lo), (0x8040_2010u32 as i32, &mut hi)] {
+                let mask = _mm256_set1_epi32(mask);
+                let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask);
+                *values = _mm256_or_si256(*values, _mm256_and_si256(set, bit));
+            }
+        }
+        (lo, hi)
     }
 
     /// Four activations from `p` in every lane.
@@ -402,10 +485,20 @@ mod x86 {
                     acc = _mm256_fmadd_ps(v, halves(blk), acc);
                 }
                 _ => {
-                    (i0, i1) = M::nibble_sums(blk.add(header_bytes(format)), ab, ab.add(16));
+                    let fifth = five_bit(format).then(|| {
+                        _mm256_loadu_si256(blk.add(header_bytes(format)) as *const __m256i)
+                    });
+                    (i0, i1) = M::nibble_sums(blk.add(values_at(format)), fifth, ab, ab.add(16));
                     let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
-                    if format == BlockFormat::Q4_0 {
-                        let v = _mm256_fmsub_ps(dot, _mm256_set1_ps(da), _mm256_set1_ps(8.0 * sum));
+                    if !format.has_mins() {
+                        // q4_0 and q5_0: unsigned values less 8 or 16.
+                        let offset = if format == BlockFormat::Q4_0 {
+                            8.0
+                        } else {
+                            16.0
+                        };
+                        let v =
+                            _mm256_fmsub_ps(dot, _mm256_set1_ps(da), _mm256_set1_ps(offset * sum));
                         acc = _mm256_fmadd_ps(v, halves(blk), acc);
                     } else {
                         let d = halves(blk);
@@ -434,8 +527,8 @@ mod x86 {
             for j in 0..4 {
                 let ab = a.add(256 * b + 64 * j);
                 let v = blk.add(q4k_at::VALUES + 256 * j);
-                let (lo0, hi0) = M::nibble_sums(v, ab, ab.add(32));
-                let (lo1, hi1) = M::nibble_sums(v.add(128), ab.add(16), ab.add(48));
+                let (lo0, hi0) = M::nibble_sums(v, None, ab, ab.add(32));
+                let (lo1, hi1) = M::nibble_sums(v.add(128), None, ab.add(16), ab.add(48));
                 let (i0, i1) = (_mm256_add_epi32(lo0, lo1), _mm256_add_epi32(hi0, hi1));
                 for (h, dot) in [(0, i0), (1, i1)] {
                     let sub = 2 * j + h;
@@ -476,6 +569,8 @@ mod x86 {
                 BlockFormat::Q8_0 => group::<M>(BlockFormat::Q8_0, p, blocks, row),
                 BlockFormat::Q4_0 => group::<M>(BlockFormat::Q4_0, p, blocks, row),
                 BlockFormat::Q4K => group_q4k::<M>(p, blocks, row),
+                BlockFormat::Q5_0 => group::<M>(BlockFormat::Q5_0, p, blocks, row),
+                BlockFormat::Q5_1 => group::<M>(BlockFormat::Q5_1, p, blocks, row),
                 _ => group::<M>(BlockFormat::Q4_1, p, blocks, row),
             };
             let mut lanes = [0f32; LANES];
@@ -577,6 +672,8 @@ mod tests {
             BlockFormat::Q8_0,
             BlockFormat::Q4_0,
             BlockFormat::Q4_1,
+            BlockFormat::Q5_0,
+            BlockFormat::Q5_1,
             BlockFormat::Q4K,
         ] {
             for (out_dim, blocks) in [(1, 1), (8, 2), (45, 3), (70, 6)] {
