@@ -1,5 +1,7 @@
-//! One-row products on GGML's blocks as stored (the decode step of a language model, bound by
-//! memory: the fewer bits, the faster). Each block is decoded in registers, 32 weights at a time,
+//! One-row products on GGML's blocks as stored, one channel at a time (the decode step of a
+//! language model, bound by memory: the fewer bits, the faster): on the vector paths for `q5k` and
+//! `q6k`, whose blocks have no interleaved kernel in [`super::interleaved`], and for every format
+//! on the portable path. Each block is decoded in registers, 32 weights at a time,
 //! and multiplied by the row's activations quantized to 8 bits per 32 inputs (GGML's `q8_0`
 //! with an f32 scale), the sums exact in i32: formats with a minimum (`q4_1`, `q5_1`, `q4k`, `q5k`)
 //! multiply their unsigned values directly (`vpmaddubsw`, or 256-bit `vpdpbusd` with AVX-512 VNNI

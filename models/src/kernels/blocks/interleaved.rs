@@ -1,13 +1,15 @@
-//! One-row products on `q8_0`, `q4_0` and `q4_1` weights interleaved eight channels at a time
-//! (as llama.cpp repacks its weights for the CPU at load): in each block of 32 inputs, the eight
-//! channels' scales sit side by side, then their values four bytes per channel in turn, so one
-//! 256-bit load holds four inputs of eight channels. Each product broadcasts four activations to
-//! every lane and multiplies them by eight channels in one instruction (`vpdpbusd`, or
+//! One-row products on `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1` and `q4k` weights interleaved eight
+//! channels at a time (as llama.cpp repacks its weights for the CPU at load): in each block, the
+//! eight channels' scales sit side by side, then their values four bytes per channel in turn, so
+//! one 256-bit load holds four inputs of eight channels. Each product broadcasts four activations
+//! to every lane and multiplies them by eight channels in one instruction (`vpdpbusd`, or
 //! `vpmaddubsw` + `vpmaddwd` on AVX2), and each block's scales are applied to eight channels at
 //! once: about a third of the instructions per weight of the one-channel-at-a-time kernel in
 //! [`super::gemv`], which is bound by instructions rather than memory at a language model's
-//! widths. The interleaved copy is a permutation of GGML's bytes (the same size); `q8_0` values
-//! are stored plus 128, unsigned, so that `vpdpbusd` takes them as its unsigned operand.
+//! widths. The interleaved copy of a 32-block format is GGML's bytes rearranged (the same size):
+//! `q8_0` values are stored plus 128, unsigned, so that `vpdpbusd` takes them as its unsigned
+//! operand, and the fifth bits of `q5_0`/`q5_1` are grouped by the bytes of nibbles they belong
+//! to. `q4k` keeps its 6-bit scales and minimums unpacked to a byte each (3% more bytes).
 
 use super::gemv::GemvPath;
 use super::BlockFormat;

@@ -398,10 +398,13 @@ fn decode_q6k(b: &[u8], out: &mut Decoded) {
 }
 
 /// A weight matrix (`out x in`) in a GGML block format: row-major blocks, GGML's bytes. Products
-/// of one to [`ONE_ROW_MAX_ROWS`] rows read the blocks as stored; larger ones decode every panel
-/// of 32 channels to int8 once, on the first such product, and keep the panels beside the blocks
-/// (as llama.cpp repacks its weights at load): one byte a weight more in memory, none on disk or
-/// in `size_bytes`.
+/// of one to [`ONE_ROW_MAX_ROWS`] rows read a copy of the blocks interleaved eight channels at a
+/// time (`q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q4k` on the vector paths; built on the first
+/// such product: as many bytes again, 3% more for `q4k`) or the blocks as stored (the other
+/// formats, and the portable path); larger ones decode every panel of 32 channels to int8 once,
+/// on the first such product, and keep the panels beside the blocks (as llama.cpp repacks its
+/// weights at load): one byte a weight more in memory. Neither copy is on disk or in
+/// `size_bytes`; both are in a run's peak memory.
 #[derive(Debug, Clone)]
 pub struct BlockMatrix {
     format: BlockFormat,
