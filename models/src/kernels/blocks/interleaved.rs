@@ -629,15 +629,10 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::blocks::tests::random;
     use crate::kernels::blocks::BlockMatrix;
     use crate::kernels::epilogue::Epilogue;
     use crate::kernels::qgemm::tests::paths_here;
-    use rand::{Rng, SeedableRng};
-
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n).map(|_| rng.gen_range(-1f32..1.0)).collect()
-    }
 
     #[test]
     fn interleaving_keeps_every_byte_of_every_channel_and_pads_the_last_group_with_zeros() {

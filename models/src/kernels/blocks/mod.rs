@@ -729,14 +729,15 @@ impl PanelSource for BlockMatrix {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::kernels::qgemm::tests::paths_here;
     use crate::kernels::qgemm::{tile_portable, tile_sums, TILE_ROWS};
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
+    /// `n` numbers in -1..1 from `seed`.
+    pub(crate) fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         (0..n).map(|_| rng.gen_range(-1f32..1.0)).collect()
     }
