@@ -7,9 +7,11 @@
 //! output channels; within a panel, each group of 4 consecutive inputs of the 16 channels is 64
 //! contiguous bytes.
 
+use crate::kernels::blocks::ONE_ROW_MAX_ROWS;
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::qgemm::{
-    self, round_up, Panel, PanelSource, QuantizedRows, PANEL, PARALLEL_MIN_MACS, TILE_COLS,
+    self, round_up, Panel, PanelSource, QuantizedRows, ONE_ROW_PARALLEL_MIN_MACS, PANEL,
+    PARALLEL_MIN_MACS, TILE_COLS,
 };
 
 /// A weight matrix (`out x in`) quantized to int8 and packed for the kernel.
@@ -124,7 +126,12 @@ impl Int8Matrix {
     pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
         assert_eq!(x.len(), rows * self.in_dim, "input shape");
         let q = self.quantize_rows(x, rows);
-        qgemm::matmul(self, &q, rows, dst, epilogue, self.worth_threads(rows));
+        // A product of a few rows streams its weight from memory: split it over the threads
+        // from a smaller size, as the block formats' one-row products do.
+        let parallel = self.worth_threads(rows)
+            || (rows <= ONE_ROW_MAX_ROWS
+                && rows * self.k_padded * self.n_padded >= ONE_ROW_PARALLEL_MIN_MACS);
+        qgemm::matmul(self, &q, rows, dst, epilogue, parallel);
     }
 }
 

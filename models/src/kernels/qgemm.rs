@@ -28,6 +28,9 @@ pub(crate) const TASK_ROWS: usize = 16 * TILE_ROWS;
 /// Multiply-adds below which a product runs on the calling thread: waking the pool costs more
 /// than the work (a digits layer at batch 1 is 16k).
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
+/// Multiply-adds of a product of one to four rows above which it is split over the thread pool:
+/// its weight streams from memory, and two cores read faster than one.
+pub(crate) const ONE_ROW_PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// The code that computes the integer sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

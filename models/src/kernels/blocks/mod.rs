@@ -23,17 +23,14 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::kernels::qgemm::{
-    self, IntPath, Panel, PanelSource, QuantizedRows, PANEL, PARALLEL_MIN_MACS, TILE_COLS,
+    self, IntPath, Panel, PanelSource, QuantizedRows, ONE_ROW_PARALLEL_MIN_MACS, PANEL,
+    PARALLEL_MIN_MACS, TILE_COLS,
 };
 use gemv::{gemv, GemvPath};
 
 /// Rows up to which a product runs one row at a time on the blocks as stored (each row reads the
 /// weight once: memory-bound); more rows go through the int8 panels (compute-bound).
 pub const ONE_ROW_MAX_ROWS: usize = 4;
-
-/// Multiply-adds of a one-row product above which it is split over the thread pool (the weight
-/// streams from memory: two cores read faster than one).
-const ONE_ROW_PARALLEL_MIN_MACS: usize = 1 << 18;
 
 /// Runs `$body` with `$decode` bound to the decoder of `$format` (one monomorphised copy each).
 macro_rules! with_decoder {
