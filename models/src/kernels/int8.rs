@@ -7,11 +7,9 @@
 //! output channels; within a panel, each group of 4 consecutive inputs of the 16 channels is 64
 //! contiguous bytes.
 
-use crate::kernels::blocks::ONE_ROW_MAX_ROWS;
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::qgemm::{
-    self, round_up, Panel, PanelSource, QuantizedRows, ONE_ROW_PARALLEL_MIN_MACS, PANEL,
-    PARALLEL_MIN_MACS, TILE_COLS,
+    self, round_up, Panel, PanelSource, QuantizedRows, ONE_ROW_MAX_ROWS, PANEL, TILE_COLS,
 };
 
 /// A weight matrix (`out x in`) quantized to int8 and packed for the kernel.
@@ -109,14 +107,16 @@ impl Int8Matrix {
         out
     }
 
-    /// True when a product of `rows` rows is big enough to be worth the thread pool (see
-    /// [`PARALLEL_MIN_MACS`]).
+    /// True when a product of `rows` rows is worth the thread pool (see
+    /// [`qgemm::worth_threads`]).
     fn worth_threads(&self, rows: usize) -> bool {
-        rows * self.k_padded * self.n_padded >= PARALLEL_MIN_MACS
+        qgemm::worth_threads(rows, self.k_padded, self.n_padded)
     }
 
+    /// The rows quantized, in parallel for a large product of many rows (a few rows are one
+    /// task each: nothing to share).
     fn quantize_rows(&self, x: &[f32], rows: usize) -> QuantizedRows {
-        let parallel = self.worth_threads(rows);
+        let parallel = rows > ONE_ROW_MAX_ROWS && self.worth_threads(rows);
         QuantizedRows::quantize(x, rows, self.in_dim, self.group, false, parallel)
     }
 
@@ -126,12 +126,7 @@ impl Int8Matrix {
     pub fn matmul(&self, x: &[f32], rows: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
         assert_eq!(x.len(), rows * self.in_dim, "input shape");
         let q = self.quantize_rows(x, rows);
-        // A product of a few rows streams its weight from memory: split it over the threads
-        // from a smaller size, as the block formats' one-row products do.
-        let parallel = self.worth_threads(rows)
-            || (rows <= ONE_ROW_MAX_ROWS
-                && rows * self.k_padded * self.n_padded >= ONE_ROW_PARALLEL_MIN_MACS);
-        qgemm::matmul(self, &q, rows, dst, epilogue, parallel);
+        qgemm::matmul(self, &q, rows, dst, epilogue, self.worth_threads(rows));
     }
 }
 

@@ -28,9 +28,21 @@ pub(crate) const TASK_ROWS: usize = 16 * TILE_ROWS;
 /// Multiply-adds below which a product runs on the calling thread: waking the pool costs more
 /// than the work (a digits layer at batch 1 is 16k).
 pub(crate) const PARALLEL_MIN_MACS: usize = 1 << 20;
-/// Multiply-adds of a product of one to four rows above which it is split over the thread pool:
-/// its weight streams from memory, and two cores read faster than one.
-pub(crate) const ONE_ROW_PARALLEL_MIN_MACS: usize = 1 << 18;
+/// Rows up to which a product is a few one-row products, each reading the whole weight from
+/// memory (memory-bound: the block formats run their one-row kernels on the blocks); more rows
+/// are tiled (compute-bound).
+pub const ONE_ROW_MAX_ROWS: usize = 4;
+/// Multiply-adds per row above which a product of up to [`ONE_ROW_MAX_ROWS`] rows is split over
+/// the thread pool: its weight streams from memory, and two cores read faster than one.
+const ONE_ROW_PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// Whether a product of `rows` rows by a `k x n` weight is worth the thread pool: from
+/// [`PARALLEL_MIN_MACS`] multiply-adds, or from [`ONE_ROW_PARALLEL_MIN_MACS`] a row for up to
+/// [`ONE_ROW_MAX_ROWS`] rows.
+pub(crate) fn worth_threads(rows: usize, k: usize, n: usize) -> bool {
+    rows * k * n >= PARALLEL_MIN_MACS
+        || (rows <= ONE_ROW_MAX_ROWS && k * n >= ONE_ROW_PARALLEL_MIN_MACS)
+}
 
 /// The code that computes the integer sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

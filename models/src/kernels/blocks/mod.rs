@@ -22,15 +22,10 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::kernels::qgemm::{
-    self, IntPath, Panel, PanelSource, QuantizedRows, ONE_ROW_PARALLEL_MIN_MACS, PANEL,
-    PARALLEL_MIN_MACS, TILE_COLS,
-};
+use crate::kernels::qgemm::{self, IntPath, Panel, PanelSource, QuantizedRows, PANEL, TILE_COLS};
 use gemv::{gemv, GemvPath};
 
-/// Rows up to which a product runs one row at a time on the blocks as stored (each row reads the
-/// weight once: memory-bound); more rows go through the int8 panels (compute-bound).
-pub const ONE_ROW_MAX_ROWS: usize = 4;
+pub use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 
 /// Runs `$body` with `$decode` bound to the decoder of `$format` (one monomorphised copy each).
 macro_rules! with_decoder {
@@ -541,7 +536,7 @@ impl BlockMatrix {
     }
 
     fn worth_threads(&self, rows: usize) -> bool {
-        rows * self.in_dim * self.out_dim >= PARALLEL_MIN_MACS
+        qgemm::worth_threads(rows, self.in_dim, self.out_dim)
     }
 
     /// `dst = epilogue(x W^T)` for `rows` rows of `x` (`rows x in_dim`) into `dst`
@@ -621,7 +616,7 @@ impl BlockMatrix {
                 };
             }
         };
-        if self.in_dim * self.out_dim >= ONE_ROW_PARALLEL_MIN_MACS {
+        if self.worth_threads(rows) {
             (0..tiles).into_par_iter().for_each(run_task);
         } else {
             (0..tiles).for_each(run_task);
