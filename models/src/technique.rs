@@ -18,8 +18,8 @@
 //!   student on the labels alone.
 //! - `kv-q8_0` (language models): the key/value cache in GGML's `q8_0` blocks instead of f32;
 //!   alone or ending a chain (`q4_1-all+kv-q8_0`).
-//! - chains `A+B+...`: applied left to right; a quantization or cast may only come last, but
-//!   for `kv-q8_0` (for example `prune-structured-50+q8_0`, `distill+q8_0`).
+//! - chains `A+B+...`: applied left to right; a quantization or cast may only come last, or
+//!   just before `kv-q8_0` (for example `prune-structured-50+q8_0`, `distill+q8_0+kv-q8_0`).
 
 use std::fmt;
 use std::str::FromStr;

@@ -460,7 +460,7 @@ mod x86 {
         blocks: usize,
         row: &SignedRow<'_>,
     ) -> __m256 {
-        let bytes = LANES * format.block_bytes();
+        let bytes = group_block_bytes(format);
         let a = row.values.as_ptr();
         let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         for b in 0..blocks {
