@@ -260,11 +260,48 @@ mod tests {
         fn vector_quantization_equals_the_portable_one(
             x in prop::collection::vec(-50f32..50.0, 1..100),
         ) {
-            let mut fast = vec![0u8; x.len()];
-            let mut slow = vec![0u8; x.len()];
-            let (sf, ss) = (quantize_span(&x, &mut fast), quantize_span_portable(&x, &mut slow));
-            prop_assert_eq!(sf, ss);
-            prop_assert_eq!(fast, slow);
+            for (path, fast, slow) in quantizations(&x) {
+                prop_assert_eq!(fast, slow, "{}", path);
+            }
+        }
+    }
+
+    /// Each vector quantization this CPU has (the dispatched one, and AVX2's whatever
+    /// `SLIMBENCH_KERNELS` says) next to the portable one: (name, (scale, bytes) twice).
+    #[allow(clippy::type_complexity)]
+    fn quantizations(x: &[f32]) -> Vec<(&'static str, (f32, Vec<u8>), (f32, Vec<u8>))> {
+        let run = |f: &dyn Fn(&[f32], &mut [u8]) -> f32| {
+            let mut q = vec![0u8; x.len()];
+            (f(x, &mut q), q)
+        };
+        let slow = run(&quantize_span_portable);
+        let mut all = vec![("dispatched", run(&quantize_span), slow.clone())];
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::CpuFeatures::detect().avx2_fma {
+            // SAFETY: the CPU has AVX2 (detected just above).
+            let avx2 = run(&|x, q| unsafe { crate::kernels::qgemm::quantize_span_avx2(x, q) });
+            all.push(("avx2", avx2, slow));
+        } else {
+            eprintln!("AVX2 quantization is not tested: this CPU has no AVX2");
+        }
+        all
+    }
+
+    #[test]
+    fn vector_quantization_rounds_halves_to_even_as_the_portable_one() {
+        // With 127 the largest magnitude every product with 127 / max is the value itself, so
+        // the halves are exact ties; 70 values cover two 32-input steps and a ragged rest.
+        let x: Vec<f32> = (0..70)
+            .map(|i| {
+                if i == 3 {
+                    -127.0
+                } else {
+                    (i as f32 - 35.0) + 0.5
+                }
+            })
+            .collect();
+        for (path, fast, slow) in quantizations(&x) {
+            assert_eq!(fast, slow, "{path}");
         }
     }
 
