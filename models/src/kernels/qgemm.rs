@@ -385,7 +385,14 @@ unsafe fn tile_vnni<const MR: usize>(
     let a = q.data.as_ptr().add(row * q.k_padded);
     let mut sums = [[_mm512_setzero_ps(); 2]; MR];
     for g in 0..q.groups {
-        let mut acc = [[_mm512_setzero_si512(); 2]; MR];
+        let at = g * panel.stride;
+        // Each sum starts from minus its `128 * sum(w)` offset: two subtractions per group
+        // instead of one per row and vector after it.
+        let start = |c: usize| {
+            let o = _mm512_loadu_si512(panel.offsets.as_ptr().add(at + c) as *const __m512i);
+            _mm512_sub_epi32(_mm512_setzero_si512(), o)
+        };
+        let mut acc = [[start(0), start(PANEL)]; MR];
         for kq in g * gq..(g + 1) * gq {
             let w0 = _mm512_loadu_si512(p0.add(kq * 64) as *const __m512i);
             let w1 = _mm512_loadu_si512(p1.add(kq * 64) as *const __m512i);
@@ -396,15 +403,12 @@ unsafe fn tile_vnni<const MR: usize>(
                 acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, w1);
             }
         }
-        let at = g * panel.stride;
         let s0 = _mm512_loadu_ps(panel.scales.as_ptr().add(at));
         let s1 = _mm512_loadu_ps(panel.scales.as_ptr().add(at + PANEL));
-        let o0 = _mm512_loadu_si512(panel.offsets.as_ptr().add(at) as *const __m512i);
-        let o1 = _mm512_loadu_si512(panel.offsets.as_ptr().add(at + PANEL) as *const __m512i);
         for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
             let sa = _mm512_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
-            let f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc_r[0], o0)), s0);
-            let f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc_r[1], o1)), s1);
+            let f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_r[0]), s0);
+            let f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_r[1]), s1);
             sum_r[0] = _mm512_fmadd_ps(f0, sa, sum_r[0]);
             sum_r[1] = _mm512_fmadd_ps(f1, sa, sum_r[1]);
         }
@@ -514,7 +518,13 @@ unsafe fn tile_vnni256<const MR: usize, D: Dpbusd256>(
     let starts = [0, 32, panel.sub_stride, panel.sub_stride + 32];
     let mut sums = [[_mm256_setzero_ps(); 4]; MR];
     for g in 0..q.groups {
-        let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+        let at = g * panel.stride;
+        // Each sum starts from minus its `128 * sum(w)` offset, as in `tile_vnni`.
+        let start = |v: usize| {
+            let o = _mm256_loadu_si256(panel.offsets.as_ptr().add(at + v * 8) as *const __m256i);
+            _mm256_sub_epi32(_mm256_setzero_si256(), o)
+        };
+        let mut acc = [[start(0), start(1), start(2), start(3)]; MR];
         for kq in g * gq..(g + 1) * gq {
             let mut av = [_mm256_setzero_si256(); MR];
             for (r, av_r) in av.iter_mut().enumerate() {
@@ -526,14 +536,6 @@ unsafe fn tile_vnni256<const MR: usize, D: Dpbusd256>(
                 for (acc_r, av_r) in acc.iter_mut().zip(&av) {
                     acc_r[v] = D::dpbusd(acc_r[v], *av_r, w);
                 }
-            }
-        }
-        let at = g * panel.stride;
-        for acc_r in acc.iter_mut() {
-            for (v, acc_v) in acc_r.iter_mut().enumerate() {
-                let o =
-                    _mm256_loadu_si256(panel.offsets.as_ptr().add(at + v * 8) as *const __m256i);
-                *acc_v = _mm256_sub_epi32(*acc_v, o);
             }
         }
         add_group_avx2(panel, q, row, g, &acc, &mut sums);
