@@ -700,8 +700,9 @@ pub(crate) fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
     quantize_span_portable(x, q)
 }
 
-/// [`quantize_span`] on 256-bit vectors, 32 inputs a step (the rest as the portable code does);
-/// `vcvtps2dq` rounds half to even, as `round_ties_even` does, so the bytes are the same.
+/// [`quantize_span`] on 256-bit vectors, 32 inputs a step, the rest through [`quantized`] as the
+/// portable code does; `vcvtps2dq` rounds half to even, as `round_ties_even` does, so the bytes
+/// are the same.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn quantize_span_avx2(x: &[f32], q: &mut [u8]) -> f32 {
@@ -745,7 +746,7 @@ pub(crate) unsafe fn quantize_span_avx2(x: &[f32], q: &mut [u8]) -> f32 {
         i += 32;
     }
     for (d, v) in q[i..].iter_mut().zip(&x[i..]) {
-        *d = ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        *d = quantized(*v, inv);
     }
     max / 127.0
 }
@@ -758,9 +759,15 @@ pub(crate) fn quantize_span_portable(x: &[f32], q: &mut [u8]) -> f32 {
     }
     let inv = 127.0 / max;
     for (d, v) in q.iter_mut().zip(x) {
-        *d = ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8;
+        *d = quantized(*v, inv);
     }
     max / 127.0
+}
+
+/// One value times `inv`, rounded half to even, as `q + 128`.
+#[inline(always)]
+fn quantized(v: f32, inv: f32) -> u8 {
+    ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8
 }
 
 #[cfg(test)]
