@@ -55,8 +55,7 @@ impl Calibration {
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
         let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))
+        crate::atomic::write(path, (text + "\n").as_bytes())
     }
 
     /// Reads a calibration; a missing file is `Ok(None)`, a malformed one an error naming it.

@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and their invariants.
 
+pub mod atomic;
 pub mod calibrate;
 pub mod carbon;
 pub mod chart;

@@ -1,6 +1,8 @@
 //! The documented range of every numeric setting of a run, checked before a run folder exists, with
 //! the flag and the config key named in the error.
 
+use std::path::Path;
+
 use crate::error::UsageError;
 
 /// One numeric setting: its flag, its config key, its unit and its accepted range (inclusive).
@@ -121,6 +123,26 @@ pub const GEN_TOKENS: Limit = Limit {
     min_exclusive: false,
 };
 
+/// Threads each cell's model uses.
+pub const THREADS: Limit = Limit {
+    flag: "--threads",
+    key: Some("threads"),
+    unit: "threads",
+    min: 1.0,
+    max: 4096.0,
+    min_exclusive: false,
+};
+
+/// A number as a message shows it: plain where short, in exponent form where huge or tiny (a
+/// hostile `1e308` is not printed as 309 digits).
+pub fn show_number(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-6..1e9).contains(&v.abs()) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
 impl Limit {
     /// The flag and the config key, e.g. `--sample-hz (config key sample_hz)`.
     pub fn name(&self) -> String {
@@ -130,32 +152,55 @@ impl Limit {
         }
     }
 
-    /// `value` when it is finite and inside the range, else a usage error naming the flag and the
-    /// config key and giving the range.
-    pub fn check(&self, value: f64) -> Result<f64, UsageError> {
+    /// True when `value` is finite and inside the range.
+    pub fn accepts(&self, value: f64) -> bool {
         let low_ok = if self.min_exclusive {
             value > self.min
         } else {
             value >= self.min
         };
-        if value.is_finite() && low_ok && value <= self.max {
-            return Ok(value);
-        }
+        value.is_finite() && low_ok && value <= self.max
+    }
+
+    /// What a value must be, e.g. `give a finite number from 1 to 5`.
+    fn expected(&self) -> String {
         let low = if self.min_exclusive {
             format!("more than {}", self.min)
         } else {
             format!("from {}", self.min)
         };
-        Err(UsageError(
-            format!(
-                "{} = {value}: give a finite number {low} to {} {}",
-                self.name(),
-                self.max,
-                self.unit
-            )
+        format!("give a finite number {low} to {} {}", self.max, self.unit)
             .trim_end()
-            .to_string(),
-        ))
+            .to_string()
+    }
+
+    /// `value` when it is finite and inside the range, else a usage error naming the flag and the
+    /// config key and giving the range.
+    pub fn check(&self, value: f64) -> Result<f64, UsageError> {
+        if self.accepts(value) {
+            return Ok(value);
+        }
+        Err(UsageError(format!(
+            "{} = {}: {}",
+            self.name(),
+            show_number(value),
+            self.expected()
+        )))
+    }
+
+    /// The same range check for a value stored in a file (`run.json`): the error names the file
+    /// and the key as stored there, and the flag a new run would set it with.
+    pub fn check_stored(&self, value: f64, file: &Path, key: &str) -> Result<f64, UsageError> {
+        if self.accepts(value) {
+            return Ok(value);
+        }
+        Err(UsageError(format!(
+            "{}: key `{key}` = {}: {} (the range of {}); correct the file, or start a new run",
+            file.display(),
+            show_number(value),
+            self.expected(),
+            self.flag
+        )))
     }
 
     /// [`Limit::check`] for a count.

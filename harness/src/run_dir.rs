@@ -9,11 +9,11 @@ use slimbench_models::workload::Cell;
 
 use crate::error::UsageError;
 use crate::results::{read_records, Record};
+use crate::runner::manifest::{shard_cells, Manifest};
 
 /// The records file of a run folder.
 pub const RESULTS_FILE: &str = "results.jsonl";
-/// The manifest file of a run folder.
-pub const MANIFEST_FILE: &str = "run.json";
+pub use crate::runner::manifest::MANIFEST_FILE;
 /// The folder of the per-cell power traces.
 pub const TRACES_DIR: &str = "traces";
 
@@ -59,14 +59,20 @@ impl RunDir {
         self.results_path().exists()
     }
 
-    /// Every record of the folder, schema-checked line by line; none when it has no records
+    /// Every record of the folder, checked line by line (schema, values, and, where the folder
+    /// has a `run.json`, that the cell is in its plan and share); none when it has no records
     /// file yet.
     pub fn records(&self) -> Result<Vec<Record>, UsageError> {
-        if self.has_results() {
-            read_records(&self.results_path())
-        } else {
-            Ok(Vec::new())
+        if !self.has_results() {
+            return Ok(Vec::new());
         }
+        let cells = if self.manifest_path().exists() {
+            let manifest = Manifest::read(&self.root)?;
+            Some(shard_cells(&manifest.plan, manifest.shard))
+        } else {
+            None
+        };
+        read_records(&self.results_path(), cells.as_deref())
     }
 
     /// The trace files (`traces/*.csv`), by file name; none when there is no trace folder.

@@ -156,7 +156,8 @@ impl BarsChart {
         let (techniques, batches, top, metric, title, n) = (
             &self.techniques,
             &self.batches,
-            self.top,
+            // Bars start at 0; the end is bounded (a value near f64::MAX times 2.5 is infinite).
+            super::bounded_axis(0.0, self.top.max(1e-9)).1,
             self.metric,
             self.title.as_str(),
             self.techniques.len() as f64,
@@ -189,7 +190,7 @@ impl BarsChart {
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(label_width)
-            .build_cartesian_2d(0.0..top.max(1e-9), 0.0..n)
+            .build_cartesian_2d(0.0..top, 0.0..n)
             .map_err(err)?;
         let names = self.techniques.clone();
         chart

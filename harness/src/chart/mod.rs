@@ -78,7 +78,9 @@ impl Chart {
     pub fn png(&self, path: &Path) -> anyhow::Result<()> {
         register_font();
         let root = BitMapBackend::new(path, self.size()).into_drawing_area();
-        self.draw(&root)
+        self.draw(&root)?;
+        // Present explicitly: a failed write on drop would go unnoticed.
+        root.present().map_err(err)
     }
 }
 
@@ -97,6 +99,37 @@ pub const SIZE: (u32, u32) = (900, 460);
 
 pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e}")
+}
+
+/// The largest magnitude an axis end may have: twice it is still finite, so an axis width never
+/// overflows.
+const AXIS_MAGNITUDE: f64 = 1e300;
+/// The narrowest axis, absolute: a tick step a tenth of it stays a normal number.
+const AXIS_MIN_WIDTH: f64 = 1e-200;
+/// The narrowest axis relative to its ends' magnitude, so ticks differ in their digits.
+const AXIS_MIN_RELATIVE_WIDTH: f64 = 1e-9;
+
+/// An axis range plotters can put ticks on in bounded time: both ends finite (NaN taken as 0,
+/// magnitudes clamped to [`AXIS_MAGNITUDE`]), ascending, and at least [`AXIS_MIN_WIDTH`] and
+/// [`AXIS_MIN_RELATIVE_WIDTH`] of its magnitude wide (widened about its middle). Plotters' tick
+/// search loops for ever on an infinite, NaN, zero-width or sub-resolution range; every chart
+/// passes its ranges through here.
+pub fn bounded_axis(lo: f64, hi: f64) -> (f64, f64) {
+    let fix = |v: f64| {
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(-AXIS_MAGNITUDE, AXIS_MAGNITUDE)
+        }
+    };
+    let (a, b) = (fix(lo), fix(hi));
+    let (lo, hi) = (a.min(b), a.max(b));
+    let min_width = (lo.abs().max(hi.abs()) * AXIS_MIN_RELATIVE_WIDTH).max(AXIS_MIN_WIDTH);
+    if hi - lo >= min_width {
+        return (lo, hi);
+    }
+    let mid = lo / 2.0 + hi / 2.0;
+    (mid - min_width / 2.0, mid + min_width / 2.0)
 }
 
 /// The range an axis shows for `values`: from the smallest to the largest value that is not a far

@@ -153,8 +153,8 @@ pub fn pareto_chart(
     };
     Some(ParetoChart {
         points,
-        x: (x0.max(0.0), x1),
-        y,
+        x: super::bounded_axis(x0.max(0.0), x1),
+        y: super::bounded_axis(y.0, y.1),
         cost,
         quality,
         quality_axis: quality.axis(records),
@@ -168,8 +168,10 @@ const KEY_WIDTH: u32 = 250;
 impl ParetoChart {
     /// The point as drawn: clamped into the axes, and whether it was outside.
     fn drawn_at(&self, x: f64, y: f64) -> ((f64, f64), bool) {
-        let cx = x.clamp(self.x.0, self.x.1);
-        let cy = y.clamp(self.y.0, self.y.1);
+        let (x0, x1) = super::bounded_axis(self.x.0, self.x.1);
+        let (y0, y1) = super::bounded_axis(self.y.0, self.y.1);
+        let cx = if x.is_nan() { x0 } else { x.clamp(x0, x1) };
+        let cy = if y.is_nan() { y0 } else { y.clamp(y0, y1) };
         ((cx, cy), cx != x || cy != y)
     }
 
@@ -182,7 +184,16 @@ impl ParetoChart {
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(60)
-            .build_cartesian_2d(self.x.0..self.x.1, self.y.0..self.y.1)
+            .build_cartesian_2d(
+                {
+                    let (x0, x1) = super::bounded_axis(self.x.0, self.x.1);
+                    x0..x1
+                },
+                {
+                    let (y0, y1) = super::bounded_axis(self.y.0, self.y.1);
+                    y0..y1
+                },
+            )
             .map_err(err)?;
         chart
             .configure_mesh()

@@ -94,7 +94,16 @@ impl TraceChart {
             .x_label_area_size(34)
             .y_label_area_size(50)
             // Headroom above the run's highest power: the legend sits there, off the lines.
-            .build_cartesian_2d(0.0..self.t_max, 0.0..(self.w_max * 1.6).max(1e-6))
+            .build_cartesian_2d(
+                {
+                    let (t0, t1) = super::bounded_axis(0.0, self.t_max);
+                    t0..t1
+                },
+                {
+                    let (w0, w1) = super::bounded_axis(0.0, (self.w_max * 1.6).max(1e-6));
+                    w0..w1
+                },
+            )
             .map_err(err)?;
         chart
             .configure_mesh()

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use crate::error::UsageError;
 use crate::export::{export_all, ALL_EXPORTS};
 use crate::report::RunData;
-use crate::results::{append_record, order_by_plan};
+use anyhow::Context;
+
+use crate::results::order_by_plan;
 use crate::run_dir::RunDir;
 use crate::runner::manifest::Manifest;
 use crate::runner::parent::new_run_id;
@@ -97,17 +99,23 @@ pub fn run(args: MergeArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .map_err(|e| UsageError(format!("cannot create {}: {e}", args.out.display())))?;
     let records = order_by_plan(records, &manifest.plan);
-    for r in &records {
-        append_record(&results_path, r)?;
-    }
     manifest.run_id = format!("merge-{}", new_run_id());
     manifest.shard = None;
     manifest.write(&args.out)?;
+    // The joined records in one write, whole or not at all: an interrupted merge leaves no
+    // half-joined results.jsonl, and running it again starts over.
+    let mut lines = String::new();
+    for r in &records {
+        lines.push_str(&serde_json::to_string(r)?);
+        lines.push('\n');
+    }
+    crate::atomic::write(&results_path, lines.as_bytes())?;
     let traces = out.traces_dir();
     for dir in &args.dirs {
         for (name, path) in RunDir::new(dir).trace_files() {
-            std::fs::create_dir_all(&traces)?;
-            std::fs::copy(path, traces.join(name))?;
+            std::fs::create_dir_all(&traces)
+                .with_context(|| format!("cannot create {}", traces.display()))?;
+            crate::atomic::copy(&path, &traces.join(name))?;
         }
     }
     export_all(&RunData::load(&args.out)?, &args.out, &ALL_EXPORTS)?;

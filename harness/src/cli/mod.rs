@@ -53,7 +53,8 @@ pub enum Commands {
 }
 
 /// Parses the command line, runs it, and maps the outcome to the exit code: 0 success, 1 some
-/// cell failed or an error occurred, 2 a usage error.
+/// cell failed or an error occurred, 2 a usage error, 3 ([`crate::error::EXIT_IO`]) a file-system
+/// failure such as a full disk.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Commands::Run(_) | Commands::Worker(_)) {
@@ -82,6 +83,9 @@ pub fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
+            } else if let Some(io) = crate::error::io_cause(&e) {
+                eprintln!("{}", crate::error::io_advice(io));
+                ExitCode::from(crate::error::EXIT_IO)
             } else {
                 ExitCode::from(1)
             }

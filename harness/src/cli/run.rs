@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use slimbench_models::cache::default_cache_dir;
 
 use super::plan_args::{load_optional_config, PlanArgs};
@@ -23,7 +24,7 @@ use crate::report::RunData;
 use crate::results::{set_aside_torn_tail, Record, Status, SCHEMA_VERSION};
 use crate::runner::lock::RunLock;
 use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
-use crate::runner::parent::{new_run_id, prepare_variants};
+use crate::runner::parent::{create_run_folder, prepare_variants};
 use crate::runner::{run_cells, RunOptions, RunSettings, TimingSettings};
 
 /// Folder under which run folders are created when neither `--out` nor `out` is given.
@@ -131,8 +132,8 @@ pub struct RunArgs {
 /// The threads of each cell: the flag, else `RAYON_NUM_THREADS`, else the physical cores (the
 /// logical ones where unknown).
 fn resolve_threads(flag: Option<usize>, host: &HostInfo) -> Result<usize, UsageError> {
-    if flag == Some(0) {
-        return Err(UsageError("--threads must be at least 1".into()));
+    if let Some(n) = flag {
+        limits::THREADS.check_count(n)?;
     }
     let from_env = std::env::var("RAYON_NUM_THREADS")
         .ok()
@@ -145,6 +146,8 @@ fn resolve_threads(flag: Option<usize>, host: &HostInfo) -> Result<usize, UsageE
         .max(1))
 }
 
+/// The manifest of a new run (its id left empty until its folder exists) and the folder under
+/// which the run's folder is to be created.
 fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
     let config = load_optional_config(args.plan.config.as_deref())?;
     let plan: Plan = args.plan.resolve_plan(&config)?;
@@ -200,17 +203,15 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         )?,
     };
     check_cache_dir(&spec.cache_dir)?;
-    let run_id = new_run_id();
     let out = args
         .out
         .clone()
         .or(config.out.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_OUT));
-    let run_dir = out.join(&run_id);
     Ok((
         Manifest {
             schema_version: SCHEMA_VERSION,
-            run_id,
+            run_id: String::new(),
             plan,
             shard: args.shard,
             spec,
@@ -218,7 +219,7 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
             commit: crate::runner::manifest::COMMIT.to_string(),
             started_utc: crate::results::now_utc(),
         },
-        run_dir,
+        out,
     ))
 }
 
@@ -282,7 +283,9 @@ fn done_cells(run_dir: &Path) -> anyhow::Result<Vec<Record>> {
 /// Runs the plan the flags describe, or resumes one.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let host = HostInfo::detect();
-    let (manifest, run_dir, meter) = match &args.resume {
+    // The lock is held until this function returns (a second run or resume of the folder exits
+    // 2), and taken before anything is written into the folder.
+    let (manifest, run_dir, meter, _lock) = match &args.resume {
         Some(dir) => {
             if args.plan.any_given() || args.shard.is_some() {
                 eprintln!(
@@ -292,22 +295,43 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             let manifest = Manifest::read(dir)?;
             let meter = meter_settings(&manifest.spec, &host)?;
-            (manifest, dir.clone(), meter)
+            let lock = RunLock::acquire(dir)?;
+            (manifest, dir.clone(), meter, lock)
         }
         None => {
-            let (manifest, run_dir) = resolve_new_run(&args)?;
+            let (mut manifest, out) = resolve_new_run(&args)?;
             // Probe the meters before creating anything: a usage error leaves no run folder.
             let meter = meter_settings(&manifest.spec, &host)?;
-            std::fs::create_dir_all(&run_dir)
-                .map_err(|e| UsageError(format!("cannot create {}: {e}", run_dir.display())))?;
+            let (run_id, run_dir) = create_run_folder(&out)
+                .with_context(|| format!("cannot create a run folder under {}", out.display()))?;
+            manifest.run_id = run_id;
+            let lock = RunLock::acquire(&run_dir)?;
             manifest.write(&run_dir)?;
-            (manifest, run_dir, meter)
+            (manifest, run_dir, meter, lock)
         }
     };
-    // Held until this function returns: a second run or resume of this folder exits 2.
-    let _lock = RunLock::acquire(&run_dir)?;
+    let result = measure_and_report(&args, &manifest, &run_dir, meter, host);
+    match result {
+        Err(e) if crate::error::io_cause(&e).is_some() => Err(e.context(format!(
+            "run {} stopped on a file-system error; the records written so far are kept: once it is fixed, resume with: slimbench run --resume {} (add --retry-failed to measure again a cell that failed for the same reason)",
+            manifest.run_id,
+            run_dir.display()
+        ))),
+        other => other,
+    }
+}
+
+/// Runs the cells of `manifest` not yet recorded in `run_dir` (its lock held by the caller), then
+/// writes the report and prints the table.
+fn measure_and_report(
+    args: &RunArgs,
+    manifest: &Manifest,
+    run_dir: &Path,
+    meter: MeterSettings,
+    host: HostInfo,
+) -> anyhow::Result<ExitCode> {
     let cells = shard_cells(&manifest.plan, manifest.shard);
-    let done: HashSet<_> = done_cells(&run_dir)?
+    let done: HashSet<_> = done_cells(run_dir)?
         .into_iter()
         .filter(|r| !(args.retry_failed && r.status == Status::Failed))
         .map(|r| r.key)
@@ -355,7 +379,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let settings = RunSettings {
         run_id: manifest.run_id.clone(),
-        run_dir: run_dir.clone(),
+        run_dir: run_dir.to_path_buf(),
         cache_dir: manifest.spec.cache_dir.clone(),
         timing: manifest.spec.timing.clone(),
         meter,
@@ -375,8 +399,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
 
-    let data = RunData::load(&run_dir)?;
-    export_all(&data, &run_dir, &ALL_EXPORTS)?;
+    let data = RunData::load(run_dir)?;
+    export_all(&data, run_dir, &ALL_EXPORTS)?;
     let records = data.records;
     if !args.json {
         crate::stdout::print(&table::render(&records));

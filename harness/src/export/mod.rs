@@ -70,12 +70,13 @@ impl ExportType {
 }
 
 /// Writes every format in `types` into `dir`, and with the HTML report each chart as
-/// `charts/<name>.svg` and `charts/<name>.png`.
+/// `charts/<name>.svg` and `charts/<name>.png`, each file whole or not at all (see
+/// [`crate::atomic`]): an interrupted or disk-full export leaves the earlier complete files.
 pub fn export_all(data: &RunData, dir: &Path, types: &[ExportType]) -> anyhow::Result<()> {
     for t in types {
         let path = dir.join(t.file_name());
         let bytes = t.exporter().export(data)?;
-        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::atomic::write(&path, &bytes)?;
     }
     if types.contains(&ExportType::Html) {
         let charts_dir = dir.join("charts");
@@ -83,12 +84,9 @@ pub fn export_all(data: &RunData, dir: &Path, types: &[ExportType]) -> anyhow::R
             .with_context(|| format!("cannot create {}", charts_dir.display()))?;
         for (stem, _, chart) in html::charts(data) {
             let path = charts_dir.join(format!("{stem}.svg"));
-            std::fs::write(&path, chart.svg()?)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::atomic::write(&path, chart.svg()?.as_bytes())?;
             let png = charts_dir.join(format!("{stem}.png"));
-            chart
-                .png(&png)
-                .with_context(|| format!("cannot write {}", png.display()))?;
+            crate::atomic::replace_with(&png, |tmp| chart.png(tmp))?;
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! Numbers for people: significant figures, and a unit chosen so the figure reads at a glance
 //! (mJ and µJ, mg and µg, m for small distances). Pure functions.
 
-/// `v` with `n` significant figures, in plain decimal notation (`0.000177`, `12.3`, `41800`).
+/// `v` with `n` significant figures, in plain decimal notation (`0.000177`, `12.3`, `41800`);
+/// in exponent form (`1.00e308`) beyond 10^15 or below 10^-12.
 pub fn sig(v: f64, n: usize) -> String {
     if !v.is_finite() {
         return "-".into();
@@ -10,6 +11,10 @@ pub fn sig(v: f64, n: usize) -> String {
         return "0".into();
     }
     let magnitude = v.abs().log10().floor() as i32;
+    if !(-12..=15).contains(&magnitude) {
+        // Far outside what any measured figure reads: exponent form, never hundreds of digits.
+        return format!("{v:.prec$e}", prec = n.saturating_sub(1));
+    }
     let decimals = (n as i32 - 1 - magnitude).clamp(0, 15) as usize;
     let factor = 10f64.powi(n as i32 - 1 - magnitude);
     let rounded = (v * factor).round() / factor;
@@ -103,5 +108,22 @@ mod tests {
         assert_eq!(distance(0.048), "48.0 m");
         assert_eq!(distance(3.2), "3.20 km");
         assert_eq!(kwh(0.25), "250 Wh");
+        assert_eq!(sig(1e308, 3), "1.00e308");
+        assert_eq!(sig(-2.5e-300, 2), "-2.5e-300");
+    }
+
+    proptest::proptest! {
+        /// Any number, however extreme, gives a short text without NaN or inf.
+        #[test]
+        fn every_formatter_gives_a_short_sane_text_for_any_number(
+            bits in proptest::prelude::any::<u64>(),
+            n in 1usize..6,
+        ) {
+            let v = f64::from_bits(bits);
+            for text in [sig(v, n), energy(v), co2e(v), distance(v), kwh(v)] {
+                proptest::prop_assert!(text.len() <= 32, "{v:e}: {text}");
+                proptest::prop_assert!(!text.contains("NaN") && !text.contains("inf"), "{v:e}: {text}");
+            }
+        }
     }
 }

@@ -3,10 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::worker::TimingSettings;
+use super::timing::TimingSettings;
 use crate::carbon::CarbonSettings;
 use crate::error::UsageError;
 use crate::meter::choose::EnergyChoice;
@@ -157,16 +156,18 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = env!("SLIMBENCH_GIT_COMMIT");
 
 /// The manifest file of a run folder.
+pub const MANIFEST_FILE: &str = "run.json";
+
+/// The manifest file of a run folder.
 pub fn manifest_path(run_dir: &Path) -> PathBuf {
-    crate::run_dir::RunDir::new(run_dir).manifest_path()
+    run_dir.join(MANIFEST_FILE)
 }
 
 impl Manifest {
     /// Writes `run.json` into `run_dir`.
     pub fn write(&self, run_dir: &Path) -> anyhow::Result<()> {
         let path = manifest_path(run_dir);
-        std::fs::write(&path, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("cannot write {}", path.display()))
+        crate::atomic::write(&path, &serde_json::to_vec_pretty(self)?)
     }
 
     /// Reads `run.json` from `run_dir`; a missing or foreign folder is a usage error.
@@ -189,6 +190,76 @@ impl Manifest {
                 version.map_or("missing".to_string(), |v| v.to_string())
             )));
         }
-        serde_json::from_value(value).map_err(|e| UsageError(format!("{}: {e}", path.display())))
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        manifest.check(&path)?;
+        Ok(manifest)
+    }
+
+    /// Every stored setting passes the range its flag and config key pass ([`crate::limits`]),
+    /// every cell's sizes too, and the share is one of the plan's: a hand-edited or damaged
+    /// `run.json` is a usage error naming the file and the key before anything is prepared.
+    pub fn check(&self, path: &Path) -> Result<(), UsageError> {
+        use crate::limits;
+        let t = &self.spec.timing;
+        limits::MIN_DURATION_S.check_stored(
+            t.min_duration_s,
+            path,
+            "spec.timing.min_duration_s",
+        )?;
+        limits::SAMPLE_HZ.check_stored(t.sample_hz, path, "spec.timing.sample_hz")?;
+        limits::WARMUP.check_stored(t.warmup_iters as f64, path, "spec.timing.warmup_iters")?;
+        limits::MIN_ITERS.check_stored(t.min_iters as f64, path, "spec.timing.min_iters")?;
+        if !(t.idle_s.is_finite() && (0.0..=MAX_IDLE_S).contains(&t.idle_s)) {
+            return Err(UsageError(format!(
+                "{}: key `spec.timing.idle_s` = {}: give a finite number from 0 to {MAX_IDLE_S} s; correct the file, or start a new run",
+                path.display(),
+                t.idle_s
+            )));
+        }
+        limits::CELL_TIMEOUT_S.check_stored(
+            self.spec.cell_timeout_s,
+            path,
+            "spec.cell_timeout_s",
+        )?;
+        limits::PUE.check_stored(self.spec.carbon.pue, path, "spec.carbon.pue")?;
+        limits::CARBON_INTENSITY.check_stored(
+            self.spec.carbon.intensity_g_per_kwh,
+            path,
+            "spec.carbon.intensity_g_per_kwh",
+        )?;
+        if let Some(threads) = self.spec.threads {
+            limits::THREADS.check_stored(threads as f64, path, "spec.threads")?;
+        }
+        for (i, cell) in self.plan.cells.iter().enumerate() {
+            let key = |name: &str| format!("plan.cells[{i}].{name}");
+            limits::BATCH_SIZE.check_stored(cell.batch_size as f64, path, &key("batch_size"))?;
+            if let Some(s) = cell.seq_len {
+                limits::SEQ_LEN.check_stored(s as f64, path, &key("seq_len"))?;
+            }
+            if let Some(g) = cell.gen_tokens {
+                limits::GEN_TOKENS.check_stored(g as f64, path, &key("gen_tokens"))?;
+            }
+            if self.plan.cells[..i].contains(cell) {
+                return Err(UsageError(format!(
+                    "{}: key `plan.cells[{i}]`: cell {cell} is in the plan twice; remove one, or start a new run",
+                    path.display()
+                )));
+            }
+        }
+        if let Some(shard) = self.shard {
+            if shard.index == 0 || shard.index > shard.count {
+                return Err(UsageError(format!(
+                    "{}: key `shard` = {}/{}: a share is i/N with 1 <= i <= N; correct the file, or start a new run",
+                    path.display(),
+                    shard.index,
+                    shard.count
+                )));
+            }
+        }
+        Ok(())
     }
 }
+
+/// The longest idle-power window a stored run may ask for, s.
+pub const MAX_IDLE_S: f64 = 60.0;

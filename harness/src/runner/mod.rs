@@ -4,7 +4,9 @@
 pub mod lock;
 pub mod manifest;
 pub mod parent;
+pub mod timing;
 pub mod worker;
 
 pub use parent::{run_cells, RunOptions, RunOutcome, RunSettings};
-pub use worker::{TimingSettings, WorkerRequest};
+pub use timing::TimingSettings;
+pub use worker::WorkerRequest;

@@ -65,17 +65,40 @@ pub struct RunOutcome {
 
 /// A new run id: UTC time to the second and a short random suffix.
 pub fn new_run_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    // 64 random bits beside the second: a fleet of thousands of jobs starting in one second
+    // collides with a chance of about 1e-13 (and a collision still finds the folder taken).
     format!(
-        "{}-{:04x}",
+        "{}-{:016x}",
         chrono::Utc::now().format("%Y%m%d-%H%M%S"),
-        (nanos ^ std::process::id()) & 0xffff
+        rand::random::<u64>()
     )
 }
 
+/// Creates a new run folder under `out` exclusively (`create_dir`, never an existing folder):
+/// on the rare collision with a folder that exists, a fresh id is drawn. Returns the id and the
+/// folder.
+pub fn create_run_folder(out: &Path) -> std::io::Result<(String, PathBuf)> {
+    create_run_folder_with(out, new_run_id)
+}
+
+/// [`create_run_folder`] with the ids drawn from `next_id` (up to 16 tries).
+fn create_run_folder_with(
+    out: &Path,
+    mut next_id: impl FnMut() -> String,
+) -> std::io::Result<(String, PathBuf)> {
+    std::fs::create_dir_all(out)?;
+    let mut last = None;
+    for _ in 0..16 {
+        let id = next_id();
+        let dir = out.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free run id")))
+}
 /// Trains or loads every variant of `cells` (base weights, pruning fine-tunes, distilled students)
 /// once, before any cell is timed; workers then read them from the cache. A variant that cannot be
 /// prepared is left to its cells, which record the error.
@@ -146,6 +169,16 @@ pub fn run_cells(
                 g.co2e_per_1000_generated_tokens_g = Some(carbon.co2e_per_item_g * 1000.0);
             }
             record.carbon = Some(carbon);
+        }
+        if let Err(e) = crate::results::validity::check_record(&record) {
+            // An impossible figure is never written: the cell is recorded failed with the reason,
+            // and `--resume --retry-failed` measures it again.
+            record = Record::failed(
+                &settings.run_id,
+                key.clone(),
+                settings.host.clone(),
+                format!("the worker's record is impossible, so it was not kept: {e}"),
+            );
         }
         append_record(&results_path, &record)?;
         let line = format!(
@@ -383,5 +416,44 @@ mod tests {
             "memory allocation of 4000000000 bytes failed"
         );
         assert_eq!(super::first_cause("all fine\n"), None);
+    }
+}
+
+#[cfg(test)]
+mod run_folder_tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_id_is_never_reused_and_a_fresh_one_is_drawn() {
+        let out = tempfile::tempdir().unwrap();
+        let taken = out.path().join("20260101-000000-0000000000000001");
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join("run.json"), "the first run's").unwrap();
+        let mut ids = [
+            "20260101-000000-0000000000000001",
+            "20260101-000000-0000000000000002",
+        ]
+        .into_iter()
+        .map(String::from);
+        let (id, dir) = create_run_folder_with(out.path(), || ids.next().unwrap()).unwrap();
+        assert_eq!(id, "20260101-000000-0000000000000002");
+        assert_eq!(dir, out.path().join(&id));
+        assert_eq!(
+            std::fs::read_to_string(taken.join("run.json")).unwrap(),
+            "the first run's"
+        );
+        let e = create_run_folder_with(out.path(), || id.clone()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn run_ids_carry_64_random_bits() {
+        let ids: std::collections::HashSet<String> = (0..2000).map(|_| new_run_id()).collect();
+        assert_eq!(ids.len(), 2000);
+        for id in ids.iter().take(5) {
+            let random = id.rsplit('-').next().unwrap();
+            assert_eq!(random.len(), 16, "{id}");
+            assert!(u64::from_str_radix(random, 16).is_ok(), "{id}");
+        }
     }
 }

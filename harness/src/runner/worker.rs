@@ -11,6 +11,7 @@ use slimbench_models::catalog::build_workload;
 use slimbench_models::workload::WorkloadSpec;
 use slimbench_models::ModelError;
 
+pub use super::timing::{TimingSettings, MIN_ENERGY_WINDOW_S};
 use crate::calibrate::Calibration;
 use crate::host::HostInfo;
 use crate::memory::peak_rss_bytes;
@@ -23,9 +24,6 @@ use crate::results::{
 use crate::run_dir::{cell_slug, RunDir};
 use crate::stats::{thin_samples, LatencyStats};
 use slimbench_models::workload::Cell;
-
-/// Shortest energy window, s: shorter windows make per-item energy noise.
-pub const MIN_ENERGY_WINDOW_S: f64 = 1.0;
 
 /// Environment variable of the fault injection meant for tests only: a comma-separated list of
 /// `KIND:TEXT`, where a cell whose name contains TEXT fails by KIND: `panic`, `abort`, `kill`
@@ -60,46 +58,6 @@ fn inject_fault(key: &Cell) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// How long and how often a cell is timed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TimingSettings {
-    /// Untimed iterations before the window.
-    pub warmup_iters: usize,
-    /// Least number of timed iterations.
-    pub min_iters: usize,
-    /// Least length of the timed window, s (raised to 100 times the meter's update period, and to
-    /// [`MIN_ENERGY_WINDOW_S`]).
-    pub min_duration_s: f64,
-    /// Length of the idle-power window before the timed one, s.
-    pub idle_s: f64,
-    /// Background power sampling rate, Hz (0: only the window edges, where the meter allows).
-    pub sample_hz: f64,
-}
-
-impl TimingSettings {
-    /// Defaults of a full run.
-    pub fn full() -> Self {
-        Self {
-            warmup_iters: 10,
-            min_iters: 50,
-            min_duration_s: 2.0,
-            idle_s: 0.5,
-            sample_hz: 10.0,
-        }
-    }
-
-    /// Defaults of `--quick`.
-    pub fn quick() -> Self {
-        Self {
-            warmup_iters: 3,
-            min_iters: 20,
-            min_duration_s: 1.0,
-            idle_s: 0.2,
-            sample_hz: 10.0,
-        }
-    }
 }
 
 /// Everything a worker needs to measure one cell; passed as JSON on its command line.
@@ -389,5 +347,5 @@ fn write_trace(req: &WorkerRequest, csv: &str) -> anyhow::Result<()> {
     let dir = run_dir.traces_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = run_dir.trace_path(&req.key);
-    std::fs::write(&path, csv).with_context(|| format!("cannot write {}", path.display()))
+    crate::atomic::write(&path, csv.as_bytes())
 }

@@ -69,6 +69,9 @@ fn compare_gates_quality_and_reports_missing_cells() {
     edit_records(&worse, |records| {
         let q = records[1]["quality"]["value_pct"].as_f64().unwrap();
         records[1]["quality"]["value_pct"] = serde_json::json!(q - 1.0);
+        // A consistent edit: the change against the baseline moves with the value.
+        let d = records[1]["quality"]["delta_points"].as_f64().unwrap();
+        records[1]["quality"]["delta_points"] = serde_json::json!(d - 1.0);
         records.remove(0);
     });
     slimbench(tmp.path())

@@ -16,7 +16,7 @@ use slimbench::runner::TimingSettings;
 use slimbench::stats::LatencyStats;
 use slimbench_models::workload::Cell;
 
-fn key(technique: &str, batch: usize) -> Cell {
+pub fn key(technique: &str, batch: usize) -> Cell {
     Cell {
         model: "digits-mlp".into(),
         technique: technique.parse().unwrap(),
@@ -27,7 +27,7 @@ fn key(technique: &str, batch: usize) -> Cell {
     }
 }
 
-fn record(
+pub fn record(
     technique: &str,
     batch: usize,
     acc: f64,
@@ -99,7 +99,7 @@ fn record(
     r
 }
 
-fn sample_run() -> RunData {
+pub fn sample_run() -> RunData {
     let carbon = resolve(Some("POL"), None, Some(1.2)).unwrap();
     let mut records = vec![
         record("fp32", 1, 98.0, 0.10, 0.004, 203_304),

@@ -4,6 +4,7 @@ mod cli;
 mod compare;
 mod exporters;
 mod fake_powercap;
+mod hostile;
 mod llm;
 mod nvml_fake;
 mod rapl;

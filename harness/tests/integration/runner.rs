@@ -14,7 +14,7 @@ use crate::cli::{only_run_dir, slimbench};
 const SIX_CELLS: [&str; 2] = ["--techniques", "fp32,q8_0,q4_0"];
 
 fn keys(run_dir: &Path) -> Vec<Cell> {
-    read_records(&run_dir.join("results.jsonl"))
+    read_records(&run_dir.join("results.jsonl"), None)
         .unwrap()
         .into_iter()
         .map(|r| r.key)
@@ -52,7 +52,7 @@ fn panic_abort_signal_and_timeout_are_failed_records_and_the_run_goes_on() {
         .assert()
         .code(1);
     let run = only_run_dir(&out);
-    let records = read_records(&run.join("results.jsonl")).unwrap();
+    let records = read_records(&run.join("results.jsonl"), None).unwrap();
     assert_eq!(records.len(), 6);
     let by = |t: &str, b: usize| {
         records
@@ -84,7 +84,7 @@ fn panic_abort_signal_and_timeout_are_failed_records_and_the_run_goes_on() {
         .assert()
         .success()
         .stderr(predicate::str::contains("2 already recorded, 4 to run"));
-    let records = read_records(&run.join("results.jsonl")).unwrap();
+    let records = read_records(&run.join("results.jsonl"), None).unwrap();
     assert_eq!(records.len(), 6);
     assert!(records.iter().all(|r| r.status == Status::Ok));
     let lines = std::fs::read_to_string(run.join("results.jsonl"))
@@ -282,7 +282,7 @@ fn shards_one_to_three_merged_equal_the_full_plan_and_mismatched_plans_are_refus
         .assert()
         .success()
         .stderr(predicate::str::contains("each cell keeps its own settings"));
-    let records = read_records(&mixed.join("results.jsonl")).unwrap();
+    let records = read_records(&mixed.join("results.jsonl"), None).unwrap();
     let intensities: HashSet<String> = records
         .iter()
         .filter_map(|r| r.carbon.as_ref())

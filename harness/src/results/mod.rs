@@ -1,6 +1,8 @@
 //! The result record of one cell (with a schema version), and the `results.jsonl` file that holds
 //! a run's records, appended and flushed one at a time.
 
+pub mod validity;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -358,7 +360,11 @@ pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<
 /// the file). A last line with no newline that is not a whole record was cut short by a crash: it
 /// is skipped with a warning (the cell it held is rerun by `--resume`, and the next append moves
 /// it aside, see [`set_aside_torn_tail`]).
-pub fn read_records(path: &Path) -> Result<Vec<Record>, UsageError> {
+///
+/// Every record's values pass [`validity::check_record`], and with `plan` (the cells the
+/// folder's `run.json` asks for) every record's cell is one of them; anything else is an error
+/// naming the file, the line and the field or cell.
+pub fn read_records(path: &Path, plan: Option<&[Cell]>) -> Result<Vec<Record>, UsageError> {
     let bytes = std::fs::read(path)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
     let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
@@ -406,6 +412,22 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>, UsageError> {
                 path.display(),
                 record.schema_version
             )));
+        }
+        if let Err(e) = validity::check_record(&record) {
+            return Err(UsageError(format!(
+                "{}: line {line_no}: cell {}: {e}; the record is impossible, so nothing is rendered from it (correct the line, or remove it and measure the cell again with `slimbench run --resume`)",
+                path.display(),
+                record.key
+            )));
+        }
+        if let Some(cells) = plan {
+            if !cells.contains(&record.key) {
+                return Err(UsageError(format!(
+                    "{}: line {line_no}: cell {} is not in this folder's plan (run.json); it belongs to another plan or share: move the line aside, or restore the run.json it was measured under",
+                    path.display(),
+                    record.key
+                )));
+            }
         }
         match first_line.get(&record.key).copied() {
             Some((_, index)) if records[index].status == Status::Failed => {
@@ -464,11 +486,11 @@ mod tests {
         let failed = record(1, Status::Failed);
         let ok = record(1, Status::Ok);
         std::fs::write(&path, lines_of(&[failed, ok.clone()]).concat()).unwrap();
-        let got = read_records(&path).unwrap();
+        let got = read_records(&path, None).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].status, Status::Ok);
         std::fs::write(&path, lines_of(&[ok.clone(), ok]).concat()).unwrap();
-        let e = read_records(&path).unwrap_err().0;
+        let e = read_records(&path, None).unwrap_err().0;
         assert!(
             e.contains("line 2") && e.contains("already recorded at line 1"),
             "{e}"
@@ -482,13 +504,13 @@ mod tests {
         let mut newer = record(2, Status::Ok);
         newer.schema_version = SCHEMA_VERSION + 1;
         std::fs::write(&path, lines_of(&[record(1, Status::Ok), newer]).concat()).unwrap();
-        let e = read_records(&path).unwrap_err().0;
+        let e = read_records(&path, None).unwrap_err().0;
         assert!(e.contains("line 2: schema version"), "{e}");
         let mut bytes = lines_of(&[record(1, Status::Ok)]).concat().into_bytes();
         bytes.extend_from_slice(b"\xff\xfe garbage\n");
         bytes.extend_from_slice(lines_of(&[record(2, Status::Ok)]).concat().as_bytes());
         std::fs::write(&path, bytes).unwrap();
-        let e = read_records(&path).unwrap_err().0;
+        let e = read_records(&path, None).unwrap_err().0;
         assert!(e.contains("line 2: not a result record: not UTF-8"), "{e}");
     }
 
@@ -498,10 +520,10 @@ mod tests {
         let path = dir.path().join("records.jsonl");
         let text = lines_of(&[record(1, Status::Ok), record(2, Status::Ok)]).concat();
         std::fs::write(&path, text.trim_end()).unwrap();
-        assert_eq!(read_records(&path).unwrap().len(), 2);
+        assert_eq!(read_records(&path, None).unwrap().len(), 2);
         assert_eq!(set_aside_torn_tail(&path).unwrap(), None);
         append_record(&path, &record(3, Status::Ok)).unwrap();
-        assert_eq!(read_records(&path).unwrap().len(), 3);
+        assert_eq!(read_records(&path, None).unwrap().len(), 3);
         assert!(!torn_path(&path).exists());
     }
 
@@ -527,10 +549,10 @@ mod tests {
                 }
                 end += l.len();
             }
-            let got = read_records(&path).unwrap();
+            let got = read_records(&path, None).unwrap();
             proptest::prop_assert_eq!(got.len(), complete);
             append_record(&path, &record(99, Status::Ok)).unwrap();
-            let got = read_records(&path).unwrap();
+            let got = read_records(&path, None).unwrap();
             proptest::prop_assert_eq!(got.len(), complete + 1);
             let torn = std::fs::read(torn_path(&path)).unwrap_or_default();
             let kept: usize = lines[..complete].iter().map(String::len).sum();
@@ -565,7 +587,7 @@ mod tests {
             };
             lines.insert(at, inserted);
             std::fs::write(&path, lines.concat()).unwrap();
-            let e = read_records(&path).unwrap_err().0;
+            let e = read_records(&path, None).unwrap_err().0;
             proptest::prop_assert!(e.contains("records.jsonl: line "), "{}", e);
         }
     }
