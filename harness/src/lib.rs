@@ -17,6 +17,7 @@ pub mod limits;
 pub mod memory;
 pub mod meter;
 pub mod plan;
+pub mod recorder;
 pub mod report;
 pub mod results;
 pub mod run_dir;

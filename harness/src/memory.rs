@@ -1,4 +1,6 @@
-//! Peak resident memory of the current process.
+//! Resident memory of the current process: its peak (`VmHWM`), its current size (`VmRSS`), and a
+//! reset of the peak (Linux's `clear_refs`), so that a worker can tell the model's own memory
+//! from its harness's.
 
 /// Peak resident set size of this process in bytes (`VmHWM` in `/proc/self/status` on Linux).
 /// `None` where the platform does not expose it; the record then leaves the column empty.
@@ -7,11 +9,29 @@ pub fn peak_rss_bytes() -> Option<u64> {
     parse_vm_hwm(&status)
 }
 
+/// Resident set size of this process now, in bytes (`VmRSS`); `None` where not exposed.
+pub fn current_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kib(&status, "VmRSS:")
+}
+
+/// Resets this process's peak resident size to its current size (writing `5` to
+/// `/proc/self/clear_refs`, Linux 4.0 and later); false where that is not possible, and the
+/// peak then stays the process's whole-life peak.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// The `VmHWM:` line of a `/proc/<pid>/status` text, in bytes.
 pub fn parse_vm_hwm(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    parse_status_kib(status, "VmHWM:")
+}
+
+/// A `<field> <n> kB` line of a `/proc/<pid>/status` text, in bytes.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line
-        .trim_start_matches("VmHWM:")
+        .trim_start_matches(field)
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -29,6 +49,22 @@ mod tests {
         let text = "Name:\tx\nVmPeak:\t  100 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1 kB\n";
         assert_eq!(parse_vm_hwm(text), Some(2048 * 1024));
         assert_eq!(parse_vm_hwm("Name: x\n"), None);
+        assert_eq!(parse_status_kib(text, "VmRSS:"), Some(1024));
+    }
+
+    #[test]
+    fn a_reset_peak_drops_to_the_current_size() {
+        if !cfg!(target_os = "linux") || !reset_peak_rss() {
+            eprintln!("SKIPPED: /proc/self/clear_refs cannot reset the peak here");
+            return;
+        }
+        let big = vec![1u8; 64 << 20];
+        std::hint::black_box(&big);
+        drop(big);
+        let before = peak_rss_bytes().unwrap();
+        assert!(reset_peak_rss());
+        let after = peak_rss_bytes().unwrap();
+        assert!(after + (32 << 20) < before, "{after} vs {before}");
     }
 
     #[test]

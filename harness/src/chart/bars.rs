@@ -19,7 +19,8 @@ pub enum BarMetric {
     Latency,
     /// Energy per item, mJ.
     Energy,
-    /// Peak resident memory of the worker, MiB.
+    /// The model's peak resident memory during inference (the worker's whole peak for records
+    /// that predate it), MiB.
     Memory,
     /// Model size as stored, KiB.
     Size,
@@ -38,7 +39,7 @@ impl BarMetric {
         match self {
             BarMetric::Latency => "latency per item (ms): p50 bar, p90 thick tick, p99 whisker end",
             BarMetric::Energy => "energy per item (mJ)",
-            BarMetric::Memory => "peak resident memory (MiB)",
+            BarMetric::Memory => "model's peak resident memory during inference (MiB)",
             BarMetric::Size => "model size (KiB)",
             BarMetric::PrefillRate => "prefill: prompt tokens per second",
             BarMetric::DecodeRate => "decode: generated tokens per second",
@@ -50,7 +51,9 @@ impl BarMetric {
         match self {
             BarMetric::Latency => r.latency.as_ref().map(|l| l.p50_ms / per_item(r)),
             BarMetric::Energy => r.energy.as_ref().map(|e| e.energy_per_item_j * 1e3),
-            BarMetric::Memory => r.peak_rss_bytes.map(|b| b as f64 / (1u64 << 20) as f64),
+            BarMetric::Memory => r
+                .serving_memory_bytes()
+                .map(|b| b as f64 / (1u64 << 20) as f64),
             BarMetric::Size => r.model_bytes.map(|b| b as f64 / 1024.0),
             BarMetric::PrefillRate => r.generation.as_ref().map(|g| g.prefill_tokens_per_s),
             BarMetric::DecodeRate => r.generation.as_ref().map(|g| g.decode_tokens_per_s),

@@ -18,8 +18,10 @@ pub struct CellFigures {
     pub latency_median_ms: Option<f64>,
     /// Energy per item, J.
     pub energy_per_item_j: Option<f64>,
-    /// Peak resident memory, bytes.
+    /// Peak resident memory of the worker, bytes.
     pub peak_rss_bytes: Option<u64>,
+    /// The model's peak during inference (without the harness), bytes, where recorded.
+    pub inference_peak_bytes: Option<u64>,
     /// Model size, bytes.
     pub model_bytes: Option<usize>,
     /// Quality, %.
@@ -75,6 +77,7 @@ fn load_slimbench(dir: &Path) -> Result<ResultSet, UsageError> {
                 latency_median_ms: median.or(r.latency.as_ref().map(|l| l.p50_ms)),
                 energy_per_item_j: r.energy.as_ref().map(|e| e.energy_per_item_j),
                 peak_rss_bytes: r.peak_rss_bytes,
+                inference_peak_bytes: r.inference_peak_bytes,
                 model_bytes: r.model_bytes,
                 quality_pct: r.quality.as_ref().map(|q| q.value_pct),
                 failure: None,

@@ -135,9 +135,12 @@ pub fn compare(
             let pair = match metric {
                 Metric::Latency => base.latency_median_ms.zip(cur.latency_median_ms),
                 Metric::Energy => base.energy_per_item_j.zip(cur.energy_per_item_j),
+                // The model's own peak where both runs recorded it; the worker's whole peak
+                // (harness included) only against a run that predates it.
                 Metric::Memory => base
-                    .peak_rss_bytes
-                    .zip(cur.peak_rss_bytes)
+                    .inference_peak_bytes
+                    .zip(cur.inference_peak_bytes)
+                    .or(base.peak_rss_bytes.zip(cur.peak_rss_bytes))
                     .map(|(a, b)| (a as f64, b as f64)),
                 Metric::Size => base
                     .model_bytes

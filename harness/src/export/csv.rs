@@ -166,6 +166,8 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("window_s", of(r.window_s)),
         ("throughput_items_per_s", of(r.throughput_items_per_s)),
         ("peak_rss_bytes", opt(r.peak_rss_bytes)),
+        ("model_rss_bytes", opt(r.model_rss_bytes)),
+        ("inference_peak_bytes", opt(r.inference_peak_bytes)),
         (
             "energy_source",
             e.map(|e| e.source.clone()).unwrap_or_default(),

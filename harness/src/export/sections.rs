@@ -192,7 +192,7 @@ fn results(records: &[Record], measured: bool) -> Section {
                 e.map(|e| e.source.clone()).unwrap_or_else(|| "-".into()),
                 opt(r.carbon.as_ref().map(|c| c.co2e_per_million_items_g), co2e),
                 opt(
-                    r.peak_rss_bytes
+                    r.serving_memory_bytes()
                         .filter(|_| ok)
                         .map(|b| b as f64 / (1u64 << 20) as f64),
                     |v| sig(v, 3),
@@ -216,7 +216,7 @@ fn results(records: &[Record], measured: bool) -> Section {
         format!("energy / item{est}"),
         s("energy source"),
         format!("CO2e / 1M items{est}"),
-        s("peak RSS MiB"),
+        s("model peak MiB"),
     ];
     if any_fidelity(records) {
         header.insert(7, s("fidelity (cosine to fp32)"));

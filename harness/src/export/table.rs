@@ -67,7 +67,7 @@ fn cell_text(r: &Record) -> Vec<String> {
             .unwrap_or_else(dash),
         e.map(|e| e.source.clone()).unwrap_or_else(dash),
         // A cell that never ran has no peak memory of its own to show.
-        r.peak_rss_bytes
+        r.serving_memory_bytes()
             .filter(|_| r.status == Status::Ok)
             .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
             .unwrap_or_else(dash),
@@ -90,7 +90,7 @@ pub fn render(records: &[Record]) -> String {
         "items/s",
         "J/item",
         "energy_source",
-        "rss_MiB",
+        "model_peak_MiB",
     ]
     .iter()
     .map(|s| s.to_string())

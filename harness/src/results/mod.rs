@@ -199,6 +199,16 @@ pub struct Record {
     pub throughput_items_per_s: Option<f64>,
     /// Peak resident memory of the worker process.
     pub peak_rss_bytes: Option<u64>,
+    /// The model's own resident memory: the worker's resident size once the variant is loaded,
+    /// minus before (the harness, its preallocated sample storage included, is in both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_rss_bytes: Option<u64>,
+    /// The model's peak during inference: the worker's peak resident size over the timed windows
+    /// (the peak reset as they start) minus its size before the model was loaded. Unlike
+    /// `peak_rss_bytes` it leaves out the harness, the preparation and the quality pass, and does
+    /// not grow with the iteration count. The memory chart and the gate use it where present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_peak_bytes: Option<u64>,
     /// Energy and power, each figure with its source.
     pub energy: Option<EnergyRecord>,
     /// CO2e of the energy, with the intensity, its source and year, and the PUE.
@@ -223,6 +233,12 @@ pub struct Record {
 pub const MAX_KEPT_SAMPLES: usize = crate::stats::MAX_RESAMPLED;
 
 impl Record {
+    /// The memory a variant takes to serve: the inference peak above the harness where recorded,
+    /// else (records of older runs) the worker's whole peak.
+    pub fn serving_memory_bytes(&self) -> Option<u64> {
+        self.inference_peak_bytes.or(self.peak_rss_bytes)
+    }
+
     /// A record with identity and host filled and every measurement empty.
     pub fn empty(run_id: &str, key: Cell, host: HostInfo, status: Status) -> Self {
         Self {
@@ -242,6 +258,8 @@ impl Record {
             window_s: None,
             throughput_items_per_s: None,
             peak_rss_bytes: None,
+            model_rss_bytes: None,
+            inference_peak_bytes: None,
             energy: None,
             carbon: None,
             threads: None,

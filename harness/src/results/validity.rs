@@ -136,6 +136,14 @@ pub fn check_record(record: &Record) -> Checked {
             "a process's memory",
         )?;
     }
+    for (field, bytes) in [
+        ("model_rss_bytes", record.model_rss_bytes),
+        ("inference_peak_bytes", record.inference_peak_bytes),
+    ] {
+        if let Some(b) = bytes {
+            in_range(field, b as f64, 0.0, MAX_BYTES, "a model's memory")?;
+        }
+    }
     if let Some(q) = &record.quality {
         check_quality(q)?;
     }

@@ -14,10 +14,11 @@ use slimbench_models::ModelError;
 pub use super::timing::{TimingSettings, MIN_ENERGY_WINDOW_S};
 use crate::calibrate::Calibration;
 use crate::host::HostInfo;
-use crate::memory::peak_rss_bytes;
+use crate::memory::{current_rss_bytes, peak_rss_bytes, reset_peak_rss};
 use crate::meter::choose::{open_meter, MeterSettings};
 use crate::meter::record::{energy_record, trace_csv, Windows};
 use crate::meter::sampler::{Sample, Sampler};
+use crate::recorder::LatencyRecorder;
 use crate::results::{
     ComputeRecord, GenerationRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES,
 };
@@ -102,8 +103,15 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         cell: req.key.clone(),
         cache_dir: req.cache_dir.clone(),
     };
+    // The sample storage is allocated before the model, so that the memory the model adds is
+    // measured apart from the harness's (which stays the same at any iteration count).
+    let mut prefill_latencies = LatencyRecorder::new();
+    let mut main_latencies = LatencyRecorder::new();
+    let rss_before_model = current_rss_bytes();
     let mut workload = build_workload(&spec)?;
-    let quality = workload.quality().context("evaluating quality")?;
+    let model_rss_bytes = rss_before_model
+        .zip(current_rss_bytes())
+        .map(|(before, after)| after.saturating_sub(before));
     let footprint = workload.footprint()?;
     let layers = workload.layers();
     let technique_params = with_kernel(workload.technique_params(), &req.key.device, &layers);
@@ -146,12 +154,16 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     std::thread::sleep(Duration::from_secs_f64(req.timing.idle_s));
     let idle_end = sampler.read_now()?;
 
+    // The peak from here on is the inference's: preparation, loading and warm-up left out.
+    let peak_was_reset = reset_peak_rss();
+
     // A generative model's prompt is timed in a window of its own before the decode steps.
     let prefill = match workload.generation() {
         Some(g) => Some(timed_window(
             &sampler,
             req.timing.min_iters,
             min_window_s,
+            &mut prefill_latencies,
             || g.prefill(),
         )?),
         None => None,
@@ -159,14 +171,31 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let main = match workload.generation() {
         Some(g) => {
             // The decode steps continue from the prompt the last prefill left in the cache.
-            timed_window(&sampler, req.timing.min_iters, min_window_s, || {
-                g.decode_step()
-            })?
+            timed_window(
+                &sampler,
+                req.timing.min_iters,
+                min_window_s,
+                &mut main_latencies,
+                || g.decode_step(),
+            )?
         }
-        None => timed_window(&sampler, req.timing.min_iters, min_window_s, || {
-            workload.run_batch()
-        })?,
+        None => timed_window(
+            &sampler,
+            req.timing.min_iters,
+            min_window_s,
+            &mut main_latencies,
+            || workload.run_batch(),
+        )?,
     };
+    let inference_peak_bytes = if peak_was_reset {
+        rss_before_model
+            .zip(peak_rss_bytes())
+            .map(|(before, peak)| peak.saturating_sub(before))
+    } else {
+        None
+    };
+    // Quality after the timed windows: its pass does not count in the inference's peak.
+    let quality = workload.quality().context("evaluating quality")?;
     let (samples, meter, sampler_error) = sampler.stop();
     if let Some(e) = sampler_error {
         anyhow::bail!("energy sampling failed: {e}");
@@ -180,7 +209,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
                 idle: (&idle_start, &idle_end),
                 timed: (&window.start, &window.end),
             },
-            window.latencies_ms.len(),
+            window.iterations,
             items_per_iteration,
             sampling_hz,
             (meter.dropped_samples(), meter.intervals()),
@@ -206,11 +235,13 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         fidelity: quality.fidelity,
         language: quality.language,
     });
-    let iterations = main.latencies_ms.len();
-    r.latency = LatencyStats::from_samples(&main.latencies_ms);
+    let iterations = main.iterations;
+    r.latency = main_latencies.stats();
     r.window_s = Some(main.wall_s);
     r.throughput_items_per_s = Some((iterations * items_per_iteration) as f64 / main.wall_s);
     r.peak_rss_bytes = peak_rss_bytes();
+    r.model_rss_bytes = model_rss_bytes;
+    r.inference_peak_bytes = inference_peak_bytes;
     if let Some(peaks) = meter.gpu_memory_peaks() {
         energy.gpu_process_peak_bytes = peaks.process_bytes;
         energy.gpu_device_peak_bytes = peaks.device_bytes;
@@ -221,9 +252,9 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         r.generation = Some(GenerationRecord {
             prompt_tokens: prompt,
             gen_tokens: g.gen_tokens(),
-            prefill_tokens_per_s: (prefill.latencies_ms.len() * prompt) as f64 / prefill.wall_s,
+            prefill_tokens_per_s: (prefill.iterations * prompt) as f64 / prefill.wall_s,
             decode_tokens_per_s: iterations as f64 / main.wall_s,
-            ttft_ms: LatencyStats::from_samples(&prefill.latencies_ms),
+            ttft_ms: prefill_latencies.stats(),
             prefill_j_per_token: prefill_energy.energy_per_item_j,
             decode_j_per_token: energy.energy_per_item_j,
             energy_source: energy.source.clone(),
@@ -231,7 +262,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
             kv_cache_bytes: g.kv_cache_bytes(),
             prefill_energy,
             co2e_per_1000_generated_tokens_g: None,
-            ttft_samples_ms: thin_samples(&prefill.latencies_ms, MAX_KEPT_SAMPLES),
+            ttft_samples_ms: thin_samples(prefill_latencies.kept(), MAX_KEPT_SAMPLES),
         });
     }
     r.energy = Some(energy);
@@ -246,7 +277,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         integer,
         weight_bytes,
     )?;
-    r.latency_samples_ms = thin_samples(&main.latencies_ms, MAX_KEPT_SAMPLES);
+    r.latency_samples_ms = thin_samples(main_latencies.kept(), MAX_KEPT_SAMPLES);
     Ok(r)
 }
 
@@ -272,7 +303,7 @@ fn with_kernel(
 struct Window {
     start: Sample,
     end: Sample,
-    latencies_ms: Vec<f64>,
+    iterations: usize,
     wall_s: f64,
 }
 
@@ -281,16 +312,16 @@ fn timed_window(
     sampler: &Sampler,
     min_iters: usize,
     min_window_s: f64,
+    latencies: &mut LatencyRecorder,
     mut iteration: impl FnMut() -> slimbench_models::Result<()>,
 ) -> anyhow::Result<Window> {
-    let mut latencies_ms = Vec::new();
     let start = sampler.read_now()?;
     let started = Instant::now();
     loop {
         let t = Instant::now();
         iteration()?;
-        latencies_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        if latencies_ms.len() >= min_iters && started.elapsed().as_secs_f64() >= min_window_s {
+        latencies.record(t.elapsed().as_secs_f64() * 1e3);
+        if latencies.count() >= min_iters && started.elapsed().as_secs_f64() >= min_window_s {
             break;
         }
     }
@@ -298,7 +329,7 @@ fn timed_window(
     Ok(Window {
         start,
         end,
-        latencies_ms,
+        iterations: latencies.count(),
         wall_s: started.elapsed().as_secs_f64(),
     })
 }

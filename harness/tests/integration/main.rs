@@ -6,6 +6,7 @@ mod exporters;
 mod fake_powercap;
 mod hostile;
 mod llm;
+mod memory;
 mod nvml_fake;
 mod rapl;
 mod runner;
