@@ -9,6 +9,7 @@
 //! warmup = 10
 //! min_iters = 50
 //! min_duration_s = 2.0
+//! rounds = 3               # each cell in 3 rounds of fresh workers, interleaved
 //! energy = "auto"          # auto | rapl | nvml | estimate
 //! sample_hz = 10.0
 //! cell_timeout_s = 600.0
@@ -47,6 +48,8 @@ pub struct RunConfig {
     pub min_iters: Option<usize>,
     /// Least timed window per cell, seconds.
     pub min_duration_s: Option<f64>,
+    /// Rounds per cell.
+    pub rounds: Option<usize>,
     /// Short windows.
     pub quick: Option<bool>,
     /// Energy source.

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod recorder;
 pub mod report;
 pub mod results;
+pub mod rounds;
 pub mod run_dir;
 pub mod runner;
 pub mod stats;

@@ -123,6 +123,16 @@ pub const GEN_TOKENS: Limit = Limit {
     min_exclusive: false,
 };
 
+/// Rounds of every cell (each in a fresh worker, interleaved with the other cells).
+pub const ROUNDS: Limit = Limit {
+    flag: "--rounds",
+    key: Some("rounds"),
+    unit: "rounds",
+    min: 1.0,
+    max: 50.0,
+    min_exclusive: false,
+};
+
 /// Threads each cell's model uses.
 pub const THREADS: Limit = Limit {
     flag: "--threads",

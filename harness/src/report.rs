@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::carbon::{co2e_g, CarbonSettings, CAR_G_PER_KM};
 use crate::results::{Record, Status};
 use crate::runner::manifest::Manifest;
+use crate::stats::{paired_ratio, t_interval};
 use slimbench_models::workload::Cell;
 
 /// A run as the exporters see it: its manifest, its records in plan order, and the power traces
@@ -163,10 +164,23 @@ impl EnergyChange {
     }
 }
 
-/// The relative 95% uncertainty of a record's energy per item: energy is power over the same
+/// The relative 95% uncertainty of a record's energy per item: with two rounds or more, the
+/// t-interval of its rounds' figures; for a record of one worker, energy is power over the same
 /// timed window as the latency, so the relative half-width of the mean latency's interval, and at
 /// least [`ENERGY_REL_FLOOR`].
 pub fn energy_rel_uncertainty(r: &Record) -> f64 {
+    // With rounds: the relative half-width of the t-interval of the rounds' energies per item.
+    let rounds: Vec<f64> = r
+        .rounds
+        .iter()
+        .filter_map(|x| x.energy_per_item_j)
+        .collect();
+    if let Some(i) = t_interval(&rounds) {
+        let mean = rounds.iter().sum::<f64>() / rounds.len() as f64;
+        if mean > 0.0 {
+            return (i.hi - i.lo) / 2.0 / mean;
+        }
+    }
     let timing = r
         .latency
         .as_ref()
@@ -234,6 +248,17 @@ fn speed_change(base: &Record, r: &Record) -> Option<SpeedChange> {
     if b.mean_ms <= 0.0 || v.mean_ms <= 0.0 {
         return None;
     }
+    // Paired by round where both cells have rounds: each round's ratio compares two cells
+    // measured minutes apart, so the drift between rounds cancels.
+    if let Some(p) = paired_ratio(&base.paired_rounds(r, |x| Some(x.mean_ms))) {
+        return Some(SpeedChange {
+            baseline_mean_ms: b.mean_ms,
+            variant_mean_ms: v.mean_ms,
+            speedup: p.ratio,
+            speedup_lo: p.ci95.lo,
+            speedup_hi: p.ci95.hi,
+        });
+    }
     let ci = |l: &crate::stats::LatencyStats| {
         l.mean_ci95_ms.map_or((l.mean_ms, l.mean_ms), |i| {
             (i.lo.max(f64::MIN_POSITIVE), i.hi)
@@ -256,6 +281,18 @@ fn energy_change(base: &Record, r: &Record) -> Option<EnergyChange> {
     );
     if b <= 0.0 {
         return None;
+    }
+    // Paired by round where both cells have rounds (the interval over rounds replaces the floor).
+    if let Some(p) = paired_ratio(&base.paired_rounds(r, |x| x.energy_per_item_j)) {
+        // p is baseline / variant; the saving is 1 - variant / baseline.
+        let saved = |ratio: f64| 100.0 * (1.0 - 1.0 / ratio);
+        return Some(EnergyChange {
+            baseline_j: b,
+            variant_j: v,
+            saved_pct: saved(p.ratio),
+            half_width_pct: (saved(p.ci95.hi) - saved(p.ci95.lo)) / 2.0,
+            variant_rel: energy_rel_uncertainty(r),
+        });
     }
     let ratio = v / b;
     let rel = (energy_rel_uncertainty(base).powi(2) + energy_rel_uncertainty(r).powi(2)).sqrt();

@@ -39,6 +39,11 @@ impl RunDir {
         self.root.join(RESULTS_FILE)
     }
 
+    /// `rounds.jsonl`: one record a finished round of a cell, before the cell is combined.
+    pub fn rounds_path(&self) -> PathBuf {
+        self.root.join(crate::rounds::ROUNDS_FILE)
+    }
+
     /// `run.json`: the plan and settings.
     pub fn manifest_path(&self) -> PathBuf {
         self.root.join(MANIFEST_FILE)

@@ -87,6 +87,133 @@ pub fn two_sample_change_ci(
     central_95(changes)
 }
 
+/// Fills `buf` with a two-level resample of `groups` (Kalibera and Jones, ISMM 2013): as many
+/// groups as there are, drawn with replacement, and from each drawn group as many of its samples
+/// as it has, drawn with replacement. The variation between groups (rounds, processes, minutes)
+/// then counts in the interval, not only the variation within one.
+fn two_level_resample_into(buf: &mut Vec<f64>, groups: &[&[f64]], rng: &mut ChaCha8Rng) {
+    buf.clear();
+    for _ in 0..groups.len() {
+        let g = groups[rng.gen_range(0..groups.len())];
+        for _ in 0..g.len() {
+            buf.push(g[rng.gen_range(0..g.len())]);
+        }
+    }
+}
+
+/// Two-level percentile-bootstrap 95% interval of `statistic` over samples grouped by round
+/// (see [`two_level_resample_into`]); with one group it is the ordinary bootstrap. `None` with
+/// fewer than two samples, or an empty group.
+pub fn two_level_ci(
+    groups: &[&[f64]],
+    statistic: impl Fn(&mut [f64]) -> f64,
+    resamples: usize,
+    rng: &mut ChaCha8Rng,
+) -> Option<Interval> {
+    let total: usize = groups.iter().map(|g| g.len()).sum();
+    if total < 2 || resamples == 0 || groups.iter().any(|g| g.is_empty()) {
+        return None;
+    }
+    let mut buf = Vec::with_capacity(total * 2);
+    let mut stats = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        two_level_resample_into(&mut buf, groups, rng);
+        stats.push(statistic(&mut buf));
+    }
+    central_95(stats)
+}
+
+/// [`two_sample_change_ci`] with each side resampled in two levels, rounds then iterations.
+pub fn two_level_change_ci(
+    baseline: &[&[f64]],
+    current: &[&[f64]],
+    statistic: impl Fn(&mut [f64]) -> f64,
+    resamples: usize,
+    rng: &mut ChaCha8Rng,
+) -> Option<Interval> {
+    let enough = |groups: &[&[f64]]| {
+        groups.iter().map(|g| g.len()).sum::<usize>() >= 2 && groups.iter().all(|g| !g.is_empty())
+    };
+    if !enough(baseline) || !enough(current) {
+        return None;
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut changes = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        two_level_resample_into(&mut a, baseline, rng);
+        two_level_resample_into(&mut b, current, rng);
+        let base = statistic(&mut a);
+        if base > 0.0 {
+            changes.push(100.0 * (statistic(&mut b) / base - 1.0));
+        }
+    }
+    central_95(changes)
+}
+
+/// Student's t 0.975 quantile for `df` degrees of freedom (1.96 beyond 30).
+pub fn t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => T[df - 1],
+        _ => 1.96,
+    }
+}
+
+/// A ratio over paired rounds: the geometric mean of `baseline / current` over the rounds both
+/// measured, with the 95% t-interval of the mean log-ratio (df = rounds - 1) taken back by exp.
+/// Each round's ratio compares two cells measured minutes apart in the same round, so the drift
+/// between rounds cancels; the interval is over rounds, the level where the variance is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairedRatio {
+    /// Geometric mean of the per-round ratios.
+    pub ratio: f64,
+    /// 95% interval.
+    pub ci95: Interval,
+    /// Rounds paired.
+    pub rounds: usize,
+}
+
+/// The [`PairedRatio`] of `pairs` (baseline, current); `None` with fewer than two pairs or a
+/// figure that is not positive.
+pub fn paired_ratio(pairs: &[(f64, f64)]) -> Option<PairedRatio> {
+    if pairs.len() < 2 || pairs.iter().any(|&(b, c)| !(b > 0.0 && c > 0.0)) {
+        return None;
+    }
+    let logs: Vec<f64> = pairs.iter().map(|&(b, c)| (b / c).ln()).collect();
+    let n = logs.len() as f64;
+    let mean = logs.iter().sum::<f64>() / n;
+    let var = logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let half = t_975(logs.len() - 1) * (var / n).sqrt();
+    Some(PairedRatio {
+        ratio: mean.exp(),
+        ci95: Interval {
+            lo: (mean - half).exp(),
+            hi: (mean + half).exp(),
+        },
+        rounds: logs.len(),
+    })
+}
+
+/// The 95% t-interval of the mean of `values` (df = n - 1); `None` for fewer than two.
+pub fn t_interval(values: &[f64]) -> Option<Interval> {
+    if values.len() < 2 {
+        return None;
+    }
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    let half = t_975(values.len() - 1) * (var / n).sqrt();
+    Some(Interval {
+        lo: mean - half,
+        hi: mean + half,
+    })
+}
+
 /// Fills `buf` with draws (with replacement) from `samples`.
 fn resample_into(buf: &mut [f64], samples: &[f64], rng: &mut ChaCha8Rng) {
     for slot in buf.iter_mut() {
@@ -295,6 +422,39 @@ mod tests {
             tukey_outliers(&[1.0, 2.0, 3.0, 4.0, 5.0]),
             Outliers::default()
         );
+    }
+
+    #[test]
+    fn paired_ratios_cancel_drift_between_rounds() {
+        // The machine slows by 30% in round 2 for both cells: the ratio stays 2 in every round.
+        let p = paired_ratio(&[(10.0, 5.0), (13.0, 6.5), (10.0, 5.0)]).unwrap();
+        assert!((p.ratio - 2.0).abs() < 1e-12);
+        assert!((p.ci95.lo - 2.0).abs() < 1e-9 && (p.ci95.hi - 2.0).abs() < 1e-9);
+        let q = paired_ratio(&[(10.0, 5.0), (10.0, 4.0), (10.0, 6.0)]).unwrap();
+        assert!(q.ci95.lo < q.ratio && q.ratio < q.ci95.hi);
+        assert!(paired_ratio(&[(1.0, 1.0)]).is_none());
+        assert!(paired_ratio(&[(1.0, 0.0), (1.0, 1.0)]).is_none());
+    }
+
+    #[test]
+    fn a_two_level_interval_widens_with_the_spread_between_rounds() {
+        let steady: Vec<Vec<f64>> = (0..3)
+            .map(|_| (0..200).map(|i| 10.0 + f64::from(i % 5) * 0.01).collect())
+            .collect();
+        let drifting: Vec<Vec<f64>> = (0..3)
+            .map(|r| {
+                (0..200)
+                    .map(|i| 10.0 * (1.0 + 0.1 * f64::from(r)) + f64::from(i % 5) * 0.01)
+                    .collect()
+            })
+            .collect();
+        let width = |groups: &[Vec<f64>]| {
+            let refs: Vec<&[f64]> = groups.iter().map(Vec::as_slice).collect();
+            let i = two_level_ci(&refs, mean_of, 500, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+            i.hi - i.lo
+        };
+        // Iterations treated as independent would give both about the same narrow interval.
+        assert!(width(&drifting) > 20.0 * width(&steady));
     }
 
     /// Guards issue 17: with more samples than a record keeps, and a drift over the run, the mean's

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::compare::{compare, load_set, markdown, Metric, Thresholds, ALL_METRICS};
+use crate::compare::{compare, load_set, markdown, Metric, Mode, Thresholds, ALL_METRICS};
 use crate::error::UsageError;
 
 /// Arguments of `compare`.
@@ -25,6 +25,11 @@ pub struct CompareArgs {
     /// one shard); without it each is a regression. A cell that failed is a regression regardless.
     #[arg(long)]
     pub allow_missing: bool,
+    /// Gate latency and energy on the figures themselves, not on each cell's ratio to its own
+    /// run's baseline (the default where both runs have the baseline): for two runs on the same
+    /// machine in the same hour.
+    #[arg(long)]
+    pub absolute: bool,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -50,6 +55,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         &metrics,
         args.seed,
         args.allow_missing,
+        if args.absolute {
+            Mode::Absolute
+        } else {
+            Mode::Relative
+        },
     );
     if result.cells.is_empty() && result.lost.is_empty() {
         return Err(UsageError(format!(

@@ -67,6 +67,14 @@ pub struct RunArgs {
         TimingSettings::quick().min_iters
     ))]
     pub min_iters: Option<usize>,
+    /// Rounds per cell: each cell is measured this many times, each in a fresh worker, the cells
+    /// interleaved in a new random order every round; the timed budget is split over them.
+    #[arg(long, help = format!(
+        "Rounds per cell: each in a fresh worker, the cells in a new seeded random order each round, the timed budget split over them; intervals and speed-ups come from the rounds [default: {}; {} with --quick]",
+        TimingSettings::full().rounds,
+        TimingSettings::quick().rounds
+    ))]
+    pub rounds: Option<usize>,
     /// Least length of the timed window per cell, in seconds.
     #[arg(long, help = format!(
         "Least length of the timed window per cell, in seconds [default: {}; {} with --quick]. The energy window is never under 1 s nor under 100 updates of the meter.",
@@ -180,9 +188,12 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
     limits::CELL_TIMEOUT_S.check(cell_timeout_s)?;
     limits::WARMUP.check_count(timing.warmup_iters)?;
     limits::MIN_ITERS.check_count(timing.min_iters)?;
+    timing.rounds = args.rounds.or(config.rounds).unwrap_or(timing.rounds);
+    limits::ROUNDS.check_count(timing.rounds)?;
     let threads = resolve_threads(args.threads, &HostInfo::detect())?;
     let spec = RunSpec {
         threads: Some(threads),
+        order_seed: rand::random(),
         timing,
         energy: args.energy.or(config.energy).unwrap_or(EnergyChoice::Auto),
         powercap_root: powercap_root(
@@ -389,6 +400,7 @@ fn measure_and_report(
         carbon: manifest.spec.carbon.clone(),
         host,
         threads: manifest.spec.threads,
+        order_seed: manifest.spec.order_seed,
     };
     let outcome = run_cells(
         &todo,

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::UsageError;
-use crate::results::Status;
+use crate::results::{Record, Status};
 use crate::run_dir::RunDir;
-use crate::stats::median_of;
+use crate::stats::{median_of, paired_ratio, PairedRatio};
 
 /// One cell's figures, from either kind of input.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -28,6 +28,16 @@ pub struct CellFigures {
     pub quality_pct: Option<f64>,
     /// Why the cell has no figures: `failed: ...` or `not-applicable: ...`; `None` when measured.
     pub failure: Option<String>,
+    /// The latency samples by round (one group without rounds).
+    pub latency_rounds: Vec<Vec<f64>>,
+    /// Energy per item of each round, J.
+    pub energy_rounds: Vec<f64>,
+    /// The model's inference peak of each round, bytes.
+    pub memory_rounds: Vec<f64>,
+    /// Speed-up over the run's own baseline of the same setting, paired by round (mean latency).
+    pub speedup: Option<PairedRatio>,
+    /// Energy per item of the run's own baseline over this cell's, paired by round.
+    pub energy_ratio: Option<PairedRatio>,
 }
 
 /// A loaded result set: cell name to figures.
@@ -51,7 +61,12 @@ pub fn load_set(arg: &str) -> Result<ResultSet, UsageError> {
 fn load_slimbench(dir: &Path) -> Result<ResultSet, UsageError> {
     let records = RunDir::new(dir).records()?;
     let mut set = ResultSet::new();
-    for r in records {
+    let baseline_of = |r: &Record| {
+        records.iter().find(|b| {
+            b.status == Status::Ok && b.key.technique.is_baseline() && b.key.same_setting(&r.key)
+        })
+    };
+    for r in &records {
         if r.status != Status::Ok {
             let why = r.error.as_deref().unwrap_or("no reason recorded");
             let first_line = why.lines().next().unwrap_or(why);
@@ -70,10 +85,28 @@ fn load_slimbench(dir: &Path) -> Result<ResultSet, UsageError> {
         }
         let mut samples = r.latency_samples_ms.clone();
         let median = (!samples.is_empty()).then(|| median_of(&mut samples));
+        let own_baseline = baseline_of(r).filter(|_| !r.key.technique.is_baseline());
+        let speedup =
+            own_baseline.and_then(|b| paired_ratio(&b.paired_rounds(r, |x| Some(x.mean_ms))));
+        let energy_ratio =
+            own_baseline.and_then(|b| paired_ratio(&b.paired_rounds(r, |x| x.energy_per_item_j)));
         set.insert(
             r.key.to_string(),
             CellFigures {
-                latency_samples_ms: r.latency_samples_ms,
+                latency_rounds: r.round_samples().iter().map(|g| g.to_vec()).collect(),
+                energy_rounds: r
+                    .rounds
+                    .iter()
+                    .filter_map(|x| x.energy_per_item_j)
+                    .collect(),
+                memory_rounds: r
+                    .rounds
+                    .iter()
+                    .filter_map(|x| x.inference_peak_bytes.map(|b| b as f64))
+                    .collect(),
+                speedup,
+                energy_ratio,
+                latency_samples_ms: r.latency_samples_ms.clone(),
                 latency_median_ms: median.or(r.latency.as_ref().map(|l| l.p50_ms)),
                 energy_per_item_j: r.energy.as_ref().map(|e| e.energy_per_item_j),
                 peak_rss_bytes: r.peak_rss_bytes,

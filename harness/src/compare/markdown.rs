@@ -43,12 +43,27 @@ pub fn markdown(c: &Comparison) -> String {
             } else {
                 format!("+{}{unit}", m.threshold)
             };
+            let (shown, base, cur) = if m.relative {
+                let what = if m.metric == Metric::Latency {
+                    "speed-up"
+                } else {
+                    "energy ratio"
+                };
+                (
+                    format!("{} ({what} vs own fp32)", m.metric.name()),
+                    format!("{:.3}x", m.baseline),
+                    format!("{:.3}x", m.current),
+                )
+            } else {
+                (
+                    m.metric.name().to_string(),
+                    figure(m.metric, m.baseline),
+                    figure(m.metric, m.current),
+                )
+            };
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {:+.2} {unit} | {ci} | {threshold} | {} |\n",
+                "| {} | {shown} | {base} | {cur} | {:+.2} {unit} | {ci} | {threshold} | {} |\n",
                 cell.cell,
-                m.metric.name(),
-                figure(m.metric, m.baseline),
-                figure(m.metric, m.current),
                 m.change,
                 if m.regressed { "**regressed**" } else { "ok" }
             ));

@@ -2,12 +2,19 @@
 //! sets is `load.rs`'s, the metrics and thresholds `metric.rs`'s, the Markdown `markdown.rs`'s;
 //! this module holds the decision.
 //!
-//! Latency: the change of the median batch latency, current over baseline, in percent, with a
-//! percentile-bootstrap 95% interval from the raw samples of both sides (resampled independently,
-//! seeded). A cell regresses on latency only when the whole interval lies above the threshold.
-//! Energy per item, peak memory, model size and quality are single figures per cell: their change
-//! is a point, and it regresses when the point is past the threshold. Quality changes are in
-//! percentage points (a drop is negative); the rest in percent.
+//! Two modes. **Relative** (the default): where a cell's own run holds its baseline (fp32 of the
+//! same model, device and batch size) on both sides, latency and energy are gated on the cell's
+//! ratio to that baseline, paired by round ([`crate::stats::paired_ratio`]), so a faster or
+//! slower machine, or a slower afternoon, compares with main's; the change is the ratio's change
+//! in percent (positive: the variant lost ground against its baseline), its 95% interval combines
+//! the two ratios' intervals on the log scale. The baselines themselves are the reference and are
+//! not gated on speed in this mode. **Absolute** (`--absolute`, and for cells without a baseline):
+//! the change of the median batch latency, current over baseline, with a two-level bootstrap
+//! interval (rounds, then iterations within each round, both sides independently, seeded); energy
+//! per item and the model's peak memory with a bootstrap over rounds where both sides have two or
+//! more. A cell regresses only when the whole interval lies past the threshold; a figure without
+//! an interval (size, quality, a record without rounds) regresses when its point does. Quality
+//! changes are in percentage points (a drop is negative); the rest in percent.
 
 mod load;
 mod markdown;
@@ -17,7 +24,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::stats::{median_of, two_sample_change_ci, Interval};
+use crate::stats::{mean_of, median_of, two_level_change_ci, Interval, PairedRatio};
 
 pub use load::{load_criterion, load_set, CellFigures, ResultSet};
 pub use markdown::markdown;
@@ -40,6 +47,52 @@ pub struct MetricChange {
     pub threshold: f64,
     /// True when the change (its whole interval) is worse than the threshold.
     pub regressed: bool,
+    /// True when the figures are ratios to the run's own baseline (relative mode).
+    pub relative: bool,
+}
+
+/// The resolution of a resident-memory figure between two identical workers (thread stacks,
+/// allocator arenas and page-level accounting moved a 4 MiB figure by up to 0.5 MiB on the team's
+/// VM): a change smaller than this is a tie whatever its percentage.
+pub const MEMORY_RESOLUTION_BYTES: f64 = 1024.0 * 1024.0;
+
+/// What latency and energy are gated on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Mode {
+    /// Each cell's ratio to its own run's baseline, where both runs have it.
+    Relative,
+    /// The figures themselves.
+    Absolute,
+}
+
+/// The change in percent of a paired ratio from `base` to `cur` (positive: the variant's ratio
+/// to its baseline fell, it lost ground), with the 95% interval combining both intervals' log
+/// half-widths in quadrature.
+fn ratio_change(base: &PairedRatio, cur: &PairedRatio) -> (f64, Interval) {
+    let d = (base.ratio / cur.ratio).ln();
+    let half = |p: &PairedRatio| (p.ci95.hi.ln() - p.ci95.lo.ln()) / 2.0;
+    let h = (half(base).powi(2) + half(cur).powi(2)).sqrt();
+    let pct = |x: f64| 100.0 * (x.exp() - 1.0);
+    (
+        pct(d),
+        Interval {
+            lo: pct(d - h),
+            hi: pct(d + h),
+        },
+    )
+}
+
+/// Bootstrap over rounds of the change of the mean of per-round figures, percent; `None` unless
+/// both sides have two rounds or more.
+fn rounds_change_ci(base: &[f64], cur: &[f64], rng: &mut ChaCha8Rng) -> Option<Interval> {
+    if base.len() < 2 || cur.len() < 2 {
+        return None;
+    }
+    let b: Vec<Vec<f64>> = base.iter().map(|v| vec![*v]).collect();
+    let c: Vec<Vec<f64>> = cur.iter().map(|v| vec![*v]).collect();
+    let b: Vec<&[f64]> = b.iter().map(Vec::as_slice).collect();
+    let c: Vec<&[f64]> = c.iter().map(Vec::as_slice).collect();
+    two_level_change_ci(&b, &c, mean_of, 1000, rng)
 }
 
 /// One cell's changes.
@@ -85,6 +138,14 @@ impl Comparison {
     }
 }
 
+/// True when the cell name is a baseline's (`model/fp32/...`).
+fn cell_is_reference(cell: &str) -> bool {
+    cell.split('/').nth(1).is_some_and(|t| {
+        t.parse::<slimbench_models::technique::Technique>()
+            .is_ok_and(|t| t.is_baseline())
+    })
+}
+
 fn pct(base: f64, cur: f64) -> f64 {
     if base == 0.0 {
         if cur == 0.0 {
@@ -105,6 +166,7 @@ pub fn compare(
     metrics: &[Metric],
     seed: u64,
     allow_missing: bool,
+    mode: Mode,
 ) -> Comparison {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut cells = Vec::new();
@@ -132,6 +194,34 @@ pub fn compare(
         let mut changes = Vec::new();
         for &metric in metrics {
             let threshold = thresholds.get(metric);
+            // Relative mode: latency and energy as ratios to each run's own baseline.
+            let paired = match (mode, metric) {
+                (Mode::Relative, Metric::Latency) => base.speedup.zip(cur.speedup),
+                (Mode::Relative, Metric::Energy) => base.energy_ratio.zip(cur.energy_ratio),
+                _ => None,
+            };
+            if let Some((pb, pc)) = paired {
+                let (change, ci) = ratio_change(&pb, &pc);
+                changes.push(MetricChange {
+                    metric,
+                    baseline: pb.ratio,
+                    current: pc.ratio,
+                    change,
+                    ci95: Some(ci),
+                    threshold,
+                    regressed: ci.lo > threshold,
+                    relative: true,
+                });
+                continue;
+            }
+            if mode == Mode::Relative
+                && matches!(metric, Metric::Latency | Metric::Energy)
+                && base.speedup.is_none()
+                && cell_is_reference(cell)
+            {
+                // The reference of every ratio: not gated on speed or energy in relative mode.
+                continue;
+            }
             let pair = match metric {
                 Metric::Latency => base.latency_median_ms.zip(cur.latency_median_ms),
                 Metric::Energy => base.energy_per_item_j.zip(cur.energy_per_item_j),
@@ -157,18 +247,37 @@ pub fn compare(
                     (d, None, d < -threshold)
                 }
                 Metric::Latency => {
-                    let ci = two_sample_change_ci(
-                        &base.latency_samples_ms,
-                        &cur.latency_samples_ms,
-                        median_of,
-                        1000,
-                        &mut rng,
-                    );
+                    let groups = |f: &CellFigures| -> Vec<Vec<f64>> {
+                        if f.latency_rounds.is_empty() {
+                            vec![f.latency_samples_ms.clone()]
+                        } else {
+                            f.latency_rounds.clone()
+                        }
+                    };
+                    let (gb, gc) = (groups(base), groups(cur));
+                    let rb: Vec<&[f64]> = gb.iter().map(Vec::as_slice).collect();
+                    let rc: Vec<&[f64]> = gc.iter().map(Vec::as_slice).collect();
+                    let ci = two_level_change_ci(&rb, &rc, median_of, 1000, &mut rng);
                     let change = pct(b, c);
                     let worst_case_low = ci.map_or(change, |i| i.lo);
                     (change, ci, worst_case_low > threshold)
                 }
-                _ => {
+                Metric::Energy | Metric::Memory => {
+                    let (rb, rc) = if metric == Metric::Energy {
+                        (&base.energy_rounds, &cur.energy_rounds)
+                    } else {
+                        (&base.memory_rounds, &cur.memory_rounds)
+                    };
+                    let ci = rounds_change_ci(rb, rc, &mut rng);
+                    let change = pct(b, c);
+                    let resolved = metric != Metric::Memory || (c - b) > MEMORY_RESOLUTION_BYTES;
+                    (
+                        change,
+                        ci,
+                        resolved && ci.map_or(change, |i| i.lo) > threshold,
+                    )
+                }
+                Metric::Size => {
                     let change = pct(b, c);
                     (change, None, change > threshold)
                 }
@@ -181,6 +290,7 @@ pub fn compare(
                 ci95,
                 threshold,
                 regressed,
+                relative: false,
             });
         }
         cells.push(CellComparison {
@@ -239,10 +349,10 @@ mod tests {
             let slower = set_with(noisy(&mut rng, 12.0, 0.05, 100));
             let same = set_with(noisy(&mut rng, 10.0, 0.05, 100));
             let t = Thresholds::default();
-            if compare(&base, &slower, &t, &metrics, seed, false).regressed() {
+            if compare(&base, &slower, &t, &metrics, seed, false, Mode::Relative).regressed() {
                 caught += 1;
             }
-            if !compare(&base, &same, &t, &metrics, seed, false).regressed() {
+            if !compare(&base, &same, &t, &metrics, seed, false, Mode::Relative).regressed() {
                 quiet += 1;
             }
         }
@@ -258,14 +368,31 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), cell(98.0)), ("b".to_string(), cell(97.0))]);
         let cur = ResultSet::from([("a".to_string(), cell(97.0)), ("c".to_string(), cell(90.0))]);
-        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, true);
+        let c = compare(
+            &base,
+            &cur,
+            &Thresholds::default(),
+            &ALL_METRICS,
+            0,
+            true,
+            Mode::Relative,
+        );
         assert!(c.regressed());
         assert_eq!(c.only_baseline, ["b"]);
         assert_eq!(c.only_current, ["c"]);
         let md = markdown(&c);
         assert!(md.contains("**regressed**") && md.contains("- b"), "{md}");
         let small = ResultSet::from([("a".to_string(), cell(97.7))]);
-        assert!(!compare(&base, &small, &Thresholds::default(), &ALL_METRICS, 0, true).regressed());
+        assert!(!compare(
+            &base,
+            &small,
+            &Thresholds::default(),
+            &ALL_METRICS,
+            0,
+            true,
+            Mode::Relative
+        )
+        .regressed());
     }
 
     #[test]
@@ -280,7 +407,15 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), ok.clone()), ("b".to_string(), ok.clone())]);
         let cur = ResultSet::from([("a".to_string(), failed.clone())]);
-        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, false);
+        let c = compare(
+            &base,
+            &cur,
+            &Thresholds::default(),
+            &ALL_METRICS,
+            0,
+            false,
+            Mode::Relative,
+        );
         assert!(c.regressed());
         let lost: Vec<&str> = c.lost.iter().map(|l| l.cell.as_str()).collect();
         assert_eq!(lost, ["a", "b"]);
@@ -294,12 +429,88 @@ mod tests {
             "{md}"
         );
         // --allow-missing forgives the missing cell, never the failed one.
-        let c = compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, true);
+        let c = compare(
+            &base,
+            &cur,
+            &Thresholds::default(),
+            &ALL_METRICS,
+            0,
+            true,
+            Mode::Relative,
+        );
         assert_eq!(c.lost.len(), 1);
         assert!(c.regressed());
         // A cell that failed in the baseline too is no regression.
         let base = ResultSet::from([("a".to_string(), failed.clone())]);
-        assert!(!compare(&base, &cur, &Thresholds::default(), &ALL_METRICS, 0, false).regressed());
+        assert!(!compare(
+            &base,
+            &cur,
+            &Thresholds::default(),
+            &ALL_METRICS,
+            0,
+            false,
+            Mode::Relative
+        )
+        .regressed());
+    }
+
+    /// A machine twice as slow leaves every ratio to its own baseline where it was: relative
+    /// mode stays quiet where absolute mode flags it; a variant that lost a quarter of its
+    /// speed-up is flagged in both.
+    #[test]
+    fn the_relative_gate_follows_ratios_not_the_machine() {
+        let ratio = |r: f64| PairedRatio {
+            ratio: r,
+            ci95: Interval {
+                lo: r * 0.97,
+                hi: r * 1.03,
+            },
+            rounds: 3,
+        };
+        let cell = |ms: f64, speedup: f64| CellFigures {
+            latency_median_ms: Some(ms),
+            latency_rounds: vec![vec![ms; 50], vec![ms * 1.001; 50], vec![ms * 0.999; 50]],
+            speedup: Some(ratio(speedup)),
+            ..Default::default()
+        };
+        let key = "m/q8_0/cpu/b1".to_string();
+        let base = ResultSet::from([(key.clone(), cell(1.0, 2.0))]);
+        let slower_machine = ResultSet::from([(key.clone(), cell(2.0, 2.0))]);
+        let worse_variant = ResultSet::from([(key.clone(), cell(1.33, 1.5))]);
+        let t = Thresholds::default();
+        let gate = |cur: &ResultSet, mode| {
+            compare(&base, cur, &t, &[Metric::Latency], 0, false, mode).regressed()
+        };
+        assert!(!gate(&slower_machine, Mode::Relative));
+        assert!(gate(&slower_machine, Mode::Absolute));
+        assert!(gate(&worse_variant, Mode::Relative));
+        let c = compare(
+            &base,
+            &worse_variant,
+            &t,
+            &[Metric::Latency],
+            0,
+            false,
+            Mode::Relative,
+        );
+        let m = &c.cells[0].changes[0];
+        assert!(m.relative && (m.change - 33.33).abs() < 0.1, "{m:?}");
+    }
+
+    #[test]
+    fn memory_changes_under_the_resolution_are_ties() {
+        let cell = |mib: f64| CellFigures {
+            inference_peak_bytes: Some((mib * 1048576.0) as u64),
+            memory_rounds: vec![mib * 1048576.0; 3],
+            ..Default::default()
+        };
+        let base = ResultSet::from([("a".to_string(), cell(4.0))]);
+        let t = Thresholds::default();
+        let gate = |cur: &ResultSet| {
+            compare(&base, cur, &t, &[Metric::Memory], 0, false, Mode::Relative).regressed()
+        };
+        assert!(!gate(&ResultSet::from([("a".to_string(), cell(4.5))])));
+        assert!(gate(&ResultSet::from([("a".to_string(), cell(6.0))])));
     }
 
     #[test]
@@ -326,7 +537,8 @@ mod tests {
             &Thresholds::default(),
             &[Metric::Size],
             0,
-            false
+            false,
+            Mode::Relative
         )
         .regressed());
     }

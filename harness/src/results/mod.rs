@@ -163,6 +163,34 @@ impl ComputeRecord {
     }
 }
 
+/// One round of a cell, as its worker measured it (see [`crate::rounds`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundFigures {
+    /// The round, from 1.
+    pub round: usize,
+    /// The cell's place in that round's order, from 1.
+    pub position: usize,
+    /// When the round's worker finished, RFC 3339 UTC.
+    pub timestamp_utc: String,
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Mean latency per batch, ms.
+    pub mean_ms: f64,
+    /// Median latency per batch, ms.
+    pub p50_ms: f64,
+    /// Length of the timed window, s.
+    pub window_s: f64,
+    /// Energy per item over the round's window, J.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_per_item_j: Option<f64>,
+    /// The model's peak during the round's inference, bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_peak_bytes: Option<u64>,
+    /// How many of the record's `latency_samples_ms` are this round's (they follow the earlier
+    /// rounds' in order).
+    pub samples: usize,
+}
+
 /// One cell's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -225,8 +253,13 @@ pub struct Record {
     /// Prefill and decode apart, for language models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationRecord>,
-    /// Raw latencies in ms (evenly thinned to at most [`MAX_KEPT_SAMPLES`]) for resampling.
+    /// Raw latencies in ms (evenly thinned to at most [`MAX_KEPT_SAMPLES`]) for resampling;
+    /// with rounds, each round's in turn (see [`RoundFigures::samples`]).
     pub latency_samples_ms: Vec<f64>,
+    /// The cell's rounds, in round order; empty for a record of one worker (runs stored before
+    /// rounds existed, and each round's own record in `rounds.jsonl`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<RoundFigures>,
 }
 
 /// The most latency samples a record keeps: the ones its bootstrap intervals were computed from.
@@ -237,6 +270,41 @@ impl Record {
     /// else (records of older runs) the worker's whole peak.
     pub fn serving_memory_bytes(&self) -> Option<u64> {
         self.inference_peak_bytes.or(self.peak_rss_bytes)
+    }
+
+    /// The latency samples grouped by round (one group for a record without rounds, none when a
+    /// round's count does not fit the samples).
+    pub fn round_samples(&self) -> Vec<&[f64]> {
+        if self.rounds.is_empty() {
+            return vec![self.latency_samples_ms.as_slice()];
+        }
+        let mut groups = Vec::with_capacity(self.rounds.len());
+        let mut start = 0;
+        for r in &self.rounds {
+            let end = start + r.samples;
+            let Some(group) = self.latency_samples_ms.get(start..end) else {
+                return Vec::new();
+            };
+            groups.push(group);
+            start = end;
+        }
+        groups
+    }
+
+    /// The round figure `f` of the rounds `self` and `other` both measured, paired by round
+    /// number (for ratios paired by round).
+    pub fn paired_rounds(
+        &self,
+        other: &Record,
+        f: impl Fn(&RoundFigures) -> Option<f64>,
+    ) -> Vec<(f64, f64)> {
+        self.rounds
+            .iter()
+            .filter_map(|a| {
+                let b = other.rounds.iter().find(|b| b.round == a.round)?;
+                Some((f(a)?, f(b)?))
+            })
+            .collect()
     }
 
     /// A record with identity and host filled and every measurement empty.
@@ -267,6 +335,7 @@ impl Record {
             layers: Vec::new(),
             generation: None,
             latency_samples_ms: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 
@@ -362,6 +431,26 @@ pub fn set_aside_torn_tail(path: &Path) -> anyhow::Result<Option<std::path::Path
         .and_then(|_| file.sync_data())
         .with_context(|| format!("cannot cut the torn line of {}", path.display()))?;
     Ok(Some(aside))
+}
+
+/// How many lines of a `results.jsonl` each cell has (a failed record and its retries each
+/// count): the attempt a new round of the cell belongs to. Lines that do not parse count for
+/// nothing (the reader reports them).
+pub fn records_per_cell(path: &Path) -> anyhow::Result<HashMap<Cell, usize>> {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot read {}", path.display())))
+        }
+    };
+    let mut counts = HashMap::new();
+    for line in text.lines() {
+        if let Ok(r) = serde_json::from_str::<Record>(line) {
+            *counts.entry(r.key).or_insert(0) += 1;
+        }
+    }
+    Ok(counts)
 }
 
 /// `records` in the order of `plan`'s cells (records of cells outside the plan last).

@@ -155,6 +155,62 @@ pub fn check_record(record: &Record) -> Checked {
         &record.latency_samples_ms,
         record.latency.as_ref(),
     )?;
+    let mut sampled = 0usize;
+    for (i, round) in record.rounds.iter().enumerate() {
+        let f = |name: &str| format!("rounds[{i}].{name}");
+        if round.round == 0 || round.position == 0 || round.iterations == 0 {
+            return Err(invalid(
+                &f("round"),
+                "round, position and iterations count from 1".into(),
+            ));
+        }
+        positive(
+            &f("mean_ms"),
+            round.mean_ms,
+            MAX_SECONDS * 1e3,
+            "a latency, ms",
+        )?;
+        positive(
+            &f("p50_ms"),
+            round.p50_ms,
+            MAX_SECONDS * 1e3,
+            "a latency, ms",
+        )?;
+        positive(
+            &f("window_s"),
+            round.window_s,
+            MAX_SECONDS,
+            "a timed window, s",
+        )?;
+        if let Some(e) = round.energy_per_item_j {
+            in_range(
+                &f("energy_per_item_j"),
+                e,
+                0.0,
+                MAX_ENERGY_J,
+                "an energy, J",
+            )?;
+        }
+        if let Some(b) = round.inference_peak_bytes {
+            in_range(
+                &f("inference_peak_bytes"),
+                b as f64,
+                0.0,
+                MAX_BYTES,
+                "a model's memory",
+            )?;
+        }
+        sampled += round.samples;
+    }
+    if !record.rounds.is_empty() && sampled != record.latency_samples_ms.len() {
+        return Err(invalid(
+            "rounds",
+            format!(
+                "the rounds count {sampled} samples, latency_samples_ms holds {}",
+                record.latency_samples_ms.len()
+            ),
+        ));
+    }
     if let Some(w) = record.window_s {
         positive("window_s", w, MAX_SECONDS, "a timed window, s")?;
     }

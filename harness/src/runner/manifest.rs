@@ -73,6 +73,10 @@ pub struct RunSpec {
     /// the setting existed left it to the environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// The seed of the cells' order in every round ([`crate::rounds::round_order`]): the same
+    /// seed gives the same orders, so a resume keeps them.
+    #[serde(default)]
+    pub order_seed: u64,
 }
 
 impl RunSpec {
@@ -210,6 +214,7 @@ impl Manifest {
         limits::SAMPLE_HZ.check_stored(t.sample_hz, path, "spec.timing.sample_hz")?;
         limits::WARMUP.check_stored(t.warmup_iters as f64, path, "spec.timing.warmup_iters")?;
         limits::MIN_ITERS.check_stored(t.min_iters as f64, path, "spec.timing.min_iters")?;
+        limits::ROUNDS.check_stored(t.rounds as f64, path, "spec.timing.rounds")?;
         if !(t.idle_s.is_finite() && (0.0..=MAX_IDLE_S).contains(&t.idle_s)) {
             return Err(UsageError(format!(
                 "{}: key `spec.timing.idle_s` = {}: give a finite number from 0 to {MAX_IDLE_S} s; correct the file, or start a new run",

@@ -19,7 +19,8 @@ use super::worker::{TimingSettings, WorkerRequest};
 use crate::carbon::CarbonSettings;
 use crate::host::HostInfo;
 use crate::meter::choose::MeterSettings;
-use crate::results::{append_record, Record};
+use crate::results::{append_record, Record, Status};
+use crate::rounds::{append_round, combine, current_rounds, read_rounds, round_order, RoundEntry};
 use slimbench_models::workload::Cell;
 
 /// Everything about a run except its plan.
@@ -43,6 +44,8 @@ pub struct RunSettings {
     pub host: HostInfo,
     /// Threads each worker's model uses (its `RAYON_NUM_THREADS`); `None` leaves the environment's.
     pub threads: Option<usize>,
+    /// The seed of every round's order (stored in `run.json`).
+    pub order_seed: u64,
 }
 
 /// How the parent reports as cells end.
@@ -142,67 +145,128 @@ fn progress_bar(total: usize) -> Option<ProgressBar> {
     Some(bar)
 }
 
-/// Runs `cells` one worker each, appending every record to `results.jsonl` in the run folder as
-/// its cell ends. Stops after the current cell when `options.interrupted` is set.
+/// Runs `cells` in rounds (see [`crate::rounds`]): each round runs every cell once, one worker
+/// each, in that round's order, and appends the round's record to `rounds.jsonl`; once a cell has
+/// all its rounds (or one did not end `ok`) its combined record is appended to `results.jsonl`.
+/// Rounds recorded by an earlier session of the same attempt are kept. Stops after the current
+/// worker when `options.interrupted` is set.
 pub fn run_cells(
     cells: &[Cell],
     settings: &RunSettings,
     options: &RunOptions,
 ) -> anyhow::Result<RunOutcome> {
-    let results_path = crate::run_dir::RunDir::new(&settings.run_dir).results_path();
-    let bar = progress_bar(cells.len());
+    let run_dir = crate::run_dir::RunDir::new(&settings.run_dir);
+    let results_path = run_dir.results_path();
+    let rounds_path = run_dir.rounds_path();
+    let rounds = settings.timing.rounds.max(1);
+    let attempts = crate::results::records_per_cell(&results_path)?;
+    let mut done = current_rounds(read_rounds(&rounds_path)?, &attempts);
+    let total: usize = cells
+        .iter()
+        .map(|c| rounds - done.get(c).map_or(0, Vec::len).min(rounds))
+        .sum();
+    let bar = progress_bar(total);
     let mut records = Vec::new();
-    let total = cells.len();
-    for (i, key) in cells.iter().enumerate() {
-        if options.interrupted.load(Ordering::SeqCst) {
-            break;
-        }
-        if let Some(bar) = &bar {
-            bar.set_message(key.to_string());
-        }
-        let t = Instant::now();
-        let mut record = run_worker(key, settings);
-        if let Some(e) = &record.energy {
-            let carbon = settings.carbon.record(e.energy_per_item_j, &e.source);
-            if let Some(g) = &mut record.generation {
-                // The record's items are generated tokens.
-                g.co2e_per_1000_generated_tokens_g = Some(carbon.co2e_per_item_g * 1000.0);
+    let mut finished: std::collections::HashSet<Cell> = std::collections::HashSet::new();
+    let mut ran = 0;
+    let finish =
+        |key: &Cell, entries: &[RoundEntry], records: &mut Vec<Record>| -> anyhow::Result<()> {
+            let mut record = combine(entries);
+            if let Some(e) = &record.energy {
+                let carbon = settings.carbon.record(e.energy_per_item_j, &e.source);
+                if let Some(g) = &mut record.generation {
+                    // The record's items are generated tokens.
+                    g.co2e_per_1000_generated_tokens_g = Some(carbon.co2e_per_item_g * 1000.0);
+                }
+                record.carbon = Some(carbon);
             }
-            record.carbon = Some(carbon);
+            if let Err(e) = crate::results::validity::check_record(&record) {
+                // An impossible figure is never written: the cell is recorded failed with the reason,
+                // and `--resume --retry-failed` measures it again.
+                record = Record::failed(
+                    &settings.run_id,
+                    key.clone(),
+                    settings.host.clone(),
+                    format!("the combined record is impossible, so it was not kept: {e}"),
+                );
+            }
+            append_record(&results_path, &record)?;
+            if options.json_lines {
+                crate::stdout::println(&serde_json::to_string(&record)?);
+            }
+            records.push(record);
+            Ok(())
+        };
+    // Cells an earlier session left complete (or failed) in rounds.jsonl but not yet combined.
+    for key in cells {
+        if let Some(entries) = done.get(key) {
+            let failed = entries.iter().any(|e| e.record.status != Status::Ok);
+            if failed || entries.len() >= rounds {
+                finish(key, entries, &mut records)?;
+                finished.insert(key.clone());
+            }
         }
-        if let Err(e) = crate::results::validity::check_record(&record) {
-            // An impossible figure is never written: the cell is recorded failed with the reason,
-            // and `--resume --retry-failed` measures it again.
-            record = Record::failed(
-                &settings.run_id,
-                key.clone(),
-                settings.host.clone(),
-                format!("the worker's record is impossible, so it was not kept: {e}"),
+    }
+    'rounds: for round in 1..=rounds {
+        let order = round_order(cells, settings.order_seed, round);
+        for (position, key) in order.iter().enumerate() {
+            let entries = done.entry(key.clone()).or_default();
+            if finished.contains(key) || entries.iter().any(|e| e.round == round) {
+                continue;
+            }
+            if options.interrupted.load(Ordering::SeqCst) {
+                break 'rounds;
+            }
+            if let Some(bar) = &bar {
+                bar.set_message(format!("round {round}/{rounds} {key}"));
+            }
+            let t = Instant::now();
+            // Quality does not depend on the machine: the cell's first round evaluates it.
+            let measure_quality = entries.iter().all(|e| e.record.quality.is_none());
+            let mut record = run_worker(key, settings, measure_quality);
+            if let Err(e) = crate::results::validity::check_record(&record) {
+                record = Record::failed(
+                    &settings.run_id,
+                    key.clone(),
+                    settings.host.clone(),
+                    format!("the worker's record is impossible, so it was not kept: {e}"),
+                );
+            }
+            let entry = RoundEntry {
+                round,
+                position: position + 1,
+                attempt: attempts.get(key).copied().unwrap_or(0),
+                record,
+            };
+            append_round(&rounds_path, &entry)?;
+            ran += 1;
+            let line = format!(
+                "[{ran}/{total}] round {round}/{rounds} {key}: {}{} ({:.1} s)",
+                entry.record.status.as_str(),
+                entry
+                    .record
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {}", e.lines().next().unwrap_or("")))
+                    .unwrap_or_default(),
+                t.elapsed().as_secs_f64()
             );
-        }
-        append_record(&results_path, &record)?;
-        let line = format!(
-            "[{}/{total}] {key}: {}{} ({:.1} s)",
-            i + 1,
-            record.status.as_str(),
-            record
-                .error
-                .as_deref()
-                .map(|e| format!(": {}", e.lines().next().unwrap_or("")))
-                .unwrap_or_default(),
-            t.elapsed().as_secs_f64()
-        );
-        match &bar {
-            Some(bar) => {
-                bar.println(line);
-                bar.inc(1);
+            match &bar {
+                Some(bar) => {
+                    bar.println(line);
+                    bar.inc(1);
+                }
+                None => eprintln!("{line}"),
             }
-            None => eprintln!("{line}"),
+            let failed = entry.record.status != Status::Ok;
+            entries.push(entry);
+            entries.sort_by_key(|e| e.round);
+            if failed || entries.len() >= rounds {
+                let entries = entries.clone();
+                finish(key, &entries, &mut records)?;
+                finished.insert(key.clone());
+            }
         }
-        if options.json_lines {
-            crate::stdout::println(&serde_json::to_string(&record)?);
-        }
-        records.push(record);
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
@@ -218,8 +282,9 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Runs one cell in a worker process and returns its record, a `failed` one if the worker died.
-pub fn run_worker(key: &Cell, settings: &RunSettings) -> Record {
+/// Runs one round of a cell in a worker process and returns its record, a `failed` one if the
+/// worker died; `measure_quality` asks the worker to evaluate quality too.
+pub fn run_worker(key: &Cell, settings: &RunSettings, measure_quality: bool) -> Record {
     let request = WorkerRequest {
         run_id: settings.run_id.clone(),
         key: key.clone(),
@@ -228,6 +293,7 @@ pub fn run_worker(key: &Cell, settings: &RunSettings) -> Record {
         timing: settings.timing.clone(),
         meter: settings.meter.clone(),
         host: settings.host.clone(),
+        measure_quality,
     };
     let failed =
         |why: String| Record::failed(&settings.run_id, key.clone(), settings.host.clone(), why);

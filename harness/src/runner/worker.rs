@@ -78,6 +78,14 @@ pub struct WorkerRequest {
     pub meter: MeterSettings,
     /// The host, detected once by the parent.
     pub host: HostInfo,
+    /// Whether to evaluate quality: in the cell's first round only, since it does not depend on
+    /// the machine.
+    #[serde(default = "yes")]
+    pub measure_quality: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Measures the cell; never fails: errors become `failed` or `not-applicable` records.
@@ -141,17 +149,14 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     // Power over intervals shorter than ten counter updates (or 50 ms) is resolution noise.
     let min_interval_s = (10.0 * meter.update_period_s()).max(0.05);
     let method = meter.method();
-    // The energy window is at least 100 meter updates and MIN_ENERGY_WINDOW_S long.
-    let min_window_s = req
-        .timing
-        .min_duration_s
-        .max(100.0 * meter.update_period_s())
-        .max(MIN_ENERGY_WINDOW_S);
+    // This round's share of the cell's window (see TimingSettings::round_min_window_s).
+    let min_window_s = req.timing.round_min_window_s(meter.update_period_s());
+    let min_iters = req.timing.round_min_iters();
     let sampler = Sampler::start(meter, req.timing.sample_hz);
     let sampling_hz = sampler.hz();
 
     let idle_start = sampler.read_now()?;
-    std::thread::sleep(Duration::from_secs_f64(req.timing.idle_s));
+    std::thread::sleep(Duration::from_secs_f64(req.timing.round_idle_s()));
     let idle_end = sampler.read_now()?;
 
     // The peak from here on is the inference's: preparation, loading and warm-up left out.
@@ -161,7 +166,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let prefill = match workload.generation() {
         Some(g) => Some(timed_window(
             &sampler,
-            req.timing.min_iters,
+            min_iters,
             min_window_s,
             &mut prefill_latencies,
             || g.prefill(),
@@ -173,7 +178,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
             // The decode steps continue from the prompt the last prefill left in the cache.
             timed_window(
                 &sampler,
-                req.timing.min_iters,
+                min_iters,
                 min_window_s,
                 &mut main_latencies,
                 || g.decode_step(),
@@ -181,7 +186,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         }
         None => timed_window(
             &sampler,
-            req.timing.min_iters,
+            min_iters,
             min_window_s,
             &mut main_latencies,
             || workload.run_batch(),
@@ -195,7 +200,11 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         None
     };
     // Quality after the timed windows: its pass does not count in the inference's peak.
-    let quality = workload.quality().context("evaluating quality")?;
+    let quality = if req.measure_quality {
+        Some(workload.quality().context("evaluating quality")?)
+    } else {
+        None
+    };
     let (samples, meter, sampler_error) = sampler.stop();
     if let Some(e) = sampler_error {
         anyhow::bail!("energy sampling failed: {e}");
@@ -226,7 +235,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     r.parameter_count = Some(footprint.parameter_count);
     r.nonzero_parameter_count = Some(footprint.nonzero_parameter_count);
     r.model_bytes = Some(footprint.model_bytes);
-    r.quality = Some(QualityRecord {
+    r.quality = quality.map(|quality| QualityRecord {
         delta_points: quality.value_pct - quality.baseline_pct,
         metric: quality.metric,
         value_pct: quality.value_pct,

@@ -135,6 +135,7 @@ pub fn sample_run() -> RunData {
                 cell_timeout_s: 600.0,
                 carbon,
                 threads: Some(2),
+                order_seed: 7,
             },
             slimbench_version: "0.1.0".into(),
             commit: "abc123".into(),

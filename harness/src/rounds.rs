@@ -1,0 +1,378 @@
+//! Rounds: every cell is measured R times, each time in a fresh worker, and within a round the
+//! cells run in a seeded random order that changes from round to round, so drift and neighbours
+//! hit every variant alike (Abedi and Brecht, "Conducting repeatable experiments in highly
+//! variable cloud computing environments", ICPE 2017). Each round's record is appended to
+//! `rounds.jsonl` as it ends (a round is the unit of resumption); once a cell has all its rounds
+//! they are combined into its record in `results.jsonl`, which keeps each round's figures and
+//! whose intervals come from a two-level bootstrap, rounds then iterations (Kalibera and Jones,
+//! "Rigorous benchmark evaluation in reasonable time", ISMM 2013).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use slimbench_models::workload::Cell;
+
+use crate::error::UsageError;
+use crate::meter::{DomainEnergy, EnergyRecord};
+use crate::results::{Record, RoundFigures, Status, MAX_KEPT_SAMPLES};
+use crate::stats::{
+    mean_of, median_of, percentile_sorted, thin_samples, tukey_outliers, two_level_ci,
+    LatencyStats, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED,
+};
+
+/// The rounds file of a run folder.
+pub const ROUNDS_FILE: &str = "rounds.jsonl";
+
+/// One line of `rounds.jsonl`: a cell's record as one round's worker measured it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundEntry {
+    /// The round, from 1.
+    pub round: usize,
+    /// The cell's place in the round's order, from 1.
+    pub position: usize,
+    /// How many records of the cell `results.jsonl` held when the round ran (0, or more after
+    /// `--retry-failed`): only the rounds of the current attempt are combined.
+    pub attempt: usize,
+    /// The round's record.
+    pub record: Record,
+}
+
+/// The cells of `cells` in round `round`'s order (1-based): a shuffle seeded by the run's seed
+/// and the round, so a resume finds the same order.
+pub fn round_order(cells: &[Cell], seed: u64, round: usize) -> Vec<Cell> {
+    let mut order = cells.to_vec();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (round as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Appends `entry` to `path` as one line and flushes it to disk.
+pub fn append_round(path: &Path, entry: &RoundEntry) -> anyhow::Result<()> {
+    if let Some(aside) = crate::results::set_aside_torn_tail(path)? {
+        eprintln!(
+            "warning: {}: its last line was incomplete; moved it to {}",
+            path.display(),
+            aside.display()
+        );
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {} for appending", path.display()))?;
+    let mut line = serde_json::to_string(entry)?;
+    line.push('\n');
+    file.write_all(line.as_bytes())
+        .and_then(|_| file.sync_data())
+        .with_context(|| format!("cannot write to {}", path.display()))
+}
+
+/// Every entry of a `rounds.jsonl` (none when there is no file): a torn last line is skipped
+/// (its round runs again), any other bad line is an error naming the file and line, and so is an
+/// impossible value (see [`crate::results::validity`]).
+pub fn read_rounds(path: &Path) -> Result<Vec<RoundEntry>, UsageError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(UsageError(format!("cannot read {}: {e}", path.display()))),
+    };
+    let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let count = lines.len();
+    let mut out = Vec::new();
+    for (i, raw) in lines.into_iter().enumerate() {
+        let line_no = i + 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|_| "not UTF-8 text".to_string())
+            .and_then(|l| serde_json::from_str::<RoundEntry>(l).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(entry) => {
+                if let Err(e) = crate::results::validity::check_record(&entry.record) {
+                    return Err(UsageError(format!(
+                        "{}: line {line_no}: round {} of {}: {e}; remove the line to measure the round again",
+                        path.display(),
+                        entry.round,
+                        entry.record.key
+                    )));
+                }
+                out.push(entry);
+            }
+            Err(_) if torn_tail && line_no == count => {}
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "{}: line {line_no}: not a round record: {e} (move the line aside, or restore the file)",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The rounds of the current attempt of each cell, by cell: `attempts` says how many records of
+/// each cell `results.jsonl` holds.
+pub fn current_rounds(
+    entries: Vec<RoundEntry>,
+    attempts: &HashMap<Cell, usize>,
+) -> HashMap<Cell, Vec<RoundEntry>> {
+    let mut by_cell: HashMap<Cell, Vec<RoundEntry>> = HashMap::new();
+    for e in entries {
+        if e.attempt == attempts.get(&e.record.key).copied().unwrap_or(0) {
+            let rounds = by_cell.entry(e.record.key.clone()).or_default();
+            if !rounds.iter().any(|r| r.round == e.round) {
+                rounds.push(e);
+            }
+        }
+    }
+    for rounds in by_cell.values_mut() {
+        rounds.sort_by_key(|r| r.round);
+    }
+    by_cell
+}
+
+/// Latency statistics of several rounds together: the mean, standard deviation, count, minimum
+/// and maximum of every iteration (from each round's exact moments); percentiles of the kept
+/// samples of all rounds; the mean's and the median's intervals from the two-level bootstrap.
+fn pooled_latency(rounds: &[&Record], groups: &[&[f64]]) -> Option<LatencyStats> {
+    let stats: Vec<&LatencyStats> = rounds.iter().filter_map(|r| r.latency.as_ref()).collect();
+    if stats.len() != rounds.len() || stats.is_empty() {
+        return None;
+    }
+    let n: usize = stats.iter().map(|l| l.iterations).sum();
+    let mean = stats
+        .iter()
+        .map(|l| l.mean_ms * l.iterations as f64)
+        .sum::<f64>()
+        / n as f64;
+    let m2: f64 = stats
+        .iter()
+        .map(|l| {
+            l.std_ms.powi(2) * l.iterations.saturating_sub(1) as f64
+                + l.iterations as f64 * (l.mean_ms - mean).powi(2)
+        })
+        .sum();
+    let mut pooled: Vec<f64> = groups.iter().flat_map(|g| g.iter().copied()).collect();
+    pooled.sort_by(f64::total_cmp);
+    let min = stats.iter().map(|l| l.min_ms).fold(f64::INFINITY, f64::min);
+    let max = stats
+        .iter()
+        .map(|l| l.max_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let pct = |p: f64| percentile_sorted(&pooled, p).clamp(min, max);
+    Some(LatencyStats {
+        mean_ms: mean.clamp(min, max),
+        p50_ms: pct(50.0),
+        p90_ms: pct(90.0),
+        p99_ms: pct(99.0),
+        min_ms: min,
+        max_ms: max,
+        std_ms: if n > 1 {
+            (m2 / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        },
+        iterations: n,
+        mean_ci95_ms: two_level_ci(
+            groups,
+            mean_of,
+            BOOTSTRAP_RESAMPLES,
+            &mut ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED),
+        ),
+        p50_ci95_ms: two_level_ci(
+            groups,
+            median_of,
+            BOOTSTRAP_RESAMPLES,
+            &mut ChaCha8Rng::seed_from_u64(BOOTSTRAP_SEED + 1),
+        ),
+        outliers: tukey_outliers(&pooled),
+    })
+}
+
+/// The energy of several rounds together: energies, windows and counts summed, powers over the
+/// summed window, peaks the highest.
+fn pooled_energy(energies: &[&EnergyRecord], items: f64, batches: f64) -> EnergyRecord {
+    let first = energies[0];
+    let sum = |f: fn(&EnergyRecord) -> f64| energies.iter().map(|e| f(e)).sum::<f64>();
+    let total = sum(|e| e.energy_total_j);
+    let window = sum(|e| e.window_s);
+    let idle_window = sum(|e| e.idle_window_s);
+    let above = sum(|e| e.energy_above_idle_j);
+    let mut domains: Vec<DomainEnergy> = Vec::new();
+    for e in energies {
+        for d in &e.domains {
+            match domains.iter_mut().find(|x| x.name == d.name) {
+                Some(x) => {
+                    x.energy_j += d.energy_j;
+                    x.idle_power_w += d.idle_power_w;
+                    x.peak_power_w = x.peak_power_w.max(d.peak_power_w);
+                }
+                None => domains.push(d.clone()),
+            }
+        }
+    }
+    let rounds = energies.len() as f64;
+    for d in &mut domains {
+        d.idle_power_w /= rounds;
+        d.mean_power_w = if window > 0.0 {
+            d.energy_j / window
+        } else {
+            0.0
+        };
+    }
+    EnergyRecord {
+        source: first.source.clone(),
+        measured: first.measured,
+        method: first.method.clone(),
+        energy_total_j: total,
+        energy_per_batch_j: total / batches.max(1.0),
+        energy_per_item_j: total / items.max(1.0),
+        energy_above_idle_j: above,
+        energy_above_idle_per_item_j: above / items.max(1.0),
+        idle_power_w: sum(|e| e.idle_power_w) / rounds,
+        mean_power_w: if window > 0.0 { total / window } else { 0.0 },
+        peak_power_w: energies.iter().map(|e| e.peak_power_w).fold(0.0, f64::max),
+        window_s: window,
+        idle_window_s: idle_window,
+        sampling_hz: first.sampling_hz,
+        samples: energies.iter().map(|e| e.samples).sum(),
+        dropped_samples: energies.iter().map(|e| e.dropped_samples).sum(),
+        intervals: energies.iter().map(|e| e.intervals).sum(),
+        unreliable: energies.iter().any(|e| e.unreliable),
+        domains,
+        gpu_process_peak_bytes: energies
+            .iter()
+            .filter_map(|e| e.gpu_process_peak_bytes)
+            .max(),
+        gpu_device_peak_bytes: energies
+            .iter()
+            .filter_map(|e| e.gpu_device_peak_bytes)
+            .max(),
+    }
+}
+
+/// One cell's record from its rounds (sorted by round): a round that did not end `ok` is the
+/// record (with the round named in its error); otherwise figures pooled over the rounds, each
+/// round's own figures kept in `rounds`, quality from the round that evaluated it.
+pub fn combine(entries: &[RoundEntry]) -> Record {
+    if let Some(bad) = entries.iter().find(|e| e.record.status != Status::Ok) {
+        let mut r = bad.record.clone();
+        if entries.len() > 1 || bad.round > 1 {
+            r.error = r.error.map(|e| format!("round {}: {e}", bad.round));
+        }
+        return r;
+    }
+    let records: Vec<&Record> = entries.iter().map(|e| &e.record).collect();
+    let per_round = MAX_KEPT_SAMPLES / records.len().max(1);
+    let kept: Vec<Vec<f64>> = records
+        .iter()
+        .map(|r| thin_samples(&r.latency_samples_ms, per_round))
+        .collect();
+    let groups: Vec<&[f64]> = kept.iter().map(Vec::as_slice).collect();
+    let mut out = records[records.len() - 1].clone();
+    out.quality = records.iter().find_map(|r| r.quality.clone());
+    out.latency = pooled_latency(&records, &groups);
+    let window: f64 = records.iter().filter_map(|r| r.window_s).sum();
+    let items: f64 = records
+        .iter()
+        .filter_map(|r| Some(r.throughput_items_per_s? * r.window_s?))
+        .sum();
+    out.window_s = Some(window);
+    out.throughput_items_per_s = (window > 0.0).then(|| items / window);
+    out.peak_rss_bytes = records.iter().filter_map(|r| r.peak_rss_bytes).max();
+    out.model_rss_bytes = records[0].model_rss_bytes;
+    out.inference_peak_bytes = records.iter().filter_map(|r| r.inference_peak_bytes).max();
+    let energies: Vec<&EnergyRecord> = records.iter().filter_map(|r| r.energy.as_ref()).collect();
+    if energies.len() == records.len() {
+        let batches: f64 = records
+            .iter()
+            .filter_map(|r| r.latency.as_ref().map(|l| l.iterations as f64))
+            .sum();
+        out.energy = Some(pooled_energy(&energies, items, batches));
+    }
+    if let (Some(c), Some(first), Some(pooled)) = (
+        out.compute.as_mut(),
+        records[0].latency.as_ref(),
+        out.latency.as_ref(),
+    ) {
+        // The rate at the pooled median instead of the last round's.
+        let scale = first.p50_ms / pooled.p50_ms;
+        let base = records[0].compute.as_ref().unwrap_or(c).clone();
+        c.achieved_gflops = base.achieved_gflops * scale;
+        c.peak_fraction = base.peak_fraction.map(|f| f * scale);
+        c.weight_read_gbs = base.weight_read_gbs.map(|g| g * scale);
+        c.bandwidth_fraction = base.bandwidth_fraction.map(|f| f * scale);
+    }
+    if let Some(g) = out.generation.as_mut() {
+        let gens: Vec<_> = records
+            .iter()
+            .filter_map(|r| r.generation.as_ref())
+            .collect();
+        let n = gens.len() as f64;
+        g.prefill_tokens_per_s = gens.iter().map(|x| x.prefill_tokens_per_s).sum::<f64>() / n;
+        // A generated token is the record's item: the decode rate is its throughput.
+        g.decode_tokens_per_s = out
+            .throughput_items_per_s
+            .unwrap_or_else(|| gens.iter().map(|x| x.decode_tokens_per_s).sum::<f64>() / n);
+        g.prefill_j_per_token = gens.iter().map(|x| x.prefill_j_per_token).sum::<f64>() / n;
+        if let Some(e) = &out.energy {
+            g.decode_j_per_token = e.energy_per_item_j;
+        }
+        let prefill: Vec<&EnergyRecord> = gens.iter().map(|x| &x.prefill_energy).collect();
+        let prompt_items: f64 = gens
+            .iter()
+            .map(|x| {
+                x.prefill_energy.energy_total_j
+                    / x.prefill_energy.energy_per_item_j.max(f64::MIN_POSITIVE)
+            })
+            .sum();
+        g.prefill_energy = pooled_energy(
+            &prefill,
+            prompt_items,
+            prompt_items / g.prompt_tokens.max(1) as f64,
+        );
+        let ttft_kept: Vec<Vec<f64>> = gens
+            .iter()
+            .map(|x| thin_samples(&x.ttft_samples_ms, per_round))
+            .collect();
+        let ttft_groups: Vec<&[f64]> = ttft_kept.iter().map(Vec::as_slice).collect();
+        let ttft_records: Vec<Record> = gens
+            .iter()
+            .map(|x| {
+                let mut r = records[0].clone();
+                r.latency = x.ttft_ms.clone();
+                r
+            })
+            .collect();
+        let ttft_refs: Vec<&Record> = ttft_records.iter().collect();
+        g.ttft_ms = pooled_latency(&ttft_refs, &ttft_groups);
+        g.ttft_samples_ms = ttft_kept.concat();
+    }
+    out.rounds = entries
+        .iter()
+        .zip(&kept)
+        .map(|(e, samples)| RoundFigures {
+            round: e.round,
+            position: e.position,
+            timestamp_utc: e.record.timestamp_utc.clone(),
+            iterations: e.record.latency.as_ref().map_or(0, |l| l.iterations),
+            mean_ms: e.record.latency.as_ref().map_or(0.0, |l| l.mean_ms),
+            p50_ms: e.record.latency.as_ref().map_or(0.0, |l| l.p50_ms),
+            window_s: e.record.window_s.unwrap_or(0.0),
+            energy_per_item_j: e.record.energy.as_ref().map(|x| x.energy_per_item_j),
+            inference_peak_bytes: e.record.inference_peak_bytes,
+            samples: samples.len(),
+        })
+        .collect();
+    out.latency_samples_ms = kept.concat();
+    out
+}
