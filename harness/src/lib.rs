@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod host;
+pub mod interference;
 pub mod limits;
 pub mod memory;
 pub mod meter;

@@ -328,6 +328,47 @@ pub fn variant_rows(records: &[Record], budget: QualityBudget) -> Vec<VariantRow
         .collect()
 }
 
+/// The built-in A/A check: two cells of the same architecture and shapes (a control arm and the
+/// technique it controls, `distill-control` and `distill`), whose latencies must agree on a
+/// stable machine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AaCheck {
+    /// The control arm's cell.
+    pub control: Cell,
+    /// Its twin's cell.
+    pub twin: Cell,
+    /// Mean latency of the control over the twin's, paired by round; `None` without rounds.
+    pub ratio: Option<crate::stats::PairedRatio>,
+}
+
+impl AaCheck {
+    /// True when the twins agree within their interval; `None` when it cannot tell.
+    pub fn stable(&self) -> Option<bool> {
+        self.ratio.map(|p| p.ci95.contains(1.0))
+    }
+}
+
+/// Every A/A pair of the run (see [`AaCheck`]).
+pub fn aa_checks(records: &[Record]) -> Vec<AaCheck> {
+    records
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .filter_map(|control| {
+            let twin_technique = control.key.technique.treated_twin()?;
+            let twin = records.iter().find(|t| {
+                t.status == Status::Ok
+                    && t.key.technique == twin_technique
+                    && t.key.same_setting(&control.key)
+            })?;
+            Some(AaCheck {
+                control: control.key.clone(),
+                twin: twin.key.clone(),
+                ratio: paired_ratio(&control.paired_rounds(twin, |x| Some(x.mean_ms))),
+            })
+        })
+        .collect()
+}
+
 /// The projection of a variant's saving at a volume.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Projection {
@@ -591,4 +632,80 @@ pub fn method_text(data: &RunData) -> Vec<String> {
     }
     out.push("Projections multiply a per-item saving measured on this machine by a volume; real deployments batch, idle and scale differently.".to_string());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostInfo;
+    use crate::results::RoundFigures;
+
+    fn record(technique: &str, means: &[f64]) -> Record {
+        let key = Cell {
+            model: "digits-cnn".into(),
+            technique: technique.parse().unwrap(),
+            device: "cpu".into(),
+            batch_size: 32,
+            seq_len: None,
+            gen_tokens: None,
+        };
+        let host = HostInfo {
+            cpu_model: "test".into(),
+            logical_cores: 2,
+            physical_cores: Some(2),
+            os: "test".into(),
+            total_memory_bytes: 1 << 30,
+        };
+        let mut r = Record::empty("run", key, host, Status::Ok);
+        r.rounds = means
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| RoundFigures {
+                round: i + 1,
+                position: 1,
+                timestamp_utc: String::new(),
+                iterations: 10,
+                mean_ms: m,
+                p50_ms: m,
+                window_s: 1.0,
+                energy_per_item_j: Some(m * 1e-3),
+                inference_peak_bytes: None,
+                samples: 0,
+                interference: None,
+                retries: 0,
+            })
+            .collect();
+        r.latency = crate::stats::LatencyStats::from_samples(means);
+        r
+    }
+
+    #[test]
+    fn the_a_a_check_pairs_a_control_with_its_twin_and_judges_the_machine() {
+        // The machine drifts by 20% between rounds, alike for both twins: they agree.
+        let stable = [
+            record("distill", &[1.0, 1.2, 1.1]),
+            record("distill-control", &[1.01, 1.19, 1.11]),
+        ];
+        let checks = aa_checks(&stable);
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].twin.technique.to_string(), "distill");
+        assert_eq!(checks[0].stable(), Some(true));
+        // One twin 30% slower in every round: they differ.
+        let drifted = [
+            record("distill", &[1.0, 1.2, 1.1]),
+            record("distill-control", &[1.3, 1.57, 1.42]),
+        ];
+        assert_eq!(aa_checks(&drifted)[0].stable(), Some(false));
+    }
+
+    #[test]
+    fn speed_is_paired_by_round() {
+        let base = record("fp32", &[2.0, 2.6, 2.2]);
+        let fast = record("q8_0", &[1.0, 1.3, 1.1]);
+        let s = speed_change(&base, &fast).unwrap();
+        assert!(
+            (s.speedup - 2.0).abs() < 1e-9 && s.speedup_lo > 1.99,
+            "{s:?}"
+        );
+    }
 }

@@ -39,6 +39,10 @@ pub struct RoundEntry {
     /// How many records of the cell `results.jsonl` held when the round ran (0, or more after
     /// `--retry-failed`): only the rounds of the current attempt are combined.
     pub attempt: usize,
+    /// How many times the round was measured again because it was disturbed before this
+    /// measurement was kept.
+    #[serde(default)]
+    pub retries: usize,
     /// The round's record.
     pub record: Record,
 }
@@ -371,8 +375,137 @@ pub fn combine(entries: &[RoundEntry]) -> Record {
             energy_per_item_j: e.record.energy.as_ref().map(|x| x.energy_per_item_j),
             inference_peak_bytes: e.record.inference_peak_bytes,
             samples: samples.len(),
+            interference: e.record.interference,
+            retries: e.retries,
         })
         .collect();
     out.latency_samples_ms = kept.concat();
+    out.interference = None;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::HostInfo;
+    use crate::stats::LatencyStats;
+
+    fn cell(technique: &str) -> Cell {
+        Cell {
+            model: "digits-mlp".into(),
+            technique: technique.parse().unwrap(),
+            device: "cpu".into(),
+            batch_size: 1,
+            seq_len: None,
+            gen_tokens: None,
+        }
+    }
+
+    fn host() -> HostInfo {
+        HostInfo {
+            cpu_model: "test".into(),
+            logical_cores: 2,
+            physical_cores: Some(2),
+            os: "test".into(),
+            total_memory_bytes: 1 << 30,
+        }
+    }
+
+    fn round(n: usize, samples: Vec<f64>, quality: bool) -> RoundEntry {
+        let mut r = Record::empty("run", cell("q8_0"), host(), Status::Ok);
+        r.latency = LatencyStats::from_samples(&samples);
+        r.window_s = Some(samples.iter().sum::<f64>() / 1e3);
+        r.throughput_items_per_s = Some(samples.len() as f64 / r.window_s.unwrap());
+        r.latency_samples_ms = samples;
+        if quality {
+            r.quality = Some(crate::results::QualityRecord {
+                metric: "accuracy".into(),
+                value_pct: 97.0,
+                baseline_pct: 98.0,
+                delta_points: -1.0,
+                items: 359,
+                fidelity: None,
+                language: None,
+            });
+        }
+        RoundEntry {
+            round: n,
+            position: 1,
+            attempt: 0,
+            retries: 0,
+            record: r,
+        }
+    }
+
+    #[test]
+    fn rounds_pool_exactly_and_keep_their_own_figures() {
+        let a: Vec<f64> = (0..100).map(|i| 1.0 + f64::from(i % 10) * 0.01).collect();
+        let b: Vec<f64> = (0..300).map(|i| 2.0 + f64::from(i % 10) * 0.01).collect();
+        let entries = [round(1, a.clone(), true), round(2, b.clone(), false)];
+        let r = combine(&entries);
+        let all: Vec<f64> = a.iter().chain(&b).copied().collect();
+        let exact = LatencyStats::from_samples(&all).unwrap();
+        let l = r.latency.as_ref().unwrap();
+        assert_eq!(l.iterations, 400);
+        assert!((l.mean_ms - exact.mean_ms).abs() < 1e-12);
+        assert!((l.std_ms - exact.std_ms).abs() < 1e-9);
+        assert_eq!(r.rounds.len(), 2);
+        assert_eq!(r.rounds[1].iterations, 300);
+        assert_eq!(r.round_samples()[0], a.as_slice());
+        assert_eq!(
+            r.quality.as_ref().unwrap().value_pct,
+            97.0,
+            "from the round that had it"
+        );
+        // The two-level interval of the mean spans both rounds' levels.
+        let ci = l.mean_ci95_ms.unwrap();
+        assert!(ci.hi - ci.lo > 0.5, "{ci:?}");
+        crate::results::validity::check_record(&r).unwrap();
+    }
+
+    #[test]
+    fn a_failed_round_makes_the_cell_failed_naming_the_round() {
+        let mut bad = round(2, vec![1.0], false);
+        bad.record.status = Status::Failed;
+        bad.record.error = Some("worker killed by signal 9".into());
+        let r = combine(&[round(1, vec![1.0, 1.1], true), bad]);
+        assert_eq!(r.status, Status::Failed);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("round 2: worker killed by signal 9")
+        );
+    }
+
+    #[test]
+    fn orders_are_seeded_and_change_between_rounds() {
+        let cells: Vec<Cell> = [
+            "fp32", "int8", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0-all",
+        ]
+        .iter()
+        .map(|t| cell(t))
+        .collect();
+        let one = round_order(&cells, 42, 1);
+        assert_eq!(
+            one,
+            round_order(&cells, 42, 1),
+            "a resume finds the same order"
+        );
+        assert_ne!(one, round_order(&cells, 42, 2));
+        let mut sorted = one.clone();
+        sorted.sort_by_key(|c| c.to_string());
+        let mut all = cells.clone();
+        all.sort_by_key(|c| c.to_string());
+        assert_eq!(sorted, all, "every cell once");
+    }
+
+    #[test]
+    fn only_the_current_attempts_rounds_count() {
+        let mut old = round(1, vec![1.0, 1.1], true);
+        old.attempt = 0;
+        let mut new = round(1, vec![2.0, 2.1], true);
+        new.attempt = 1;
+        let attempts = HashMap::from([(cell("q8_0"), 1)]);
+        let by_cell = current_rounds(vec![old, new.clone()], &attempts);
+        assert_eq!(by_cell[&cell("q8_0")], vec![new]);
+    }
 }

@@ -181,6 +181,22 @@ impl Technique {
             .any(|s| matches!(s, TrainingStep::Distill { control: true }))
     }
 
+    /// For a control arm, the technique it controls: the same chain with the real distillation
+    /// in place of the labels-only one (the same architecture and shapes, so the two time alike
+    /// on a stable machine: the report's A/A check); `None` for any other technique.
+    pub fn treated_twin(&self) -> Option<Technique> {
+        if !self.is_control() {
+            return None;
+        }
+        let mut twin = self.clone();
+        for step in &mut twin.training {
+            if let TrainingStep::Distill { control } = step {
+                *control = false;
+            }
+        }
+        Some(twin)
+    }
+
     /// The names of the steps, in order (`["prune-structured-50", "q8_0"]`); `["fp32"]` for the
     /// baseline.
     pub fn step_names(&self) -> Vec<String> {

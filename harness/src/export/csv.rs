@@ -3,7 +3,7 @@
 
 use super::Exporter;
 use crate::meter::{DomainKind, EnergyRecord};
-use crate::report::RunData;
+use crate::report::{variant_rows, QualityBudget, RunData, VariantRow};
 use crate::results::Record;
 
 /// Writes `results.csv`.
@@ -259,6 +259,49 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             "co2e_per_1000_generated_tokens_g",
             of(g.and_then(|g| g.co2e_per_1000_generated_tokens_g)),
         ),
+        (
+            "rounds",
+            opt((!r.rounds.is_empty()).then_some(r.rounds.len())),
+        ),
+        (
+            "disturbed_rounds",
+            opt((!r.rounds.is_empty()).then(|| r.disturbance().0)),
+        ),
+        (
+            "retried_rounds",
+            opt((!r.rounds.is_empty()).then(|| r.disturbance().1)),
+        ),
+        (
+            "steal_max_fraction",
+            of(r.rounds
+                .iter()
+                .filter_map(|x| x.interference.map(|i| i.steal_share))
+                .reduce(f64::max)),
+        ),
+        (
+            "other_cpu_max_fraction",
+            of(r.rounds
+                .iter()
+                .filter_map(|x| x.interference.map(|i| i.other_cpu_share))
+                .reduce(f64::max)),
+        ),
+    ]
+}
+
+/// The columns of a variant against its baseline (paired by round where both have rounds):
+/// empty for a baseline, a failed cell, or a cell without a baseline.
+pub fn relative_columns(row: Option<&VariantRow>) -> Vec<(&'static str, String)> {
+    let sp = row.and_then(|r| r.speed);
+    let en = row.and_then(|r| r.energy);
+    vec![
+        ("speedup_vs_baseline", of(sp.map(|s| s.speedup))),
+        ("speedup_ci95_lo", of(sp.map(|s| s.speedup_lo))),
+        ("speedup_ci95_hi", of(sp.map(|s| s.speedup_hi))),
+        ("energy_saved_pct", of(en.map(|e| e.saved_pct))),
+        (
+            "energy_saved_ci95_half_pct",
+            of(en.map(|e| e.half_width_pct)),
+        ),
     ]
 }
 
@@ -286,15 +329,26 @@ pub fn header() -> Vec<&'static str> {
         },
         Status::Ok,
     );
-    columns(&dummy).into_iter().map(|(k, _)| k).collect()
+    columns(&dummy)
+        .into_iter()
+        .chain(relative_columns(None))
+        .map(|(k, _)| k)
+        .collect()
 }
 
 impl Exporter for CsvExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut w = ::csv::Writer::from_writer(Vec::new());
         w.write_record(header())?;
+        let rows = variant_rows(&data.records, QualityBudget::default());
         for r in &data.records {
-            w.write_record(columns(r).into_iter().map(|(_, v)| v))?;
+            let row = rows.iter().find(|v| v.key == r.key);
+            w.write_record(
+                columns(r)
+                    .into_iter()
+                    .chain(relative_columns(row))
+                    .map(|(_, v)| v),
+            )?;
         }
         w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
     }

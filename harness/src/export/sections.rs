@@ -109,6 +109,66 @@ fn context(data: &RunData) -> Section {
             ),
         ]);
     }
+    let rounds: Vec<&crate::results::RoundFigures> =
+        data.records.iter().flat_map(|r| r.rounds.iter()).collect();
+    if !rounds.is_empty() {
+        rows.push(vec![
+            s("rounds"),
+            format!(
+                "{} a cell, each a fresh worker, the cells in a new random order each round (seed {:#x})",
+                m.spec.timing.rounds, m.spec.order_seed
+            ),
+        ]);
+        let steal = rounds
+            .iter()
+            .filter_map(|r| r.interference.map(|i| i.steal_share))
+            .fold(0.0, f64::max);
+        let others = rounds
+            .iter()
+            .filter_map(|r| r.interference.map(|i| i.other_cpu_share))
+            .fold(0.0, f64::max);
+        let (disturbed, retried) = data
+            .records
+            .iter()
+            .map(|r| r.disturbance())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        rows.push(vec![
+            s("interference"),
+            format!(
+                "steal at most {:.1}% and other processes at most {:.1}% of the CPUs in a round; {retried} round(s) measured again for disturbance, {disturbed} of {} kept rounds still disturbed (limits: steal {:.0}%, others {:.0}%)",
+                100.0 * steal,
+                100.0 * others,
+                rounds.len(),
+                100.0 * crate::interference::STEAL_LIMIT,
+                100.0 * crate::interference::OTHER_CPU_LIMIT
+            ),
+        ]);
+    }
+    for check in crate::report::aa_checks(&data.records) {
+        let setting = format!(
+            "{} vs {} ({}, {}, batch {})",
+            check.control.technique,
+            check.twin.technique,
+            check.control.model,
+            check.control.device,
+            check.control.batch_size
+        );
+        let verdict = match (check.ratio, check.stable()) {
+            (Some(p), Some(true)) => format!(
+                "{setting}: same architecture, latency ratio {:.3} [{:.3}, {:.3}]: they agree; the machine was stable enough to trust differences beyond the intervals",
+                p.ratio, p.ci95.lo, p.ci95.hi
+            ),
+            (Some(p), _) => format!(
+                "{setting}: same architecture, latency ratio {:.3} [{:.3}, {:.3}]: they DIFFER; the machine drifted during the run, so treat speed differences under {:.0}% as unproven",
+                p.ratio,
+                p.ci95.lo,
+                p.ci95.hi,
+                100.0 * (p.ratio.max(1.0 / p.ratio) - 1.0)
+            ),
+            _ => format!("{setting}: no rounds to pair, no verdict"),
+        };
+        rows.push(vec![s("A/A check"), verdict]);
+    }
     if !measured {
         if let Some(h) = host {
             let tdp = shipped_tdp(&h.cpu_model);

@@ -71,6 +71,18 @@ fn cell_text(r: &Record) -> Vec<String> {
             .filter(|_| r.status == Status::Ok)
             .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
             .unwrap_or_else(dash),
+        // Rounds still disturbed of all rounds, and redone ones: `0/3` or `1/3 (+2)`.
+        if r.rounds.is_empty() {
+            dash()
+        } else {
+            let (disturbed, retried) = r.disturbance();
+            let redone = if retried > 0 {
+                format!(" (+{retried})")
+            } else {
+                String::new()
+            };
+            format!("{disturbed}/{}{redone}", r.rounds.len())
+        },
     ]
 }
 
@@ -91,6 +103,7 @@ pub fn render(records: &[Record]) -> String {
         "J/item",
         "energy_source",
         "model_peak_MiB",
+        "disturbed",
     ]
     .iter()
     .map(|s| s.to_string())

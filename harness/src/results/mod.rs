@@ -189,6 +189,12 @@ pub struct RoundFigures {
     /// How many of the record's `latency_samples_ms` are this round's (they follow the earlier
     /// rounds' in order).
     pub samples: usize,
+    /// What else the machine did during the round's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interference: Option<crate::interference::Interference>,
+    /// How many times the round was measured again because it was disturbed.
+    #[serde(default)]
+    pub retries: usize,
 }
 
 /// One cell's result.
@@ -256,6 +262,9 @@ pub struct Record {
     /// Raw latencies in ms (evenly thinned to at most [`MAX_KEPT_SAMPLES`]) for resampling;
     /// with rounds, each round's in turn (see [`RoundFigures::samples`]).
     pub latency_samples_ms: Vec<f64>,
+    /// What else the machine did during the timed window (one worker's record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interference: Option<crate::interference::Interference>,
     /// The cell's rounds, in round order; empty for a record of one worker (runs stored before
     /// rounds existed, and each round's own record in `rounds.jsonl`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -270,6 +279,17 @@ impl Record {
     /// else (records of older runs) the worker's whole peak.
     pub fn serving_memory_bytes(&self) -> Option<u64> {
         self.inference_peak_bytes.or(self.peak_rss_bytes)
+    }
+
+    /// Rounds whose kept measurement was still disturbed, and measurements redone because
+    /// they were disturbed.
+    pub fn disturbance(&self) -> (usize, usize) {
+        let disturbed = self
+            .rounds
+            .iter()
+            .filter(|r| r.interference.is_some_and(|i| i.disturbed))
+            .count();
+        (disturbed, self.rounds.iter().map(|r| r.retries).sum())
     }
 
     /// The latency samples grouped by round (one group for a record without rounds, none when a
@@ -335,6 +355,7 @@ impl Record {
             layers: Vec::new(),
             generation: None,
             latency_samples_ms: Vec::new(),
+            interference: None,
             rounds: Vec::new(),
         }
     }

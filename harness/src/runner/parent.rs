@@ -18,6 +18,7 @@ use slimbench_models::technique::Technique;
 use super::worker::{TimingSettings, WorkerRequest};
 use crate::carbon::CarbonSettings;
 use crate::host::HostInfo;
+use crate::interference::MAX_RETRIES;
 use crate::meter::choose::MeterSettings;
 use crate::results::{append_record, Record, Status};
 use crate::rounds::{append_round, combine, current_rounds, read_rounds, round_order, RoundEntry};
@@ -224,6 +225,32 @@ pub fn run_cells(
             // Quality does not depend on the machine: the cell's first round evaluates it.
             let measure_quality = entries.iter().all(|e| e.record.quality.is_none());
             let mut record = run_worker(key, settings, measure_quality);
+            // A disturbed round (steal, other processes) is measured again, a few times at most.
+            let mut retries = 0;
+            while let Some(i) = record.interference.filter(|i| i.disturbed) {
+                if retries >= MAX_RETRIES
+                    || record.status != Status::Ok
+                    || options.interrupted.load(Ordering::SeqCst)
+                {
+                    break;
+                }
+                let line = format!(
+                    "round {round}/{rounds} {key}: disturbed (steal {:.1}%, other processes {:.1}% of the CPUs, {} involuntary switches); measuring it again",
+                    100.0 * i.steal_share,
+                    100.0 * i.other_cpu_share,
+                    i.involuntary_switches
+                );
+                match &bar {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
+                retries += 1;
+                let quality = record.quality.take();
+                record = run_worker(key, settings, measure_quality);
+                if record.quality.is_none() {
+                    record.quality = quality;
+                }
+            }
             if let Err(e) = crate::results::validity::check_record(&record) {
                 record = Record::failed(
                     &settings.run_id,
@@ -236,6 +263,7 @@ pub fn run_cells(
                 round,
                 position: position + 1,
                 attempt: attempts.get(key).copied().unwrap_or(0),
+                retries,
                 record,
             };
             append_round(&rounds_path, &entry)?;

@@ -173,6 +173,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         )?),
         None => None,
     };
+    let probe = crate::interference::Probe::start();
     let main = match workload.generation() {
         Some(g) => {
             // The decode steps continue from the prompt the last prefill left in the cache.
@@ -192,6 +193,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
             || workload.run_batch(),
         )?,
     };
+    let interference = probe.finish();
     let inference_peak_bytes = if peak_was_reset {
         rss_before_model
             .zip(peak_rss_bytes())
@@ -250,6 +252,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     r.throughput_items_per_s = Some((iterations * items_per_iteration) as f64 / main.wall_s);
     r.peak_rss_bytes = peak_rss_bytes();
     r.model_rss_bytes = model_rss_bytes;
+    r.interference = interference;
     r.inference_peak_bytes = inference_peak_bytes;
     if let Some(peaks) = meter.gpu_memory_peaks() {
         energy.gpu_process_peak_bytes = peaks.process_bytes;

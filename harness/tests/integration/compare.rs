@@ -67,12 +67,18 @@ fn compare_gates_quality_and_reports_missing_cells() {
     let worse = tmp.path().join("worse");
     copy_run(&base, &worse);
     edit_records(&worse, |records| {
-        let q = records[1]["quality"]["value_pct"].as_f64().unwrap();
-        records[1]["quality"]["value_pct"] = serde_json::json!(q - 1.0);
+        // Records are appended as cells complete: find them by technique.
+        let at = |records: &Vec<serde_json::Value>, t: &str| {
+            records.iter().position(|r| r["technique"] == t).unwrap()
+        };
+        let q8 = at(records, "q8_0");
+        let q = records[q8]["quality"]["value_pct"].as_f64().unwrap();
+        records[q8]["quality"]["value_pct"] = serde_json::json!(q - 1.0);
         // A consistent edit: the change against the baseline moves with the value.
-        let d = records[1]["quality"]["delta_points"].as_f64().unwrap();
-        records[1]["quality"]["delta_points"] = serde_json::json!(d - 1.0);
-        records.remove(0);
+        let d = records[q8]["quality"]["delta_points"].as_f64().unwrap();
+        records[q8]["quality"]["delta_points"] = serde_json::json!(d - 1.0);
+        let fp32 = at(records, "fp32");
+        records.remove(fp32);
     });
     slimbench(tmp.path())
         .args(["compare", "--metrics", "quality,size"])

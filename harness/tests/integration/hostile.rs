@@ -542,3 +542,52 @@ proptest::proptest! {
         }
     }
 }
+
+/// A round is the unit of resumption: a run stopped after some rounds of a cell runs only the
+/// missing ones on `--resume`, and the cell's record then holds every round.
+#[test]
+fn a_resume_runs_only_the_missing_rounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = copy_of_run(tmp.path());
+    let jsonl = run.join("results.jsonl");
+    let text = std::fs::read_to_string(&jsonl).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let last: serde_json::Value = serde_json::from_str(lines.pop().unwrap()).unwrap();
+    let rounds = last["rounds"].as_array().unwrap().len();
+    assert!(rounds >= 2, "the pristine run has rounds");
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    // Drop that cell's last round from rounds.jsonl: one round is missing.
+    let rounds_path = run.join("rounds.jsonl");
+    let entries = std::fs::read_to_string(&rounds_path).unwrap();
+    let mut kept: Vec<&str> = Vec::new();
+    let mut dropped = 0;
+    for l in entries.lines() {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        let same = e["record"]["technique"] == last["technique"]
+            && e["record"]["batch_size"] == last["batch_size"];
+        if same && e["round"] == rounds {
+            dropped += 1;
+            continue;
+        }
+        kept.push(l);
+    }
+    assert_eq!(dropped, 1);
+    std::fs::write(&rounds_path, kept.join("\n") + "\n").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    crate::cli::slimbench(cache.path())
+        .args(["run", "--resume"])
+        .arg(&run)
+        .timeout(Duration::from_secs(300))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "[1/1] round {rounds}/{rounds}"
+        )));
+    let records = slimbench::run_dir::RunDir::new(&run).records().unwrap();
+    assert_eq!(records.len(), 4);
+    let resumed = records
+        .iter()
+        .find(|r| r.rounds.len() == rounds && r.key.technique.to_string() == last["technique"])
+        .unwrap();
+    assert_eq!(resumed.rounds.len(), rounds);
+}

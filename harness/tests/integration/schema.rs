@@ -49,6 +49,14 @@ fn every_numeric_column_names_its_unit() {
         "perplexity_err",
         "reference_perplexity",
         "generation_energy_source",
+        // Counts of rounds, like iterations.
+        "rounds",
+        "disturbed_rounds",
+        "retried_rounds",
+        // Ratios of two latencies: no unit.
+        "speedup_vs_baseline",
+        "speedup_ci95_lo",
+        "speedup_ci95_hi",
     ];
     let units = [
         "_bytes",
