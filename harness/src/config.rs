@@ -50,6 +50,8 @@ pub struct RunConfig {
     pub min_duration_s: Option<f64>,
     /// Rounds per cell.
     pub rounds: Option<usize>,
+    /// Times a disturbed round is measured again.
+    pub disturbed_retries: Option<usize>,
     /// Short windows.
     pub quick: Option<bool>,
     /// Energy source.

@@ -2,7 +2,8 @@
 //! 8th figure of `/proc/stat`'s `cpu` line), CPU time of other processes (the machine's busy time
 //! minus the worker's own), the worker's involuntary context switches (`getrusage`), and the CPU
 //! clock where `cpufreq` exposes it. A round past [`STEAL_LIMIT`] or [`OTHER_CPU_LIMIT`] is
-//! `disturbed`, and the parent measures it again (up to [`MAX_RETRIES`] times).
+//! `disturbed`, and the parent measures it again (`--disturbed-retries`, default
+//! [`DEFAULT_RETRIES`] times).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +12,9 @@ pub const STEAL_LIMIT: f64 = 0.05;
 /// Share of the machine's CPU time used by other processes above which a round is disturbed (a
 /// busy loop on one of two cores is 0.5; this VM's background stays under 0.03).
 pub const OTHER_CPU_LIMIT: f64 = 0.15;
-/// How many times a disturbed round is measured again before its last measurement is kept.
-pub const MAX_RETRIES: usize = 2;
+/// How many times a disturbed round is measured again before its last measurement is kept, when
+/// `--disturbed-retries` does not say.
+pub const DEFAULT_RETRIES: usize = 2;
 
 /// The machine's state over a timed window.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -133,6 +133,16 @@ pub const ROUNDS: Limit = Limit {
     min_exclusive: false,
 };
 
+/// Times a disturbed round is measured again.
+pub const DISTURBED_RETRIES: Limit = Limit {
+    flag: "--disturbed-retries",
+    key: Some("disturbed_retries"),
+    unit: "retries",
+    min: 0.0,
+    max: 10.0,
+    min_exclusive: false,
+};
+
 /// Threads each cell's model uses.
 pub const THREADS: Limit = Limit {
     flag: "--threads",

@@ -75,6 +75,14 @@ pub struct RunArgs {
         TimingSettings::quick().rounds
     ))]
     pub rounds: Option<usize>,
+    /// Times a round disturbed by other processes or steal is measured again.
+    #[arg(long, help = format!(
+        "Times a round disturbed by other processes (over {:.0}% of the CPUs) or steal (over {:.0}%) is measured again before its last measurement is kept [default: {}]",
+        100.0 * crate::interference::OTHER_CPU_LIMIT,
+        100.0 * crate::interference::STEAL_LIMIT,
+        crate::interference::DEFAULT_RETRIES
+    ))]
+    pub disturbed_retries: Option<usize>,
     /// Least length of the timed window per cell, in seconds.
     #[arg(long, help = format!(
         "Least length of the timed window per cell, in seconds [default: {}; {} with --quick]. The energy window is never under 1 s nor under 100 updates of the meter.",
@@ -190,6 +198,11 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
     limits::MIN_ITERS.check_count(timing.min_iters)?;
     timing.rounds = args.rounds.or(config.rounds).unwrap_or(timing.rounds);
     limits::ROUNDS.check_count(timing.rounds)?;
+    timing.disturbed_retries = args
+        .disturbed_retries
+        .or(config.disturbed_retries)
+        .unwrap_or(timing.disturbed_retries);
+    limits::DISTURBED_RETRIES.check_count(timing.disturbed_retries)?;
     let threads = resolve_threads(args.threads, &HostInfo::detect())?;
     let spec = RunSpec {
         threads: Some(threads),

@@ -215,6 +215,11 @@ impl Manifest {
         limits::WARMUP.check_stored(t.warmup_iters as f64, path, "spec.timing.warmup_iters")?;
         limits::MIN_ITERS.check_stored(t.min_iters as f64, path, "spec.timing.min_iters")?;
         limits::ROUNDS.check_stored(t.rounds as f64, path, "spec.timing.rounds")?;
+        limits::DISTURBED_RETRIES.check_stored(
+            t.disturbed_retries as f64,
+            path,
+            "spec.timing.disturbed_retries",
+        )?;
         if !(t.idle_s.is_finite() && (0.0..=MAX_IDLE_S).contains(&t.idle_s)) {
             return Err(UsageError(format!(
                 "{}: key `spec.timing.idle_s` = {}: give a finite number from 0 to {MAX_IDLE_S} s; correct the file, or start a new run",

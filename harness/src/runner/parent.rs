@@ -18,7 +18,6 @@ use slimbench_models::technique::Technique;
 use super::worker::{TimingSettings, WorkerRequest};
 use crate::carbon::CarbonSettings;
 use crate::host::HostInfo;
-use crate::interference::MAX_RETRIES;
 use crate::meter::choose::MeterSettings;
 use crate::results::{append_record, Record, Status};
 use crate::rounds::{append_round, combine, current_rounds, read_rounds, round_order, RoundEntry};
@@ -228,7 +227,7 @@ pub fn run_cells(
             // A disturbed round (steal, other processes) is measured again, a few times at most.
             let mut retries = 0;
             while let Some(i) = record.interference.filter(|i| i.disturbed) {
-                if retries >= MAX_RETRIES
+                if retries >= settings.timing.disturbed_retries
                     || record.status != Status::Ok
                     || options.interrupted.load(Ordering::SeqCst)
                 {

@@ -21,6 +21,10 @@ fn one_round() -> usize {
     1
 }
 
+fn default_retries() -> usize {
+    crate::interference::DEFAULT_RETRIES
+}
+
 /// How long and how often a cell is timed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimingSettings {
@@ -40,6 +44,9 @@ pub struct TimingSettings {
     /// before rounds existed had one.
     #[serde(default = "one_round")]
     pub rounds: usize,
+    /// How many times a round disturbed by other processes or steal is measured again.
+    #[serde(default = "default_retries")]
+    pub disturbed_retries: usize,
 }
 
 impl TimingSettings {
@@ -52,6 +59,7 @@ impl TimingSettings {
             idle_s: 0.5,
             sample_hz: 10.0,
             rounds: DEFAULT_ROUNDS,
+            disturbed_retries: default_retries(),
         }
     }
 
@@ -64,6 +72,7 @@ impl TimingSettings {
             idle_s: 0.2,
             sample_hz: 10.0,
             rounds: QUICK_ROUNDS,
+            disturbed_retries: default_retries(),
         }
     }
 

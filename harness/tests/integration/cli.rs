@@ -24,8 +24,11 @@ pub fn only_run_dir(out: &Path) -> PathBuf {
 }
 
 /// The timing flags of the integration runs that time real cells: one thread, one warm-up
-/// batch, at least 3 timed iterations over at least 0.1 s.
-pub const SHORT_TIMING: [&str; 8] = [
+/// batch, at least 3 timed iterations over at least 0.1 s, and no round measured again for
+/// disturbance (the tests run side by side, each disturbing the others).
+pub const SHORT_TIMING: [&str; 10] = [
+    "--disturbed-retries",
+    "0",
     "--threads",
     "1",
     "--warmup",
