@@ -8,10 +8,8 @@
 //! "Rigorous benchmark evaluation in reasonable time", ISMM 2013).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -59,23 +57,7 @@ pub fn round_order(cells: &[Cell], seed: u64, round: usize) -> Vec<Cell> {
 
 /// Appends `entry` to `path` as one line and flushes it to disk.
 pub fn append_round(path: &Path, entry: &RoundEntry) -> anyhow::Result<()> {
-    if let Some(aside) = crate::results::set_aside_torn_tail(path)? {
-        eprintln!(
-            "warning: {}: its last line was incomplete; moved it to {}",
-            path.display(),
-            aside.display()
-        );
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {} for appending", path.display()))?;
-    let mut line = serde_json::to_string(entry)?;
-    line.push('\n');
-    file.write_all(line.as_bytes())
-        .and_then(|_| file.sync_data())
-        .with_context(|| format!("cannot write to {}", path.display()))
+    crate::results::append_json_line(path, entry)
 }
 
 /// Every entry of a `rounds.jsonl` (none when there is no file): a torn last line is skipped

@@ -373,10 +373,16 @@ pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Appends `record` as one JSON line to `path` and flushes it to disk before returning. A torn
-/// last line (a crash or a full disk mid-write) is first moved aside by [`set_aside_torn_tail`],
-/// so a record is never appended onto it.
+/// Appends `record` as one JSON line to `path` and flushes it to disk before returning (see
+/// [`append_json_line`]).
 pub fn append_record(path: &Path, record: &Record) -> anyhow::Result<()> {
+    append_json_line(path, record)
+}
+
+/// Appends `value` as one JSON line to `path` and flushes it to disk before returning. A torn
+/// last line (a crash or a full disk mid-write) is first moved aside by [`set_aside_torn_tail`],
+/// so a line is never appended onto it. `results.jsonl` and `rounds.jsonl` are written so.
+pub fn append_json_line<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     use anyhow::Context;
     if let Some(aside) = set_aside_torn_tail(path)? {
         eprintln!(
@@ -390,7 +396,7 @@ pub fn append_record(path: &Path, record: &Record) -> anyhow::Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("cannot open {} for appending", path.display()))?;
-    let mut line = serde_json::to_string(record)?;
+    let mut line = serde_json::to_string(value)?;
     line.push('\n');
     file.write_all(line.as_bytes())
         .and_then(|_| file.sync_data())
@@ -422,7 +428,8 @@ pub fn set_aside_torn_tail(path: &Path) -> anyhow::Result<Option<std::path::Path
     let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let whole_record = std::str::from_utf8(&bytes[keep..])
         .ok()
-        .is_some_and(|l| serde_json::from_str::<Record>(l).is_ok());
+        // A JSON line (a record, a round) cut anywhere no longer parses.
+        .is_some_and(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
     if whole_record {
         // Only the newline is missing: complete the line rather than move a record aside.
         let mut file = std::fs::OpenOptions::new()

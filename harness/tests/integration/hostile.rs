@@ -100,6 +100,23 @@ fn outputs(run: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 const BOUND: Duration = Duration::from_secs(30);
 
+/// Every command that reads a run folder's records, on `run`: `report`, `compare` with `run` on
+/// either side, `merge` into `merged`, and `run --resume`.
+fn readers(run: &Path, merged: &Path) -> Vec<Vec<String>> {
+    let (run, base) = (
+        run.display().to_string(),
+        pristine_run().display().to_string(),
+    );
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        words(&["report", &run]),
+        words(&["compare", &base, &run]),
+        words(&["compare", &run, &base]),
+        words(&["merge", &run, "--out", &merged.display().to_string()]),
+        words(&["run", "--resume", &run]),
+    ]
+}
+
 #[test]
 fn regression_an_absurd_latency_is_refused_at_once_naming_file_line_and_field() {
     let tmp = tempfile::tempdir().unwrap();
@@ -139,25 +156,7 @@ fn regression_a_negative_latency_is_an_error_for_report_compare_and_merge() {
         r["latency"]["min_ms"] = (-5.0).into();
         r["latency_samples_ms"][0] = (-5.0).into();
     });
-    for args in [
-        vec!["report".to_string(), run.display().to_string()],
-        vec![
-            "compare".into(),
-            pristine_run().display().to_string(),
-            run.display().to_string(),
-        ],
-        vec![
-            "compare".into(),
-            run.display().to_string(),
-            pristine_run().display().to_string(),
-        ],
-        vec![
-            "merge".into(),
-            run.display().to_string(),
-            "--out".into(),
-            tmp.path().join("merged").display().to_string(),
-        ],
-    ] {
+    for args in readers(&run, &tmp.path().join("merged")) {
         crate::cli::slimbench(tmp.path())
             .args(&args)
             .timeout(BOUND)
@@ -187,20 +186,7 @@ fn regression_a_record_of_a_cell_outside_the_plan_is_an_error_for_every_reader()
         .position(|l| l.contains("\"technique\":\"q8_0\""))
         .unwrap()
         + 1;
-    for args in [
-        vec!["report".to_string(), run.display().to_string()],
-        vec![
-            "run".to_string(),
-            "--resume".to_string(),
-            run.display().to_string(),
-        ],
-        vec![
-            "merge".into(),
-            run.display().to_string(),
-            "--out".into(),
-            tmp.path().join("merged").display().to_string(),
-        ],
-    ] {
+    for args in readers(&run, &tmp.path().join("merged")) {
         crate::cli::slimbench(tmp.path())
             .args(&args)
             .timeout(BOUND)
