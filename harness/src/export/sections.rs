@@ -123,6 +123,14 @@ fn context(data: &RunData) -> Section {
             .iter()
             .filter_map(|r| r.interference.map(|i| i.steal_share))
             .fold(0.0, f64::max);
+        // Steal over every timed window, weighted by its length: the run's total.
+        let (stolen, timed) = rounds
+            .iter()
+            .filter_map(|r| {
+                r.interference
+                    .map(|i| (i.steal_share * r.window_s, r.window_s))
+            })
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         let others = rounds
             .iter()
             .filter_map(|r| r.interference.map(|i| i.other_cpu_share))
@@ -135,7 +143,9 @@ fn context(data: &RunData) -> Section {
         rows.push(vec![
             s("interference"),
             format!(
-                "steal at most {:.1}% and other processes at most {:.1}% of the CPUs in a round; {retried} round(s) measured again for disturbance, {disturbed} of {} kept rounds still disturbed (limits: steal {:.0}%, others {:.0}%)",
+                "steal {:.2}% of the CPUs' time over all {:.1} s of timed windows, at most {:.1}% in a round; other processes at most {:.1}% of the CPUs in a round; {retried} round(s) measured again for disturbance, {disturbed} of {} kept rounds still disturbed (limits: steal {:.0}%, others {:.0}%)",
+                if timed > 0.0 { 100.0 * stolen / timed } else { 0.0 },
+                timed,
                 100.0 * steal,
                 100.0 * others,
                 rounds.len(),
@@ -257,6 +267,7 @@ fn results(records: &[Record], measured: bool) -> Section {
                         .map(|b| b as f64 / (1u64 << 20) as f64),
                     |v| sig(v, 3),
                 ),
+                r.disturbance_label().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -277,6 +288,7 @@ fn results(records: &[Record], measured: bool) -> Section {
         s("energy source"),
         format!("CO2e / 1M items{est}"),
         s("model peak MiB"),
+        s("rounds disturbed (+redone)"),
     ];
     if any_fidelity(records) {
         header.insert(7, s("fidelity (cosine to fp32)"));

@@ -72,17 +72,7 @@ fn cell_text(r: &Record) -> Vec<String> {
             .map(|b| format!("{:.1}", b as f64 / (1024.0 * 1024.0)))
             .unwrap_or_else(dash),
         // Rounds still disturbed of all rounds, and redone ones: `0/3` or `1/3 (+2)`.
-        if r.rounds.is_empty() {
-            dash()
-        } else {
-            let (disturbed, retried) = r.disturbance();
-            let redone = if retried > 0 {
-                format!(" (+{retried})")
-            } else {
-                String::new()
-            };
-            format!("{disturbed}/{}{redone}", r.rounds.len())
-        },
+        r.disturbance_label().unwrap_or_else(dash),
     ]
 }
 

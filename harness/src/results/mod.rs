@@ -292,6 +292,21 @@ impl Record {
         (disturbed, self.rounds.iter().map(|r| r.retries).sum())
     }
 
+    /// The disturbance as the console and the report show it: rounds still disturbed of all
+    /// rounds, and the redone ones (`0/3`, `1/3 (+2)`); `None` for a record without rounds.
+    pub fn disturbance_label(&self) -> Option<String> {
+        if self.rounds.is_empty() {
+            return None;
+        }
+        let (disturbed, retried) = self.disturbance();
+        let redone = if retried > 0 {
+            format!(" (+{retried})")
+        } else {
+            String::new()
+        };
+        Some(format!("{disturbed}/{}{redone}", self.rounds.len()))
+    }
+
     /// The latency samples grouped by round (one group for a record without rounds, none when a
     /// round's count does not fit the samples).
     pub fn round_samples(&self) -> Vec<&[f64]> {
