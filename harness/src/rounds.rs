@@ -248,14 +248,16 @@ fn pooled_energy(energies: &[&EnergyRecord], items: f64, batches: f64) -> Energy
 
 /// One cell's record from its rounds (sorted by round): a round that did not end `ok` is the
 /// record (with the round named in its error); otherwise figures pooled over the rounds, each
-/// round's own figures kept in `rounds`, quality from the round that evaluated it.
-pub fn combine(entries: &[RoundEntry]) -> Record {
+/// round's own figures kept in `rounds`, quality from the round that evaluated it. `None` without
+/// any round.
+pub fn combine(entries: &[RoundEntry]) -> Option<Record> {
+    let last = entries.last()?;
     if let Some(bad) = entries.iter().find(|e| e.record.status != Status::Ok) {
         let mut r = bad.record.clone();
         if entries.len() > 1 || bad.round > 1 {
             r.error = r.error.map(|e| format!("round {}: {e}", bad.round));
         }
-        return r;
+        return Some(r);
     }
     let records: Vec<&Record> = entries.iter().map(|e| &e.record).collect();
     let per_round = MAX_KEPT_SAMPLES / records.len().max(1);
@@ -264,7 +266,7 @@ pub fn combine(entries: &[RoundEntry]) -> Record {
         .map(|r| thin_samples(&r.latency_samples_ms, per_round))
         .collect();
     let groups: Vec<&[f64]> = kept.iter().map(Vec::as_slice).collect();
-    let mut out = records[records.len() - 1].clone();
+    let mut out = last.record.clone();
     out.quality = records.iter().find_map(|r| r.quality.clone());
     out.latency = pooled_latency(&records, &groups);
     let window: f64 = records.iter().filter_map(|r| r.window_s).sum();
@@ -363,7 +365,7 @@ pub fn combine(entries: &[RoundEntry]) -> Record {
         .collect();
     out.latency_samples_ms = kept.concat();
     out.interference = None;
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -424,7 +426,7 @@ mod tests {
         let a: Vec<f64> = (0..100).map(|i| 1.0 + f64::from(i % 10) * 0.01).collect();
         let b: Vec<f64> = (0..300).map(|i| 2.0 + f64::from(i % 10) * 0.01).collect();
         let entries = [round(1, a.clone(), true), round(2, b.clone(), false)];
-        let r = combine(&entries);
+        let r = combine(&entries).unwrap();
         let all: Vec<f64> = a.iter().chain(&b).copied().collect();
         let exact = LatencyStats::from_samples(&all).unwrap();
         let l = r.latency.as_ref().unwrap();
@@ -450,7 +452,8 @@ mod tests {
         let mut bad = round(2, vec![1.0], false);
         bad.record.status = Status::Failed;
         bad.record.error = Some("worker killed by signal 9".into());
-        let r = combine(&[round(1, vec![1.0, 1.1], true), bad]);
+        let r = combine(&[round(1, vec![1.0, 1.1], true), bad]).unwrap();
+        assert!(combine(&[]).is_none());
         assert_eq!(r.status, Status::Failed);
         assert_eq!(
             r.error.as_deref(),

@@ -171,7 +171,9 @@ pub fn run_cells(
     let mut ran = 0;
     let finish =
         |key: &Cell, entries: &[RoundEntry], records: &mut Vec<Record>| -> anyhow::Result<()> {
-            let mut record = combine(entries);
+            let Some(mut record) = combine(entries) else {
+                return Ok(());
+            };
             if let Some(e) = &record.energy {
                 let carbon = settings.carbon.record(e.energy_per_item_j, &e.source);
                 if let Some(g) = &mut record.generation {

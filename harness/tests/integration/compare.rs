@@ -129,8 +129,13 @@ fn compare_gates_quality_and_reports_missing_cells() {
     let crashed = tmp.path().join("crashed");
     copy_run(&base, &crashed);
     edit_records(&crashed, |records| {
-        records[0]["status"] = serde_json::json!("failed");
-        records[0]["error"] = serde_json::json!("worker killed by signal 9 (SIGKILL)\nmore");
+        // Records are appended as cells complete: find the fp32 one.
+        let fp32 = records
+            .iter()
+            .position(|r| r["technique"] == "fp32")
+            .unwrap();
+        records[fp32]["status"] = serde_json::json!("failed");
+        records[fp32]["error"] = serde_json::json!("worker killed by signal 9 (SIGKILL)\nmore");
     });
     slimbench(tmp.path())
         .args(["compare", "--metrics", "quality,size", "--allow-missing"])
