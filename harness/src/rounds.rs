@@ -64,45 +64,21 @@ pub fn append_round(path: &Path, entry: &RoundEntry) -> anyhow::Result<()> {
 /// (its round runs again), any other bad line is an error naming the file and line, and so is an
 /// impossible value (see [`crate::results::validity`]).
 pub fn read_rounds(path: &Path) -> Result<Vec<RoundEntry>, UsageError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(UsageError(format!("cannot read {}: {e}", path.display()))),
-    };
-    let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
-    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    let count = lines.len();
-    let mut out = Vec::new();
-    for (i, raw) in lines.into_iter().enumerate() {
-        let line_no = i + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(|l| serde_json::from_str::<RoundEntry>(l).map_err(|e| e.to_string()));
-        match parsed {
-            Ok(entry) => {
-                if let Err(e) = crate::results::validity::check_record(&entry.record) {
-                    return Err(UsageError(format!(
-                        "{}: line {line_no}: round {} of {}: {e}; remove the line to measure the round again",
-                        path.display(),
-                        entry.round,
-                        entry.record.key
-                    )));
-                }
-                out.push(entry);
-            }
-            Err(_) if torn_tail && line_no == count => {}
-            Err(e) => {
-                return Err(UsageError(format!(
-                    "{}: line {line_no}: not a round record: {e} (move the line aside, or restore the file)",
-                    path.display()
-                )))
-            }
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let entries = crate::results::read_json_lines::<RoundEntry>(path, "round record")?;
+    for (line_no, entry) in &entries {
+        if let Err(e) = crate::results::validity::check_record(&entry.record) {
+            return Err(UsageError(format!(
+                "{}: line {line_no}: round {} of {}: {e}; remove the line to measure the round again",
+                path.display(),
+                entry.round,
+                entry.record.key
+            )));
         }
     }
-    Ok(out)
+    Ok(entries.into_iter().map(|(_, e)| e).collect())
 }
 
 /// The rounds of the current attempt of each cell, by cell: `attempts` says how many records of
@@ -129,9 +105,10 @@ pub fn current_rounds(
 /// Latency statistics of several rounds together: the mean, standard deviation, count, minimum
 /// and maximum of every iteration (from each round's exact moments); percentiles of the kept
 /// samples of all rounds; the mean's and the median's intervals from the two-level bootstrap.
-fn pooled_latency(rounds: &[&Record], groups: &[&[f64]]) -> Option<LatencyStats> {
-    let stats: Vec<&LatencyStats> = rounds.iter().filter_map(|r| r.latency.as_ref()).collect();
-    if stats.len() != rounds.len() || stats.is_empty() {
+/// `None` unless every round has its statistics.
+fn pooled_latency(rounds: &[Option<&LatencyStats>], groups: &[&[f64]]) -> Option<LatencyStats> {
+    let stats: Vec<&LatencyStats> = rounds.iter().copied().collect::<Option<_>>()?;
+    if stats.is_empty() {
         return None;
     }
     let n: usize = stats.iter().map(|l| l.iterations).sum();
@@ -268,7 +245,9 @@ pub fn combine(entries: &[RoundEntry]) -> Option<Record> {
     let groups: Vec<&[f64]> = kept.iter().map(Vec::as_slice).collect();
     let mut out = last.record.clone();
     out.quality = records.iter().find_map(|r| r.quality.clone());
-    out.latency = pooled_latency(&records, &groups);
+    let latencies: Vec<Option<&LatencyStats>> =
+        records.iter().map(|r| r.latency.as_ref()).collect();
+    out.latency = pooled_latency(&latencies, &groups);
     let window: f64 = records.iter().filter_map(|r| r.window_s).sum();
     let items: f64 = records
         .iter()
@@ -333,16 +312,8 @@ pub fn combine(entries: &[RoundEntry]) -> Option<Record> {
             .map(|x| thin_samples(&x.ttft_samples_ms, per_round))
             .collect();
         let ttft_groups: Vec<&[f64]> = ttft_kept.iter().map(Vec::as_slice).collect();
-        let ttft_records: Vec<Record> = gens
-            .iter()
-            .map(|x| {
-                let mut r = records[0].clone();
-                r.latency = x.ttft_ms.clone();
-                r
-            })
-            .collect();
-        let ttft_refs: Vec<&Record> = ttft_records.iter().collect();
-        g.ttft_ms = pooled_latency(&ttft_refs, &ttft_groups);
+        let ttfts: Vec<Option<&LatencyStats>> = gens.iter().map(|x| x.ttft_ms.as_ref()).collect();
+        g.ttft_ms = pooled_latency(&ttfts, &ttft_groups);
         g.ttft_samples_ms = ttft_kept.concat();
     }
     out.rounds = entries

@@ -503,6 +503,55 @@ pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<
     records
 }
 
+/// The JSON lines of a file (`results.jsonl`, `rounds.jsonl`) with their 1-based line numbers,
+/// parsed as `T`: blank lines are skipped; a last line without its newline that does not parse
+/// (a crash or a full disk mid-write) is skipped with a warning, since its cell or round runs
+/// again on `--resume`; any other line that is not UTF-8 or not a `what` is an error naming the
+/// file and line (exit 2).
+pub fn read_json_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Vec<(usize, T)>, UsageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let count = lines.len();
+    let mut out = Vec::new();
+    for (i, raw) in lines.into_iter().enumerate() {
+        let line_no = i + 1;
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|_| "not UTF-8 text".to_string())
+            .and_then(|line| {
+                if line.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<T>(line)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            });
+        match parsed {
+            Ok(Some(value)) => out.push((line_no, value)),
+            Ok(None) => {}
+            Err(_) if torn_tail && line_no == count => eprintln!(
+                "warning: {}: line {line_no} is incomplete (a crash or a full disk mid-write); ignoring it, it is measured again by --resume",
+                path.display()
+            ),
+            Err(e) => {
+                return Err(UsageError(format!(
+                    "{}: line {line_no}: not a {what}: {e} (move the line aside, or restore the file)",
+                    path.display()
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads every record of a `results.jsonl`, by the rules every command shares (`report`, `run
 /// --resume`, `merge`, `compare`): a line that is not UTF-8, not a record, or of another schema
 /// version is an error naming the file and line (a usage error: exit 2); a cell recorded twice is
@@ -515,47 +564,9 @@ pub fn order_by_plan(mut records: Vec<Record>, plan: &crate::plan::Plan) -> Vec<
 /// folder's `run.json` asks for) every record's cell is one of them; anything else is an error
 /// naming the file, the line and the field or cell.
 pub fn read_records(path: &Path, plan: Option<&[Cell]>) -> Result<Vec<Record>, UsageError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
-    let torn_tail = !bytes.is_empty() && !bytes.ends_with(b"\n");
-    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if lines.last().is_some_and(|l| l.is_empty()) {
-        lines.pop();
-    }
-    let count = lines.len();
     let mut records: Vec<Record> = Vec::new();
     let mut first_line: HashMap<Cell, (usize, usize)> = HashMap::new();
-    for (i, raw) in lines.into_iter().enumerate() {
-        let line_no = i + 1;
-        let last_and_torn = torn_tail && line_no == count;
-        let parsed = std::str::from_utf8(raw)
-            .map_err(|_| "not UTF-8 text".to_string())
-            .and_then(|line| {
-                if line.trim().is_empty() {
-                    Ok(None)
-                } else {
-                    serde_json::from_str::<Record>(line)
-                        .map(Some)
-                        .map_err(|e| e.to_string())
-                }
-            });
-        let record = match parsed {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(_) if last_and_torn => {
-                eprintln!(
-                    "warning: {}: line {line_no} is incomplete (a crash or a full disk mid-write); ignoring it, its cell is rerun by --resume",
-                    path.display()
-                );
-                continue;
-            }
-            Err(e) => {
-                return Err(UsageError(format!(
-                    "{}: line {line_no}: not a result record: {e} (move the line aside, or restore the file)",
-                    path.display()
-                )))
-            }
-        };
+    for (line_no, record) in read_json_lines::<Record>(path, "result record")? {
         if record.schema_version != SCHEMA_VERSION {
             return Err(UsageError(format!(
                 "{}: line {line_no}: schema version {}, but this slimbench reads version {SCHEMA_VERSION}; read it with the slimbench that wrote it",
