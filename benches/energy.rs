@@ -109,6 +109,7 @@ fn energy_measurement() -> (Energy, String) {
         cpu_model: host.cpu_model,
         logical_cores: host.logical_cores,
         gpus: None,
+        cpu_power: None,
     })
     .expect("a meter opens (the estimate always does)");
     for w in &opened.warnings {

@@ -36,6 +36,7 @@ fn meter_settings() -> MeterSettings {
         cpu_model: host.cpu_model,
         logical_cores: host.logical_cores,
         gpus: None,
+        cpu_power: None,
     }
 }
 

@@ -17,6 +17,9 @@
 //! region = "POL"           # ISO3, country name, or gcp:<region>
 //! carbon_intensity = 300.0 # g CO2e/kWh, overrides the region
 //! pue = 1.2
+//! cpu_power = "0.81:4.48"  # W per vCPU at 0% and 100% for the estimate (default: CCF's table)
+//! embodied_kg = 1500.0     # the host's embodied kg CO2e, for the SCI's M
+//! lifetime_years = 4.0
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -72,6 +75,12 @@ pub struct RunConfig {
     pub carbon_intensity: Option<f64>,
     /// Power usage effectiveness of the facility.
     pub pue: Option<f64>,
+    /// Watts per vCPU at 0% and 100% utilisation for the estimate, `MIN:MAX`.
+    pub cpu_power: Option<String>,
+    /// Embodied kg CO2e of the host, for the SCI's M.
+    pub embodied_kg: Option<f64>,
+    /// Expected life of the host, years, for the SCI's M.
+    pub lifetime_years: Option<f64>,
 }
 
 /// Reads and checks a config file; errors name the file, and the key and line where they can.

@@ -143,6 +143,37 @@ pub const DISTURBED_RETRIES: Limit = Limit {
     min_exclusive: false,
 };
 
+/// Watts per vCPU of the estimate, each of `--cpu-power MIN:MAX` (published per-vCPU figures
+/// are 0.4 to 9 W; a whole 128-core socket stays under 1 kW).
+pub const CPU_POWER_W: Limit = Limit {
+    flag: "--cpu-power",
+    key: Some("cpu_power"),
+    unit: "W per vCPU",
+    min: 0.0,
+    max: 1000.0,
+    min_exclusive: false,
+};
+
+/// Embodied emissions of the host for the SCI's M (a rack server is near 1,000-3,000 kg CO2e).
+pub const EMBODIED_KG: Limit = Limit {
+    flag: "--embodied-kg",
+    key: Some("embodied_kg"),
+    unit: "kg CO2e",
+    min: 0.0,
+    max: 1_000_000.0,
+    min_exclusive: false,
+};
+
+/// The host's expected life for the SCI's M.
+pub const LIFETIME_YEARS: Limit = Limit {
+    flag: "--lifetime-years",
+    key: Some("lifetime_years"),
+    unit: "years",
+    min: 0.0,
+    max: 50.0,
+    min_exclusive: true,
+};
+
 /// Threads each cell's model uses.
 pub const THREADS: Limit = Limit {
     flag: "--threads",
@@ -152,6 +183,33 @@ pub const THREADS: Limit = Limit {
     max: 4096.0,
     min_exclusive: false,
 };
+
+/// `MIN:MAX` watts per vCPU (`--cpu-power`, config key `cpu_power`): both in [`CPU_POWER_W`]'s
+/// range, MIN at most MAX.
+pub fn parse_cpu_power(text: &str) -> Result<crate::meter::microarch::VcpuPower, UsageError> {
+    let bad = |why: &str| {
+        UsageError(format!(
+            "{} {text:?}: {why}; give MIN:MAX watts per vCPU at 0% and 100% utilisation, e.g. 0.81:4.48",
+            CPU_POWER_W.name()
+        ))
+    };
+    let (min, max) = text
+        .split_once(':')
+        .ok_or_else(|| bad("expected two numbers joined by ':'"))?;
+    let number = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .map_err(|_| bad(&format!("{v:?} is not a number")))
+    };
+    let (min_w, max_w) = (
+        CPU_POWER_W.check(number(min)?)?,
+        CPU_POWER_W.check(number(max)?)?,
+    );
+    if min_w > max_w {
+        return Err(bad("MIN is above MAX"));
+    }
+    Ok(crate::meter::microarch::VcpuPower { min_w, max_w })
+}
 
 /// A number as a message shows it: plain where short, in exponent form where huge or tiny (a
 /// hostile `1e308` is not printed as 309 digits).

@@ -378,22 +378,56 @@ pub struct Projection {
     pub kg_co2e_saved: f64,
     /// The same in kilometres driven by a typical passenger car.
     pub car_km: f64,
+    /// The estimate's band of the energy saved, kWh (low, high): both cells' energy under the
+    /// low, then the high, coefficients. `None` where the energy was measured.
+    pub kwh_band: Option<(f64, f64)>,
 }
 
-/// What saving `baseline_j - variant_j` joules per item is worth at `volume`.
+impl Projection {
+    /// The band scaled to another unit of the same saving (CO2e, car distance): each is
+    /// proportional to the energy saved.
+    pub fn band_of(&self, central: f64) -> Option<(f64, f64)> {
+        let (lo, hi) = self.kwh_band?;
+        (self.kwh_saved != 0.0).then(|| {
+            let (a, b) = (central * lo / self.kwh_saved, central * hi / self.kwh_saved);
+            (a.min(b), a.max(b))
+        })
+    }
+}
+
+/// What saving `baseline_j - variant_j` joules per item is worth at `volume`; `band` holds the
+/// baseline's and the variant's band factors (low, high) where the figures are estimates.
 pub fn project(
     baseline_j: f64,
     variant_j: f64,
+    band: Option<((f64, f64), (f64, f64))>,
     carbon: &CarbonSettings,
     volume: Volume,
 ) -> Projection {
-    let joules = (baseline_j - variant_j) * volume.items_per_day * volume.days;
+    let items = volume.items_per_day * volume.days;
+    let joules = (baseline_j - variant_j) * items;
     let grams = co2e_g(joules, carbon.intensity_g_per_kwh, carbon.pue);
+    let kwh_band = band.map(|(b, v)| {
+        let low = (baseline_j * b.0 - variant_j * v.0) * items / 3.6e6;
+        let high = (baseline_j * b.1 - variant_j * v.1) * items / 3.6e6;
+        (low.min(high), low.max(high))
+    });
     Projection {
         kwh_saved: joules / 3.6e6,
         kg_co2e_saved: grams / 1e3,
         car_km: grams / CAR_G_PER_KM,
+        kwh_band,
     }
+}
+
+/// The band factors (low, high) of the energy of `key`'s record, where it is an estimate.
+pub fn band_factors_of(records: &[Record], key: &Cell) -> Option<(f64, f64)> {
+    records
+        .iter()
+        .find(|r| &r.key == key)?
+        .energy
+        .as_ref()?
+        .band_factors()
 }
 
 /// The recommendation for one model, device and batch size.
@@ -548,6 +582,7 @@ pub fn recommendations(
             projection: Some(project(
                 e.baseline_j,
                 e.variant_j,
+                band_factors_of(records, &base.key).zip(band_factors_of(records, &pick.key)),
                 &own_carbon(records, &pick.key, carbon),
                 volume,
             )),
@@ -600,6 +635,17 @@ pub fn energy_sources(records: &[Record]) -> (Vec<String>, bool) {
     (sources, measured && !records.is_empty())
 }
 
+/// The banner atop a report whose energy is not all measured, for both report formats.
+pub fn estimate_banner(records: &[Record]) -> Option<String> {
+    let (sources, measured) = energy_sources(records);
+    (!measured).then(|| {
+        format!(
+            "Energy in this report is ESTIMATED ({}), not measured. Relative savings compare cells estimated alike; every absolute figure carries its band [low-high]. See Method and caveats.",
+            sources.join(", ")
+        )
+    })
+}
+
 /// The method and its caveats, in plain words, for both report formats.
 pub fn method_text(data: &RunData) -> Vec<String> {
     let (_, measured) = energy_sources(&data.records);
@@ -628,7 +674,18 @@ pub fn method_text(data: &RunData) -> Vec<String> {
         out.push("Idle power was measured just before each cell; energy above idle is in results.csv beside the total.".to_string());
     }
     if !measured {
-        out.push("CAVEAT: energy here is ESTIMATED (estimated-tdp), not measured: CPU time x a per-thread share of the CPU's TDP, plus a RAM model. It ranks variants by the CPU time they use; it cannot see idle draw, frequency scaling or the memory system, so no figure above idle is given. Measure with RAPL or NVML before reporting absolute figures.".to_string());
+        let (sources, _) = energy_sources(&data.records);
+        let model = data
+            .records
+            .iter()
+            .find_map(|r| r.energy.as_ref()?.estimate.as_ref())
+            .map(|p| p.describe())
+            .unwrap_or_default();
+        out.push(format!(
+            "CAVEAT: energy here is ESTIMATED ({}), not measured: {model}. It cannot see idle draw, frequency scaling or the memory system, so no figure above idle is given.",
+            sources.join(", ")
+        ));
+        out.push("Relative figures (a variant's energy saved against its baseline, speed-ups) compare two cells estimated alike: the coefficients' level cancels, and what remains is each cell's window and CPU time. Absolute figures (J, Wh, g CO2e, yearly projections, car distance) depend on the coefficients: each is marked estimated and given with its band [low-high], the same CPU time under the coefficients of the CPU's microarchitecture and its neighbours and RAM at the low and high published per-GB figures. Measure with RAPL or NVML before reporting absolute figures as facts.".to_string());
     }
     out.push("Projections multiply a per-item saving measured on this machine by a volume; real deployments batch, idle and scale differently.".to_string());
     out

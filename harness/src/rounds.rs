@@ -169,14 +169,18 @@ fn pooled_energy(energies: &[&EnergyRecord], items: f64, batches: f64) -> Energy
     let total = sum(|e| e.energy_total_j);
     let window = sum(|e| e.window_s);
     let idle_window = sum(|e| e.idle_window_s);
-    let above = sum(|e| e.energy_above_idle_j);
+    // Optional figures pooled only where every round has them.
+    let sum_opt = |f: fn(&EnergyRecord) -> Option<f64>| -> Option<f64> {
+        energies.iter().map(|e| f(e)).sum::<Option<f64>>()
+    };
+    let above = sum_opt(|e| e.energy_above_idle_j);
     let mut domains: Vec<DomainEnergy> = Vec::new();
     for e in energies {
         for d in &e.domains {
             match domains.iter_mut().find(|x| x.name == d.name) {
                 Some(x) => {
                     x.energy_j += d.energy_j;
-                    x.idle_power_w += d.idle_power_w;
+                    x.idle_power_w = x.idle_power_w.zip(d.idle_power_w).map(|(a, b)| a + b);
                     x.peak_power_w = x.peak_power_w.max(d.peak_power_w);
                 }
                 None => domains.push(d.clone()),
@@ -185,7 +189,7 @@ fn pooled_energy(energies: &[&EnergyRecord], items: f64, batches: f64) -> Energy
     }
     let rounds = energies.len() as f64;
     for d in &mut domains {
-        d.idle_power_w /= rounds;
+        d.idle_power_w = d.idle_power_w.map(|w| w / rounds);
         d.mean_power_w = if window > 0.0 {
             d.energy_j / window
         } else {
@@ -200,8 +204,11 @@ fn pooled_energy(energies: &[&EnergyRecord], items: f64, batches: f64) -> Energy
         energy_per_batch_j: total / batches.max(1.0),
         energy_per_item_j: total / items.max(1.0),
         energy_above_idle_j: above,
-        energy_above_idle_per_item_j: above / items.max(1.0),
-        idle_power_w: sum(|e| e.idle_power_w) / rounds,
+        energy_above_idle_per_item_j: above.map(|a| a / items.max(1.0)),
+        idle_power_w: sum_opt(|e| e.idle_power_w).map(|w| w / rounds),
+        estimate: first.estimate.clone(),
+        energy_low_j: sum_opt(|e| e.energy_low_j),
+        energy_high_j: sum_opt(|e| e.energy_high_j),
         mean_power_w: if window > 0.0 { total / window } else { 0.0 },
         peak_power_w: energies.iter().map(|e| e.peak_power_w).fold(0.0, f64::max),
         window_s: window,

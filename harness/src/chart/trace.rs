@@ -1,6 +1,7 @@
 //! The power trace of one cell (from its `traces/<cell>.csv`): watts over time, one line per domain
 //! that drew any power, on the y-scale shared by every trace of the run, with the timed window
-//! shaded (the idle window before it is not).
+//! shaded (the idle window before it is not). An estimated domain (its source `estimated-...`) is
+//! drawn dashed and labelled ESTIMATED: it is CPU time times coefficients, not a measurement.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -134,6 +135,21 @@ impl TraceChart {
                     .label(format!("{name}: under {peak:.2} W, not drawn"))
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(1))
+                    });
+                continue;
+            }
+            if name.contains("(estimated") {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        points.clone(),
+                        6,
+                        4,
+                        color.stroke_width(2),
+                    ))
+                    .map_err(err)?
+                    .label(format!("{name}: ESTIMATED, not measured"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 7, y)], color.stroke_width(2))
                     });
                 continue;
             }

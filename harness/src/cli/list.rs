@@ -54,6 +54,7 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         cpu_model: host.cpu_model,
         logical_cores: host.logical_cores,
         gpus: None,
+        cpu_power: None,
     };
     for s in availability(&settings) {
         let state = if s.available {

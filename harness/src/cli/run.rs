@@ -140,6 +140,17 @@ pub struct RunArgs {
         carbon::DEFAULT_PUE
     ))]
     pub pue: Option<f64>,
+    /// Watts per vCPU at 0% and 100% utilisation for the estimated energy, MIN:MAX, instead of
+    /// Cloud Carbon Footprint's figures for this CPU's microarchitecture (labelled estimated-vcpu).
+    #[arg(long, value_name = "MIN:MAX")]
+    pub cpu_power: Option<String>,
+    /// The host's embodied emissions, kg CO2e, for the SCI's M [default: Cloud Carbon Footprint's
+    /// 1,000 kg server plus its memory above 16 GB].
+    #[arg(long, value_name = "KG")]
+    pub embodied_kg: Option<f64>,
+    /// The host's expected life in years, for the SCI's M [default: 4].
+    #[arg(long, value_name = "YEARS")]
+    pub lifetime_years: Option<f64>,
     /// Threads each cell's model uses [default: $RAYON_NUM_THREADS, else the physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -204,9 +215,28 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         .unwrap_or(timing.disturbed_retries);
     limits::DISTURBED_RETRIES.check_count(timing.disturbed_retries)?;
     let threads = resolve_threads(args.threads, &HostInfo::detect())?;
+    let cpu_power = args
+        .cpu_power
+        .as_deref()
+        .or(config.cpu_power.as_deref())
+        .map(limits::parse_cpu_power)
+        .transpose()?;
+    let embodied_kg = args
+        .embodied_kg
+        .or(config.embodied_kg)
+        .map(|v| limits::EMBODIED_KG.check(v))
+        .transpose()?;
+    let lifetime_years = args
+        .lifetime_years
+        .or(config.lifetime_years)
+        .map(|v| limits::LIFETIME_YEARS.check(v))
+        .transpose()?;
     let spec = RunSpec {
         threads: Some(threads),
         order_seed: rand::random(),
+        cpu_power,
+        embodied_kg,
+        lifetime_years,
         timing,
         energy: args.energy.or(config.energy).unwrap_or(EnergyChoice::Auto),
         powercap_root: powercap_root(
@@ -271,6 +301,7 @@ fn meter_settings(spec: &RunSpec, host: &HostInfo) -> Result<MeterSettings, Usag
         cpu_model: host.cpu_model.clone(),
         logical_cores: host.logical_cores,
         gpus: None,
+        cpu_power: spec.cpu_power,
     };
     // Probe once here: an unreadable explicit source is a usage error (exit 2), and the fallback
     // warning of `auto` is shown once, not once a cell.

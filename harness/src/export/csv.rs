@@ -182,15 +182,43 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("energy_total_j", of(e.map(|e| e.energy_total_j))),
         ("energy_per_batch_j", of(e.map(|e| e.energy_per_batch_j))),
         ("energy_per_item_j", of(e.map(|e| e.energy_per_item_j))),
+        // The estimate's band (empty where measured), as JSON's `energy_low_j` and `energy_high_j`.
+        ("energy_low_j", of(e.and_then(|e| e.energy_low_j))),
+        ("energy_high_j", of(e.and_then(|e| e.energy_high_j))),
+        (
+            "energy_per_item_low_j",
+            of(e.and_then(|e| e.per_item_band_j()).map(|b| b.0)),
+        ),
+        (
+            "energy_per_item_high_j",
+            of(e.and_then(|e| e.per_item_band_j()).map(|b| b.1)),
+        ),
+        (
+            "energy_estimate_model",
+            e.and_then(|e| e.estimate.as_ref())
+                .map(|p| p.model.source().as_str().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "energy_estimate_vcpu_min_w",
+            of(e.and_then(|e| e.estimate.as_ref()).map(|p| p.power.min_w)),
+        ),
+        (
+            "energy_estimate_vcpu_max_w",
+            of(e.and_then(|e| e.estimate.as_ref()).map(|p| p.power.max_w)),
+        ),
+        (
+            "energy_estimate_vcpus",
+            opt(e.and_then(|e| e.estimate.as_ref()).map(|p| p.vcpus)),
+        ),
         // Above idle only where idle power was measured: an estimate has no idle draw to see.
         (
             "energy_above_idle_j",
-            of(e.filter(|e| e.measured).map(|e| e.energy_above_idle_j)),
+            of(e.and_then(|e| e.energy_above_idle_j)),
         ),
         (
             "energy_above_idle_per_item_j",
-            of(e.filter(|e| e.measured)
-                .map(|e| e.energy_above_idle_per_item_j)),
+            of(e.and_then(|e| e.energy_above_idle_per_item_j)),
         ),
         ("energy_cpu_j", of(cpu_j)),
         ("energy_cpu_source", cpu_src),
@@ -198,7 +226,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("energy_ram_source", ram_src),
         ("energy_gpu_j", of(gpu_j)),
         ("energy_gpu_source", gpu_src),
-        ("power_idle_w", of(e.map(|e| e.idle_power_w))),
+        ("power_idle_w", of(e.and_then(|e| e.idle_power_w))),
         ("power_mean_w", of(e.map(|e| e.mean_power_w))),
         ("power_peak_w", of(e.map(|e| e.peak_power_w))),
         ("energy_window_s", of(e.map(|e| e.window_s))),
@@ -208,6 +236,16 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             e.map(|e| e.method.clone()).unwrap_or_default(),
         ),
         ("co2e_per_item_g", of(c.map(|c| c.co2e_per_item_g))),
+        (
+            "co2e_per_item_low_g",
+            of(c.zip(e.and_then(|e| e.band_factors()))
+                .map(|(c, b)| c.co2e_per_item_g * b.0)),
+        ),
+        (
+            "co2e_per_item_high_g",
+            of(c.zip(e.and_then(|e| e.band_factors()))
+                .map(|(c, b)| c.co2e_per_item_g * b.1)),
+        ),
         (
             "co2e_per_million_items_g",
             of(c.map(|c| c.co2e_per_million_items_g)),

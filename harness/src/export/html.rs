@@ -166,9 +166,11 @@ impl Exporter for HtmlExporter {
             esc(&data.manifest.run_id),
             esc(&data.manifest.run_id)
         );
-        let (_, measured) = crate::report::energy_sources(&data.records);
-        if !measured {
-            out.push_str("<p class=\"estimated\"><b>Energy in this report is ESTIMATED (estimated-tdp), not measured.</b> See Method and caveats.</p>\n");
+        if let Some(banner) = crate::report::estimate_banner(&data.records) {
+            out.push_str(&format!(
+                "<p class=\"estimated\"><b>{}</b></p>\n",
+                esc(&banner)
+            ));
         }
         let charts: Vec<(String, String, String)> = charts(data)
             .into_iter()

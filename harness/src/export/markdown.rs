@@ -14,9 +14,8 @@ fn cell(text: &str) -> String {
 impl Exporter for MarkdownExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut out = format!("# slimbench report: {}\n", data.manifest.run_id);
-        let (_, measured) = crate::report::energy_sources(&data.records);
-        if !measured {
-            out.push_str("\n> **Energy in this report is ESTIMATED (estimated-tdp), not measured.** See Method and caveats.\n");
+        if let Some(banner) = crate::report::estimate_banner(&data.records) {
+            out.push_str(&format!("\n> **{banner}**\n"));
         }
         for section in sections(data) {
             out.push_str(&format!("\n## {}\n\n", section.title));

@@ -5,7 +5,6 @@
 use super::numbers::{co2e, distance, energy, kwh, sig};
 use super::table::{any_compute, any_fidelity, fidelity_text, gflops_text, peak_text};
 use crate::carbon::CAR_FACTOR_SOURCE;
-use crate::meter::estimate::shipped_tdp;
 use crate::meter::DomainKind;
 use crate::report::{
     energy_sources, method_text, recommendations, variant_rows, QualityBudget, RunData, Volume,
@@ -179,20 +178,12 @@ fn context(data: &RunData) -> Section {
         };
         rows.push(vec![s("A/A check"), verdict]);
     }
-    if !measured {
-        if let Some(h) = host {
-            let tdp = shipped_tdp(&h.cpu_model);
-            rows.push(vec![
-                s("TDP used by the estimate"),
-                match tdp.matched {
-                    Some(name) => format!("{} W ({name}, from cpu_tdp.csv)", tdp.tdp_w),
-                    None => format!(
-                        "{} W: a DEFAULT, the CPU model {:?} is not in cpu_tdp.csv",
-                        tdp.tdp_w, h.cpu_model
-                    ),
-                },
-            ]);
-        }
+    if let Some(p) = data
+        .records
+        .iter()
+        .find_map(|r| r.energy.as_ref()?.estimate.as_ref())
+    {
+        rows.push(vec![s("energy estimate"), p.describe()]);
     }
     Section {
         title: s("Context"),
@@ -223,17 +214,30 @@ fn status_text(r: &Record) -> String {
     }
 }
 
-/// The estimated CPU power of a cell and the cores it kept busy (estimate mode only): the
-/// estimate is CPU time x TDP / logical cores, so power / (TDP / cores) is the cores busy.
+/// The estimated power of a cell and the vCPUs it kept busy (estimate mode only): the CPU time
+/// behind the estimate's CPU energy over the window.
 fn estimated_power(r: &Record) -> Option<(f64, f64)> {
     let e = r.energy.as_ref()?;
+    let params = e.estimate.as_ref()?;
     let cpu = e
         .domains
         .iter()
         .find(|d| d.kind == DomainKind::CpuEstimate)?;
-    let tdp = shipped_tdp(&r.host.cpu_model).tdp_w;
-    let per_core = tdp / r.host.logical_cores.max(1) as f64;
-    Some((e.mean_power_w, cpu.mean_power_w / per_core))
+    let busy = params.cpu_time_of(cpu.energy_j, e.window_s) / e.window_s.max(f64::MIN_POSITIVE);
+    Some((e.mean_power_w, busy))
+}
+
+/// A figure with the estimate's band, `x [lo-hi]`, where the record's energy has one.
+fn with_band(central: f64, factors: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
+    match factors {
+        Some((lo, hi)) => format!(
+            "{} [{}-{}]",
+            fmt(central),
+            fmt(central * lo),
+            fmt(central * hi)
+        ),
+        None => fmt(central),
+    }
 }
 
 fn results(records: &[Record], measured: bool) -> Section {
@@ -258,9 +262,19 @@ fn results(records: &[Record], measured: bool) -> Section {
                 opt(l.map(|l| l.p50_ms), |v| sig(v, 3)),
                 opt(l.map(|l| l.p99_ms), |v| sig(v, 3)),
                 opt(r.throughput_items_per_s, |v| sig(v, 3)),
-                opt(e.map(|e| e.energy_per_item_j), energy),
+                e.map(|e| with_band(e.energy_per_item_j, e.band_factors(), energy))
+                    .unwrap_or_else(|| "-".into()),
                 e.map(|e| e.source.clone()).unwrap_or_else(|| "-".into()),
-                opt(r.carbon.as_ref().map(|c| c.co2e_per_million_items_g), co2e),
+                r.carbon
+                    .as_ref()
+                    .map(|c| {
+                        with_band(
+                            c.co2e_per_million_items_g,
+                            e.and_then(|e| e.band_factors()),
+                            co2e,
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
                 opt(
                     r.serving_memory_bytes()
                         .filter(|_| ok)
@@ -297,7 +311,7 @@ fn results(records: &[Record], measured: bool) -> Section {
         }
     }
     if !measured {
-        header.extend([s("power W (estimated)"), s("cores busy (estimated)")]);
+        header.extend([s("power W (estimated)"), s("vCPUs busy")]);
         for (row, r) in rows.iter_mut().zip(records) {
             let p = estimated_power(r);
             row.extend([
@@ -317,7 +331,7 @@ fn results(records: &[Record], measured: bool) -> Section {
     )];
     if !measured {
         paragraphs.push(s(
-            "Estimated power is the worker's CPU time times the TDP's share per logical core, plus RAM; 'cores busy' is that CPU time over the wall time. A variant that keeps more cores busy is charged more energy even at the same speed.",
+            "Estimated energy is the model's power at the worker's utilisation (its CPU time over the window and the vCPUs), plus RAM, given with its band [low-high] (see the context's 'energy estimate'); 'vCPUs busy' is that CPU time over the wall time. A variant that keeps more vCPUs busy is charged more energy even at the same speed.",
         ));
     }
     Section {
@@ -431,6 +445,22 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
     }
 }
 
+/// A projected figure with its band where the energy is estimated.
+fn projected(
+    p: Option<crate::report::Projection>,
+    of: impl Fn(&crate::report::Projection) -> f64,
+    fmt: impl Fn(f64) -> String,
+) -> String {
+    let Some(p) = p else {
+        return "-".into();
+    };
+    let central = of(&p);
+    match p.band_of(central) {
+        Some((lo, hi)) => format!("{} [{}-{}]", fmt(central), fmt(lo), fmt(hi)),
+        None => fmt(central),
+    }
+}
+
 fn recommendation(
     data: &RunData,
     budget: QualityBudget,
@@ -479,9 +509,9 @@ fn recommendation(
             opt(pick.and_then(|p| p.size_ratio()), |v| {
                 format!("{:.0}%", 100.0 * v)
             }),
-            opt(r.projection.map(|p| p.kwh_saved), kwh),
-            opt(r.projection.map(|p| p.kg_co2e_saved * 1e3), co2e),
-            opt(r.projection.map(|p| p.car_km), distance),
+            projected(r.projection, |p| p.kwh_saved, kwh),
+            projected(r.projection, |p| p.kg_co2e_saved * 1e3, co2e),
+            projected(r.projection, |p| p.car_km, distance),
         ]);
         paragraphs.push(format!("{setting}: {}.", r.reason));
     }

@@ -1,7 +1,8 @@
 //! Which meters a cell uses (`--energy auto|rapl|nvml|estimate`), and what this machine offers.
 //!
 //! `auto` takes every measured source that opens; where RAPL does not, the CPU and RAM are covered
-//! by the estimate, with a warning naming why, and the record's label says `estimated-tdp`. Asking
+//! by the estimate, with a warning naming why, and the record's label says which estimate
+//! (`estimated-vcpu` or `estimated-tdp`). Asking
 //! for a measured source that cannot be read is an error with what was found. Never a silent
 //! fallback.
 
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::estimate::EstimateMeter;
+use super::estimate::{EstimateMeter, EstimateParams};
+use super::microarch::{CpuIdentity, VcpuPower};
 use super::nvml::{NvmlMeter, RealNvml};
 use super::rapl::RaplMeter;
 use super::{DomainInfo, EnergyMeter, MeterError};
@@ -24,7 +26,7 @@ pub enum EnergyChoice {
     Rapl,
     /// NVML only; an error when it cannot be read.
     Nvml,
-    /// The TDP-based estimate only.
+    /// The estimate only (per vCPU or TDP, see `meter::estimate`).
     Estimate,
 }
 
@@ -41,6 +43,22 @@ pub struct MeterSettings {
     pub logical_cores: usize,
     /// GPUs to read (`None`: all that NVML reports).
     pub gpus: Option<Vec<u32>>,
+    /// Watts per vCPU at 0% and 100% utilisation for the estimate (`--cpu-power`), instead of
+    /// the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_power: Option<VcpuPower>,
+}
+
+impl MeterSettings {
+    /// The estimate's coefficients on this machine.
+    pub fn estimate_params(&self) -> EstimateParams {
+        EstimateParams::choose(
+            &CpuIdentity::detect(),
+            &self.cpu_model,
+            self.logical_cores,
+            self.cpu_power,
+        )
+    }
 }
 
 /// Several meters read as one; domains are concatenated in order.
@@ -96,6 +114,10 @@ impl EnergyMeter for CompositeMeter {
         self.parts.iter().find_map(|p| p.gpu_memory_peaks())
     }
 
+    fn estimate(&self) -> Option<EstimateParams> {
+        self.parts.iter().find_map(|p| p.estimate())
+    }
+
     fn method(&self) -> String {
         self.parts
             .iter()
@@ -136,10 +158,7 @@ fn open_nvml(gpus: Option<&[u32]>) -> Result<Box<dyn EnergyMeter>, MeterError> {
 /// Opens the meters `settings` asks for.
 pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
     let estimate = || -> Result<Box<dyn EnergyMeter>, MeterError> {
-        Ok(Box::new(EstimateMeter::open(
-            &settings.cpu_model,
-            settings.logical_cores,
-        )?))
+        Ok(Box::new(EstimateMeter::open(settings.estimate_params())?))
     };
     match settings.choice {
         EnergyChoice::Rapl => Ok(OpenedMeter {
@@ -160,10 +179,16 @@ pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
             match open_rapl(&settings.powercap_root, &settings.cpu_model) {
                 Ok(m) => parts.push(m),
                 Err(rapl_err) => {
-                    parts.push(estimate()?);
+                    let estimated = estimate()?;
+                    let label = estimated
+                        .domains()
+                        .first()
+                        .map_or("estimated", |d| d.source.as_str());
                     warnings.push(format!(
-                        "RAPL unavailable ({rapl_err}); CPU and RAM energy are ESTIMATED from CPU time and TDP (labelled estimated-tdp)"
+                        "RAPL unavailable ({rapl_err}); CPU and RAM energy are ESTIMATED from CPU time (labelled {label}: {})",
+                        estimated.method()
                     ));
+                    parts.push(estimated);
                 }
             }
             // NVML is only worth opening when GPUs are asked for or present.
@@ -187,7 +212,7 @@ pub fn open_meter(settings: &MeterSettings) -> Result<OpenedMeter, MeterError> {
 /// Whether one source can be read here, and why not.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceStatus {
-    /// `rapl`, `nvml` or `estimated-tdp`.
+    /// `rapl`, `nvml`, `estimated-vcpu` or `estimated-tdp`.
     pub source: &'static str,
     /// True when it opens.
     pub available: bool,
@@ -215,10 +240,12 @@ pub fn availability(settings: &MeterSettings) -> Vec<SourceStatus> {
             open_rapl(&settings.powercap_root, &settings.cpu_model),
         ),
         status("nvml", open_nvml(settings.gpus.as_deref())),
-        status(
-            "estimated-tdp",
-            EstimateMeter::open(&settings.cpu_model, settings.logical_cores)
-                .map(|m| Box::new(m) as Box<dyn EnergyMeter>),
-        ),
+        {
+            let params = settings.estimate_params();
+            status(
+                params.model.source().as_str(),
+                EstimateMeter::open(params).map(|m| Box::new(m) as Box<dyn EnergyMeter>),
+            )
+        },
     ]
 }

@@ -1,24 +1,39 @@
-//! The estimated-energy fallback, labelled `estimated-tdp` wherever it appears.
+//! The estimated-energy fallback, where no meter can be read. One formula, two sources of
+//! coefficients, each labelled wherever it appears:
 //!
-//! CPU: the worker's CPU time (user + system, all threads, from `getrusage`) times a per-thread
-//! power, the CPU's TDP divided by its logical cores: a core kept busy is assumed to draw its share
-//! of TDP. The TDP comes from `data/cpu_tdp.csv` (CodeCarbon's table), matched on the CPU model
-//! string; an unknown model uses [`DEFAULT_TDP_W`], and the record says so.
+//! CPU power = vCPUs x (min + u x (max - min)) W, u being the worker's CPU time (user + system,
+//! all threads, from `getrusage`) over the window and the vCPUs; so the energy of a window of
+//! `T` s holding `C` s of CPU time is `vCPUs x min x T + (max - min) x C`.
 //!
-//! RAM: [`RAM_W_PER_GIB`] watts per GiB of the worker's resident memory, integrated over wall time
-//! (CodeCarbon's former rule of 3 W per 8 GB, applied to the memory this process holds).
+//! - `estimated-vcpu`: min and max per vCPU from Cloud Carbon Footprint's SPECpower-derived table
+//!   for the CPU's microarchitecture ([`super::microarch`]); the model on a virtual machine, on a
+//!   CPU the TDP table does not know, and whenever `--cpu-power MIN:MAX` gives the coefficients.
+//! - `estimated-tdp`: min 0 and max the CPU's TDP over its logical cores (CodeCarbon's TDP table,
+//!   `data/cpu_tdp.csv`, matched on the model name); the model on bare metal with a known CPU.
 //!
-//! Idle power is ~0 for the CPU part by construction (a sleeping process uses no CPU time): the
-//! estimate cannot see the machine's own idle draw.
+//! Every estimate carries a band: the same CPU time and window under the coefficients of the
+//! microarchitecture and its neighbours (for the TDP model: those and the TDP's own), and RAM at
+//! the low and high published per-GB figures.
+//!
+//! RAM: [`RAM_W_PER_GB`] watts per GB of the worker's resident memory, integrated over wall time.
+//! Neither model sees the machine's own idle draw: no figure above idle exists in estimate mode.
 
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
+use super::microarch::{self, CpuIdentity, VcpuPower};
 use super::{DomainInfo, DomainKind, EnergyMeter, MeterError, Source};
 
-/// TDP assumed when the CPU model is not in the table (CodeCarbon's default).
+/// TDP assumed when the CPU model is not in the table (CodeCarbon's default); used only to bound
+/// a RAPL counter's plausible steps, never to estimate.
 pub const DEFAULT_TDP_W: f64 = 85.0;
-/// RAM power per GiB resident.
-pub const RAM_W_PER_GIB: f64 = 0.375;
+/// RAM power per GB resident: Cloud Carbon Footprint's coefficient, the mean of Crucial's and
+/// Micron's figures ([`RAM_W_PER_GB_BAND`]).
+pub const RAM_W_PER_GB: f64 = 0.392;
+/// The published per-GB figures [`RAM_W_PER_GB`] averages: Crucial's 3 W per 8 GB and Micron's
+/// DDR4 power model.
+pub const RAM_W_PER_GB_BAND: (f64, f64) = (0.375, 0.4083);
 /// The embedded TDP table: `Name,TDP` per line.
 pub const CPU_TDP_CSV: &str = include_str!("../../data/cpu_tdp.csv");
 
@@ -113,17 +128,6 @@ pub fn lookup_tdp(cpu_model: &str, table: &str) -> TdpLookup {
     }
 }
 
-/// Estimated CPU energy in joules of `cpu_time_s` seconds of CPU time on a CPU of `tdp_w` watts
-/// with `logical_cores` hardware threads.
-pub fn cpu_energy_j(cpu_time_s: f64, tdp_w: f64, logical_cores: usize) -> f64 {
-    cpu_time_s * tdp_w / logical_cores.max(1) as f64
-}
-
-/// Estimated RAM energy in joules of holding `resident_gib` GiB for `seconds`.
-pub fn ram_energy_j(resident_gib: f64, seconds: f64) -> f64 {
-    resident_gib * RAM_W_PER_GIB * seconds
-}
-
 /// CPU time (user + system) of this process so far, in seconds.
 pub fn process_cpu_time_s() -> Result<f64, MeterError> {
     // SAFETY: `rusage` is plain integers, for which all-zero bytes are a valid value.
@@ -140,59 +144,274 @@ pub fn process_cpu_time_s() -> Result<f64, MeterError> {
     Ok(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
 
-fn current_rss_gib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kib| kib / (1024.0 * 1024.0))
-        .unwrap_or(0.0)
+fn current_rss_gb() -> f64 {
+    crate::memory::current_rss_bytes().map_or(0.0, |b| b as f64 / 1e9)
 }
 
-/// The estimate as a meter: domains `cpu` and `ram`, both `estimated-tdp`.
+/// Which coefficients an estimate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EstimateModel {
+    /// Per vCPU, from Cloud Carbon Footprint's table for the microarchitecture.
+    CcfVcpu,
+    /// Per vCPU, given with `--cpu-power` (or the config key `cpu_power`).
+    GivenVcpu,
+    /// The CPU's TDP over its logical cores for a busy one, nothing for an idle one.
+    Tdp,
+}
+
+impl EstimateModel {
+    /// The label of the energy it gives.
+    pub fn source(self) -> Source {
+        match self {
+            EstimateModel::Tdp => Source::EstimatedTdp,
+            EstimateModel::CcfVcpu | EstimateModel::GivenVcpu => Source::EstimatedVcpu,
+        }
+    }
+}
+
+/// One alternative set of coefficients of the band.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandMember {
+    /// Where it comes from (a microarchitecture, or the TDP).
+    pub name: String,
+    /// Its watts per vCPU.
+    pub power: VcpuPower,
+}
+
+/// The coefficients of an estimate, kept in the record so that every figure can be recomputed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateParams {
+    /// Which model.
+    pub model: EstimateModel,
+    /// The microarchitecture, where told.
+    pub architecture: Option<String>,
+    /// How the CPU was identified (cpuinfo family and model, or the flag).
+    pub identified_by: String,
+    /// True on a virtual machine (the `hypervisor` CPU flag).
+    pub virtual_machine: bool,
+    /// vCPUs charged: the machine's logical CPUs.
+    pub vcpus: usize,
+    /// Watts per vCPU used for the figures.
+    pub power: VcpuPower,
+    /// The TDP, W, for the TDP model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tdp_w: Option<f64>,
+    /// The other coefficients whose figures bound the estimate.
+    pub band: Vec<BandMember>,
+    /// RAM watts per GB resident.
+    pub ram_w_per_gb: f64,
+    /// The low and high RAM figures, W per GB.
+    pub ram_band_w_per_gb: (f64, f64),
+    /// Where the coefficients come from.
+    pub citation: String,
+}
+
+impl EstimateParams {
+    /// Chooses the model for a CPU: `given` coefficients if any; else on a virtual machine (or a
+    /// CPU the TDP table does not know) CCF's per-vCPU coefficients of its microarchitecture (the
+    /// mean of the table where unknown); else the TDP.
+    pub fn choose(
+        identity: &CpuIdentity,
+        cpu_model: &str,
+        logical_cores: usize,
+        given: Option<VcpuPower>,
+    ) -> Self {
+        let vcpus = logical_cores.max(1);
+        let architecture = identity.microarchitecture();
+        let ccf = architecture
+            .and_then(microarch::coefficients)
+            .unwrap_or_else(microarch::unknown_average);
+        let neighbours: Vec<BandMember> = microarch::band_families(architecture)
+            .into_iter()
+            .map(|c| BandMember {
+                name: c.architecture,
+                power: c.power,
+            })
+            .collect();
+        let tdp = shipped_tdp(cpu_model);
+        let base = Self {
+            model: EstimateModel::CcfVcpu,
+            architecture: architecture.map(str::to_string),
+            identified_by: identity.describe(),
+            virtual_machine: identity.virtual_machine,
+            vcpus,
+            power: ccf,
+            tdp_w: None,
+            band: neighbours.clone(),
+            ram_w_per_gb: RAM_W_PER_GB,
+            ram_band_w_per_gb: RAM_W_PER_GB_BAND,
+            citation: format!(
+                "{}; RAM: Cloud Carbon Footprint methodology",
+                microarch::CCF_CITATION
+            ),
+        };
+        if let Some(power) = given {
+            return Self {
+                model: EstimateModel::GivenVcpu,
+                power,
+                band: vec![],
+                citation:
+                    "--cpu-power (given by the user); RAM: Cloud Carbon Footprint methodology"
+                        .to_string(),
+                ..base
+            };
+        }
+        match tdp.matched {
+            Some(name) if !identity.virtual_machine => {
+                let tdp_power = VcpuPower {
+                    min_w: 0.0,
+                    max_w: tdp.tdp_w / vcpus as f64,
+                };
+                let mut band = vec![BandMember {
+                    name: format!("TDP {} W", tdp.tdp_w),
+                    power: tdp_power,
+                }];
+                band.extend(neighbours);
+                Self {
+                    model: EstimateModel::Tdp,
+                    power: tdp_power,
+                    tdp_w: Some(tdp.tdp_w),
+                    band,
+                    citation: format!(
+                        "TDP of {name:?} from cpu_tdp.csv (CodeCarbon); band: {}; RAM: Cloud Carbon Footprint methodology",
+                        microarch::CCF_CITATION
+                    ),
+                    ..base
+                }
+            }
+            _ => base,
+        }
+    }
+
+    /// Joules of the CPU over `wall_s` seconds holding `cpu_s` seconds of CPU time, under `p`.
+    pub fn cpu_energy_with(&self, p: VcpuPower, cpu_s: f64, wall_s: f64) -> f64 {
+        let v = self.vcpus as f64;
+        let busy = cpu_s.clamp(0.0, v * wall_s.max(0.0));
+        v * p.min_w * wall_s.max(0.0) + (p.max_w - p.min_w) * busy
+    }
+
+    /// Joules of the CPU over `wall_s` seconds holding `cpu_s` seconds of CPU time.
+    pub fn cpu_energy_j(&self, cpu_s: f64, wall_s: f64) -> f64 {
+        self.cpu_energy_with(self.power, cpu_s, wall_s)
+    }
+
+    /// The CPU time behind `cpu_j` joules over `wall_s` seconds (the formula inverted).
+    pub fn cpu_time_of(&self, cpu_j: f64, wall_s: f64) -> f64 {
+        let span = self.power.max_w - self.power.min_w;
+        if span <= 0.0 {
+            return 0.0;
+        }
+        ((cpu_j - self.vcpus as f64 * self.power.min_w * wall_s) / span).max(0.0)
+    }
+
+    /// The low and high total of a window whose estimate is `cpu_j` (CPU) and `ram_j` (RAM)
+    /// joules over `wall_s` seconds: the same CPU time under every coefficient of the band (and
+    /// the estimate's own), RAM at the low and high per-GB figures.
+    pub fn band_j(&self, cpu_j: f64, ram_j: f64, wall_s: f64) -> (f64, f64) {
+        let cpu_s = self.cpu_time_of(cpu_j, wall_s);
+        let cpu = self
+            .band
+            .iter()
+            .map(|m| self.cpu_energy_with(m.power, cpu_s, wall_s))
+            .chain([cpu_j]);
+        let (lo, hi) = cpu.fold((f64::INFINITY, 0.0_f64), |(lo, hi), e| {
+            (lo.min(e), hi.max(e))
+        });
+        let ram = |w: f64| ram_j * w / self.ram_w_per_gb;
+        (
+            lo + ram(self.ram_band_w_per_gb.0),
+            hi + ram(self.ram_band_w_per_gb.1),
+        )
+    }
+
+    /// The coefficients in words, for the method text.
+    pub fn describe(&self) -> String {
+        let arch = self
+            .architecture
+            .as_deref()
+            .unwrap_or("unknown microarchitecture");
+        let host = if self.virtual_machine {
+            "a virtual machine"
+        } else {
+            "bare metal"
+        };
+        let cpu = match self.model {
+            EstimateModel::Tdp => format!(
+                "{} x {:.3} W per busy logical CPU (TDP {} W / {} logical CPUs)",
+                self.vcpus,
+                self.power.max_w,
+                self.tdp_w.unwrap_or(0.0),
+                self.vcpus
+            ),
+            _ => format!(
+                "{} vCPUs x ({:.3} + u x ({:.3} - {:.3})) W, u = CPU time / (window x vCPUs)",
+                self.vcpus, self.power.min_w, self.power.max_w, self.power.min_w
+            ),
+        };
+        let band = if self.band.is_empty() {
+            "no band for the CPU (coefficients given)".to_string()
+        } else {
+            format!(
+                "band from {}",
+                self.band
+                    .iter()
+                    .map(|m| format!("{} ({:.3}-{:.3} W)", m.name, m.power.min_w, m.power.max_w))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        format!(
+            "estimated ({}): {arch} ({}) on {host}; CPU {cpu}; {band}; plus {} W per GB resident ({}-{}); {}",
+            self.model.source().as_str(),
+            self.identified_by,
+            self.ram_w_per_gb,
+            self.ram_band_w_per_gb.0,
+            self.ram_band_w_per_gb.1,
+            self.citation
+        )
+    }
+}
+
+/// The estimate as a meter: domains `cpu` and `ram`, labelled by the model.
 pub struct EstimateMeter {
     infos: Vec<DomainInfo>,
-    tdp: TdpLookup,
-    cpu_model: String,
-    logical_cores: usize,
+    params: EstimateParams,
     cpu_start_s: f64,
+    wall_start: Instant,
     last_wall: Instant,
     ram_j: f64,
 }
 
 impl EstimateMeter {
-    /// Opens the estimate for this process on a CPU named `cpu_model` with `logical_cores` threads.
-    pub fn open(cpu_model: &str, logical_cores: usize) -> Result<Self, MeterError> {
+    /// Opens the estimate for this process with `params`.
+    pub fn open(params: EstimateParams) -> Result<Self, MeterError> {
+        let source = params.model.source();
+        let now = Instant::now();
         Ok(Self {
             infos: vec![
                 DomainInfo {
                     name: "cpu".into(),
                     kind: DomainKind::CpuEstimate,
-                    source: Source::EstimatedTdp,
+                    source,
                 },
                 DomainInfo {
                     name: "ram".into(),
                     kind: DomainKind::RamEstimate,
-                    source: Source::EstimatedTdp,
+                    source,
                 },
             ],
-            tdp: shipped_tdp(cpu_model),
-            cpu_model: cpu_model.to_string(),
-            logical_cores,
+            params,
             cpu_start_s: process_cpu_time_s()?,
-            last_wall: Instant::now(),
+            wall_start: now,
+            last_wall: now,
             ram_j: 0.0,
         })
     }
 
-    /// The TDP used.
-    pub fn tdp(&self) -> &TdpLookup {
-        &self.tdp
+    /// The coefficients used.
+    pub fn params(&self) -> &EstimateParams {
+        &self.params
     }
 }
 
@@ -204,15 +423,12 @@ impl EnergyMeter for EstimateMeter {
     fn read_joules(&mut self) -> Result<Vec<f64>, MeterError> {
         let cpu_s = process_cpu_time_s()? - self.cpu_start_s;
         let now = Instant::now();
-        self.ram_j += ram_energy_j(
-            current_rss_gib(),
-            now.duration_since(self.last_wall).as_secs_f64(),
-        );
+        self.ram_j += current_rss_gb()
+            * self.params.ram_w_per_gb
+            * now.duration_since(self.last_wall).as_secs_f64();
         self.last_wall = now;
-        Ok(vec![
-            cpu_energy_j(cpu_s, self.tdp.tdp_w, self.logical_cores),
-            self.ram_j,
-        ])
+        let wall_s = now.duration_since(self.wall_start).as_secs_f64();
+        Ok(vec![self.params.cpu_energy_j(cpu_s, wall_s), self.ram_j])
     }
 
     fn update_period_s(&self) -> f64 {
@@ -225,17 +441,11 @@ impl EnergyMeter for EstimateMeter {
     }
 
     fn method(&self) -> String {
-        let tdp = match &self.tdp.matched {
-            Some(name) => format!("TDP {} W of {name:?} from cpu_tdp.csv", self.tdp.tdp_w),
-            None => format!(
-                "TDP {} W default: CPU model {:?} not in cpu_tdp.csv",
-                self.tdp.tdp_w, self.cpu_model
-            ),
-        };
-        format!(
-            "estimated: process CPU time x {tdp} / {} logical cores, plus {RAM_W_PER_GIB} W per GiB resident",
-            self.logical_cores
-        )
+        self.params.describe()
+    }
+
+    fn estimate(&self) -> Option<EstimateParams> {
+        Some(self.params.clone())
     }
 }
 
@@ -261,10 +471,95 @@ mod tests {
         assert!(l.matched.is_none());
     }
 
+    fn vm(family: u32, model: u32, vendor: &str) -> CpuIdentity {
+        CpuIdentity::parse(&format!(
+            "vendor_id : {vendor}\ncpu family : {family}\nmodel : {model}\nflags : avx2 hypervisor\n"
+        ))
+    }
+
+    /// Hand-computed: 2 vCPUs of Emerald Rapids (0.8140-4.4820 W a vCPU) over 10 s holding 15 s
+    /// of CPU time (u = 0.75): 2 x 0.8140 x 10 + (4.4820 - 0.8140) x 15 = 16.280 + 55.020 J.
     #[test]
-    fn estimate_is_deterministic_for_cpu_time_and_tdp() {
-        assert_eq!(cpu_energy_j(2.0, 80.0, 8), 20.0);
-        assert_eq!(cpu_energy_j(2.0, 80.0, 8), cpu_energy_j(2.0, 80.0, 8));
-        assert_eq!(ram_energy_j(2.0, 10.0), 7.5);
+    fn the_vcpu_model_matches_hand_computed_figures_for_two_families() {
+        let p = EstimateParams::choose(
+            &vm(6, 207, "GenuineIntel"),
+            "Intel(R) Xeon(R) Processor",
+            2,
+            None,
+        );
+        assert_eq!(p.model, EstimateModel::CcfVcpu);
+        assert_eq!(p.architecture.as_deref(), Some("Emerald Rapids"));
+        let e = p.cpu_energy_j(15.0, 10.0);
+        assert!(
+            (e - (2.0 * 0.8140104166666666 * 10.0 + (4.48203125 - 0.8140104166666666) * 15.0))
+                .abs()
+                < 1e-9,
+            "{e}"
+        );
+        assert!((e - 71.30).abs() < 0.01, "{e}");
+        // Band: Sapphire Rapids (1.0363-4.1605) gives 2 x 1.0363 x 10 + 3.1242 x 15 = 67.59 J,
+        // Granite Rapids (0.5816-2.5275) gives 11.63 + 29.19 = 40.82 J.
+        let (lo, hi) = p.band_j(e, 0.0, 10.0);
+        assert!(
+            (lo - 40.82).abs() < 0.01 && (hi - e).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+        // AMD EPYC 2nd Gen (Rome), 4 vCPUs, 2 s, 2 s of CPU time (u = 0.25):
+        // 4 x 0.47426 x 2 + (1.69296 - 0.47426) x 2 = 3.7941 + 2.4374 = 6.2315 J.
+        let rome = EstimateParams::choose(&vm(23, 49, "AuthenticAMD"), "AMD EPYC", 4, None);
+        assert_eq!(rome.model.source().as_str(), "estimated-vcpu");
+        assert!((rome.cpu_energy_j(2.0, 2.0) - 6.2315).abs() < 1e-3);
+        // CPU time beyond what the vCPUs can hold is clamped to full load: 4 x 1.69296 x 2.
+        assert!((rome.cpu_energy_j(100.0, 2.0) - 13.5437).abs() < 1e-3);
+    }
+
+    #[test]
+    fn given_coefficients_override_the_table_and_carry_no_cpu_band() {
+        let given = VcpuPower {
+            min_w: 1.0,
+            max_w: 3.0,
+        };
+        let p = EstimateParams::choose(&vm(6, 207, "GenuineIntel"), "x", 2, Some(given));
+        assert_eq!(p.model, EstimateModel::GivenVcpu);
+        // 2 x 1 x 10 + 2 x 5 = 30 J; RAM 3.92 J at 0.392 W/GB scales to 3.75 and 4.083.
+        assert!((p.cpu_energy_j(5.0, 10.0) - 30.0).abs() < 1e-12);
+        let (lo, hi) = p.band_j(30.0, 3.92, 10.0);
+        assert!(
+            (lo - 33.75).abs() < 1e-9 && (hi - 34.083).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+    }
+
+    #[test]
+    fn bare_metal_with_a_known_cpu_keeps_the_tdp_model_bounded_by_the_vcpu_one() {
+        let metal = CpuIdentity::parse(
+            "vendor_id : GenuineIntel\ncpu family : 6\nmodel : 85\nstepping : 7\n",
+        );
+        let p = EstimateParams::choose(
+            &metal,
+            "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz",
+            48,
+            None,
+        );
+        assert_eq!(p.model, EstimateModel::Tdp);
+        assert_eq!(p.model.source().as_str(), "estimated-tdp");
+        // 205 W / 48 per busy thread: 24 s of CPU time over 1 s = 102.5 J, as before.
+        let e = p.cpu_energy_j(24.0, 1.0);
+        assert!((e - 102.5).abs() < 1e-9);
+        let (lo, hi) = p.band_j(e, 0.0, 1.0);
+        // Cascade Lake and its neighbours charge the 48 threads' idle draw too (0.69 W each):
+        // 48 x 0.690 + 24 x 3.373 = 114.1 J is the band's top; the TDP's own figure its bottom.
+        assert!(
+            (lo - e).abs() < 1e-9 && (hi - 114.08).abs() < 0.01,
+            "{lo} {hi}"
+        );
+        // On a VM the same CPU gets the per-vCPU model.
+        let on_vm = EstimateParams::choose(
+            &vm(6, 85, "GenuineIntel"),
+            "Intel(R) Xeon(R) Gold 6248R CPU @ 3.00GHz",
+            48,
+            None,
+        );
+        assert_eq!(on_vm.model, EstimateModel::CcfVcpu);
     }
 }

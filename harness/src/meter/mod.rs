@@ -4,6 +4,7 @@
 
 pub mod choose;
 pub mod estimate;
+pub mod microarch;
 pub mod nvml;
 pub mod rapl;
 pub mod record;
@@ -25,6 +26,10 @@ pub enum Source {
     /// Estimated: the process's CPU time times a per-thread share of the CPU's TDP, plus a RAM model.
     #[serde(rename = "estimated-tdp")]
     EstimatedTdp,
+    /// Estimated: watts per vCPU at the window's utilisation (Cloud Carbon Footprint's
+    /// coefficients, or `--cpu-power`), plus a RAM model.
+    #[serde(rename = "estimated-vcpu")]
+    EstimatedVcpu,
 }
 
 impl Source {
@@ -34,12 +39,13 @@ impl Source {
             Source::Rapl => "rapl",
             Source::Nvml => "nvml",
             Source::EstimatedTdp => "estimated-tdp",
+            Source::EstimatedVcpu => "estimated-vcpu",
         }
     }
 
     /// True for sources that measure rather than estimate.
     pub fn is_measured(self) -> bool {
-        !matches!(self, Source::EstimatedTdp)
+        !matches!(self, Source::EstimatedTdp | Source::EstimatedVcpu)
     }
 }
 
@@ -130,6 +136,10 @@ pub trait EnergyMeter: Send {
     fn method(&self) -> String;
     /// GPU memory peaks seen over the samples (process, device-wide), for meters that read GPUs.
     fn gpu_memory_peaks(&self) -> Option<nvml::GpuMemoryPeaks> {
+        None
+    }
+    /// The coefficients of an estimating meter (`None` for a measuring one).
+    fn estimate(&self) -> Option<estimate::EstimateParams> {
         None
     }
 }

@@ -16,8 +16,10 @@ pub struct DomainEnergy {
     pub source: Source,
     /// Energy over the window, J.
     pub energy_j: f64,
-    /// Power measured in the idle window just before, W.
-    pub idle_power_w: f64,
+    /// Power measured in the idle window just before, W; `None` where the domain is estimated
+    /// (an estimate cannot see idle draw).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_power_w: Option<f64>,
     /// Mean power over the window, W.
     pub mean_power_w: f64,
     /// Highest power between two consecutive samples in the window, W.
@@ -39,12 +41,24 @@ pub struct EnergyRecord {
     pub energy_per_batch_j: f64,
     /// Per item, J.
     pub energy_per_item_j: f64,
-    /// Above idle over the window, J.
-    pub energy_above_idle_j: f64,
-    /// Above idle per item, J.
-    pub energy_above_idle_per_item_j: f64,
-    /// Idle power just before the window, W.
-    pub idle_power_w: f64,
+    /// Above idle over the window, J; only where every counted domain was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_j: Option<f64>,
+    /// Above idle per item, J; only where every counted domain was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_above_idle_per_item_j: Option<f64>,
+    /// Idle power just before the window, W; only where every counted domain was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_power_w: Option<f64>,
+    /// The estimate's coefficients, where any domain was estimated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<crate::meter::estimate::EstimateParams>,
+    /// Low end of the estimate's band over the window, J (see `meter::estimate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_low_j: Option<f64>,
+    /// High end of the estimate's band over the window, J.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_high_j: Option<f64>,
     /// Mean power over the window, W.
     pub mean_power_w: f64,
     /// Peak power between consecutive samples, W.
@@ -123,12 +137,32 @@ fn per_domain_peak(samples: &[Sample], from: f64, to: f64, i: usize) -> f64 {
 /// The share of dropped intervals above which a cell's energy is labelled unreliable.
 pub const MAX_DROPPED_SHARE: f64 = 0.05;
 
+impl EnergyRecord {
+    /// The band's low and high energy per item, J, where the figure is an estimate.
+    pub fn per_item_band_j(&self) -> Option<(f64, f64)> {
+        let scale = self.band_factors()?;
+        Some((
+            self.energy_per_item_j * scale.0,
+            self.energy_per_item_j * scale.1,
+        ))
+    }
+
+    /// The band as factors of the central figure (low, high), where the figure is an estimate:
+    /// every absolute figure derived from the energy (CO2e, projections) scales by them.
+    pub fn band_factors(&self) -> Option<(f64, f64)> {
+        let (lo, hi) = self.energy_low_j.zip(self.energy_high_j)?;
+        (self.energy_total_j > 0.0).then(|| (lo / self.energy_total_j, hi / self.energy_total_j))
+    }
+}
+
 /// Builds the energy record of a window of `iterations` batches of `batch_size` items. Peak power
 /// is taken over intervals of at least `min_interval_s`. `dropped_samples` of `intervals` meter
 /// intervals were dropped; over [`MAX_DROPPED_SHARE`] of them, the record is labelled unreliable.
+/// `estimate` (the coefficients of an estimating meter) gives the band.
 #[allow(clippy::too_many_arguments)]
 pub fn energy_record(
     domains: &[DomainInfo],
+    estimate: Option<&crate::meter::estimate::EstimateParams>,
     method: String,
     samples: &[Sample],
     windows: &Windows<'_>,
@@ -153,17 +187,35 @@ pub fn energy_record(
             kind: d.kind,
             source: d.source,
             energy_j,
-            idle_power_w: ((i1.joules[i] - i0.joules[i]) / idle_s).max(0.0),
+            idle_power_w: d
+                .source
+                .is_measured()
+                .then(|| ((i1.joules[i] - i0.joules[i]) / idle_s).max(0.0)),
             mean_power_w: energy_j / window_s,
             peak_power_w: per_domain_peak(&coarse, w0.t_s, w1.t_s, i).max(energy_j / window_s),
         });
     }
     let counted: Vec<&DomainEnergy> = out.iter().filter(|d| d.kind.counts_in_total()).collect();
     let total: f64 = counted.iter().map(|d| d.energy_j).sum();
-    let idle_power: f64 = counted.iter().map(|d| d.idle_power_w).sum();
+    let measured = counted.iter().all(|d| d.source.is_measured());
+    let idle_power: Option<f64> =
+        measured.then(|| counted.iter().filter_map(|d| d.idle_power_w).sum());
     let peak: f64 = counted.iter().map(|d| d.peak_power_w).sum();
-    let above_idle = (total - idle_power * window_s).max(0.0);
+    let above_idle = idle_power.map(|p| (total - p * window_s).max(0.0));
     let items = (iterations * batch_size).max(1) as f64;
+    let band = estimate.map(|params| {
+        let of = |kind: DomainKind| -> f64 {
+            counted
+                .iter()
+                .filter(|d| d.kind == kind)
+                .map(|d| d.energy_j)
+                .sum()
+        };
+        let (cpu_j, ram_j) = (of(DomainKind::CpuEstimate), of(DomainKind::RamEstimate));
+        let rest = total - cpu_j - ram_j;
+        let (lo, hi) = params.band_j(cpu_j, ram_j, window_s);
+        (rest + lo, rest + hi)
+    });
     let (source, method) = if unreliable {
         (
             format!("{}-unreliable", source_label(domains)),
@@ -176,17 +228,17 @@ pub fn energy_record(
     };
     EnergyRecord {
         source,
-        measured: domains
-            .iter()
-            .filter(|d| d.kind.counts_in_total())
-            .all(|d| d.source.is_measured()),
+        measured,
         method,
         energy_total_j: total,
         energy_per_batch_j: total / iterations.max(1) as f64,
         energy_per_item_j: total / items,
         energy_above_idle_j: above_idle,
-        energy_above_idle_per_item_j: above_idle / items,
+        energy_above_idle_per_item_j: above_idle.map(|a| a / items),
         idle_power_w: idle_power,
+        estimate: estimate.cloned(),
+        energy_low_j: band.map(|b| b.0),
+        energy_high_j: band.map(|b| b.1),
         mean_power_w: total / window_s,
         peak_power_w: peak,
         window_s,
@@ -244,6 +296,7 @@ mod tests {
             .collect();
         energy_record(
             &domains,
+            None,
             "RAPL".into(),
             &samples,
             &Windows {

@@ -469,15 +469,30 @@ pub fn check_energy(field: &str, e: &EnergyRecord) -> Checked {
             e.energy_above_idle_per_item_j,
         ),
     ] {
-        in_range(&f(name), v, -MAX_ENERGY_J, MAX_ENERGY_J, "an energy, J")?;
+        if let Some(v) = v {
+            in_range(&f(name), v, -MAX_ENERGY_J, MAX_ENERGY_J, "an energy, J")?;
+        }
     }
-    ordered(
-        &f("energy_above_idle_j"),
-        ("energy_above_idle_j", e.energy_above_idle_j),
-        ("energy_total_j", e.energy_total_j),
-    )?;
+    if let Some(above) = e.energy_above_idle_j {
+        ordered(
+            &f("energy_above_idle_j"),
+            ("energy_above_idle_j", above),
+            ("energy_total_j", e.energy_total_j),
+        )?;
+    }
+    if let (Some(lo), Some(hi)) = (e.energy_low_j, e.energy_high_j) {
+        in_range(&f("energy_low_j"), lo, 0.0, MAX_ENERGY_J, "an energy, J")?;
+        in_range(&f("energy_high_j"), hi, 0.0, MAX_ENERGY_J, "an energy, J")?;
+        ordered(
+            &f("energy_low_j"),
+            ("energy_low_j", lo),
+            ("energy_high_j", hi),
+        )?;
+    }
+    if let Some(idle) = e.idle_power_w {
+        in_range(&f("idle_power_w"), idle, 0.0, MAX_POWER_W, "a power, W")?;
+    }
     for (name, v) in [
-        ("idle_power_w", e.idle_power_w),
         ("mean_power_w", e.mean_power_w),
         ("peak_power_w", e.peak_power_w),
     ] {
@@ -507,8 +522,10 @@ pub fn check_energy(field: &str, e: &EnergyRecord) -> Checked {
             MAX_ENERGY_J,
             "an energy, J",
         )?;
+        if let Some(idle) = d.idle_power_w {
+            in_range(&g("idle_power_w"), idle, 0.0, MAX_POWER_W, "a power, W")?;
+        }
         for (name, v) in [
-            ("idle_power_w", d.idle_power_w),
             ("mean_power_w", d.mean_power_w),
             ("peak_power_w", d.peak_power_w),
         ] {

@@ -77,6 +77,15 @@ pub struct RunSpec {
     /// seed gives the same orders, so a resume keeps them.
     #[serde(default)]
     pub order_seed: u64,
+    /// Watts per vCPU given for the estimate (`--cpu-power`), instead of the table's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_power: Option<crate::meter::microarch::VcpuPower>,
+    /// The host's embodied kg CO2e given for the SCI's M (`--embodied-kg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embodied_kg: Option<f64>,
+    /// The host's life given for the SCI's M (`--lifetime-years`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_years: Option<f64>,
 }
 
 impl RunSpec {
@@ -99,6 +108,11 @@ impl RunSpec {
             "energy",
             format!("{:?}", self.energy),
             format!("{:?}", other.energy),
+        );
+        differ(
+            "CPU power per vCPU (W)",
+            format!("{:?}", self.cpu_power),
+            format!("{:?}", other.cpu_power),
         );
         differ(
             "threads",
@@ -240,6 +254,24 @@ impl Manifest {
         )?;
         if let Some(threads) = self.spec.threads {
             limits::THREADS.check_stored(threads as f64, path, "spec.threads")?;
+        }
+        if let Some(p) = self.spec.cpu_power {
+            limits::CPU_POWER_W.check_stored(p.min_w, path, "spec.cpu_power.min_w")?;
+            limits::CPU_POWER_W.check_stored(p.max_w, path, "spec.cpu_power.max_w")?;
+            if p.min_w > p.max_w {
+                return Err(UsageError(format!(
+                    "{}: key `spec.cpu_power`: min_w {} is above max_w {}; correct the file, or start a new run",
+                    path.display(),
+                    p.min_w,
+                    p.max_w
+                )));
+            }
+        }
+        if let Some(kg) = self.spec.embodied_kg {
+            limits::EMBODIED_KG.check_stored(kg, path, "spec.embodied_kg")?;
+        }
+        if let Some(years) = self.spec.lifetime_years {
+            limits::LIFETIME_YEARS.check_stored(years, path, "spec.lifetime_years")?;
         }
         for (i, cell) in self.plan.cells.iter().enumerate() {
             let key = |name: &str| format!("plan.cells[{i}].{name}");

@@ -149,6 +149,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     // Power over intervals shorter than ten counter updates (or 50 ms) is resolution noise.
     let min_interval_s = (10.0 * meter.update_period_s()).max(0.05);
     let method = meter.method();
+    let estimate = meter.estimate();
     // This round's share of the cell's window (see TimingSettings::round_min_window_s).
     let min_window_s = req.timing.round_min_window_s(meter.update_period_s());
     let min_iters = req.timing.round_min_iters();
@@ -214,6 +215,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let energy_of = |window: &Window, items_per_iteration: usize| {
         energy_record(
             &domains,
+            estimate.as_ref(),
             method.clone(),
             &samples,
             &Windows {

@@ -89,7 +89,7 @@ fn quick_run_writes_one_row_per_cell_and_labels_estimated_energy() {
         .assert()
         .success()
         .stdout(predicate::str::contains("report:"))
-        .stdout(predicate::str::contains("estimated-tdp"))
+        .stdout(predicate::str::contains("estimated-"))
         .stdout(predicate::str::contains("ESTIMATED"))
         .stderr(predicate::str::contains("warning: RAPL unavailable"));
     let run = only_run_dir(&out);
@@ -98,7 +98,7 @@ fn quick_run_writes_one_row_per_cell_and_labels_estimated_energy() {
     assert!(column(&run, "status").iter().all(|s| s == "ok"));
     assert!(column(&run, "energy_source")
         .iter()
-        .all(|s| s == "estimated-tdp"));
+        .all(|s| s == "estimated-vcpu" || s == "estimated-tdp"));
     assert!(column(&run, "energy_measured").iter().all(|s| s == "false"));
     let jsonl = std::fs::read_to_string(run.join("results.jsonl")).unwrap();
     assert_eq!(jsonl.lines().count(), 6);
@@ -296,10 +296,7 @@ fn list_names_models_techniques_and_why_each_energy_source_is_unavailable() {
             "{:<28} unavailable: no powercap tree at",
             "rapl"
         )))
-        .stdout(predicate::str::contains(format!(
-            "{:<28} available",
-            "estimated-tdp"
-        )));
+        .stdout(predicate::str::is_match(r"estimated-(vcpu|tdp) +available").unwrap());
 }
 
 #[test]
@@ -387,4 +384,93 @@ fn a_run_without_minilm_ends_with_the_command_that_fetches_it() {
         !stdout.contains("fetch minilm"),
         "no hint once fetched:\n{stdout}"
     );
+}
+
+/// Issue 30: `--cpu-power` sets the per-vCPU coefficients; the record names the model and them;
+/// results.json and results.csv agree on every energy figure; no idle or above-idle figure exists
+/// in estimate mode; each cell's CPU energy lies between all vCPUs idle and all busy.
+#[test]
+fn the_estimate_names_its_coefficients_and_json_and_csv_agree_on_every_energy_figure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("reports");
+    slimbench(&tmp.path().join("cache"))
+        .arg("run")
+        .args(SHORT_TIMING)
+        .args([
+            "--models",
+            "digits-mlp",
+            "--techniques",
+            "fp32,int8",
+            "--batch-sizes",
+            "32",
+            "--energy",
+            "estimate",
+            "--cpu-power",
+            "1:3",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let run = only_run_dir(&out);
+    let csv = ResultsCsv::read(&run);
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(csv.rows.len(), 2);
+    let text = std::fs::read_to_string(run.join("results.json")).unwrap();
+    for word in ["idle_power_w", "energy_above_idle"] {
+        assert!(!text.contains(word), "results.json holds {word}");
+    }
+    for row in &csv.rows {
+        let technique = csv.get(row, "technique");
+        let j = json
+            .iter()
+            .find(|r| r["technique"] == technique.as_str())
+            .unwrap();
+        let e = &j["energy"];
+        assert_eq!(csv.get(row, "energy_source"), "estimated-vcpu");
+        assert_eq!(e["estimate"]["model"], "given-vcpu");
+        assert_eq!(csv.get(row, "energy_estimate_vcpu_min_w"), "1");
+        assert_eq!(csv.get(row, "energy_estimate_vcpu_max_w"), "3");
+        for (column, value) in [
+            ("energy_total_j", &e["energy_total_j"]),
+            ("energy_per_item_j", &e["energy_per_item_j"]),
+            ("energy_low_j", &e["energy_low_j"]),
+            ("energy_high_j", &e["energy_high_j"]),
+            ("power_mean_w", &e["mean_power_w"]),
+            ("energy_window_s", &e["window_s"]),
+        ] {
+            let (a, b): (f64, f64) = (
+                csv.get(row, column).parse().unwrap(),
+                value.as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1e-12),
+                "{column}: csv {a} json {b}"
+            );
+        }
+        for column in [
+            "power_idle_w",
+            "energy_above_idle_j",
+            "energy_above_idle_per_item_j",
+        ] {
+            assert_eq!(csv.get(row, column), "", "{column} in estimate mode");
+        }
+        let vcpus: f64 = csv.get(row, "energy_estimate_vcpus").parse().unwrap();
+        let window: f64 = csv.get(row, "energy_window_s").parse().unwrap();
+        let cpu_j: f64 = csv.get(row, "energy_cpu_j").parse().unwrap();
+        assert!(
+            cpu_j >= vcpus * 1.0 * window * 0.999 && cpu_j <= vcpus * 3.0 * window * 1.001,
+            "CPU energy {cpu_j} J outside {vcpus} vCPUs x 1-3 W x {window} s"
+        );
+        let (lo, hi): (f64, f64) = (
+            csv.get(row, "energy_per_item_low_j").parse().unwrap(),
+            csv.get(row, "energy_per_item_high_j").parse().unwrap(),
+        );
+        let central: f64 = csv.get(row, "energy_per_item_j").parse().unwrap();
+        assert!(
+            lo < central && central < hi,
+            "{lo} {central} {hi}: RAM's band only"
+        );
+    }
 }

@@ -41,6 +41,8 @@ fn every_numeric_column_names_its_unit() {
         "energy_ram_source",
         "energy_gpu_source",
         "energy_method",
+        "energy_estimate_model",
+        "energy_estimate_vcpus",
         "carbon_intensity_source",
         "carbon_intensity_year",
         "pue",
