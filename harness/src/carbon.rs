@@ -23,6 +23,71 @@ pub const CAR_G_PER_KM: f64 = 400.0 / 1.609_344;
 pub const CAR_FACTOR_SOURCE: &str =
     "US EPA, Greenhouse Gas Emissions from a Typical Passenger Vehicle: 400 g CO2 per mile (249 g/km)";
 
+/// Embodied emissions of a rack server before its memory: a mono-socket server with 16 GB and no
+/// local storage (Cloud Carbon Footprint's `BASE_MANUFACTURING_EMISSIONS`, after Teads' AWS EC2
+/// dataset and Dell's PowerEdge R740 life-cycle assessment), kg CO2e.
+pub const SERVER_BASE_EMBODIED_KG: f64 = 1000.0;
+/// Memory included in [`SERVER_BASE_EMBODIED_KG`], GB.
+pub const SERVER_BASE_MEMORY_GB: f64 = 16.0;
+/// Embodied emissions per GB of memory beyond that: 533 kg CO2e for the R740's 384 GB.
+pub const EMBODIED_KG_PER_MEMORY_GB: f64 = 533.0 / 384.0;
+/// A rack server's expected life, years (CCF and Teads, after the R740 assessment).
+pub const SERVER_LIFETIME_YEARS: f64 = 4.0;
+
+/// The embodied emissions (the SCI's M) of the host and where the figure comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Embodied {
+    /// Total embodied emissions of the host, kg CO2e.
+    pub kg: f64,
+    /// Its expected life, years.
+    pub lifetime_years: f64,
+    /// Where both come from, in words.
+    pub source: String,
+}
+
+impl Embodied {
+    /// The host's figure: `kg` and `years` where given (`--embodied-kg`, `--lifetime-years`),
+    /// else Cloud Carbon Footprint's server model for a host of `memory_bytes`, over 4 years.
+    pub fn for_host(
+        memory_bytes: u64,
+        virtual_machine: bool,
+        kg: Option<f64>,
+        years: Option<f64>,
+    ) -> Self {
+        let memory_gb = memory_bytes as f64 / 1e9;
+        let modelled = SERVER_BASE_EMBODIED_KG
+            + (memory_gb - SERVER_BASE_MEMORY_GB).max(0.0) * EMBODIED_KG_PER_MEMORY_GB;
+        let kg_source = match kg {
+            Some(_) => "--embodied-kg (given)".to_string(),
+            None => format!(
+                "Cloud Carbon Footprint's server model: {SERVER_BASE_EMBODIED_KG} kg CO2e for a mono-socket server with {SERVER_BASE_MEMORY_GB} GB, plus {:.3} kg per GB beyond (Teads' AWS EC2 dataset, Dell PowerEdge R740 LCA), for this host's {memory_gb:.1} GB{}",
+                EMBODIED_KG_PER_MEMORY_GB,
+                if virtual_machine {
+                    "; this is a VIRTUAL MACHINE, charged as if it were a whole server of its memory: an upper bound, since its host is larger and shared (give --embodied-kg with the provider's per-instance figure)"
+                } else {
+                    ""
+                }
+            ),
+        };
+        let year_source = match years {
+            Some(_) => "--lifetime-years (given)".to_string(),
+            None => format!("{SERVER_LIFETIME_YEARS} years (CCF and Teads, after the R740 LCA)"),
+        };
+        Self {
+            kg: kg.unwrap_or(modelled),
+            lifetime_years: years.unwrap_or(SERVER_LIFETIME_YEARS),
+            source: format!("{kg_source}; life {year_source}"),
+        }
+    }
+
+    /// The SCI's M for `seconds` of the host's time with `share` (0..1) of it reserved:
+    /// TE x (TiR / EL) x (RR / ToR), in g CO2e.
+    pub fn grams(&self, seconds: f64, share: f64) -> f64 {
+        let life_s = self.lifetime_years * 365.25 * 86_400.0;
+        self.kg * 1e3 * (seconds / life_s) * share.clamp(0.0, 1.0)
+    }
+}
+
 /// The grid intensity and PUE a run uses, and where they come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarbonSettings {
@@ -205,6 +270,26 @@ pub fn resolve(
         settings.source = "given by the user (--carbon-intensity)".into();
     }
     Ok(settings)
+}
+
+#[cfg(test)]
+mod embodied_tests {
+    use super::*;
+
+    /// Hand-computed: 24 GB is 8 GB beyond 16: 1000 + 8 x 533/384 = 1011.10 kg; one hour of half
+    /// the host over 4 years: 1011.10e3 g x 3600 / 126,230,400 s x 0.5 = 14.418 g.
+    #[test]
+    fn the_embodied_share_follows_the_sci_formula() {
+        let e = Embodied::for_host(24_000_000_000, false, None, None);
+        assert!((e.kg - 1011.104).abs() < 1e-3, "{}", e.kg);
+        assert!((e.grams(3600.0, 0.5) - 14.418).abs() < 1e-3);
+        let given = Embodied::for_host(24_000_000_000, true, Some(300.0), Some(6.0));
+        assert_eq!((given.kg, given.lifetime_years), (300.0, 6.0));
+        assert!(given.source.contains("--embodied-kg"));
+        assert!(Embodied::for_host(8_000_000_000, true, None, None)
+            .source
+            .contains("VIRTUAL MACHINE"));
+    }
 }
 
 #[cfg(test)]

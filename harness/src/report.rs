@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::carbon::{co2e_g, CarbonSettings, CAR_G_PER_KM};
 use crate::results::{Record, Status};
 use crate::runner::manifest::Manifest;
-use crate::stats::{paired_ratio, t_interval};
+use crate::stats::{mcnemar_exact_p, paired_difference_half_width, paired_ratio, t_interval};
 use slimbench_models::workload::Cell;
 
 /// A run as the exporters see it: its manifest, its records in plan order, and the power traces
@@ -85,7 +85,8 @@ impl Default for Volume {
 /// drift of a shared machine between two cells, beyond what the timing interval shows.
 pub const ENERGY_REL_FLOOR: f64 = 0.03;
 
-/// A quality change with its 95% interval (binomial, the two test sets independent).
+/// A quality change with its 95% interval: paired where both models answered the same items
+/// (McNemar's exact test and the paired difference's interval), else two independent binomials.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct QualityChange {
     /// The baseline's quality, %.
@@ -96,12 +97,23 @@ pub struct QualityChange {
     pub delta_points: f64,
     /// Half-width of the 95% interval of the change, points.
     pub half_width_points: f64,
+    /// Items evaluated.
+    pub items: usize,
+    /// McNemar's exact p-value, where the items were paired.
+    pub mcnemar_p: Option<f64>,
 }
 
+/// The p-value at or above which a paired quality change is a tie.
+pub const QUALITY_TIE_P: f64 = 0.05;
+
 impl QualityChange {
-    /// True when the change lies inside its uncertainty: a tie, not a loss or a gain.
+    /// True when the change lies inside its uncertainty: a tie, not a loss or a gain (McNemar's
+    /// p at least [`QUALITY_TIE_P`] where paired, else the change inside its interval).
     pub fn is_tie(&self) -> bool {
-        self.delta_points.abs() <= self.half_width_points
+        match self.mcnemar_p {
+            Some(p) => p >= QUALITY_TIE_P,
+            None => self.delta_points.abs() <= self.half_width_points,
+        }
     }
 }
 
@@ -235,11 +247,17 @@ fn quality_change(base: &Record, r: &Record) -> Option<QualityChange> {
         .quality
         .as_ref()
         .map_or(q.baseline_pct, |b| b.value_pct);
+    let paired = q.paired.filter(|t| t.items() == q.items && t.items() > 0);
     Some(QualityChange {
         baseline_pct: b,
         variant_pct: q.value_pct,
         delta_points: q.value_pct - b,
-        half_width_points: accuracy_difference_half_width(b, q.value_pct, q.items),
+        half_width_points: match paired {
+            Some(t) => paired_difference_half_width(t.baseline_only, t.variant_only, t.items()),
+            None => accuracy_difference_half_width(b, q.value_pct, q.items),
+        },
+        items: q.items,
+        mcnemar_p: paired.map(|t| mcnemar_exact_p(t.baseline_only, t.variant_only)),
     })
 }
 
@@ -652,7 +670,7 @@ pub fn method_text(data: &RunData) -> Vec<String> {
     let mut out = vec![
         "Each cell (model x technique x device x batch size) ran in a fresh worker process after warm-up; timed iterations ran until both a minimum count and a minimum duration were reached. Latency is per batch; percentiles use linear interpolation (type 7). The mean's 95% interval is mean +/- 1.96 standard errors over every iteration; the median's is a percentile bootstrap (1,000 resamples, seeded) of the samples the record keeps.".to_string(),
         "Speed-up and energy per item use one statistic, the mean over the timed window: speed-up is the ratio of mean latencies (its interval from both means' intervals), energy per item the window's energy over the items it processed. A difference inside its 95% interval is reported as a tie.".to_string(),
-        "Quality is accuracy on the held-out split, and its change is against the uncompressed model on the same split, with a 95% binomial interval (normal approximation, the two accuracies treated as independent).".to_string(),
+        "Quality is each family's metric on its held-out items (accuracy for classifiers, spam accuracy of a probe on the embeddings for text encoders, top-1 agreement with the reference for language models), and its change is against the uncompressed model on the same items. Where both answered the same classification items, the change is tested pairwise: McNemar's exact test on the items only one of them got right (p >= 0.05 is a tie), with the 95% interval of the paired difference (Wald with Agresti and Min's adjustment); n is the number of items. Elsewhere (and between two variants in a tie-break) two independent binomial intervals are used. Text fidelity and language-model KL divergence are means over items.".to_string(),
         match carbon_settings_used(&data.records).as_slice() {
             used if used.len() > 1 => format!(
                 "CO2e = energy (kWh) x PUE x grid intensity, with each cell's own settings: this run joins shares measured with different ones ({}).",

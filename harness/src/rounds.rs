@@ -388,6 +388,7 @@ mod tests {
                 items: 359,
                 fidelity: None,
                 language: None,
+                paired: None,
             });
         }
         RoundEntry {

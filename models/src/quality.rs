@@ -16,6 +16,56 @@ pub fn accuracy_pct(predicted: &[u32], expected: &[u32]) -> f64 {
     100.0 * hits as f64 / expected.len() as f64
 }
 
+/// How a variant and its baseline fared on the same test items, item by item (the 2x2 table of a
+/// paired test such as McNemar's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairedOutcomes {
+    /// Items both got right.
+    pub both_right: usize,
+    /// Items only the baseline got right.
+    pub baseline_only: usize,
+    /// Items only the variant got right.
+    pub variant_only: usize,
+    /// Items both got wrong.
+    pub both_wrong: usize,
+}
+
+impl PairedOutcomes {
+    /// Counts the table from whether each item was right for the baseline and the variant (the
+    /// same items, in the same order).
+    pub fn from_correct(baseline: &[bool], variant: &[bool]) -> Self {
+        let mut t = Self {
+            both_right: 0,
+            baseline_only: 0,
+            variant_only: 0,
+            both_wrong: 0,
+        };
+        for (&b, &v) in baseline.iter().zip(variant) {
+            match (b, v) {
+                (true, true) => t.both_right += 1,
+                (true, false) => t.baseline_only += 1,
+                (false, true) => t.variant_only += 1,
+                (false, false) => t.both_wrong += 1,
+            }
+        }
+        t
+    }
+
+    /// Items in the table.
+    pub fn items(&self) -> usize {
+        self.both_right + self.baseline_only + self.variant_only + self.both_wrong
+    }
+}
+
+/// Whether each prediction equals its label.
+pub fn correct(predicted: &[u32], expected: &[u32]) -> Vec<bool> {
+    predicted
+        .iter()
+        .zip(expected)
+        .map(|(p, e)| p == e)
+        .collect()
+}
+
 /// The quality of a language-model variant against its reference (see `llm::quality`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LanguageQuality {
@@ -43,6 +93,19 @@ pub struct LanguageQuality {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_paired_table_counts_each_item_once() {
+        let t = super::PairedOutcomes::from_correct(
+            &[true, true, false, false, true],
+            &[true, false, true, false, true],
+        );
+        assert_eq!(
+            (t.both_right, t.baseline_only, t.variant_only, t.both_wrong),
+            (2, 1, 1, 1)
+        );
+        assert_eq!(t.items(), 5);
+    }
+
     use super::*;
 
     #[test]

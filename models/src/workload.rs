@@ -111,6 +111,9 @@ pub struct Quality {
     /// Perplexity, KL divergence and top-1 agreement, for language models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<LanguageQuality>,
+    /// For classification: the variant and the uncompressed model item by item, for a paired test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<crate::quality::PairedOutcomes>,
 }
 
 /// Parameter counts and storage size of a variant.

@@ -369,6 +369,19 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                 opt(v.quality.map(|q| q.half_width_points), |h| {
                     format!("{h:.2}")
                 }),
+                v.quality
+                    .and_then(|q| q.mcnemar_p)
+                    .map(|p| {
+                        if p < 1e-4 {
+                            s("< 0.0001")
+                        } else {
+                            format!("{p:.4}")
+                        }
+                    })
+                    .unwrap_or_else(|| "-".into()),
+                v.quality
+                    .map(|q| q.items.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 yes_no(v.within_budget),
                 yes_no(v.meets_99),
                 yes_no(v.meets_99_9),
@@ -421,7 +434,7 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
     Section {
         title: s("Variants against their baseline"),
         paragraphs: vec![format!(
-            "Each variant against the uncompressed model (fp32) of the same model, device and batch size, with the baseline's and the variant's own figures beside every ratio. Quality change carries a 95% binomial interval (+/- points): a change inside it is a tie. Budgets: within {} point(s) (absolute), and MLPerf's tiers, at least 99% and 99.9% of the baseline's quality. Each cell is measured in rounds, each round a fresh worker with the cells in a new random order; speed-up and energy saving are the geometric means of the per-round ratios (the two cells of one round measured minutes apart, so drift between rounds cancels), with the 95% t-interval over rounds; a record of one worker (no rounds) falls back to the means' intervals, energy with the timing's relative uncertainty (at least {:.0}%). Control arms (labels-only students) measure what a technique adds and are never recommended.",
+            "Each variant against the uncompressed model (fp32) of the same model, device and batch size, with the baseline's and the variant's own figures beside every ratio. Quality change carries a 95% interval (+/- points); where both models answered the same classification items it is paired, with McNemar's exact p-value over n items, and p >= 0.05 is a tie; elsewhere a change inside the interval is a tie. Budgets: within {} point(s) (absolute), and MLPerf's tiers, at least 99% and 99.9% of the baseline's quality. Each cell is measured in rounds, each round a fresh worker with the cells in a new random order; speed-up and energy saving are the geometric means of the per-round ratios (the two cells of one round measured minutes apart, so drift between rounds cancels), with the 95% t-interval over rounds; a record of one worker (no rounds) falls back to the means' intervals, energy with the timing's relative uncertainty (at least {:.0}%). Control arms (labels-only students) measure what a technique adds and are never recommended.",
             budget.max_drop_points,
             100.0 * ENERGY_REL_FLOOR
         )],
@@ -431,6 +444,8 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                 s("role"),
                 s("quality change (points)"),
                 s("+/- (95%)"),
+                s("McNemar p"),
+                s("n items"),
                 format!("within {} point", budget.max_drop_points),
                 s(">= 99%"),
                 s(">= 99.9%"),
@@ -573,10 +588,13 @@ fn glossary(records: &[Record]) -> Section {
     }
 }
 
-/// The Software Carbon Intensity (ISO/IEC 21031:2024) of each measured cell.
+/// The Software Carbon Intensity (ISO/IEC 21031:2024) of each measured cell, operational and
+/// embodied apart.
 fn sci(data: &RunData, measured: bool) -> Section {
     let est = if measured { "" } else { " (estimated)" };
     const R: f64 = 1000.0;
+    let spec = &data.manifest.spec;
+    let mut sources: Vec<String> = Vec::new();
     let rows = data
         .records
         .iter()
@@ -585,25 +603,54 @@ fn sci(data: &RunData, measured: bool) -> Section {
             let e = r.energy.as_ref()?;
             let c = r.carbon.as_ref()?;
             let kwh_per_r = e.energy_per_item_j * R / 3.6e6 * c.pue;
+            let operational = kwh_per_r * c.intensity_g_per_kwh;
+            let embodied = crate::carbon::Embodied::for_host(
+                r.host.total_memory_bytes,
+                e.estimate.as_ref().is_some_and(|p| p.virtual_machine),
+                spec.embodied_kg,
+                spec.lifetime_years,
+            );
+            if !sources.contains(&embodied.source) {
+                sources.push(embodied.source.clone());
+            }
+            // The host's time for R inferences, and the share of it the cell's threads hold.
+            let seconds = R / r.throughput_items_per_s.filter(|t| *t > 0.0)?;
+            let share = r.threads.unwrap_or(r.host.logical_cores) as f64
+                / r.host.logical_cores.max(1) as f64;
+            let m = embodied.grams(seconds, share);
             Some(vec![
                 r.key.to_string(),
-                energy(kwh_per_r * 3.6e6),
+                with_band(kwh_per_r * 3.6e6, e.band_factors(), energy),
                 format!("{}", c.intensity_g_per_kwh),
-                co2e(kwh_per_r * c.intensity_g_per_kwh),
+                with_band(operational, e.band_factors(), co2e),
+                format!(
+                    "{} ({} kg over {} years, {:.0}% of the host)",
+                    co2e(m),
+                    sig(embodied.kg, 4),
+                    embodied.lifetime_years,
+                    100.0 * share.min(1.0)
+                ),
+                co2e(operational + m),
             ])
         })
         .collect();
+    let mut paragraphs = vec![s(
+        "SCI = (E x I + M) per R (ISO/IEC 21031:2024), with R = 1,000 inferences: E is the energy of 1,000 inferences (PUE applied), I the grid intensity, so E x I is the operational part. M, the embodied part, is the host's embodied emissions time-shared: TE x (time of 1,000 inferences / expected life) x (the cell's threads / the host's logical CPUs).",
+    )];
+    for source in sources {
+        paragraphs.push(format!("Embodied emissions (TE) and life: {source}."));
+    }
     Section {
         title: s("Software Carbon Intensity"),
-        paragraphs: vec![s(
-            "SCI = (E x I + M) per R (ISO/IEC 21031:2024), with R = 1,000 inferences: E is the energy of 1,000 inferences (PUE applied), I the grid intensity. M, the embodied emissions of the hardware's share, is LEFT OUT (M = 0): slimbench has no cited embodied-emissions figure for this host, and a guessed one would be presented as knowledge. The figures are therefore the operational part of the SCI only.",
-        )],
+        paragraphs,
         table: Some(Table {
             header: vec![
                 s("cell"),
                 format!("E per 1,000 inferences{est}"),
                 s("I (g CO2e/kWh)"),
-                format!("SCI (operational), CO2e per 1,000 inferences{est}"),
+                format!("operational E x I{est}"),
+                s("embodied M (share of the host)"),
+                format!("SCI, CO2e per 1,000 inferences{est}"),
             ],
             rows,
         }),

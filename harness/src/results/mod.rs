@@ -64,6 +64,9 @@ pub struct QualityRecord {
     /// Perplexity, KL divergence and top-1 agreement against the reference, for language models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<slimbench_models::quality::LanguageQuality>,
+    /// For classification: the variant and the uncompressed model item by item (McNemar's table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paired: Option<slimbench_models::quality::PairedOutcomes>,
 }
 
 /// A language model's two phases, each timed in its own window with its own energy: the prompt

@@ -313,6 +313,18 @@ fn check_quality(q: &QualityRecord) -> Checked {
             ),
         ));
     }
+    if let Some(t) = q.paired {
+        if t.items() != q.items {
+            return Err(invalid(
+                "quality.paired",
+                format!(
+                    "its four counts sum to {} items, not the record's {}",
+                    t.items(),
+                    q.items
+                ),
+            ));
+        }
+    }
     if let Some(f) = q.fidelity {
         in_range(
             "quality.fidelity",

@@ -247,6 +247,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         items: quality.items,
         fidelity: quality.fidelity,
         language: quality.language,
+        paired: quality.paired,
     });
     let iterations = main.iterations;
     r.latency = main_latencies.stats();

@@ -55,6 +55,7 @@ pub fn record(
         items: 359,
         fidelity: None,
         language: None,
+        paired: None,
     });
     let samples: Vec<f64> = (0..20)
         .map(|i| p50 * (0.95 + 0.005 * f64::from(i)))
@@ -286,9 +287,12 @@ fn the_recommendation_follows_the_budget_and_states_its_margin() {
         md.contains("digits-mlp / cpu / batch 1: 75% +/- "),
         "the reason states the margin and its uncertainty: {md}"
     );
-    // -1.5 points on 359 items is inside the binomial interval (a tie), yet outside the budget.
+    // -1.5 points on 359 items is inside the binomial interval (a tie: no item-by-item table to
+    // pair, so no McNemar p), yet outside the budget.
     assert!(
-        md.contains("| digits-mlp/q4_0/cpu/b1 | variant, quality tie | -1.50 | 2.39 | no |"),
+        md.contains(
+            "| digits-mlp/q4_0/cpu/b1 | variant, quality tie | -1.50 | 2.39 | - | 359 | no |"
+        ),
         "{md}"
     );
 }

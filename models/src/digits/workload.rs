@@ -167,6 +167,10 @@ impl Workload for ClassifierWorkload {
             items: self.test_labels.len(),
             fidelity: None,
             language: None,
+            paired: Some(crate::quality::PairedOutcomes::from_correct(
+                &crate::quality::correct(&baseline, &self.test_labels),
+                &crate::quality::correct(&variant, &self.test_labels),
+            )),
         })
     }
 

@@ -190,6 +190,7 @@ pub fn build(
         items: language.scored_tokens,
         fidelity: None,
         language: Some(language),
+        paired: None,
     };
     let footprint = Footprint {
         parameter_count: model.parameter_count(),

@@ -61,16 +61,20 @@ impl Probe {
             + self.bias
     }
 
+    /// Whether each of `rows` is classified as its label.
+    pub fn correct(&self, rows: &[Vec<f32>], spam: &[bool]) -> Vec<bool> {
+        rows.iter()
+            .zip(spam)
+            .map(|(x, &y)| (self.logit(x) > 0.0) == y)
+            .collect()
+    }
+
     /// Percentage of `rows` classified as their label.
     pub fn accuracy_pct(&self, rows: &[Vec<f32>], spam: &[bool]) -> f64 {
         if rows.is_empty() {
             return 0.0;
         }
-        let hits = rows
-            .iter()
-            .zip(spam)
-            .filter(|(x, &y)| (self.logit(x) > 0.0) == y)
-            .count();
+        let hits = self.correct(rows, spam).iter().filter(|c| **c).count();
         100.0 * hits as f64 / rows.len() as f64
     }
 }

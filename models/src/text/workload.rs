@@ -210,13 +210,20 @@ fn text_quality(
     let cosines = row_cosines(emb, &reference.test_embeddings)?;
     let fidelity = cosines.iter().map(|&c| f64::from(c)).sum::<f64>() / cosines.len().max(1) as f64;
     let labels: Vec<bool> = split.test.iter().map(|e| e.spam).collect();
+    let variant_rows = rows_of(emb)?;
     Ok(Quality {
         metric: "spam_accuracy".into(),
-        value_pct: reference.probe.accuracy_pct(&rows_of(emb)?, &labels),
+        value_pct: reference.probe.accuracy_pct(&variant_rows, &labels),
         baseline_pct: reference.accuracy_pct,
         items: labels.len(),
         fidelity: Some(fidelity),
         language: None,
+        paired: Some(crate::quality::PairedOutcomes::from_correct(
+            &reference
+                .probe
+                .correct(&rows_of(&reference.test_embeddings)?, &labels),
+            &reference.probe.correct(&variant_rows, &labels),
+        )),
     })
 }
 
