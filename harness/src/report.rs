@@ -448,6 +448,63 @@ pub fn band_factors_of(records: &[Record], key: &Cell) -> Option<(f64, f64)> {
         .band_factors()
 }
 
+/// What making a variant cost (its training steps and post-training step, not the base it
+/// shares with the uncompressed model), and when the energy it saves per inference repays it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuildSummary {
+    /// Wall time of the steps, s.
+    pub seconds: f64,
+    /// Their energy, J (`None` where any step was not metered).
+    pub energy_j: Option<f64>,
+    /// The sources of that energy, `+`-joined.
+    pub source: String,
+    /// True when every step was read from the cache (its cost recorded when it was built).
+    pub cached: bool,
+    /// Inferences after which the energy saved repays the build energy.
+    pub payback_items: Option<f64>,
+    /// The same in days at the projection's volume.
+    pub payback_days: Option<f64>,
+}
+
+/// The build cost of `record`'s variant, with its payback at `saved_j_per_item` and `volume`;
+/// `None` when no build step of the variant was recorded.
+pub fn build_summary(
+    record: &Record,
+    saved_j_per_item: f64,
+    volume: Volume,
+) -> Option<BuildSummary> {
+    let steps: Vec<_> = record
+        .build
+        .iter()
+        .filter(|c| c.makes_the_variant())
+        .collect();
+    if steps.is_empty() {
+        return None;
+    }
+    let energy_j: Option<f64> = steps.iter().map(|c| c.energy_j).sum();
+    let mut sources: Vec<String> = Vec::new();
+    for c in &steps {
+        let label = c
+            .energy_source
+            .clone()
+            .unwrap_or_else(|| "not metered".into());
+        if !sources.contains(&label) {
+            sources.push(label);
+        }
+    }
+    let payback_items = energy_j
+        .filter(|_| saved_j_per_item > 0.0)
+        .map(|j| j / saved_j_per_item);
+    Some(BuildSummary {
+        seconds: steps.iter().map(|c| c.seconds).sum(),
+        energy_j,
+        source: sources.join("+"),
+        cached: steps.iter().all(|c| c.cached),
+        payback_items,
+        payback_days: payback_items.map(|n| n / volume.items_per_day.max(f64::MIN_POSITIVE)),
+    })
+}
+
 /// The recommendation for one model, device and batch size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
@@ -463,6 +520,10 @@ pub struct Recommendation {
     pub reason: String,
     /// What the pick saves at the volume.
     pub projection: Option<Projection>,
+    /// What making the pick cost, and its payback.
+    pub build: Option<BuildSummary>,
+    /// The projection's energy saved net of the build energy, kWh.
+    pub kwh_saved_net: Option<f64>,
 }
 
 /// For each model, device and batch size: the variant to ship. Control arms are never picked. Among
@@ -509,6 +570,8 @@ pub fn recommendations(
                     base.key.technique, budget.max_drop_points
                 ),
                 projection: None,
+                build: None,
+                kwh_saved_net: None,
             });
             continue;
         };
@@ -568,6 +631,8 @@ pub fn recommendations(
                     base.key.technique, pick.key.technique, e.saved_pct, e.half_width_pct
                 ),
                 projection: None,
+                build: None,
+                kwh_saved_net: None,
             });
             continue;
         }
@@ -592,18 +657,46 @@ pub fn recommendations(
                 tied_with.join(", ")
             ));
         }
+        let projection = project(
+            e.baseline_j,
+            e.variant_j,
+            band_factors_of(records, &base.key).zip(band_factors_of(records, &pick.key)),
+            &own_carbon(records, &pick.key, carbon),
+            volume,
+        );
+        let build = records
+            .iter()
+            .find(|r| r.key == pick.key)
+            .and_then(|r| build_summary(r, e.baseline_j - e.variant_j, volume));
+        if let Some(b) = &build {
+            match (b.energy_j, b.payback_items) {
+                (Some(j), Some(n)) => reason.push_str(&format!(
+                    "; building it took {:.1} s and {:.0} J ({}{}), repaid after {:.3e} inferences ({:.2} days at {:.0} a day)",
+                    b.seconds,
+                    j,
+                    b.source,
+                    if b.cached { ", recorded when built" } else { "" },
+                    n,
+                    b.payback_days.unwrap_or(f64::NAN),
+                    volume.items_per_day
+                )),
+                _ => reason.push_str(&format!(
+                    "; building it took {:.1} s (energy not metered)",
+                    b.seconds
+                )),
+            }
+        }
         out.push(Recommendation {
             baseline: base.key.clone(),
             pick: Some(pick.clone()),
             tied_with,
             reason,
-            projection: Some(project(
-                e.baseline_j,
-                e.variant_j,
-                band_factors_of(records, &base.key).zip(band_factors_of(records, &pick.key)),
-                &own_carbon(records, &pick.key, carbon),
-                volume,
-            )),
+            kwh_saved_net: build
+                .as_ref()
+                .and_then(|b| b.energy_j)
+                .map(|j| projection.kwh_saved - j / 3.6e6),
+            projection: Some(projection),
+            build,
         });
     }
     out
@@ -771,6 +864,43 @@ mod tests {
             record("distill-control", &[1.3, 1.57, 1.42]),
         ];
         assert_eq!(aa_checks(&drifted)[0].stable(), Some(false));
+    }
+
+    /// Hand-computed: a distillation of 2,000 J (recorded when built) plus a 1 J quantization,
+    /// saving 0.5 mJ an inference, repays after 2,001 / 0.0005 = 4.002e6 inferences: 4.002 days at
+    /// a million a day. The base it shares with the baseline is not counted.
+    #[test]
+    fn the_build_cost_and_its_payback_count_only_what_makes_the_variant() {
+        use slimbench_models::build_cost::BuildCost;
+        let cost = |step: &str, j: f64, cached: bool| BuildCost {
+            step: step.into(),
+            entry: String::new(),
+            cached,
+            seconds: 10.0,
+            energy_j: Some(j),
+            energy_source: Some("estimated-vcpu".into()),
+            built_on: "test".into(),
+            built_at_unix_s: 0,
+        };
+        let mut r = record("distill+q8_0", &[1.0]);
+        r.build = vec![
+            cost("base", 50_000.0, true),
+            cost("variant", 2000.0, true),
+            cost("post: distill+q8_0", 1.0, false),
+        ];
+        let b = build_summary(&r, 0.0005, Volume::default()).unwrap();
+        assert_eq!(b.energy_j, Some(2001.0));
+        assert_eq!(b.seconds, 20.0);
+        assert!(!b.cached);
+        assert!((b.payback_items.unwrap() - 4.002e6).abs() < 1e-3);
+        assert!((b.payback_days.unwrap() - 4.002).abs() < 1e-9);
+        // A variant that saves nothing never pays back.
+        assert_eq!(
+            build_summary(&r, 0.0, Volume::default())
+                .unwrap()
+                .payback_items,
+            None
+        );
     }
 
     #[test]

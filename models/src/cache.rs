@@ -2,7 +2,8 @@
 //!
 //! An entry is a safetensors file and a `.sha256` file beside it. An entry whose checksum does not
 //! match, or that does not parse, is rebuilt, never trusted. Writes go to a temporary file that is
-//! renamed into place, so a killed run never leaves a half-written entry behind.
+//! renamed into place, so a killed run never leaves a half-written entry behind. What building an
+//! entry cost is kept beside it (`crate::build_cost`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -86,7 +87,12 @@ pub fn load_or_build(
     path: &Path,
     build: impl FnOnce() -> Result<HashMap<String, Tensor>>,
 ) -> Result<(HashMap<String, Tensor>, CacheOutcome)> {
+    use crate::build_cost;
     if let Some(tensors) = read_valid(path) {
+        // The cost recorded when it was built (none for an entry older than the record).
+        if let Some(cost) = build_cost::read_sidecar(path) {
+            build_cost::note(cost);
+        }
         return Ok((tensors, CacheOutcome::Hit));
     }
     let outcome = if path.exists() {
@@ -94,8 +100,16 @@ pub fn load_or_build(
     } else {
         CacheOutcome::Built
     };
+    let metered = build_cost::start();
     let tensors = build()?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let cost = metered.finish(&build_cost::step_of(path), name);
     write_entry(path, &tensors)?;
+    build_cost::write_sidecar(path, &cost);
+    build_cost::note(cost);
     Ok((tensors, outcome))
 }
 

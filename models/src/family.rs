@@ -266,7 +266,9 @@ impl<F: Family> ModelFamily for F {
                     &trained.model,
                 )?);
                 let what = format!("{technique}: {model}");
+                let metered = crate::build_cost::start();
                 let mapped = apply_post_step(&trained.model, step, &what)?;
+                crate::build_cost::note(metered.finish(&format!("post: {technique}"), ""));
                 let step_json = serde_json::to_string(step)
                     .map_err(|e| ModelError::Invalid(format!("step parameters: {e}")))?;
                 (Some(mapped), format!("{}|{step_json}", trained.key))

@@ -2,6 +2,7 @@
 //! All candle code of slimbench lives here; the harness reaches it through [`workload`] (build a
 //! cell's workload), [`catalog`] (the names a plan may use) and [`technique`] (the grammar).
 
+pub mod build_cost;
 pub mod cache;
 pub mod catalog;
 pub mod device;

@@ -417,7 +417,12 @@ fn measure_and_report(
             .map_or_else(|| "the environment's".into(), |n| n.to_string()),
         run_dir.display()
     );
-    prepare_variants(&todo, &manifest.spec.cache_dir);
+    {
+        // Training is metered like a cell; each worker reads the recorded costs from the cache.
+        let _build_meter = crate::meter::build::BuildMeter::install(&meter, &host.cpu_model);
+        prepare_variants(&todo, &manifest.spec.cache_dir);
+    }
+    drop(slimbench_models::build_cost::take_costs());
 
     let interrupted = Arc::new(AtomicBool::new(false));
     {

@@ -44,6 +44,12 @@ fn group(energy: &EnergyRecord, kinds: &[DomainKind]) -> (Option<f64>, String) {
     (Some(ds.iter().map(|d| d.energy_j).sum()), sources.join("+"))
 }
 
+/// The steps that made the record's variant out of its base, where any was recorded.
+fn variant_build(r: &Record) -> Option<Vec<&slimbench_models::build_cost::BuildCost>> {
+    let steps: Vec<_> = r.build.iter().filter(|c| c.makes_the_variant()).collect();
+    (!steps.is_empty()).then_some(steps)
+}
+
 /// The columns of a record, in file order.
 pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
     let q = r.quality.as_ref();
@@ -296,6 +302,35 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         (
             "co2e_per_1000_generated_tokens_g",
             of(g.and_then(|g| g.co2e_per_1000_generated_tokens_g)),
+        ),
+        (
+            "build_s",
+            of(variant_build(r).map(|b| b.iter().map(|c| c.seconds).sum())),
+        ),
+        (
+            "build_energy_j",
+            of(variant_build(r).and_then(|b| b.iter().map(|c| c.energy_j).sum())),
+        ),
+        (
+            "build_energy_source",
+            variant_build(r)
+                .map(|b| {
+                    let mut labels: Vec<String> = b
+                        .iter()
+                        .map(|c| {
+                            c.energy_source
+                                .clone()
+                                .unwrap_or_else(|| "not metered".into())
+                        })
+                        .collect();
+                    labels.dedup();
+                    labels.join("+")
+                })
+                .unwrap_or_default(),
+        ),
+        (
+            "build_cached",
+            opt(variant_build(r).map(|b| b.iter().all(|c| c.cached))),
         ),
         (
             "rounds",

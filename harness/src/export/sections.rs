@@ -486,7 +486,7 @@ fn recommendation(
     let recs = recommendations(&data.records, budget, &data.manifest.spec.carbon, volume);
     let mut rows = Vec::new();
     let mut paragraphs = vec![format!(
-        "For each model, device and batch size: among the variants within {} point(s) of the baseline's quality (control arms excluded), the one with the least energy per item; variants whose energy is within the measurement's uncertainty of it are tied, and the tie goes to the better quality (a difference inside the binomial interval is itself a tie), then to the smaller model. When even the best saving lies inside its uncertainty, keep the baseline. Projection: {} inferences a day for {} days; car equivalent: {}.",
+        "For each model, device and batch size: among the variants within {} point(s) of the baseline's quality (control arms excluded), the one with the least energy per item; variants whose energy is within the measurement's uncertainty of it are tied, and the tie goes to the better quality (a difference inside the binomial interval is itself a tie), then to the smaller model. When even the best saving lies inside its uncertainty, keep the baseline. Build energy is what making the pick cost (its training steps, metered like a cell, and its post-training step; not the base it shares with the baseline; a cached step's cost is the one recorded when it was built); it pays back after build energy / energy saved per inference. Projection: {} inferences a day for {} days; car equivalent: {}.",
         budget.max_drop_points,
         sig(volume.items_per_day, 3),
         volume.days,
@@ -527,6 +527,29 @@ fn recommendation(
             projected(r.projection, |p| p.kwh_saved, kwh),
             projected(r.projection, |p| p.kg_co2e_saved * 1e3, co2e),
             projected(r.projection, |p| p.car_km, distance),
+            r.build
+                .as_ref()
+                .map(|b| match b.energy_j {
+                    Some(j) => format!(
+                        "{} in {} s ({}{})",
+                        energy(j),
+                        sig(b.seconds, 3),
+                        b.source,
+                        if b.cached {
+                            ", recorded when built"
+                        } else {
+                            ""
+                        }
+                    ),
+                    None => format!("{} s (not metered)", sig(b.seconds, 3)),
+                })
+                .unwrap_or_else(|| "-".into()),
+            r.build
+                .as_ref()
+                .and_then(|b| b.payback_items.zip(b.payback_days))
+                .map(|(n, d)| format!("{} inferences ({} days)", sig(n, 3), sig(d, 3)))
+                .unwrap_or_else(|| "-".into()),
+            opt(r.kwh_saved_net, kwh),
         ]);
         paragraphs.push(format!("{setting}: {}.", r.reason));
     }
@@ -548,6 +571,9 @@ fn recommendation(
                 format!("saved / year{est}"),
                 format!("CO2e saved / year{est}"),
                 s("as car distance"),
+                format!("build energy{est}"),
+                s("pays back after"),
+                format!("saved / year net of build{est}"),
             ],
             rows,
         }),

@@ -2,6 +2,7 @@
 //! (joules since it was opened); a window is the difference of two reads, and power is the
 //! difference over time between two samples. Every figure carries its [`Source`].
 
+pub mod build;
 pub mod choose;
 pub mod estimate;
 pub mod microarch;

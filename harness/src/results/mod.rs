@@ -272,6 +272,10 @@ pub struct Record {
     /// rounds existed, and each round's own record in `rounds.jsonl`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rounds: Vec<RoundFigures>,
+    /// What building the variant cost, step by step (a cached step with the cost recorded when
+    /// it was built).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build: Vec<slimbench_models::build_cost::BuildCost>,
 }
 
 /// The most latency samples a record keeps: the ones its bootstrap intervals were computed from.
@@ -375,6 +379,7 @@ impl Record {
             latency_samples_ms: Vec::new(),
             interference: None,
             rounds: Vec::new(),
+            build: Vec::new(),
         }
     }
 

@@ -116,7 +116,11 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let mut prefill_latencies = LatencyRecorder::new();
     let mut main_latencies = LatencyRecorder::new();
     let rss_before_model = current_rss_bytes();
+    // Building is metered like a cell; its costs (and the cached steps' recorded ones) go into
+    // the record.
+    let build_meter = crate::meter::build::BuildMeter::install(&req.meter, &req.host.cpu_model);
     let mut workload = build_workload(&spec)?;
+    drop(build_meter);
     let model_rss_bytes = rss_before_model
         .zip(current_rss_bytes())
         .map(|(before, after)| after.saturating_sub(before));
@@ -293,6 +297,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         weight_bytes,
     )?;
     r.latency_samples_ms = thin_samples(main_latencies.kept(), MAX_KEPT_SAMPLES);
+    r.build = slimbench_models::build_cost::take_costs();
     Ok(r)
 }
 

@@ -42,6 +42,8 @@ fn every_numeric_column_names_its_unit() {
         "energy_gpu_source",
         "energy_method",
         "energy_estimate_model",
+        "build_energy_source",
+        "build_cached",
         "energy_estimate_vcpus",
         "carbon_intensity_source",
         "carbon_intensity_year",
