@@ -51,7 +51,7 @@ impl BuildMeter {
 impl Drop for BuildMeter {
     fn drop(&mut self) {
         slimbench_models::build_cost::remove_meter();
-        if let Some(sampler) = self.sampler.take().and_then(|s| Arc::into_inner(s)) {
+        if let Some(sampler) = self.sampler.take().and_then(Arc::into_inner) {
             let _ = sampler.stop();
         }
     }
