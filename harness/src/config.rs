@@ -20,6 +20,7 @@
 //! cpu_power = "0.81:4.48"  # W per vCPU at 0% and 100% for the estimate (default: CCF's table)
 //! embodied_kg = 1500.0     # the host's embodied kg CO2e, for the SCI's M
 //! lifetime_years = 4.0
+//! max_quality_drop_points = 1.0  # the recommendation's quality budget
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,8 @@ pub struct RunConfig {
     pub embodied_kg: Option<f64>,
     /// Expected life of the host, years, for the SCI's M.
     pub lifetime_years: Option<f64>,
+    /// Points of quality a recommended variant may lose.
+    pub max_quality_drop_points: Option<f64>,
 }
 
 /// Reads and checks a config file; errors name the file, and the key and line where they can.

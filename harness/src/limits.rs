@@ -174,6 +174,17 @@ pub const LIFETIME_YEARS: Limit = Limit {
     min_exclusive: true,
 };
 
+/// The quality budget: how many points of the baseline's quality a variant may lose and still be
+/// recommended.
+pub const MAX_QUALITY_DROP: Limit = Limit {
+    flag: "--max-quality-drop",
+    key: Some("max_quality_drop_points"),
+    unit: "points",
+    min: 0.0,
+    max: 100.0,
+    min_exclusive: false,
+};
+
 /// Threads each cell's model uses.
 pub const THREADS: Limit = Limit {
     flag: "--threads",

@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::carbon::{co2e_g, CarbonSettings, CAR_G_PER_KM};
+use crate::export::numbers::sig;
 use crate::results::{Record, Status};
 use crate::runner::manifest::Manifest;
 use crate::stats::{mcnemar_exact_p, paired_difference_half_width, paired_ratio, t_interval};
@@ -42,6 +43,16 @@ impl RunData {
             records,
             traces,
         })
+    }
+
+    /// The run's quality budget (`--max-quality-drop`, 1 point by default).
+    pub fn budget(&self) -> QualityBudget {
+        self.manifest
+            .spec
+            .max_quality_drop_points
+            .map_or_else(QualityBudget::default, |p| QualityBudget {
+                max_drop_points: p,
+            })
     }
 }
 
@@ -671,18 +682,18 @@ pub fn recommendations(
         if let Some(b) = &build {
             match (b.energy_j, b.payback_items) {
                 (Some(j), Some(n)) => reason.push_str(&format!(
-                    "; building it took {:.1} s and {:.0} J ({}{}), repaid after {:.3e} inferences ({:.2} days at {:.0} a day)",
-                    b.seconds,
-                    j,
+                    "; building it took {} s and {} J ({}{}), repaid after {} inferences ({} days at {} a day)",
+                    sig(b.seconds, 3),
+                    sig(j, 3),
                     b.source,
                     if b.cached { ", recorded when built" } else { "" },
-                    n,
-                    b.payback_days.unwrap_or(f64::NAN),
-                    volume.items_per_day
+                    sig(n, 3),
+                    sig(b.payback_days.unwrap_or(f64::NAN), 3),
+                    sig(volume.items_per_day, 3)
                 )),
                 _ => reason.push_str(&format!(
-                    "; building it took {:.1} s (energy not metered)",
-                    b.seconds
+                    "; building it took {} s (energy not metered)",
+                    sig(b.seconds, 3)
                 )),
             }
         }

@@ -148,6 +148,9 @@ pub struct RunArgs {
     /// 1,000 kg server plus its memory above 16 GB].
     #[arg(long, value_name = "KG")]
     pub embodied_kg: Option<f64>,
+    /// Points of the baseline's quality a recommended variant may lose [default: 1].
+    #[arg(long, value_name = "POINTS")]
+    pub max_quality_drop: Option<f64>,
     /// The host's expected life in years, for the SCI's M [default: 4].
     #[arg(long, value_name = "YEARS")]
     pub lifetime_years: Option<f64>,
@@ -226,6 +229,11 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         .or(config.embodied_kg)
         .map(|v| limits::EMBODIED_KG.check(v))
         .transpose()?;
+    let max_quality_drop_points = args
+        .max_quality_drop
+        .or(config.max_quality_drop_points)
+        .map(|v| limits::MAX_QUALITY_DROP.check(v))
+        .transpose()?;
     let lifetime_years = args
         .lifetime_years
         .or(config.lifetime_years)
@@ -237,6 +245,7 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         cpu_power,
         embodied_kg,
         lifetime_years,
+        max_quality_drop_points,
         timing,
         energy: args.energy.or(config.energy).unwrap_or(EnergyChoice::Auto),
         powercap_root: powercap_root(

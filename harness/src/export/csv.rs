@@ -3,7 +3,7 @@
 
 use super::Exporter;
 use crate::meter::{DomainKind, EnergyRecord};
-use crate::report::{variant_rows, QualityBudget, RunData, VariantRow};
+use crate::report::{variant_rows, RunData, VariantRow};
 use crate::results::Record;
 
 /// Writes `results.csv`.
@@ -413,7 +413,7 @@ impl Exporter for CsvExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut w = ::csv::Writer::from_writer(Vec::new());
         w.write_record(header())?;
-        let rows = variant_rows(&data.records, QualityBudget::default());
+        let rows = variant_rows(&data.records, data.budget());
         for r in &data.records {
             let row = rows.iter().find(|v| v.key == r.key);
             w.write_record(

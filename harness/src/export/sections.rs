@@ -362,6 +362,13 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
             if v.quality.is_some_and(|q| q.is_tie()) {
                 role.push_str(", quality tie");
             }
+            let build = records
+                .iter()
+                .find(|r| r.key == v.key)
+                .zip(v.energy)
+                .and_then(|(r, e)| {
+                    crate::report::build_summary(r, e.baseline_j - e.variant_j, Volume::default())
+                });
             vec![
                 v.key.to_string(),
                 role,
@@ -428,6 +435,12 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                         )
                     })
                     .unwrap_or_else(|| "-".into()),
+                build_text(build.as_ref()),
+                build
+                    .as_ref()
+                    .and_then(|b| b.payback_items)
+                    .map(|n| format!("{} inferences", sig(n, 3)))
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -454,10 +467,31 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                 format!("energy / item{est}: fp32 -> variant"),
                 format!("energy saved{est} +/- (95%)"),
                 s("size: fp32 -> variant"),
+                format!("build energy{est}"),
+                s("pays back after"),
             ],
             rows,
         }),
     }
+}
+
+/// What building a variant cost, in words.
+fn build_text(b: Option<&crate::report::BuildSummary>) -> String {
+    b.map(|b| match b.energy_j {
+        Some(j) => format!(
+            "{} in {} s ({}{})",
+            energy(j),
+            sig(b.seconds, 3),
+            b.source,
+            if b.cached {
+                ", recorded when built"
+            } else {
+                ""
+            }
+        ),
+        None => format!("{} s (not metered)", sig(b.seconds, 3)),
+    })
+    .unwrap_or_else(|| "-".into())
 }
 
 /// A projected figure with its band where the energy is estimated.
@@ -527,23 +561,7 @@ fn recommendation(
             projected(r.projection, |p| p.kwh_saved, kwh),
             projected(r.projection, |p| p.kg_co2e_saved * 1e3, co2e),
             projected(r.projection, |p| p.car_km, distance),
-            r.build
-                .as_ref()
-                .map(|b| match b.energy_j {
-                    Some(j) => format!(
-                        "{} in {} s ({}{})",
-                        energy(j),
-                        sig(b.seconds, 3),
-                        b.source,
-                        if b.cached {
-                            ", recorded when built"
-                        } else {
-                            ""
-                        }
-                    ),
-                    None => format!("{} s (not metered)", sig(b.seconds, 3)),
-                })
-                .unwrap_or_else(|| "-".into()),
+            build_text(r.build.as_ref()),
             r.build
                 .as_ref()
                 .and_then(|b| b.payback_items.zip(b.payback_days))
@@ -767,7 +785,7 @@ fn language_models(records: &[Record], measured: bool) -> Option<Section> {
 
 /// Every section of the report, in order.
 pub fn sections(data: &RunData) -> Vec<Section> {
-    let budget = QualityBudget::default();
+    let budget = data.budget();
     let (_, measured) = energy_sources(&data.records);
     let language = language_models(&data.records, measured);
     vec![

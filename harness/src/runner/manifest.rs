@@ -86,6 +86,9 @@ pub struct RunSpec {
     /// The host's life given for the SCI's M (`--lifetime-years`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_years: Option<f64>,
+    /// Points of quality a recommended variant may lose (`--max-quality-drop`; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_quality_drop_points: Option<f64>,
 }
 
 impl RunSpec {
@@ -269,6 +272,9 @@ impl Manifest {
         }
         if let Some(kg) = self.spec.embodied_kg {
             limits::EMBODIED_KG.check_stored(kg, path, "spec.embodied_kg")?;
+        }
+        if let Some(points) = self.spec.max_quality_drop_points {
+            limits::MAX_QUALITY_DROP.check_stored(points, path, "spec.max_quality_drop_points")?;
         }
         if let Some(years) = self.spec.lifetime_years {
             limits::LIFETIME_YEARS.check_stored(years, path, "spec.lifetime_years")?;

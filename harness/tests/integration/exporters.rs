@@ -143,6 +143,7 @@ pub fn sample_run() -> RunData {
                 cpu_power: None,
                 embodied_kg: None,
                 lifetime_years: None,
+                max_quality_drop_points: None,
             },
             slimbench_version: "0.1.0".into(),
             commit: "abc123".into(),
@@ -407,4 +408,25 @@ fn unknown_region_is_a_usage_error_listing_close_names() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("France"));
+}
+
+/// The run's quality budget (`--max-quality-drop`, stored in run.json) is the one the report
+/// applies: at 2 points, q4_0's -1.5 is within it.
+#[test]
+fn the_quality_budget_is_the_runs() {
+    let mut data = sample_run();
+    data.manifest.spec.max_quality_drop_points = Some(2.0);
+    let md = String::from_utf8(
+        slimbench::export::markdown::MarkdownExporter
+            .export(&data)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(md.contains("| within 2 point |"), "{md}");
+    assert!(
+        md.contains(
+            "| digits-mlp/q4_0/cpu/b1 | variant, quality tie | -1.50 | 2.39 | - | 359 | yes |"
+        ),
+        "{md}"
+    );
 }
