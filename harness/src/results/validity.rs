@@ -220,6 +220,26 @@ pub fn check_record(record: &Record) -> Checked {
     if let Some(e) = &record.energy {
         check_energy("energy", e)?;
     }
+    for (i, b) in record.build.iter().enumerate() {
+        // A build (a distillation, a long fine-tune) may take far longer than a cell: a year.
+        let year = 365.0 * MAX_SECONDS;
+        in_range(
+            &format!("build[{i}].seconds"),
+            b.seconds,
+            0.0,
+            year,
+            "a build time, s",
+        )?;
+        if let Some(j) = b.energy_j {
+            in_range(
+                &format!("build[{i}].energy_j"),
+                j,
+                0.0,
+                MAX_POWER_W * year,
+                "a build energy, J",
+            )?;
+        }
+    }
     if let Some(c) = &record.carbon {
         in_range(
             "carbon.co2e_per_item_g",

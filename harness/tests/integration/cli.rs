@@ -474,3 +474,70 @@ fn the_estimate_names_its_coefficients_and_json_and_csv_agree_on_every_energy_fi
         );
     }
 }
+
+/// Issue 30: a distillation built by a run is timed and metered and its cost recorded with the
+/// record; a second run that reads it from the cache reports the same cost, marked cached.
+#[test]
+fn a_build_is_metered_once_and_its_cost_reused_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let build_of = |out: &Path| {
+        slimbench(&cache)
+            .arg("run")
+            .args(SHORT_TIMING)
+            .args([
+                "--models",
+                "digits-mlp",
+                "--techniques",
+                "fp32,distill",
+                "--batch-sizes",
+                "32",
+                "--rounds",
+                "1",
+                "--out",
+            ])
+            .arg(out)
+            .assert()
+            .success();
+        let run = only_run_dir(out);
+        let csv = ResultsCsv::read(&run);
+        let row = csv
+            .rows
+            .iter()
+            .find(|r| csv.get(r, "technique") == "distill")
+            .unwrap()
+            .clone();
+        (
+            csv.get(&row, "build_s"),
+            csv.get(&row, "build_energy_j"),
+            csv.get(&row, "build_energy_source"),
+            csv.get(&row, "energy_source"),
+        )
+    };
+    let first = build_of(&tmp.path().join("first"));
+    let second = build_of(&tmp.path().join("second"));
+    let joules: f64 = first.1.parse().unwrap();
+    assert!(joules > 0.0, "the distillation's energy: {first:?}");
+    assert!(first.0.parse::<f64>().unwrap() > 0.0);
+    // Metered with the cell's own meter and label.
+    assert_eq!(first.2, first.3);
+    // Read from the cache: the cost recorded when it was built, not a new one.
+    assert_eq!(
+        (&first.0, &first.1, &first.2),
+        (&second.0, &second.1, &second.2)
+    );
+    let sidecars = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".build.json")
+        })
+        .count();
+    assert!(
+        sidecars >= 2,
+        "the base and the student each keep their cost"
+    );
+}
