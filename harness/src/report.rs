@@ -220,7 +220,7 @@ pub fn energy_rel_uncertainty(r: &Record) -> f64 {
 pub struct VariantRow {
     /// The cell.
     pub key: Cell,
-    /// A control arm (see [`slimbench_models::catalog::is_control`]): shown, never recommended.
+    /// A control arm (`Technique::is_control`): shown, never recommended.
     pub control: bool,
     /// Quality against the baseline.
     pub quality: Option<QualityChange>,

@@ -102,7 +102,7 @@ fn two_level_resample_into(buf: &mut Vec<f64>, groups: &[&[f64]], rng: &mut ChaC
 }
 
 /// Two-level percentile-bootstrap 95% interval of `statistic` over samples grouped by round
-/// (see [`two_level_resample_into`]); with one group it is the ordinary bootstrap. `None` with
+/// (see `two_level_resample_into`); with one group it is the ordinary bootstrap. `None` with
 /// fewer than two samples, or an empty group.
 pub fn two_level_ci(
     groups: &[&[f64]],

@@ -26,14 +26,14 @@ pub fn print(text: &str) -> bool {
     }
 }
 
-/// [`print`] with a newline.
+/// [`print()`] with a newline.
 pub fn println(text: &str) -> bool {
     print(&format!("{text}\n"))
 }
 
 /// Lets a closed pipe end the process quietly, as it ends `cat` or `ls` (Rust ignores SIGPIPE and
 /// turns it into a panic at the next `println!`). For commands that only print; `run` keeps
-/// running through [`print`] instead, so no cell is cut short.
+/// running through [`print()`] instead, so no cell is cut short.
 pub fn exit_quietly_on_closed_pipe() {
     #[cfg(unix)]
     // SAFETY: restoring the default disposition of SIGPIPE is async-signal-safe and done before

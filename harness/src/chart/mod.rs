@@ -110,8 +110,8 @@ const AXIS_MIN_WIDTH: f64 = 1e-200;
 const AXIS_MIN_RELATIVE_WIDTH: f64 = 1e-9;
 
 /// An axis range plotters can put ticks on in bounded time: both ends finite (NaN taken as 0,
-/// magnitudes clamped to [`AXIS_MAGNITUDE`]), ascending, and at least [`AXIS_MIN_WIDTH`] and
-/// [`AXIS_MIN_RELATIVE_WIDTH`] of its magnitude wide (widened about its middle). Plotters' tick
+/// magnitudes clamped to `AXIS_MAGNITUDE`), ascending, and at least `AXIS_MIN_WIDTH` and
+/// `AXIS_MIN_RELATIVE_WIDTH` of its magnitude wide (widened about its middle). Plotters' tick
 /// search loops for ever on an infinite, NaN, zero-width or sub-resolution range; every chart
 /// passes its ranges through here.
 pub fn bounded_axis(lo: f64, hi: f64) -> (f64, f64) {

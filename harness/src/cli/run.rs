@@ -125,7 +125,7 @@ pub struct RunArgs {
     /// Print each record as one JSON line on stdout as its cell ends (no table).
     #[arg(long)]
     pub json: bool,
-    /// Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or gcp:<region>.
+    /// Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or `gcp:<region>`.
     #[arg(long, help = format!(
         "Grid region for CO2e: an ISO3 code (POL), a country name (Poland), or gcp:<region> [default: the world average, {} g/kWh (Ember, 2023)]",
         carbon::WORLD_AVERAGE_G_PER_KWH

@@ -1,7 +1,7 @@
 //! int8 matrix products: weights quantized symmetrically per output channel (optionally per
 //! group of inputs), activations quantized per row (and group) when the product runs, products
 //! summed exactly in i32 and scaled back to f32 once per group, through the integer kernel of
-//! [`crate::kernels::qgemm`] (AVX-512 VNNI, AVX2 or portable).
+//! `kernels::qgemm` (AVX-512 VNNI, AVX2 or portable).
 //!
 //! The weight is packed once, when it is quantized, in the kernel's panel layout: panels of 16
 //! output channels; within a panel, each group of 4 consecutive inputs of the 16 channels is 64

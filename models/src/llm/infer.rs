@@ -2,7 +2,7 @@
 //! of any length (prefill) or one token (a decode step) at the cache's current position.
 //! RMSNorm, rotary position embeddings (GGUF's interleaved pairs), grouped-query causal attention
 //! read in place from the fused projection and the cache, SwiGLU; every Linear through
-//! [`crate::row_linear`] (slimbench's kernels for f32, int8 and the block formats).
+//! `row_linear` (slimbench's kernels for f32, int8 and the block formats).
 
 use rayon::prelude::*;
 

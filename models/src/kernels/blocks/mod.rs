@@ -3,7 +3,7 @@
 //! unchanged and candle's `QTensor` reads them); a product decodes one panel of 32 output
 //! channels at a time into int8 with a scale (and a minimum, for the formats that have one) per
 //! group of 32 inputs (16 for `q6k`), quantizes the activations per row to the same groups, and
-//! runs the integer kernel of [`crate::kernels::qgemm`]: sums exact in i32, block scales applied
+//! runs the integer kernel of `kernels::qgemm`: sums exact in i32, block scales applied
 //! per group. Dequantization follows candle's `to_float` expression for expression, so it is equal
 //! bit for bit.
 
@@ -407,7 +407,7 @@ pub struct BlockMatrix {
     interleaved: OnceLock<Vec<u8>>,
 }
 
-/// One panel of 32 channels decoded to int8 (see [`crate::kernels::qgemm`]).
+/// One panel of 32 channels decoded to int8 (see `kernels::qgemm`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DecodedPanel {
     data: Vec<i8>,
