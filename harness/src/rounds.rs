@@ -168,11 +168,11 @@ fn pooled_energy(energies: &[&EnergyRecord], items: f64, batches: f64) -> Energy
     let sum = |f: fn(&EnergyRecord) -> f64| energies.iter().map(|e| f(e)).sum::<f64>();
     let total = sum(|e| e.energy_total_j);
     let window = sum(|e| e.window_s);
-    let idle_window = sum(|e| e.idle_window_s);
     // Optional figures pooled only where every round has them.
     let sum_opt = |f: fn(&EnergyRecord) -> Option<f64>| -> Option<f64> {
         energies.iter().map(|e| f(e)).sum::<Option<f64>>()
     };
+    let idle_window = sum_opt(|e| e.idle_window_s);
     let above = sum_opt(|e| e.energy_above_idle_j);
     let mut domains: Vec<DomainEnergy> = Vec::new();
     for e in energies {

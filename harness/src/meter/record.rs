@@ -65,8 +65,9 @@ pub struct EnergyRecord {
     pub peak_power_w: f64,
     /// Length of the energy window, s.
     pub window_s: f64,
-    /// Length of the idle window, s.
-    pub idle_window_s: f64,
+    /// Length of the idle window whose power `idle_power_w` is, s; only where it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_window_s: Option<f64>,
     /// Background sampling rate, Hz.
     pub sampling_hz: f64,
     /// Samples taken (idle and timed windows).
@@ -242,7 +243,7 @@ pub fn energy_record(
         mean_power_w: total / window_s,
         peak_power_w: peak,
         window_s,
-        idle_window_s: idle_s,
+        idle_window_s: measured.then_some(idle_s),
         sampling_hz,
         samples: samples.len(),
         dropped_samples,

@@ -531,13 +531,9 @@ pub fn check_energy(field: &str, e: &EnergyRecord) -> Checked {
         in_range(&f(name), v, 0.0, MAX_POWER_W, "a power, W")?;
     }
     positive(&f("window_s"), e.window_s, MAX_SECONDS, "a window, s")?;
-    in_range(
-        &f("idle_window_s"),
-        e.idle_window_s,
-        0.0,
-        MAX_SECONDS,
-        "a window, s",
-    )?;
+    if let Some(idle) = e.idle_window_s {
+        in_range(&f("idle_window_s"), idle, 0.0, MAX_SECONDS, "a window, s")?;
+    }
     in_range(
         &f("sampling_hz"),
         e.sampling_hz,

@@ -418,7 +418,7 @@ fn the_estimate_names_its_coefficients_and_json_and_csv_agree_on_every_energy_fi
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     assert_eq!(csv.rows.len(), 2);
     let text = std::fs::read_to_string(run.join("results.json")).unwrap();
-    for word in ["idle_power_w", "energy_above_idle"] {
+    for word in ["idle", "above_idle"] {
         assert!(!text.contains(word), "results.json holds {word}");
     }
     for row in &csv.rows {

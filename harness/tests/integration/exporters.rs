@@ -82,7 +82,7 @@ pub fn record(
         mean_power_w: 10.0,
         peak_power_w: 12.0,
         window_s: 2.0,
-        idle_window_s: 0.5,
+        idle_window_s: Some(0.5),
         sampling_hz: 10.0,
         samples: 25,
         dropped_samples: 0,
