@@ -292,6 +292,11 @@ impl Limit {
         )))
     }
 
+    /// [`Limit::check`] for a setting that may be absent.
+    pub fn check_optional(&self, value: Option<f64>) -> Result<Option<f64>, UsageError> {
+        value.map(|v| self.check(v)).transpose()
+    }
+
     /// [`Limit::check`] for a count.
     pub fn check_count(&self, value: usize) -> Result<usize, UsageError> {
         self.check(value as f64).map(|_| value)

@@ -484,6 +484,20 @@ pub fn build_summary(
     saved_j_per_item: f64,
     volume: Volume,
 ) -> Option<BuildSummary> {
+    let mut summary = variant_build_cost(record)?;
+    summary.payback_items = summary
+        .energy_j
+        .filter(|_| saved_j_per_item > 0.0)
+        .map(|j| j / saved_j_per_item);
+    summary.payback_days = summary
+        .payback_items
+        .map(|n| n / volume.items_per_day.max(f64::MIN_POSITIVE));
+    Some(summary)
+}
+
+/// What the steps that made `record`'s variant out of its base cost together (no payback);
+/// `None` when none was recorded.
+pub fn variant_build_cost(record: &Record) -> Option<BuildSummary> {
     let steps: Vec<_> = record
         .build
         .iter()
@@ -492,7 +506,6 @@ pub fn build_summary(
     if steps.is_empty() {
         return None;
     }
-    let energy_j: Option<f64> = steps.iter().map(|c| c.energy_j).sum();
     let mut sources: Vec<String> = Vec::new();
     for c in &steps {
         let label = c
@@ -503,16 +516,13 @@ pub fn build_summary(
             sources.push(label);
         }
     }
-    let payback_items = energy_j
-        .filter(|_| saved_j_per_item > 0.0)
-        .map(|j| j / saved_j_per_item);
     Some(BuildSummary {
         seconds: steps.iter().map(|c| c.seconds).sum(),
-        energy_j,
+        energy_j: steps.iter().map(|c| c.energy_j).sum(),
         source: sources.join("+"),
         cached: steps.iter().all(|c| c.cached),
-        payback_items,
-        payback_days: payback_items.map(|n| n / volume.items_per_day.max(f64::MIN_POSITIVE)),
+        payback_items: None,
+        payback_days: None,
     })
 }
 

@@ -224,21 +224,12 @@ fn resolve_new_run(args: &RunArgs) -> Result<(Manifest, PathBuf), UsageError> {
         .or(config.cpu_power.as_deref())
         .map(limits::parse_cpu_power)
         .transpose()?;
-    let embodied_kg = args
-        .embodied_kg
-        .or(config.embodied_kg)
-        .map(|v| limits::EMBODIED_KG.check(v))
-        .transpose()?;
-    let max_quality_drop_points = args
-        .max_quality_drop
-        .or(config.max_quality_drop_points)
-        .map(|v| limits::MAX_QUALITY_DROP.check(v))
-        .transpose()?;
-    let lifetime_years = args
-        .lifetime_years
-        .or(config.lifetime_years)
-        .map(|v| limits::LIFETIME_YEARS.check(v))
-        .transpose()?;
+    let embodied_kg =
+        limits::EMBODIED_KG.check_optional(args.embodied_kg.or(config.embodied_kg))?;
+    let max_quality_drop_points = limits::MAX_QUALITY_DROP
+        .check_optional(args.max_quality_drop.or(config.max_quality_drop_points))?;
+    let lifetime_years =
+        limits::LIFETIME_YEARS.check_optional(args.lifetime_years.or(config.lifetime_years))?;
     let spec = RunSpec {
         threads: Some(threads),
         order_seed: rand::random(),

@@ -44,12 +44,6 @@ fn group(energy: &EnergyRecord, kinds: &[DomainKind]) -> (Option<f64>, String) {
     (Some(ds.iter().map(|d| d.energy_j).sum()), sources.join("+"))
 }
 
-/// The steps that made the record's variant out of its base, where any was recorded.
-fn variant_build(r: &Record) -> Option<Vec<&slimbench_models::build_cost::BuildCost>> {
-    let steps: Vec<_> = r.build.iter().filter(|c| c.makes_the_variant()).collect();
-    (!steps.is_empty()).then_some(steps)
-}
-
 /// The columns of a record, in file order.
 pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
     let q = r.quality.as_ref();
@@ -65,6 +59,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         .map(|e| group(e, &[DomainKind::Dram, DomainKind::RamEstimate]))
         .unwrap_or_default();
     let (gpu_j, gpu_src) = e.map(|e| group(e, &[DomainKind::Gpu])).unwrap_or_default();
+    let build = crate::report::variant_build_cost(r);
     let layers: Vec<String> = r
         .layers
         .iter()
@@ -303,35 +298,16 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
             "co2e_per_1000_generated_tokens_g",
             of(g.and_then(|g| g.co2e_per_1000_generated_tokens_g)),
         ),
-        (
-            "build_s",
-            of(variant_build(r).map(|b| b.iter().map(|c| c.seconds).sum())),
-        ),
+        ("build_s", of(build.as_ref().map(|b| b.seconds))),
         (
             "build_energy_j",
-            of(variant_build(r).and_then(|b| b.iter().map(|c| c.energy_j).sum())),
+            of(build.as_ref().and_then(|b| b.energy_j)),
         ),
         (
             "build_energy_source",
-            variant_build(r)
-                .map(|b| {
-                    let mut labels: Vec<String> = b
-                        .iter()
-                        .map(|c| {
-                            c.energy_source
-                                .clone()
-                                .unwrap_or_else(|| "not metered".into())
-                        })
-                        .collect();
-                    labels.dedup();
-                    labels.join("+")
-                })
-                .unwrap_or_default(),
+            build.as_ref().map(|b| b.source.clone()).unwrap_or_default(),
         ),
-        (
-            "build_cached",
-            opt(variant_build(r).map(|b| b.iter().all(|c| c.cached))),
-        ),
+        ("build_cached", opt(build.as_ref().map(|b| b.cached))),
         (
             "rounds",
             opt((!r.rounds.is_empty()).then_some(r.rounds.len())),

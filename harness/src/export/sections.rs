@@ -229,13 +229,17 @@ fn estimated_power(r: &Record) -> Option<(f64, f64)> {
 
 /// A figure with the estimate's band, `x [lo-hi]`, where the record's energy has one.
 fn with_band(central: f64, factors: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
-    match factors {
-        Some((lo, hi)) => format!(
-            "{} [{}-{}]",
-            fmt(central),
-            fmt(central * lo),
-            fmt(central * hi)
-        ),
+    banded(
+        central,
+        factors.map(|(lo, hi)| (central * lo, central * hi)),
+        fmt,
+    )
+}
+
+/// A figure and its band, `x [lo-hi]`, or the figure alone without one.
+fn banded(central: f64, band: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
+    match band {
+        Some((lo, hi)) => format!("{} [{}-{}]", fmt(central), fmt(lo), fmt(hi)),
         None => fmt(central),
     }
 }
@@ -504,10 +508,7 @@ fn projected(
         return "-".into();
     };
     let central = of(&p);
-    match p.band_of(central) {
-        Some((lo, hi)) => format!("{} [{}-{}]", fmt(central), fmt(lo), fmt(hi)),
-        None => fmt(central),
-    }
+    banded(central, p.band_of(central), fmt)
 }
 
 fn recommendation(
