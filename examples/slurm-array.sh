@@ -2,6 +2,9 @@
 # Run one share of the plan per Slurm array task, then merge them:
 #   sbatch examples/slurm-array.sh
 #   slimbench merge results/shard-*/* --out results/merged
+# SLIMBENCH_CONFIG names another config and SLIMBENCH_RESULTS another results folder (sbatch passes
+# the submitting shell's environment on). Checked on a real single-node Slurm (Debian's slurm-wlm)
+# by scripts/slurm-example-check.sh, in CI.
 #SBATCH --job-name=slimbench
 #SBATCH --array=1-4
 #SBATCH --cpus-per-task=2
@@ -9,4 +12,6 @@
 set -euo pipefail
 N=${SLURM_ARRAY_TASK_COUNT:-4}
 I=${SLURM_ARRAY_TASK_ID}
-slimbench run --config examples/bench.toml --shard "${I}/${N}" --out "results/shard-${I}"
+CONFIG=${SLIMBENCH_CONFIG:-examples/bench.toml}
+RESULTS=${SLIMBENCH_RESULTS:-results}
+slimbench run --config "$CONFIG" --shard "${I}/${N}" --out "${RESULTS}/shard-${I}"
