@@ -26,3 +26,4 @@ pub mod run_dir;
 pub mod runner;
 pub mod stats;
 pub mod stdout;
+pub mod units;

@@ -421,6 +421,24 @@ pub fn paired_difference_half_width(baseline_only: usize, variant_only: usize, n
     100.0 * 1.96 * var.sqrt()
 }
 
+/// The 95% Wilson score interval of a proportion `pct` (percent) measured on `n` items, in
+/// percent; `None` without items. Unlike the normal approximation it stays inside 0..100 and is
+/// not empty at 0% or 100%.
+pub fn wilson_interval_pct(pct: f64, n: usize) -> Option<Interval> {
+    if n == 0 || !pct.is_finite() {
+        return None;
+    }
+    let z = 1.96_f64;
+    let (p, n) = ((pct / 100.0).clamp(0.0, 1.0), n as f64);
+    let denom = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    Some(Interval {
+        lo: 100.0 * (centre - half).max(0.0),
+        hi: 100.0 * (centre + half).min(1.0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     /// Hand-computed: 2 discordant items against 10: P(X <= 2 | 12, 0.5) = (1 + 12 + 66) / 4096
@@ -597,5 +615,21 @@ mod tests {
         let s: Vec<f64> = (0..10).map(f64::from).collect();
         assert_eq!(thin_samples(&s, 5), vec![0.0, 2.0, 4.0, 6.0, 8.0]);
         assert_eq!(thin_samples(&s, 20), s);
+    }
+
+    #[test]
+    fn wilson_interval_matches_the_textbook_and_stays_in_range() {
+        // 81 of 100: the textbook's [72.2, 87.5].
+        let i = wilson_interval_pct(81.0, 100).unwrap();
+        assert!(
+            (i.lo - 72.2).abs() < 0.1 && (i.hi - 87.5).abs() < 0.1,
+            "{i:?}"
+        );
+        let top = wilson_interval_pct(100.0, 50).unwrap();
+        assert!(
+            top.hi <= 100.0 && top.lo < 100.0 && top.lo > 90.0,
+            "{top:?}"
+        );
+        assert!(wilson_interval_pct(50.0, 0).is_none());
     }
 }

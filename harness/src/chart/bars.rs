@@ -1,63 +1,93 @@
-//! Grouped bars per variant (one bar per batch size): latency per item (median, with p90 and p99
-//! whiskers), energy per item, peak memory; model size (one bar per variant: it does not depend on
-//! the batch); a language model's tokens per second and energy per token of each phase. Per-item
-//! figures put every batch size on one axis. The axis ends past the largest
-//! value that is not a far outlier; a longer bar is cut at the edge with its value written there.
-//! The batch key sits above the plot, off the data.
+//! Grouped bars per variant (one bar per batch size): mean latency per item and mean energy per
+//! item, each with its 95% interval as an error bar (the statistic and interval the tables use);
+//! peak memory; model size (one bar per variant: it does not depend on the batch); a language
+//! model's tokens per second and energy per token of each phase. Per-item figures put every batch
+//! size on one axis, in the unit that fits the values. The axis ends past the largest value that
+//! is not a far outlier; a longer bar is cut at the edge with its value written there. The batch
+//! key sits above the plot, off the data.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{err, PALETTE, SIZE};
+use super::labels::text_size;
+use super::{err, Layout, PALETTE};
 use crate::results::{Record, Status};
-use crate::stats::LatencyStats;
+use crate::units::Scale;
 
 /// What the bars show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarMetric {
-    /// Median latency per batch, ms, with p90 and p99 whiskers.
+    /// Mean latency per item, with the mean's 95% interval.
     Latency,
-    /// Energy per item, mJ.
+    /// Mean energy per item, with its 95% interval (the band where estimated).
     Energy,
     /// The model's peak resident memory during inference (the worker's whole peak for records
-    /// that predate it), MiB.
+    /// that predate it).
     Memory,
-    /// Model size as stored, KiB.
+    /// Model size as stored.
     Size,
     /// A language model's prompt tokens per second (prefill).
     PrefillRate,
     /// A language model's generated tokens per second (decode).
     DecodeRate,
-    /// A language model's energy per prompt token, mJ (its energy per generated token is
+    /// A language model's energy per prompt token (its energy per generated token is
     /// [`BarMetric::Energy`]: a generated token is its item).
     PrefillEnergy,
 }
 
 impl BarMetric {
-    /// The axis title, with its unit.
-    pub fn axis(self) -> &'static str {
+    /// The axis title, with the unit `scale` gives.
+    pub fn axis(self, scale: Scale) -> String {
+        let u = scale.unit;
         match self {
-            BarMetric::Latency => "latency per item (ms): p50 bar, p90 thick tick, p99 whisker end",
-            BarMetric::Energy => "energy per item (mJ)",
-            BarMetric::Memory => "model's peak resident memory during inference (MiB)",
-            BarMetric::Size => "model size (KiB)",
-            BarMetric::PrefillRate => "prefill: prompt tokens per second",
-            BarMetric::DecodeRate => "decode: generated tokens per second",
-            BarMetric::PrefillEnergy => "prefill: energy per prompt token (mJ)",
+            BarMetric::Latency => format!("mean latency per item ({u}), bars: 95% interval"),
+            BarMetric::Energy => format!("mean energy per item ({u}), bars: 95% interval"),
+            BarMetric::Memory => format!("peak resident memory in inference ({u})"),
+            BarMetric::Size => format!("model size ({u})"),
+            BarMetric::PrefillRate => "prefill: prompt tokens per second".into(),
+            BarMetric::DecodeRate => "decode: generated tokens per second".into(),
+            BarMetric::PrefillEnergy => format!("prefill: energy per prompt token ({u})"),
         }
     }
 
-    fn value(self, r: &Record) -> Option<f64> {
+    /// The value in its base unit (ms, J, bytes, tokens/s) and its 95% interval where it has one.
+    fn value(self, r: &Record) -> Option<super::WithInterval> {
         match self {
-            BarMetric::Latency => r.latency.as_ref().map(|l| l.p50_ms / per_item(r)),
-            BarMetric::Energy => r.energy.as_ref().map(|e| e.energy_per_item_j * 1e3),
-            BarMetric::Memory => r
-                .serving_memory_bytes()
-                .map(|b| b as f64 / (1u64 << 20) as f64),
-            BarMetric::Size => r.model_bytes.map(|b| b as f64 / 1024.0),
-            BarMetric::PrefillRate => r.generation.as_ref().map(|g| g.prefill_tokens_per_s),
-            BarMetric::DecodeRate => r.generation.as_ref().map(|g| g.decode_tokens_per_s),
-            BarMetric::PrefillEnergy => r.generation.as_ref().map(|g| g.prefill_j_per_token * 1e3),
+            BarMetric::Latency => r.latency.as_ref().map(|l| {
+                let d = per_item(r);
+                (l.mean_ms / d, l.mean_ci95_ms.map(|i| (i.lo / d, i.hi / d)))
+            }),
+            BarMetric::Energy => r.energy.as_ref().map(|e| {
+                let v = e.energy_per_item_j;
+                let band = e.per_item_band_j().or_else(|| {
+                    let rel = crate::report::energy_rel_uncertainty(r);
+                    Some((v * (1.0 - rel), v * (1.0 + rel)))
+                });
+                (v, band)
+            }),
+            BarMetric::Memory => r.serving_memory_bytes().map(|b| (b as f64, None)),
+            BarMetric::Size => r.model_bytes.map(|b| (b as f64, None)),
+            BarMetric::PrefillRate => r
+                .generation
+                .as_ref()
+                .map(|g| (g.prefill_tokens_per_s, None)),
+            BarMetric::DecodeRate => r.generation.as_ref().map(|g| (g.decode_tokens_per_s, None)),
+            BarMetric::PrefillEnergy => {
+                r.generation.as_ref().map(|g| (g.prefill_j_per_token, None))
+            }
+        }
+    }
+
+    /// The unit for `values` (base unit).
+    fn scale(self, values: &[f64]) -> Scale {
+        match self {
+            BarMetric::Latency => crate::units::time_ms(values),
+            BarMetric::Energy | BarMetric::PrefillEnergy => crate::units::energy_j(values),
+            BarMetric::Memory | BarMetric::Size => crate::units::bytes(values),
+            BarMetric::PrefillRate | BarMetric::DecodeRate => Scale {
+                unit: "tokens/s",
+                factor: 1.0,
+            },
         }
     }
 }
@@ -93,60 +123,61 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
         // The size of a variant is the same at every batch size: one bar.
         batches.truncate(1);
     }
-    // The axis ends past the largest value that is not a far outlier (latency: 2.5 x, so that
-    // whiskers show); longer bars and whiskers are cut at the edge with their value written there.
-    let values: Vec<f64> = ok.iter().filter_map(|r| metric.value(r)).collect();
-    let top = super::robust_range(&values).1
-        * if metric == BarMetric::Latency {
-            2.5
-        } else {
-            1.15
-        };
-    let height = SIZE
-        .1
-        .max(90 + 26 * techniques.len() as u32 * batches.len().max(1) as u32);
+    let values: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| metric.value(r).map(|v| v.0))
+        .collect();
+    let scale = metric.scale(&values);
+    // The axis ends past the largest value that is not a far outlier, and past its interval;
+    // longer bars and error bars are cut at the edge with their value written there.
+    let robust_top = super::robust_range(&values).1;
+    let ci_top = ok
+        .iter()
+        .filter_map(|r| metric.value(r))
+        .filter(|(v, _)| *v <= robust_top)
+        .filter_map(|(_, ci)| ci.map(|c| c.1))
+        .filter(|v| v.is_finite())
+        .fold(robust_top, f64::max);
+    let top = scale.of(ci_top.max(robust_top) * 1.12);
     Some(BarsChart {
         rows: ok
             .iter()
             .map(|r| {
+                let v = metric.value(r);
                 (
                     r.key.technique.to_string(),
                     r.key.batch_size,
-                    metric.value(r),
-                    r.latency.as_ref().map(|l| {
-                        let d = per_item(r);
-                        LatencyStats {
-                            p50_ms: l.p50_ms / d,
-                            p90_ms: l.p90_ms / d,
-                            p99_ms: l.p99_ms / d,
-                            ..l.clone()
-                        }
-                    }),
+                    v.map(|v| scale.of(v.0)),
+                    v.and_then(|v| v.1)
+                        .map(|(lo, hi)| (scale.of(lo), scale.of(hi))),
                 )
             })
             .collect(),
         techniques,
         batches,
         top,
-        size: (SIZE.0, height),
+        axis: metric.axis(scale),
         metric,
         title: title.to_string(),
     })
 }
 
+/// One cell's bar: (technique, batch size, value, its 95% interval), in the axis unit.
+pub type BarRow = (String, usize, Option<f64>, Option<(f64, f64)>);
+
 /// A bar chart ready to draw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarsChart {
-    /// (technique, batch size, value, latency statistics per item) per cell.
-    pub rows: Vec<(String, usize, Option<f64>, Option<LatencyStats>)>,
+    /// Per cell, in the axis unit.
+    pub rows: Vec<BarRow>,
     /// Categories, top to bottom.
     pub techniques: Vec<String>,
     /// Batch sizes, one bar each.
     pub batches: Vec<usize>,
-    /// End of the value axis.
+    /// End of the value axis, axis unit.
     pub top: f64,
-    /// Pixels.
-    pub size: (u32, u32),
+    /// The value axis's title, with its unit.
+    pub axis: String,
     /// What the bars show.
     pub metric: BarMetric,
     /// Caption.
@@ -154,44 +185,73 @@ pub struct BarsChart {
 }
 
 impl BarsChart {
+    /// Height of one bar's slot, pixels.
+    fn slot_px(layout: Layout) -> u32 {
+        layout.text() as u32 + 10
+    }
+
+    /// The chart's size at `layout`: a slot per bar, and room for the key, caption and axis.
+    pub fn size(&self, layout: Layout) -> (u32, u32) {
+        let bars = self.techniques.len() as u32 * self.batches.len().max(1) as u32;
+        let chrome = super::title_height(&self.title, layout) + 40 + 4 * layout.text() as u32 + 20;
+        (
+            layout.width(),
+            (chrome + bars * Self::slot_px(layout) + 8 * self.techniques.len() as u32).max(240),
+        )
+    }
+
     /// Draws the chart on `root`.
-    pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
-        let (techniques, batches, top, metric, title, n) = (
+    pub fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        layout: Layout,
+    ) -> anyhow::Result<()> {
+        let text = layout.text();
+        let (techniques, batches, metric, n) = (
             &self.techniques,
             &self.batches,
-            // Bars start at 0; the end is bounded (a value near f64::MAX times 2.5 is infinite).
-            super::bounded_axis(0.0, self.top.max(1e-9)).1,
             self.metric,
-            self.title.as_str(),
             self.techniques.len() as f64,
         );
+        // Bars start at 0; the end is bounded (a value near f64::MAX is not drawable).
+        let top = super::bounded_axis(0.0, self.top.max(1e-9)).1;
         root.fill(&WHITE).map_err(err)?;
-        let (key_row, plot) = root.split_vertically(24);
+        let key_h = text_size("Xg", text).1 + 14;
+        let below_title = super::titled(root, &self.title, layout)?;
+        let (key_row, plot) = below_title.split_vertically(key_h);
+        let mut x = 12;
         for (bi, batch) in batches.iter().enumerate() {
-            let x = 12 + 110 * bi as i32;
             let color = PALETTE[bi % PALETTE.len()];
-            key_row
-                .draw(&Rectangle::new([(x, 8), (x + 12, 18)], color.filled()))
-                .map_err(err)?;
-            let text = if metric == BarMetric::Size {
+            let label = if metric == BarMetric::Size {
                 "every batch".to_string()
             } else {
                 format!("batch {batch}")
             };
             key_row
-                .draw(&Text::new(
-                    text,
-                    (x + 16, 6),
-                    ("sans-serif", 12).into_font().color(&BLACK),
+                .draw(&Rectangle::new(
+                    [(x, 6), (x + 12, 6 + text as i32 - 2)],
+                    color.filled(),
                 ))
                 .map_err(err)?;
+            key_row
+                .draw(&Text::new(
+                    label.clone(),
+                    (x + 18, 4),
+                    ("sans-serif", text).into_font().color(&BLACK),
+                ))
+                .map_err(err)?;
+            x += 18 + text_size(&label, text).0 + 16;
         }
-        let label_width =
-            self.techniques.iter().map(|t| t.len()).max().unwrap_or(4) as u32 * 7 + 16;
+        let label_width = self
+            .techniques
+            .iter()
+            .map(|t| text_size(t, text).0)
+            .max()
+            .unwrap_or(40)
+            + 16;
         let mut chart = ChartBuilder::on(&plot)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(42)
+            .margin(10)
+            .x_label_area_size(text as i32 * 3)
             .y_label_area_size(label_width)
             .build_cartesian_2d(0.0..top, 0.0..n)
             .map_err(err)?;
@@ -199,6 +259,7 @@ impl BarsChart {
         chart
             .configure_mesh()
             .disable_y_mesh()
+            .x_labels(layout.ticks())
             .y_labels(techniques.len() * 2 + 1)
             .y_label_formatter(&|y| {
                 let i = y.floor() as usize;
@@ -209,14 +270,17 @@ impl BarsChart {
                     String::new()
                 }
             })
-            .x_desc(metric.axis())
+            .label_style(("sans-serif", text))
+            .axis_desc_style(("sans-serif", text))
+            .x_desc(self.axis.as_str())
             .draw()
             .map_err(err)?;
         let slot = 0.8 / batches.len() as f64;
+        let bar = BLACK.stroke_width(1);
         for (bi, batch) in batches.iter().enumerate() {
             let color = PALETTE[bi % PALETTE.len()];
             for (ti, technique) in techniques.iter().enumerate() {
-                let Some((_, _, Some(v), latency)) = self
+                let Some((_, _, Some(v), ci)) = self
                     .rows
                     .iter()
                     .find(|r| &r.0 == technique && r.1 == *batch)
@@ -233,44 +297,34 @@ impl BarsChart {
                         color.filled(),
                     )])
                     .map_err(err)?;
-                if v > top {
-                    chart
-                        .draw_series([Text::new(
-                            format!("{v:.3} ->"),
-                            (top * 0.80, y1),
-                            ("sans-serif", 10).into_font().color(&BLACK),
-                        )])
-                        .map_err(err)?;
-                }
-                if let (BarMetric::Latency, Some(l)) = (metric, latency.as_ref()) {
+                if let Some((lo, hi)) = ci {
                     let mid = (y0 + y1) / 2.0;
-                    let p90 = l.p90_ms.min(top);
-                    let p99 = l.p99_ms.min(top);
+                    let (lo, hi) = (lo.clamp(0.0, top), hi.clamp(0.0, top));
+                    let cap = slot * 0.3;
                     chart
                         .draw_series([
-                            PathElement::new(
-                                vec![(l.p50_ms, mid), (p99, mid)],
-                                BLACK.stroke_width(1),
-                            ),
-                            PathElement::new(
-                                vec![(p99, mid - slot * 0.25), (p99, mid + slot * 0.25)],
-                                BLACK.stroke_width(1),
-                            ),
-                            PathElement::new(
-                                vec![(p90, mid - slot * 0.35), (p90, mid + slot * 0.35)],
-                                BLACK.stroke_width(2),
-                            ),
+                            PathElement::new(vec![(lo, mid), (hi, mid)], bar),
+                            PathElement::new(vec![(lo, mid - cap), (lo, mid + cap)], bar),
+                            PathElement::new(vec![(hi, mid - cap), (hi, mid + cap)], bar),
                         ])
                         .map_err(err)?;
-                    if l.p99_ms > top {
-                        chart
-                            .draw_series([Text::new(
-                                format!("p99 {:.2} ->", l.p99_ms),
-                                (top * 0.86, y1),
-                                ("sans-serif", 9).into_font().color(&BLACK),
-                            )])
-                            .map_err(err)?;
-                    }
+                }
+                if v > top {
+                    let label = format!("{} ->", crate::units::short(v));
+                    let (lw, _) = text_size(&label, text);
+                    let (px, py) = chart.backend_coord(&(top, y1));
+                    let (_, lh) = text_size(&label, text);
+                    plot.draw(&Rectangle::new(
+                        [(px - lw - 6, py + 1), (px - 2, py + 1 + lh)],
+                        WHITE.filled(),
+                    ))
+                    .map_err(err)?;
+                    plot.draw(&Text::new(
+                        label,
+                        (px - lw - 4, py + 1),
+                        ("sans-serif", text).into_font().color(&BLACK),
+                    ))
+                    .map_err(err)?;
                 }
             }
         }

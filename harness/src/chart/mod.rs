@@ -15,14 +15,14 @@ use plotters::style::RGBColor;
 
 use bars::BarsChart;
 use pareto::ParetoChart;
-use trace::{TraceChart, TRACE_SIZE};
+use trace::TraceChart;
 
 /// DejaVu Sans, for text in PNG charts (licence: `harness/data/fonts/LICENSE-DejaVu.txt`).
 const FONT: &[u8] = include_bytes!("../../data/fonts/DejaVuSans.ttf");
 
 /// Registers the embedded font as "sans-serif" once: plotters measures text with it (both
 /// backends) and draws PNG text with it.
-fn register_font() {
+pub(crate) fn register_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
@@ -42,47 +42,142 @@ pub enum Chart {
     Trace(TraceChart),
 }
 
-impl Chart {
-    /// Pixels.
-    pub fn size(&self) -> (u32, u32) {
+/// The width a chart is drawn at, and its text sizes. The report shows `Wide` charts on screens
+/// from about 720 px (two a row from about 1300 px) and `Narrow` ones below, each at most its own
+/// width, so that no chart text is displayed under 11 px: the smallest text is 15 (wide) or 16
+/// (narrow) in plotters' sizes, which the SVG writes as font-size size / 1.24 (12.1 and 12.9 px),
+/// and the page never shrinks a chart below 0.91 (wide) or 0.86 (narrow, a 360 px phone) of its
+/// width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// 680 px wide: desktops and tablets; the standalone SVG and PNG files.
+    Wide,
+    /// 400 px wide: phones.
+    Narrow,
+}
+
+impl Layout {
+    /// Both layouts.
+    pub const ALL: [Layout; 2] = [Layout::Wide, Layout::Narrow];
+
+    /// Width in pixels.
+    pub fn width(self) -> u32 {
         match self {
-            Chart::Pareto(_) => SIZE,
-            Chart::Bars(b) => b.size,
-            Chart::Trace(_) => TRACE_SIZE,
+            Layout::Wide => 680,
+            Layout::Narrow => 400,
+        }
+    }
+
+    /// The size of every text but the caption (plotters' size).
+    pub fn text(self) -> f64 {
+        match self {
+            Layout::Wide => 15.0,
+            Layout::Narrow => 16.0,
+        }
+    }
+
+    /// The caption's size.
+    pub fn title(self) -> f64 {
+        18.0
+    }
+
+    /// Height of a Pareto chart's plot (its legend goes under it).
+    pub fn plot_height(self) -> u32 {
+        match self {
+            Layout::Wide => 420,
+            Layout::Narrow => 380,
+        }
+    }
+
+    /// About how many ticks an axis gets.
+    pub fn ticks(self) -> usize {
+        match self {
+            Layout::Wide => 7,
+            Layout::Narrow => 4,
+        }
+    }
+}
+
+impl Chart {
+    /// Pixels at `layout`.
+    pub fn size(&self, layout: Layout) -> (u32, u32) {
+        match self {
+            Chart::Pareto(c) => c.size(layout),
+            Chart::Bars(b) => b.size(layout),
+            Chart::Trace(t) => (
+                layout.width(),
+                title_height(&t.title, layout) + trace::plot_height(layout),
+            ),
         }
     }
 
     fn draw<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, plotters::coord::Shift>,
+        layout: Layout,
     ) -> anyhow::Result<()> {
         match self {
-            Chart::Pareto(c) => c.draw(root),
-            Chart::Bars(c) => c.draw(root),
-            Chart::Trace(c) => c.draw(root),
+            Chart::Pareto(c) => c.draw(root, layout),
+            Chart::Bars(c) => c.draw(root, layout),
+            Chart::Trace(c) => c.draw(root, layout),
         }
     }
 
-    /// The chart as SVG text.
-    pub fn svg(&self) -> anyhow::Result<String> {
+    /// The chart as SVG text at `layout` (sized by its viewBox, so a page can scale it).
+    pub fn svg(&self, layout: Layout) -> anyhow::Result<String> {
         register_font();
         let mut svg = String::new();
         {
-            let root = SVGBackend::with_string(&mut svg, self.size()).into_drawing_area();
-            self.draw(&root)?;
+            let root = SVGBackend::with_string(&mut svg, self.size(layout)).into_drawing_area();
+            self.draw(&root, layout)?;
         }
         Ok(svg)
     }
 
-    /// Writes the chart as a PNG file.
+    /// Writes the chart as a PNG file (the wide layout).
     pub fn png(&self, path: &Path) -> anyhow::Result<()> {
         register_font();
-        let root = BitMapBackend::new(path, self.size()).into_drawing_area();
-        self.draw(&root)?;
+        let root = BitMapBackend::new(path, self.size(Layout::Wide)).into_drawing_area();
+        self.draw(&root, Layout::Wide)?;
         // Present explicitly: a failed write on drop would go unnoticed.
         root.present().map_err(err)
     }
 }
+
+/// Draws `title` at the top of `root`, wrapped to its width, and returns the area under it.
+pub(crate) fn titled<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    layout: Layout,
+) -> anyhow::Result<DrawingArea<DB, plotters::coord::Shift>> {
+    let (w, _) = root.dim_in_pixel();
+    let size = layout.title();
+    let line_h = labels::text_size("Xg", size).1 + 4;
+    let rows = pareto::wrap(title, size, w as i32 - 20);
+    for (i, row) in rows.iter().enumerate() {
+        root.draw(&Text::new(
+            row.clone(),
+            (10, 6 + i as i32 * line_h),
+            ("sans-serif", size).into_font().color(&BLACK),
+        ))
+        .map_err(err)?;
+    }
+    let (_, rest) = root.split_vertically(6 + rows.len() as i32 * line_h + 4);
+    Ok(rest)
+}
+
+/// Height `titled` takes for `title` at `layout`'s width.
+pub(crate) fn title_height(title: &str, layout: Layout) -> u32 {
+    let size = layout.title();
+    let line_h = labels::text_size("Xg", size).1 + 4;
+    (6 + pareto::wrap(title, size, layout.width() as i32 - 20).len() as i32 * line_h + 4) as u32
+}
+
+/// A value with its 95% interval where it has one: (value, (low, high)).
+pub type WithInterval = (f64, Option<(f64, f64)>);
+
+/// A point and a size in pixels: a label's anchor and its (width, height).
+pub type Anchored = ((i32, i32), (i32, i32));
 
 /// A palette whose colours differ in lightness (dark to light), for greyscale prints.
 pub const PALETTE: [RGBColor; 6] = [
@@ -93,9 +188,6 @@ pub const PALETTE: [RGBColor; 6] = [
     RGBColor(0xfd, 0xc0, 0x86), // pale orange
     RGBColor(0x66, 0x66, 0x66), // grey
 ];
-
-/// Chart size in pixels.
-pub const SIZE: (u32, u32) = (900, 460);
 
 pub(crate) fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e}")
@@ -159,37 +251,6 @@ pub fn robust_range(values: &[f64]) -> (f64, f64) {
         .find(|v| *v <= fence_hi)
         .unwrap_or(sorted[sorted.len() - 1]);
     (lo, hi)
-}
-
-/// Draws a key in `area`: a bold title, then one line per entry, a swatch drawn by `swatch` at the
-/// line's left (given the entry's index and the swatch's centre) and the entry's text. For
-/// legends kept off the data.
-pub(crate) fn draw_key<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    title: &str,
-    entries: &[String],
-    swatch: impl Fn(&DrawingArea<DB, plotters::coord::Shift>, usize, (i32, i32)) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    area.draw(&Text::new(
-        title.to_string(),
-        (4, 4),
-        ("sans-serif", 12)
-            .into_font()
-            .style(FontStyle::Bold)
-            .color(&BLACK),
-    ))
-    .map_err(err)?;
-    for (i, text) in entries.iter().enumerate() {
-        let y = 24 + 17 * i as i32;
-        swatch(area, i, (12, y + 6))?;
-        area.draw(&Text::new(
-            text.clone(),
-            (26, y),
-            ("sans-serif", 12).into_font().color(&BLACK),
-        ))
-        .map_err(err)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{err, PALETTE};
+use super::{err, Layout, PALETTE};
 
 /// One parsed trace: domain name and its (time s, watts) points.
 pub type Trace = Vec<(String, Vec<(f64, f64)>)>;
@@ -82,18 +82,25 @@ pub fn trace_chart(
     })
 }
 
-/// Size of a trace chart in pixels.
-pub const TRACE_SIZE: (u32, u32) = (560, 260);
+/// Height of a trace chart's plot at `layout`, pixels (its title goes above).
+pub fn plot_height(layout: Layout) -> u32 {
+    layout.width() / 2 + 60
+}
 
 impl TraceChart {
     /// Draws the chart on `root`.
-    pub fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()> {
+    pub fn draw<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        layout: Layout,
+    ) -> anyhow::Result<()> {
+        let text = layout.text();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(root)
-            .caption(&self.title, ("sans-serif", 14))
+        let plot = super::titled(root, &self.title, layout)?;
+        let mut chart = ChartBuilder::on(&plot)
             .margin(8)
-            .x_label_area_size(34)
-            .y_label_area_size(50)
+            .x_label_area_size(text as i32 * 3)
+            .y_label_area_size(text as i32 * 4)
             // Headroom above the run's highest power: the legend sits there, off the lines.
             .build_cartesian_2d(
                 {
@@ -110,6 +117,10 @@ impl TraceChart {
             .configure_mesh()
             .x_desc("time (s)")
             .y_desc("power (W)")
+            .x_labels(layout.ticks())
+            .y_labels(layout.ticks())
+            .label_style(("sans-serif", text))
+            .axis_desc_style(("sans-serif", text))
             .draw()
             .map_err(err)?;
         if let Some((t0, t1)) = self.timed {
@@ -165,6 +176,7 @@ impl TraceChart {
             .configure_series_labels()
             .border_style(BLACK)
             .background_style(WHITE.mix(0.9))
+            .label_font(("sans-serif", text))
             .position(SeriesLabelPosition::UpperRight)
             .draw()
             .map_err(err)?;

@@ -1,5 +1,8 @@
 //! `results.csv`: one row a cell; each column carries its unit in its name, and each energy
-//! figure has a `_source` column beside it. Empty cells mean "not measured" (a failed cell).
+//! figure has a `_source` column beside it. A column that can never hold a value for what the run
+//! has (its families, devices, energy meters, techniques, rounds, calibration) is left out of
+//! that run's file ([`Holds`]); the schema in `reports/README.md` lists every column and what
+//! fills it. Empty cells mean "not measured" (a failed cell).
 
 use super::Exporter;
 use crate::meter::{DomainKind, EnergyRecord};
@@ -354,6 +357,128 @@ pub fn relative_columns(row: Option<&VariantRow>) -> Vec<(&'static str, String)>
     ]
 }
 
+/// What a column needs for any cell of a run to hold a value in it; a run without it leaves the
+/// column out of its `results.csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// Every run.
+    Always,
+    /// A model with a sequence length: text models and language models.
+    Sequences,
+    /// A text embedding model (fidelity of its embeddings).
+    TextModel,
+    /// A language model (its phases, perplexity, KL divergence).
+    LanguageModel,
+    /// A cell on a GPU.
+    Gpu,
+    /// Energy measured by a meter (its idle power, energy above idle).
+    MeasuredEnergy,
+    /// Energy estimated (its model, band and coefficients).
+    EstimatedEnergy,
+    /// A peak measured by `slimbench calibrate` on the machine.
+    Calibration,
+    /// A technique other than the baseline (build costs, ratios to the baseline).
+    Variants,
+    /// Cells measured in rounds.
+    Rounds,
+}
+
+/// The columns that need more than [`Holds::Always`]; every other column is always written.
+pub const COLUMN_NEEDS: &[(&str, Holds)] = &[
+    ("seq_len_tokens", Holds::Sequences),
+    ("gen_tokens", Holds::LanguageModel),
+    ("fidelity_cosine", Holds::TextModel),
+    ("perplexity", Holds::LanguageModel),
+    ("perplexity_err", Holds::LanguageModel),
+    ("reference_perplexity", Holds::LanguageModel),
+    ("kld_mean_nats", Holds::LanguageModel),
+    ("kld_p99_nats", Holds::LanguageModel),
+    ("top1_agreement_pct", Holds::LanguageModel),
+    ("peak_gflop_per_s", Holds::Calibration),
+    ("peak_fraction", Holds::Calibration),
+    ("peak_kind", Holds::Calibration),
+    ("bandwidth_fraction", Holds::Calibration),
+    ("energy_low_j", Holds::EstimatedEnergy),
+    ("energy_high_j", Holds::EstimatedEnergy),
+    ("energy_per_item_low_j", Holds::EstimatedEnergy),
+    ("energy_per_item_high_j", Holds::EstimatedEnergy),
+    ("energy_estimate_model", Holds::EstimatedEnergy),
+    ("energy_estimate_vcpu_min_w", Holds::EstimatedEnergy),
+    ("energy_estimate_vcpu_max_w", Holds::EstimatedEnergy),
+    ("energy_estimate_vcpus", Holds::EstimatedEnergy),
+    ("co2e_per_item_low_g", Holds::EstimatedEnergy),
+    ("co2e_per_item_high_g", Holds::EstimatedEnergy),
+    ("energy_above_idle_j", Holds::MeasuredEnergy),
+    ("energy_above_idle_per_item_j", Holds::MeasuredEnergy),
+    ("power_idle_w", Holds::MeasuredEnergy),
+    ("energy_gpu_j", Holds::Gpu),
+    ("energy_gpu_source", Holds::Gpu),
+    ("gpu_process_peak_bytes", Holds::Gpu),
+    ("gpu_device_peak_bytes", Holds::Gpu),
+    ("prefill_tokens_per_s", Holds::LanguageModel),
+    ("decode_tokens_per_s", Holds::LanguageModel),
+    ("ttft_p50_ms", Holds::LanguageModel),
+    ("ttft_p99_ms", Holds::LanguageModel),
+    ("prefill_per_token_j", Holds::LanguageModel),
+    ("decode_per_token_j", Holds::LanguageModel),
+    ("generation_energy_source", Holds::LanguageModel),
+    ("kv_cache_bytes", Holds::LanguageModel),
+    ("co2e_per_1000_generated_tokens_g", Holds::LanguageModel),
+    ("build_s", Holds::Variants),
+    ("build_energy_j", Holds::Variants),
+    ("build_energy_source", Holds::Variants),
+    ("build_cached", Holds::Variants),
+    ("rounds", Holds::Rounds),
+    ("disturbed_rounds", Holds::Rounds),
+    ("retried_rounds", Holds::Rounds),
+    ("steal_max_fraction", Holds::Rounds),
+    ("other_cpu_max_fraction", Holds::Rounds),
+    ("speedup_vs_baseline", Holds::Variants),
+    ("speedup_ci95_lo", Holds::Variants),
+    ("speedup_ci95_hi", Holds::Variants),
+    ("energy_saved_pct", Holds::Variants),
+    ("energy_saved_ci95_half_pct", Holds::Variants),
+];
+
+/// What column `name` needs.
+pub fn needs(name: &str) -> Holds {
+    COLUMN_NEEDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(Holds::Always, |(_, h)| *h)
+}
+
+/// True when some cell of `data`'s run can hold a value in a column that needs `holds`: its plan
+/// (the cells, failed ones included) and settings decide, not which cells happened to succeed.
+pub fn run_has(data: &RunData, holds: Holds) -> bool {
+    let records = &data.records;
+    let language = |r: &Record| r.key.gen_tokens.is_some();
+    match holds {
+        Holds::Always => true,
+        Holds::Sequences => records.iter().any(|r| r.key.seq_len.is_some()),
+        Holds::TextModel => records
+            .iter()
+            .any(|r| r.key.seq_len.is_some() && !language(r)),
+        Holds::LanguageModel => records.iter().any(language),
+        Holds::Gpu => records.iter().any(|r| r.key.device != "cpu"),
+        Holds::MeasuredEnergy => records
+            .iter()
+            .any(|r| r.energy.as_ref().is_some_and(|e| e.measured)),
+        Holds::EstimatedEnergy => records
+            .iter()
+            .any(|r| r.energy.as_ref().is_some_and(|e| !e.measured)),
+        Holds::Calibration => records.iter().any(|r| {
+            r.compute
+                .as_ref()
+                .is_some_and(|c| c.peak_gflops.is_some() || c.bandwidth_fraction.is_some())
+        }),
+        Holds::Variants => records
+            .iter()
+            .any(|r| r.key.technique.to_string() != slimbench_models::technique::BASELINE),
+        Holds::Rounds => records.iter().any(|r| !r.rounds.is_empty()),
+    }
+}
+
 /// The header of `results.csv`.
 pub fn header() -> Vec<&'static str> {
     use crate::host::HostInfo;
@@ -388,17 +513,42 @@ pub fn header() -> Vec<&'static str> {
 impl Exporter for CsvExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut w = ::csv::Writer::from_writer(Vec::new());
-        w.write_record(header())?;
+        let kept: Vec<bool> = header()
+            .iter()
+            .map(|name| run_has(data, needs(name)))
+            .collect();
+        let keep = |row: Vec<String>| -> Vec<String> {
+            row.into_iter()
+                .zip(&kept)
+                .filter(|(_, k)| **k)
+                .map(|(v, _)| v)
+                .collect()
+        };
+        w.write_record(keep(header().into_iter().map(String::from).collect()))?;
         let rows = variant_rows(&data.records, data.budget());
         for r in &data.records {
             let row = rows.iter().find(|v| v.key == r.key);
-            w.write_record(
+            w.write_record(keep(
                 columns(r)
                     .into_iter()
                     .chain(relative_columns(row))
-                    .map(|(_, v)| v),
-            )?;
+                    .map(|(_, v)| v)
+                    .collect(),
+            ))?;
         }
         w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_column_with_a_need_is_a_column() {
+        let all = header();
+        for (name, _) in COLUMN_NEEDS {
+            assert!(all.contains(name), "{name} is not a results.csv column");
+        }
     }
 }

@@ -6,8 +6,8 @@ use super::Exporter;
 use crate::chart::bars::{bars_chart, BarMetric};
 use crate::chart::pareto::{pareto_chart, Cost, Quality};
 use crate::chart::trace::{parse_trace, trace_chart};
-use crate::chart::Chart;
-use crate::report::RunData;
+use crate::chart::{Chart, Layout};
+use crate::report::{recommendations, RunData, Volume};
 use crate::results::Record;
 use crate::run_dir::{cell_slug, slug};
 
@@ -21,14 +21,22 @@ fn esc(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:2em auto;max-width:1400px;color:#222}\
-table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;overflow-x:auto}\
-th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}th{background:#eee}\
-td{white-space:nowrap}\
-.charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}\
-.charts figure{margin:0}.charts svg{border:1px solid #ddd;width:100%;height:auto}\
-figcaption{font-size:13px;color:#444;margin-top:4px}\
-.estimated{background:#fff3cd;border:1px solid #e0c060;padding:8px}";
+/// The page's style. Wide screens: two charts a row from 1300 px (each then shown at least 0.91
+/// of its 680 px), one a row below; phones (under 720 px): the narrow charts, and under 600 px
+/// every table row as a card of label: value lines, so nothing scrolls sideways.
+const STYLE: &str = "body{font-family:sans-serif;margin:0 auto;padding:1em 16px;max-width:1400px;color:#222;line-height:1.4}\
+table{border-collapse:collapse;margin:1em 0;font-size:14px}\
+th,td{border:1px solid #bbb;padding:3px 7px;text-align:left;vertical-align:top}th{background:#eee}\
+.charts{display:grid;grid-template-columns:1fr;gap:16px}\
+.charts figure{margin:0;max-width:680px}.charts svg{border:1px solid #ddd;width:100%;height:auto;display:block}\
+.narrow{display:none}\
+figcaption{font-size:14px;color:#444;margin-top:4px}\
+.estimated{background:#fff3cd;border:1px solid #e0c060;padding:8px}\
+@media (min-width:1300px){.charts{grid-template-columns:1fr 1fr}}\
+@media (max-width:719px){body{padding:0.5em 8px}.wide{display:none}.narrow{display:block}.charts figure{max-width:400px}}\
+@media (max-width:599px){table,tbody,tr,td{display:block}table{border:0}tr:first-child{display:none}\
+tr{border:1px solid #bbb;margin:0 0 10px;padding:4px 6px}td{border:0;padding:2px 0;overflow-wrap:anywhere}\
+td::before{content:attr(data-label) \": \";font-weight:bold}}";
 
 /// The anchor of a section heading.
 fn anchor(title: &str) -> String {
@@ -54,6 +62,13 @@ fn groups(records: &[Record]) -> Vec<(String, String)> {
 /// Every chart of the run, as (file stem, title, chart).
 pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
     let mut out = Vec::new();
+    let budget = data.budget();
+    let recs = recommendations(
+        &data.records,
+        budget,
+        &data.manifest.spec.carbon,
+        Volume::default(),
+    );
     // A chart shared alone keeps the caveat: every energy chart's own title says "estimated".
     let (_, measured) = crate::report::energy_sources(&data.records);
     let energy_word = if measured {
@@ -90,7 +105,23 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
                 let shown = if name == "latency" { name } else { energy_word };
                 let metric = quality.name(&at);
                 let title = format!("{model} on {device}, batch {b}: {metric} vs {shown}");
-                if let Some(c) = pareto_chart(&at, cost, quality, &title) {
+                let pick = recs
+                    .iter()
+                    .find(|rec| {
+                        rec.baseline.model_label() == model
+                            && rec.baseline.device == device
+                            && rec.baseline.batch_size == b
+                    })
+                    .and_then(|rec| rec.pick.as_ref())
+                    .map(|p| p.key.technique.to_string());
+                if let Some(c) = pareto_chart(
+                    &at,
+                    cost,
+                    quality,
+                    &title,
+                    pick.as_deref(),
+                    budget.max_drop_points,
+                ) {
                     out.push((
                         slug(&format!("pareto-{name}-{model}-{device}-b{b}")),
                         title,
@@ -162,7 +193,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
 impl Exporter for HtmlExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut out = format!(
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>slimbench report {}</title><style>{STYLE}</style></head><body>\n<h1>slimbench report: {}</h1>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>slimbench report {}</title><style>{STYLE}</style></head><body>\n<h1>slimbench report: {}</h1>\n",
             esc(&data.manifest.run_id),
             esc(&data.manifest.run_id)
         );
@@ -172,9 +203,20 @@ impl Exporter for HtmlExporter {
                 esc(&banner)
             ));
         }
+        // Each chart twice: wide for screens from about 720 px, narrow for phones (see STYLE).
         let charts: Vec<(String, String, String)> = charts(data)
             .into_iter()
-            .map(|(stem, title, c)| c.svg().map(|svg| (stem, title, svg)))
+            .map(|(stem, title, c)| {
+                Ok((
+                    stem,
+                    title,
+                    format!(
+                        "<div class=\"wide\">{}</div><div class=\"narrow\">{}</div>",
+                        c.svg(Layout::Wide)?,
+                        c.svg(Layout::Narrow)?
+                    ),
+                ))
+            })
             .collect::<anyhow::Result<_>>()?;
         let sections = sections(data);
         out.push_str("<nav><b>Contents</b><ul>");
@@ -213,8 +255,13 @@ impl Exporter for HtmlExporter {
                 out.push_str("</tr>\n");
                 for row in &t.rows {
                     out.push_str("<tr>");
-                    for c in row {
-                        out.push_str(&format!("<td>{}</td>", esc(c)));
+                    for (i, c) in row.iter().enumerate() {
+                        let label = t.header.get(i).map(String::as_str).unwrap_or("");
+                        out.push_str(&format!(
+                            "<td data-label=\"{}\">{}</td>",
+                            esc(label),
+                            esc(c)
+                        ));
                     }
                     out.push_str("</tr>\n");
                 }

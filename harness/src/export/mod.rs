@@ -84,7 +84,7 @@ pub fn export_all(data: &RunData, dir: &Path, types: &[ExportType]) -> anyhow::R
             .with_context(|| format!("cannot create {}", charts_dir.display()))?;
         for (stem, _, chart) in html::charts(data) {
             let path = charts_dir.join(format!("{stem}.svg"));
-            crate::atomic::write(&path, chart.svg()?.as_bytes())?;
+            crate::atomic::write(&path, chart.svg(crate::chart::Layout::Wide)?.as_bytes())?;
             let png = charts_dir.join(format!("{stem}.png"));
             crate::atomic::replace_with(&png, |tmp| chart.png(tmp))?;
         }

@@ -33,6 +33,13 @@ fn scaled(v: f64, units: &[(f64, &str)]) -> String {
     format!("{} {unit}", sig(v / scale, 3))
 }
 
+/// A time in ms in the unit that fits it ([`crate::units::time_ms`], the rule charts' axes use),
+/// three significant figures: `512 ns`, `512 µs`, `1.23 ms`.
+pub fn time(ms: f64) -> String {
+    let s = crate::units::time_ms(&[ms]);
+    format!("{} {}", sig(s.of(ms), 3), s.unit)
+}
+
 /// Energy in J with a unit that fits: `1.77 mJ`, `26.0 µJ`, `3.41 J`.
 pub fn energy(joules: f64) -> String {
     if joules == 0.0 {

@@ -2,7 +2,7 @@
 //! projection, method and caveats) as format-free sections that the Markdown and HTML exporters
 //! render.
 
-use super::numbers::{co2e, distance, energy, kwh, sig};
+use super::numbers::{co2e, distance, energy, kwh, sig, time};
 use super::table::{any_compute, any_fidelity, fidelity_text, gflops_text, peak_text};
 use crate::carbon::CAR_FACTOR_SOURCE;
 use crate::meter::DomainKind;
@@ -262,9 +262,9 @@ fn results(records: &[Record], measured: bool) -> Section {
                 opt(q.map(|q| q.value_pct), |v| format!("{v:.2}")),
                 opt(q.map(|q| q.delta_points), |v| format!("{v:+.2}")),
                 opt(r.model_bytes.map(|b| b as f64 / 1024.0), |v| sig(v, 3)),
-                opt(l.map(|l| l.mean_ms), |v| sig(v, 3)),
-                opt(l.map(|l| l.p50_ms), |v| sig(v, 3)),
-                opt(l.map(|l| l.p99_ms), |v| sig(v, 3)),
+                opt(l.map(|l| l.mean_ms), time),
+                opt(l.map(|l| l.p50_ms), time),
+                opt(l.map(|l| l.p99_ms), time),
                 opt(r.throughput_items_per_s, |v| sig(v, 3)),
                 e.map(|e| with_band(e.energy_per_item_j, e.band_factors(), energy))
                     .unwrap_or_else(|| "-".into()),
@@ -298,9 +298,9 @@ fn results(records: &[Record], measured: bool) -> Section {
         s("accuracy %"),
         s("change (points)"),
         s("size KiB"),
-        s("mean ms / batch"),
-        s("p50 ms"),
-        s("p99 ms"),
+        s("mean / batch"),
+        s("p50 / batch"),
+        s("p99 / batch"),
         s("items/s"),
         format!("energy / item{est}"),
         s("energy source"),
@@ -325,9 +325,20 @@ fn results(records: &[Record], measured: bool) -> Section {
         }
     }
     if any_compute(records) {
-        header.extend([s("GFLOP/s"), s("% of calibrated peak")]);
+        header.push(s("GFLOP/s"));
         for (row, r) in rows.iter_mut().zip(records) {
-            row.extend([gflops_text(r), peak_text(r)]);
+            row.push(gflops_text(r));
+        }
+    }
+    // Against the machine's peak only where `slimbench calibrate` measured one.
+    if records.iter().any(|r| {
+        r.compute
+            .as_ref()
+            .is_some_and(|c| c.peak_fraction.is_some())
+    }) {
+        header.push(s("% of calibrated peak"));
+        for (row, r) in rows.iter_mut().zip(records) {
+            row.push(peak_text(r));
         }
     }
     let mut paragraphs = vec![s(
@@ -400,8 +411,8 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                     .map(|x| {
                         format!(
                             "{} -> {}",
-                            sig(x.baseline_mean_ms, 3),
-                            sig(x.variant_mean_ms, 3)
+                            time(x.baseline_mean_ms),
+                            time(x.variant_mean_ms)
                         )
                     })
                     .unwrap_or_else(|| "-".into()),
@@ -466,7 +477,7 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                 format!("within {} point", budget.max_drop_points),
                 s(">= 99%"),
                 s(">= 99.9%"),
-                s("mean ms: fp32 -> variant"),
+                s("mean / batch: fp32 -> variant"),
                 s("speed-up [95% CI]"),
                 format!("energy / item{est}: fp32 -> variant"),
                 format!("energy saved{est} +/- (95%)"),
@@ -723,7 +734,7 @@ fn language_models(records: &[Record], measured: bool) -> Option<Section> {
                 opt(lm.map(|m| m.top1_agreement_pct), |v| format!("{v:.2}")),
                 format!("{:.1}", g.prefill_tokens_per_s),
                 format!("{:.1}", g.decode_tokens_per_s),
-                opt(g.ttft_ms.as_ref().map(|t| t.p50_ms), |v| format!("{v:.1}")),
+                opt(g.ttft_ms.as_ref().map(|t| t.p50_ms), time),
                 energy(g.prefill_j_per_token),
                 energy(g.decode_j_per_token),
                 opt(g.co2e_per_1000_generated_tokens_g, co2e),
@@ -770,7 +781,7 @@ fn language_models(records: &[Record], measured: bool) -> Option<Section> {
                 "top-1 %",
                 "prefill tok/s",
                 "decode tok/s",
-                "TTFT p50 ms",
+                "TTFT p50",
                 "J/prefill token",
                 "J/decode token",
                 "CO2e per 1000 generated tokens",

@@ -430,3 +430,71 @@ fn the_quality_budget_is_the_runs() {
         "{md}"
     );
 }
+
+fn csv_header_of(data: &RunData) -> Vec<String> {
+    let bytes = slimbench::export::csv::CsvExporter.export(data).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    text.lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn results_csv_leaves_out_the_columns_the_runs_cells_can_never_fill() {
+    // A digits run on the CPU, energy measured by RAPL, not calibrated: no language-model, text,
+    // GPU, estimate or calibration columns.
+    let data = sample_run();
+    let header = csv_header_of(&data);
+    for gone in [
+        "perplexity",
+        "prefill_tokens_per_s",
+        "kv_cache_bytes",
+        "seq_len_tokens",
+        "fidelity_cosine",
+        "energy_gpu_j",
+        "gpu_device_peak_bytes",
+        "energy_estimate_model",
+        "energy_per_item_low_j",
+        "peak_fraction",
+    ] {
+        assert!(!header.iter().any(|h| h == gone), "{gone} is written");
+    }
+    for kept in [
+        "model",
+        "latency_mean_ms",
+        "energy_per_item_j",
+        "power_idle_w",
+        "speedup_vs_baseline",
+        "build_s",
+        "error",
+    ] {
+        assert!(header.iter().any(|h| h == kept), "{kept} is missing");
+    }
+    // Every row has as many fields as the header.
+    let text =
+        String::from_utf8(slimbench::export::csv::CsvExporter.export(&data).unwrap()).unwrap();
+    let mut reader = ::csv::Reader::from_reader(text.as_bytes());
+    for row in reader.records() {
+        assert_eq!(row.unwrap().len(), header.len());
+    }
+    // A language-model cell in the plan (even a failed one) brings its columns back.
+    let mut with_llm = sample_run();
+    let mut llm = with_llm.records[3].clone();
+    llm.key.model = "smollm2".into();
+    llm.key.seq_len = Some(128);
+    llm.key.gen_tokens = Some(64);
+    with_llm.records.push(llm);
+    let header = csv_header_of(&with_llm);
+    for back in [
+        "perplexity",
+        "prefill_tokens_per_s",
+        "seq_len_tokens",
+        "gen_tokens",
+    ] {
+        assert!(header.iter().any(|h| h == back), "{back} is missing");
+    }
+    assert!(!header.iter().any(|h| h == "fidelity_cosine"));
+}

@@ -287,9 +287,10 @@ fn render_within_bound(data: RunData, what: &str) {
         }
         for (stem, _, chart) in slimbench::export::html::charts(&data) {
             out.push(
-                chart
-                    .svg()
-                    .map(|s| s.len())
+                slimbench::chart::Layout::ALL
+                    .iter()
+                    .map(|l| chart.svg(*l).map(|s| s.len()))
+                    .sum::<anyhow::Result<usize>>()
                     .map_err(|e| format!("{stem}: {e:#}")),
             );
         }

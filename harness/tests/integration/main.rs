@@ -1,5 +1,6 @@
 //! All integration tests of the harness in one binary, a module per area.
 
+mod charts;
 mod cli;
 mod compare;
 mod exporters;

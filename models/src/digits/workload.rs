@@ -190,18 +190,9 @@ impl Workload for ClassifierWorkload {
         self.layers.clone()
     }
 
-    /// Counted for MLPs (2 x in x out per layer); convolutions' FLOPs depend on feature-map sizes
-    /// the network does not record, so CNNs count none.
+    /// Counted from the layers' shapes: convolutions at the image's size, then the fully
+    /// connected layers ([`crate::digits::net::Network::flops_per_item`]).
     fn flops_per_item(&self) -> Option<f64> {
-        if !self.model.convs.is_empty() {
-            return None;
-        }
-        Some(
-            self.model
-                .dense
-                .iter()
-                .map(|l| 2.0 * (l.in_dim * l.out_dim) as f64)
-                .sum(),
-        )
+        Some(self.model.flops_per_item())
     }
 }
