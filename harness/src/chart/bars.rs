@@ -314,12 +314,13 @@ impl BarsChart {
                     let (lw, _) = text_size(&label, text);
                     let (px, py) = chart.backend_coord(&(top, y1));
                     let (_, lh) = text_size(&label, text);
-                    plot.draw(&Rectangle::new(
+                    // In the backend's pixels (`backend_coord`): drawn on `root`.
+                    root.draw(&Rectangle::new(
                         [(px - lw - 6, py + 1), (px - 2, py + 1 + lh)],
                         WHITE.filled(),
                     ))
                     .map_err(err)?;
-                    plot.draw(&Text::new(
+                    root.draw(&Text::new(
                         label,
                         (px - lw - 4, py + 1),
                         ("sans-serif", text).into_font().color(&BLACK),

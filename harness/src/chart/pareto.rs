@@ -456,16 +456,13 @@ impl ParetoChart {
                         chart.backend_coord(&(clamp_x(lo), cy)),
                         chart.backend_coord(&(clamp_x(hi), cy)),
                     );
-                    plot_area
-                        .draw(&PathElement::new(vec![a, b], bar))
-                        .map_err(err)?;
+                    root.draw(&PathElement::new(vec![a, b], bar)).map_err(err)?;
                     for end in [a, b] {
-                        plot_area
-                            .draw(&PathElement::new(
-                                vec![(end.0, end.1 - 4), (end.0, end.1 + 4)],
-                                bar,
-                            ))
-                            .map_err(err)?;
+                        root.draw(&PathElement::new(
+                            vec![(end.0, end.1 - 4), (end.0, end.1 + 4)],
+                            bar,
+                        ))
+                        .map_err(err)?;
                     }
                     obstacles.push((a.0, a.1 - 4, b.0, b.1 + 4));
                 }
@@ -474,16 +471,13 @@ impl ParetoChart {
                         chart.backend_coord(&(cx, clamp_y(hi))),
                         chart.backend_coord(&(cx, clamp_y(lo))),
                     );
-                    plot_area
-                        .draw(&PathElement::new(vec![a, b], bar))
-                        .map_err(err)?;
+                    root.draw(&PathElement::new(vec![a, b], bar)).map_err(err)?;
                     for end in [a, b] {
-                        plot_area
-                            .draw(&PathElement::new(
-                                vec![(end.0 - 4, end.1), (end.0 + 4, end.1)],
-                                bar,
-                            ))
-                            .map_err(err)?;
+                        root.draw(&PathElement::new(
+                            vec![(end.0 - 4, end.1), (end.0 + 4, end.1)],
+                            bar,
+                        ))
+                        .map_err(err)?;
                     }
                     obstacles.push((a.0 - 4, a.1, b.0 + 4, b.1));
                 }
@@ -493,22 +487,24 @@ impl ParetoChart {
             anchors.push(at);
         }
         for ((p, kind), at) in self.points.iter().zip(&kinds).zip(&anchors) {
-            kind.draw(&plot_area, *at)?;
+            kind.draw(root, *at)?;
             if p.pick {
-                plot_area
-                    .draw(&Circle::new(*at, 11, BLACK.stroke_width(2)))
+                root.draw(&Circle::new(*at, 11, BLACK.stroke_width(2)))
                     .map_err(err)?;
                 obstacles.push((at.0 - 13, at.1 - 13, at.0 + 13, at.1 + 13));
             }
         }
         // Labels: the technique's name beside its point, where there is room; the plot's inner
         // area is where they may go (clear of the axes, their ticks and the caption).
+        // Points come in the backend's pixels (`backend_coord`), so everything placed by them is
+        // drawn on `root`, and the area is offset by the plot's place on it.
         let (pw, ph) = plot_area.dim_in_pixel();
+        let (bx, by) = plot_area.get_base_pixel();
         let inner = (
-            10 + y_label_w + 4,
-            12,
-            pw as i32 - 12,
-            ph as i32 - 10 - text as i32 * 3 - 2,
+            bx + 10 + y_label_w + 4,
+            by + 12,
+            bx + pw as i32 - 12,
+            by + ph as i32 - 10 - text as i32 * 3 - 2,
         );
         let sizes: Vec<super::Anchored> = self
             .points
@@ -531,16 +527,15 @@ impl ParetoChart {
                         anchor.0 + (dx / dist * 8.0) as i32,
                         anchor.1 + (dy / dist * 8.0) as i32,
                     );
-                    plot_area
-                        .draw(&PathElement::new(
-                            vec![start, near],
-                            RGBColor(0x88, 0x88, 0x88).stroke_width(1),
-                        ))
-                        .map_err(err)?;
+                    root.draw(&PathElement::new(
+                        vec![start, near],
+                        RGBColor(0x88, 0x88, 0x88).stroke_width(1),
+                    ))
+                    .map_err(err)?;
                 }
             }
             match pos {
-                Some(at) => plot_area
+                Some(at) => root
                     .draw(&Text::new(
                         p.technique.clone(),
                         *at,
