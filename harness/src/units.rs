@@ -136,8 +136,10 @@ mod tests {
 
     #[test]
     fn a_unit_is_the_largest_in_which_the_largest_value_is_at_least_one() {
-        assert_eq!(time_ms(&[0.0005, 0.0004]).unit, "µs");
-        assert_eq!(time_ms(&[0.0005, 0.0004]).of(0.0005), 0.5);
+        // 0.0005 ms is 500 ns; 0.005 ms is 5 µs.
+        assert_eq!(time_ms(&[0.0005, 0.0004]).unit, "ns");
+        assert_eq!(time_ms(&[0.005, 0.004]).unit, "µs");
+        assert!((time_ms(&[0.005, 0.004]).of(0.005) - 5.0).abs() < 1e-12);
         assert_eq!(time_ms(&[0.00005]).unit, "ns");
         assert_eq!(time_ms(&[12.0, 0.2]).unit, "ms");
         assert_eq!(time_ms(&[1500.0]).unit, "s");

@@ -36,17 +36,18 @@ pub enum BarMetric {
 }
 
 impl BarMetric {
-    /// The axis title, with the unit `scale` gives.
+    /// The axis title, with the unit `scale` gives: short, so that it fits under a phone's plot
+    /// (the chart's title says the rest; the key says what the error bars are).
     pub fn axis(self, scale: Scale) -> String {
         let u = scale.unit;
         match self {
-            BarMetric::Latency => format!("mean latency per item ({u}), bars: 95% interval"),
-            BarMetric::Energy => format!("mean energy per item ({u}), bars: 95% interval"),
-            BarMetric::Memory => format!("peak resident memory in inference ({u})"),
+            BarMetric::Latency => format!("mean latency / item ({u})"),
+            BarMetric::Energy => format!("mean energy / item ({u})"),
+            BarMetric::Memory => format!("peak memory ({u})"),
             BarMetric::Size => format!("model size ({u})"),
-            BarMetric::PrefillRate => "prefill: prompt tokens per second".into(),
-            BarMetric::DecodeRate => "decode: generated tokens per second".into(),
-            BarMetric::PrefillEnergy => format!("prefill: energy per prompt token ({u})"),
+            BarMetric::PrefillRate => "prompt tokens / s".into(),
+            BarMetric::DecodeRate => "generated tokens / s".into(),
+            BarMetric::PrefillEnergy => format!("energy / prompt token ({u})"),
         }
     }
 
@@ -241,6 +242,30 @@ impl BarsChart {
                 ))
                 .map_err(err)?;
             x += 18 + text_size(&label, text).0 + 16;
+        }
+        if self.rows.iter().any(|r| r.3.is_some()) {
+            let mid = 6 + (text as i32 - 2) / 2;
+            key_row
+                .draw(&PathElement::new(
+                    vec![(x, mid), (x + 14, mid)],
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(err)?;
+            for end in [x, x + 14] {
+                key_row
+                    .draw(&PathElement::new(
+                        vec![(end, mid - 4), (end, mid + 4)],
+                        BLACK.stroke_width(1),
+                    ))
+                    .map_err(err)?;
+            }
+            key_row
+                .draw(&Text::new(
+                    "95% interval",
+                    (x + 20, 4),
+                    ("sans-serif", text).into_font().color(&BLACK),
+                ))
+                .map_err(err)?;
         }
         let label_width = self
             .techniques

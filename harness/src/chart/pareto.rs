@@ -55,8 +55,8 @@ impl Cost {
 
     fn axis(self, scale: Scale) -> String {
         match self {
-            Cost::Energy => format!("mean energy per item ({})", scale.unit),
-            Cost::Latency => format!("mean latency per item ({})", scale.unit),
+            Cost::Energy => format!("mean energy / item ({})", scale.unit),
+            Cost::Latency => format!("mean latency / item ({})", scale.unit),
         }
     }
 }

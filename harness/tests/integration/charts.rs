@@ -1,5 +1,5 @@
 //! The charts of the default run (`ci/baseline`) as a reader sees them: at both layouts, no two
-//! texts of an SVG overlap, and no text is smaller than 12 px in the SVG (11 px displayed at the
+//! texts of an SVG overlap, none runs past the chart's edge, and no text is smaller than 12 px in the SVG (11 px displayed at the
 //! smallest scale the report's page shows a chart at).
 
 use std::path::Path;
@@ -112,6 +112,16 @@ fn no_two_texts_of_a_default_run_chart_overlap_at_either_layout() {
             assert!(!texts.is_empty(), "{stem} has text");
             if stem.starts_with("pareto") {
                 pareto_labels += texts.len();
+            }
+            let (w, h) = chart.size(layout);
+            for t in &texts {
+                let b = t.bounds;
+                assert!(
+                    b.0 >= -1 && b.1 >= -1 && b.2 <= w as i32 + 1 && b.3 <= h as i32 + 1,
+                    "{stem} ({layout:?}): '{}' {:?} runs past the chart's {w}x{h}",
+                    t.content,
+                    b
+                );
             }
             for (i, a) in texts.iter().enumerate() {
                 for b in &texts[i + 1..] {
