@@ -1,6 +1,6 @@
 //! Label placement that never overlaps: each label takes the first free position of rings of
 //! candidates around its point (nearest first), free meaning inside the plot and clear of every
-//! label already placed and of every obstacle (markers, error bars); a label with no free position
+//! label already placed and of every obstacle (the markers and horizontal error bars; a label may cross a vertical one); a label with no free position
 //! is not placed, and the chart names it elsewhere. Text is measured with the chart's own font.
 
 use plotters::prelude::*;
@@ -37,7 +37,7 @@ pub fn place(
     let mut out = Vec::new();
     for &((x, y), (w, h)) in labels {
         let mut found = None;
-        'rings: for gap in [5, 12, 22, 36, 54] {
+        'rings: for gap in [5, 12, 22, 36, 54, 78, 106] {
             let candidates = [
                 (x + gap, y - h / 2),
                 (x - gap - w, y - h / 2),

@@ -464,7 +464,8 @@ impl ParetoChart {
                         ))
                         .map_err(err)?;
                     }
-                    obstacles.push((a.0, a.1 - 4, b.0, b.1 + 4));
+                    // A label may cross a vertical bar, never lie along a horizontal one.
+                    obstacles.push((a.0, a.1 - 2, b.0, b.1 + 2));
                 }
                 if let Some((lo, hi)) = p.quality_ci {
                     let (a, b) = (
@@ -479,7 +480,6 @@ impl ParetoChart {
                         ))
                         .map_err(err)?;
                     }
-                    obstacles.push((a.0 - 4, a.1, b.0 + 4, b.1));
                 }
             }
             let at = chart.backend_coord(&(cx, cy));
@@ -512,7 +512,22 @@ impl ParetoChart {
             .zip(&anchors)
             .map(|(p, at)| (*at, text_size(&p.technique, text)))
             .collect();
-        let placed = place(&sizes, &obstacles, inner);
+        // Labels claim room in order of importance: the baseline, the pick, the front, controls,
+        // then the rest; a crowded chart loses the least telling names.
+        let rank = |i: usize| match (self.points[i].baseline, self.points[i].pick, kinds[i]) {
+            (true, _, _) => 0,
+            (_, true, _) => 1,
+            (_, _, Kind::Front) => 2,
+            (_, _, Kind::Control) => 3,
+            _ => 4,
+        };
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        order.sort_by_key(|&i| rank(i));
+        let in_order: Vec<super::Anchored> = order.iter().map(|&i| sizes[i]).collect();
+        let mut placed = vec![None; sizes.len()];
+        for (slot, pos) in order.iter().zip(place(&in_order, &obstacles, inner)) {
+            placed[*slot] = pos;
+        }
         let mut unlabelled = Vec::new();
         for (((p, pos), anchor), (_, (lw, lh))) in
             self.points.iter().zip(&placed).zip(&anchors).zip(&sizes)
