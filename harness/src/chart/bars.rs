@@ -54,18 +54,8 @@ impl BarMetric {
     /// The value in its base unit (ms, J, bytes, tokens/s) and its 95% interval where it has one.
     fn value(self, r: &Record) -> Option<super::WithInterval> {
         match self {
-            BarMetric::Latency => r.latency.as_ref().map(|l| {
-                let d = per_item(r);
-                (l.mean_ms / d, l.mean_ci95_ms.map(|i| (i.lo / d, i.hi / d)))
-            }),
-            BarMetric::Energy => r.energy.as_ref().map(|e| {
-                let v = e.energy_per_item_j;
-                let band = e.per_item_band_j().or_else(|| {
-                    let rel = crate::report::energy_rel_uncertainty(r);
-                    Some((v * (1.0 - rel), v * (1.0 + rel)))
-                });
-                (v, band)
-            }),
+            BarMetric::Latency => super::latency_per_item(r),
+            BarMetric::Energy => super::energy_per_item(r),
             BarMetric::Memory => r.serving_memory_bytes().map(|b| (b as f64, None)),
             BarMetric::Size => r.model_bytes.map(|b| (b as f64, None)),
             BarMetric::PrefillRate => r
@@ -91,11 +81,6 @@ impl BarMetric {
             },
         }
     }
-}
-
-/// The divisor from per-batch to per-item figures.
-fn per_item(r: &Record) -> f64 {
-    r.key.batch_size.max(1) as f64
 }
 
 /// The bar chart of `records` (one model and device); `None` without data.

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 pub type LabelBox = (i32, i32, i32, i32);
 
 /// Width and height in pixels of `text` at plotters font size `size` (the embedded DejaVu Sans
-/// once [`super::register_font`] ran; an estimate if the font cannot measure it).
+/// once `register_font` ran; an estimate if the font cannot measure it).
 pub fn text_size(text: &str, size: f64) -> (i32, i32) {
     super::register_font();
     match ("sans-serif", size).into_font().box_size(text) {

@@ -176,6 +176,28 @@ pub(crate) fn title_height(title: &str, layout: Layout) -> u32 {
 /// A value with its 95% interval where it has one: (value, (low, high)).
 pub type WithInterval = (f64, Option<(f64, f64)>);
 
+/// Mean latency per item (ms) of `r` and its 95% interval (the mean's, over rounds).
+pub(crate) fn latency_per_item(r: &crate::results::Record) -> Option<WithInterval> {
+    r.latency.as_ref().map(|l| {
+        let d = r.key.batch_size.max(1) as f64;
+        (l.mean_ms / d, l.mean_ci95_ms.map(|i| (i.lo / d, i.hi / d)))
+    })
+}
+
+/// Energy per item (J) of `r` and its 95% interval: the estimate's band where estimated (the
+/// tables' band), else the record's relative uncertainty over rounds
+/// ([`crate::report::energy_rel_uncertainty`]).
+pub(crate) fn energy_per_item(r: &crate::results::Record) -> Option<WithInterval> {
+    r.energy.as_ref().map(|e| {
+        let v = e.energy_per_item_j;
+        let band = e.per_item_band_j().or_else(|| {
+            let rel = crate::report::energy_rel_uncertainty(r);
+            Some((v * (1.0 - rel), v * (1.0 + rel)))
+        });
+        (v, band)
+    })
+}
+
 /// A point and a size in pixels: a label's anchor and its (width, height).
 pub type Anchored = ((i32, i32), (i32, i32));
 

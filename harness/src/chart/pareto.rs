@@ -31,18 +31,8 @@ impl Cost {
     /// uncertainty ([`crate::report::energy_rel_uncertainty`]).
     fn of(self, r: &Record) -> Option<WithInterval> {
         match self {
-            Cost::Energy => r.energy.as_ref().map(|e| {
-                let v = e.energy_per_item_j;
-                let band = e.per_item_band_j().or_else(|| {
-                    let rel = crate::report::energy_rel_uncertainty(r);
-                    Some((v * (1.0 - rel), v * (1.0 + rel)))
-                });
-                (v, band)
-            }),
-            Cost::Latency => r.latency.as_ref().map(|l| {
-                let d = r.key.batch_size.max(1) as f64;
-                (l.mean_ms / d, l.mean_ci95_ms.map(|i| (i.lo / d, i.hi / d)))
-            }),
+            Cost::Energy => super::energy_per_item(r),
+            Cost::Latency => super::latency_per_item(r),
         }
     }
 
