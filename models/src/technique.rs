@@ -416,7 +416,7 @@ impl<'de> Deserialize<'de> for Technique {
 pub fn technique_names() -> Vec<String> {
     let mut list = vec![BASELINE.to_string()];
     list.extend(BlockFormat::ALL.iter().map(|f| f.name().to_string()));
-    list.push("<format>-all (text models: the token embeddings too)".to_string());
+    list.push("<format>-all (text and language models: the token embeddings too)".to_string());
     list.extend(
         [
             INT8,
@@ -453,8 +453,8 @@ pub fn techniques() -> Vec<(String, String)> {
         ));
     }
     for (name, about) in [
-        (INT8, "every Linear's weights in int8 (a scale per output channel and 64 inputs) times activations quantized per row at run time: slimbench's AVX-512 VNNI kernel, CPU only"),
-        ("<format>-all", "text models: every Linear and the token embeddings in the format (e.g. q8_0-all)"),
+        (INT8, "every Linear's weights in int8 (a scale per output channel and 64 inputs) times activations quantized per row at run time: slimbench's integer kernel (AVX-512 VNNI, AVX-VNNI, AVX2 or portable, whichever the CPU has; the record names it), CPU only"),
+        ("<format>-all", "text and language models: every Linear and the token embeddings in the format (e.g. q8_0-all)"),
         ("f16, bf16", "Linear weights cast to half precision (saves memory; x86 widens to f32)"),
         ("prune-unstructured-S", "S% smallest weights per layer set to zero, fine-tuned with the mask; dense or CSR per layer by measured break-even"),
         ("prune-unstructured-global-S", "the same with one global magnitude threshold"),
