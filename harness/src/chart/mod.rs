@@ -144,33 +144,41 @@ impl Chart {
     }
 }
 
-/// Draws `title` at the top of `root`, wrapped to its width, and returns the area under it.
+/// `title` broken into rows that fit `layout`'s width at the caption's size, and the height of a
+/// row.
+fn title_rows(title: &str, layout: Layout) -> (Vec<String>, i32) {
+    let size = layout.title();
+    let line_h = labels::text_size("Xg", size).1 + 4;
+    (
+        pareto::wrap(title, size, layout.width() as i32 - 20),
+        line_h,
+    )
+}
+
+/// Height the title takes at the top of a chart drawn at `layout` ([`titled`]).
+pub(crate) fn title_height(title: &str, layout: Layout) -> u32 {
+    let (rows, line_h) = title_rows(title, layout);
+    (6 + rows.len() as i32 * line_h + 4) as u32
+}
+
+/// Draws `title` at the top of `root` (a chart at `layout`), wrapped to its width, and returns
+/// the area under it.
 pub(crate) fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
     layout: Layout,
 ) -> anyhow::Result<DrawingArea<DB, plotters::coord::Shift>> {
-    let (w, _) = root.dim_in_pixel();
-    let size = layout.title();
-    let line_h = labels::text_size("Xg", size).1 + 4;
-    let rows = pareto::wrap(title, size, w as i32 - 20);
+    let (rows, line_h) = title_rows(title, layout);
     for (i, row) in rows.iter().enumerate() {
         root.draw(&Text::new(
             row.clone(),
             (10, 6 + i as i32 * line_h),
-            ("sans-serif", size).into_font().color(&BLACK),
+            ("sans-serif", layout.title()).into_font().color(&BLACK),
         ))
         .map_err(err)?;
     }
-    let (_, rest) = root.split_vertically(6 + rows.len() as i32 * line_h + 4);
+    let (_, rest) = root.split_vertically(title_height(title, layout));
     Ok(rest)
-}
-
-/// Height `titled` takes for `title` at `layout`'s width.
-pub(crate) fn title_height(title: &str, layout: Layout) -> u32 {
-    let size = layout.title();
-    let line_h = labels::text_size("Xg", size).1 + 4;
-    (6 + pareto::wrap(title, size, layout.width() as i32 - 20).len() as i32 * line_h + 4) as u32
 }
 
 /// A value with its 95% interval where it has one: (value, (low, high)).

@@ -33,28 +33,29 @@ fn scaled(v: f64, units: &[(f64, &str)]) -> String {
     format!("{} {unit}", sig(v / scale, 3))
 }
 
+/// `v` (in a scale's base unit) written in the unit `scale` picks, three significant figures;
+/// `-` when it is not finite.
+fn in_unit(v: f64, scale: impl Fn(&[f64]) -> crate::units::Scale) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let s = scale(&[v]);
+    format!("{} {}", sig(s.of(v), 3), s.unit)
+}
+
 /// A time in ms in the unit that fits it ([`crate::units::time_ms`], the rule charts' axes use),
 /// three significant figures: `512 ns`, `512 µs`, `1.23 ms`.
 pub fn time(ms: f64) -> String {
-    let s = crate::units::time_ms(&[ms]);
-    format!("{} {}", sig(s.of(ms), 3), s.unit)
+    in_unit(ms, crate::units::time_ms)
 }
 
-/// Energy in J with a unit that fits: `1.77 mJ`, `26.0 µJ`, `3.41 J`.
+/// Energy in J with a unit that fits ([`crate::units::energy_j`], the rule charts' axes use):
+/// `1.77 mJ`, `26.0 µJ`, `3.41 J`.
 pub fn energy(joules: f64) -> String {
     if joules == 0.0 {
         return "0 J".into();
     }
-    scaled(
-        joules,
-        &[
-            (1e3, "kJ"),
-            (1.0, "J"),
-            (1e-3, "mJ"),
-            (1e-6, "µJ"),
-            (1e-9, "nJ"),
-        ],
-    )
+    in_unit(joules, crate::units::energy_j)
 }
 
 /// A mass of CO2e in g with a unit that fits: `48.2 kg`, `3.10 g`, `85.0 µg`.
@@ -127,7 +128,7 @@ mod tests {
             n in 1usize..6,
         ) {
             let v = f64::from_bits(bits);
-            for text in [sig(v, n), energy(v), co2e(v), distance(v), kwh(v)] {
+            for text in [sig(v, n), energy(v), time(v), co2e(v), distance(v), kwh(v)] {
                 proptest::prop_assert!(text.len() <= 32, "{v:e}: {text}");
                 proptest::prop_assert!(!text.contains("NaN") && !text.contains("inf"), "{v:e}: {text}");
             }
