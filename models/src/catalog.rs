@@ -249,8 +249,8 @@ mod tests {
         for t in DEFAULT_TECHNIQUES {
             let technique: Technique = t.parse().unwrap();
             assert_eq!(technique.to_string(), *t);
-            for step in technique.step_names() {
-                assert!(crate::technique::describe_step(&step).is_some(), "{step}");
+            for step in technique.steps() {
+                assert!(!step.about().is_empty(), "{}", step.name);
             }
         }
     }

@@ -472,9 +472,7 @@ pub fn run_has(data: &RunData, holds: Holds) -> bool {
                 .as_ref()
                 .is_some_and(|c| c.peak_gflops.is_some() || c.bandwidth_fraction.is_some())
         }),
-        Holds::Variants => records
-            .iter()
-            .any(|r| r.key.technique.to_string() != slimbench_models::technique::BASELINE),
+        Holds::Variants => records.iter().any(|r| !r.key.technique.is_baseline()),
         Holds::Rounds => records.iter().any(|r| !r.rounds.is_empty()),
     }
 }

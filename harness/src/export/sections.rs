@@ -611,10 +611,10 @@ fn recommendation(
 }
 
 fn glossary(records: &[Record]) -> Section {
-    let mut steps: Vec<String> = Vec::new();
+    let mut steps: Vec<&slimbench_models::technique::NamedStep> = Vec::new();
     for r in records {
-        for step in r.key.technique.step_names() {
-            if !steps.contains(&step) {
+        for step in r.key.technique.steps() {
+            if !steps.iter().any(|s| s.name == step.name) {
                 steps.push(step);
             }
         }
@@ -622,14 +622,12 @@ fn glossary(records: &[Record]) -> Section {
     let rows = steps
         .into_iter()
         .map(|step| {
-            let about = slimbench_models::technique::describe_step(&step)
-                .unwrap_or_else(|| s("(not in the catalogue)"));
-            let about = if slimbench_models::technique::is_control(&step) {
-                format!("{about}. A CONTROL ARM: it measures what the technique it controls adds, and is never recommended")
+            let about = if step.is_control() {
+                format!("{}. A CONTROL ARM: it measures what the technique it controls adds, and is never recommended", step.about())
             } else {
-                about
+                step.about()
             };
-            vec![step, about]
+            vec![step.name.clone(), s(step.def.family.name()), about]
         })
         .collect();
     Section {
@@ -638,7 +636,7 @@ fn glossary(records: &[Record]) -> Section {
             "A chain A+B applies A, then B; a quantization or cast always comes last.",
         )],
         table: Some(Table {
-            header: vec![s("technique"), s("what it does")],
+            header: vec![s("technique"), s("family"), s("what it does")],
             rows,
         }),
     }
