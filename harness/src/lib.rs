@@ -3,6 +3,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the map of modules and their invariants.
 
+pub mod analysis;
 pub mod atomic;
 pub mod calibrate;
 pub mod carbon;
@@ -19,7 +20,6 @@ pub mod memory;
 pub mod meter;
 pub mod plan;
 pub mod recorder;
-pub mod report;
 pub mod results;
 pub mod rounds;
 pub mod run_dir;

@@ -121,6 +121,26 @@ pub fn bytes(values_bytes: &[f64]) -> Scale {
     pick(&BYTES, values_bytes)
 }
 
+/// `v` with `n` significant figures, in plain decimal notation (`0.000177`, `12.3`, `41800`);
+/// in exponent form (`1.00e308`) beyond 10^15 or below 10^-12.
+pub fn sig(v: f64, n: usize) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    if v == 0.0 {
+        return "0".into();
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    if !(-12..=15).contains(&magnitude) {
+        // Far outside what any measured figure reads: exponent form, never hundreds of digits.
+        return format!("{v:.prec$e}", prec = n.saturating_sub(1));
+    }
+    let decimals = (n as i32 - 1 - magnitude).clamp(0, 15) as usize;
+    let factor = 10f64.powi(n as i32 - 1 - magnitude);
+    let rounded = (v * factor).round() / factor;
+    format!("{rounded:.decimals$}")
+}
+
 /// `v` with three significant figures, plain decimals (for a value written on a chart).
 pub fn short(v: f64) -> String {
     if !v.is_finite() || v == 0.0 {

@@ -102,6 +102,11 @@ pub fn plan_dims(model: &str) -> Result<PlanDims> {
     Ok(family_of(model)?.plan_dims())
 }
 
+/// How `model`'s family measures its cells, for the report's method section.
+pub fn method(model: &str) -> Result<crate::family::MethodText> {
+    Ok(family_of(model)?.method())
+}
+
 /// The model name of a checkpoint folder (`bert@/abs/dir`), after checking that the folder holds
 /// one; the error says what is missing.
 pub fn model_from_dir(dir: &Path) -> Result<String> {

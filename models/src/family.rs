@@ -31,6 +31,18 @@ pub struct PlanDims {
     pub default_gen_tokens: Option<usize>,
 }
 
+/// How a family's cells are measured, in words true for that family: the report's method section
+/// reads it for each family whose cells a run holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodText {
+    /// What kind of model the family is (`image classifier`).
+    pub kind: &'static str,
+    /// What one timed call does (the unit of the latency figures).
+    pub timed_call: &'static str,
+    /// How quality is measured, and against what.
+    pub quality: &'static str,
+}
+
 /// A family's uncompressed model, loaded, with what identifies it.
 pub struct Base<M, S> {
     /// The uncompressed model.
@@ -77,6 +89,9 @@ pub trait Family: Sync {
 
     /// What a plan times when it names no batch size or sequence length.
     fn plan_dims(&self) -> PlanDims;
+
+    /// How this family's cells are measured, for the report's method section.
+    fn method(&self) -> MethodText;
 
     /// The stem of this model's cache entries (`digits-mlp`, `minilm`, `bert-<folder>`).
     fn cache_stem(&self, model: &str) -> String;
@@ -128,6 +143,8 @@ pub trait Family: Sync {
 pub trait ModelFamily: Sync {
     /// What a plan times when it names no batch size or sequence length.
     fn plan_dims(&self) -> PlanDims;
+    /// How this family's cells are measured (see [`Family::method`]).
+    fn method(&self) -> MethodText;
     /// Prepares a cell's variant ahead of timing (training steps, cached); returns whether the
     /// base and each training step came from the cache.
     fn prepare(
@@ -234,6 +251,10 @@ pub fn train_chain<F: Family>(
 impl<F: Family> ModelFamily for F {
     fn plan_dims(&self) -> PlanDims {
         Family::plan_dims(self)
+    }
+
+    fn method(&self) -> MethodText {
+        Family::method(self)
     }
 
     fn prepare(
@@ -370,6 +391,13 @@ mod tests {
                 default_batch_sizes: &[1],
                 default_seq_len: None,
                 default_gen_tokens: None,
+            }
+        }
+        fn method(&self) -> MethodText {
+            MethodText {
+                kind: "toy",
+                timed_call: "nothing",
+                quality: "none",
             }
         }
         fn cache_stem(&self, model: &str) -> String {

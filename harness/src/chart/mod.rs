@@ -194,12 +194,12 @@ pub(crate) fn latency_per_item(r: &crate::results::Record) -> Option<WithInterva
 
 /// Energy per item (J) of `r` and its 95% interval: the estimate's band where estimated (the
 /// tables' band), else the record's relative uncertainty over rounds
-/// ([`crate::report::energy_rel_uncertainty`]).
+/// ([`crate::analysis::compare::energy_rel_uncertainty`]).
 pub(crate) fn energy_per_item(r: &crate::results::Record) -> Option<WithInterval> {
     r.energy.as_ref().map(|e| {
         let v = e.energy_per_item_j;
         let band = e.per_item_band_j().or_else(|| {
-            let rel = crate::report::energy_rel_uncertainty(r);
+            let rel = crate::analysis::compare::energy_rel_uncertainty(r);
             Some((v * (1.0 - rel), v * (1.0 + rel)))
         });
         (v, band)

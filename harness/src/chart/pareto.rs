@@ -28,7 +28,7 @@ pub enum Cost {
 impl Cost {
     /// The cost in its base unit and its 95% interval: latency from the mean's interval; energy
     /// from the estimate's band where estimated (the table's band), else the record's relative
-    /// uncertainty ([`crate::report::energy_rel_uncertainty`]).
+    /// uncertainty ([`crate::analysis::compare::energy_rel_uncertainty`]).
     fn of(self, r: &Record) -> Option<WithInterval> {
         match self {
             Cost::Energy => super::energy_per_item(r),

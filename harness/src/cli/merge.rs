@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::analysis::RunData;
 use crate::error::UsageError;
 use crate::export::{export_all, ALL_EXPORTS};
-use crate::report::RunData;
 use anyhow::Context;
 
 use crate::results::order_by_plan;

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::analysis::RunData;
 use crate::export::{export_all, ALL_EXPORTS};
-use crate::report::RunData;
 
 /// Arguments of `report`.
 #[derive(Debug, clap::Args)]

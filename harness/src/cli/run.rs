@@ -12,6 +12,7 @@ use anyhow::Context;
 use slimbench_models::cache::default_cache_dir;
 
 use super::plan_args::{load_optional_config, PlanArgs};
+use crate::analysis::RunData;
 use crate::carbon;
 use crate::error::UsageError;
 use crate::export::{export_all, table, ALL_EXPORTS};
@@ -20,7 +21,6 @@ use crate::limits;
 use crate::meter::choose::{open_meter, EnergyChoice, MeterSettings};
 use crate::meter::rapl::powercap_root;
 use crate::plan::Plan;
-use crate::report::RunData;
 use crate::results::{set_aside_torn_tail, Record, Status, SCHEMA_VERSION};
 use crate::runner::lock::RunLock;
 use crate::runner::manifest::{shard_cells, Manifest, RunSpec, Shard};
@@ -464,7 +464,7 @@ fn measure_and_report(
     export_all(&data, run_dir, &ALL_EXPORTS)?;
     let records = data.records;
     if !args.json {
-        crate::stdout::print(&table::render(&records));
+        crate::stdout::print(&table::render_console(&records));
         if let Some(e) = records.iter().find_map(|r| r.energy.as_ref()) {
             if e.measured {
                 crate::stdout::println(&format!("energy: measured ({}): {}", e.source, e.method));

@@ -5,8 +5,9 @@
 //! fills it. Empty cells mean "not measured" (a failed cell).
 
 use super::Exporter;
+use crate::analysis::compare::{variant_rows, VariantRow};
+use crate::analysis::RunData;
 use crate::meter::{DomainKind, EnergyRecord};
-use crate::report::{variant_rows, RunData, VariantRow};
 use crate::results::Record;
 
 /// Writes `results.csv`.
@@ -20,7 +21,7 @@ fn f(v: f64) -> String {
     // Twelve significant digits, trailing zeros dropped, never an exponent: a micro-joule per item
     // keeps its digits (not 0.000000), and float noise (97.8 - 98 = -0.20000000000000284) is not
     // written as if it were measured.
-    let text = super::numbers::sig(v, 12);
+    let text = crate::units::sig(v, 12);
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
@@ -62,7 +63,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         .map(|e| group(e, &[DomainKind::Dram, DomainKind::RamEstimate]))
         .unwrap_or_default();
     let (gpu_j, gpu_src) = e.map(|e| group(e, &[DomainKind::Gpu])).unwrap_or_default();
-    let build = crate::report::variant_build_cost(r);
+    let build = crate::analysis::projection::variant_build_cost(r);
     let layers: Vec<String> = r
         .layers
         .iter()

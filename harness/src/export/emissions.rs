@@ -8,8 +8,8 @@
 //! CodeCarbon fills from Python (versions, location) stay empty.
 
 use super::Exporter;
+use crate::analysis::RunData;
 use crate::meter::DomainKind;
-use crate::report::RunData;
 
 /// Writes `emissions.csv`.
 pub struct EmissionsExporter;

@@ -3,11 +3,12 @@
 
 use super::sections::sections;
 use super::Exporter;
+use crate::analysis::recommend::recommendations;
+use crate::analysis::{RunData, Volume};
 use crate::chart::bars::{bars_chart, BarMetric};
 use crate::chart::pareto::{pareto_chart, Cost, Quality};
 use crate::chart::trace::{parse_trace, trace_chart};
 use crate::chart::{Chart, Layout};
-use crate::report::{recommendations, RunData, Volume};
 use crate::results::Record;
 use crate::run_dir::{cell_slug, slug};
 
@@ -70,7 +71,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
         Volume::default(),
     );
     // A chart shared alone keeps the caveat: every energy chart's own title says "estimated".
-    let (_, measured) = crate::report::energy_sources(&data.records);
+    let (_, measured) = crate::analysis::energy_sources(&data.records);
     let energy_word = if measured {
         "energy"
     } else {
@@ -197,7 +198,7 @@ impl Exporter for HtmlExporter {
             esc(&data.manifest.run_id),
             esc(&data.manifest.run_id)
         );
-        if let Some(banner) = crate::report::estimate_banner(&data.records) {
+        if let Some(banner) = crate::export::method::estimate_banner(&data.records) {
             out.push_str(&format!(
                 "<p class=\"estimated\"><b>{}</b></p>\n",
                 esc(&banner)

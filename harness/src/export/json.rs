@@ -1,7 +1,7 @@
 //! The records as one pretty-printed JSON array.
 
 use super::Exporter;
-use crate::report::RunData;
+use crate::analysis::RunData;
 
 /// Writes `results.json`.
 pub struct JsonExporter;

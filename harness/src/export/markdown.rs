@@ -2,7 +2,7 @@
 
 use super::sections::sections;
 use super::Exporter;
-use crate::report::RunData;
+use crate::analysis::RunData;
 
 /// Writes `report.md`.
 pub struct MarkdownExporter;
@@ -14,7 +14,7 @@ fn cell(text: &str) -> String {
 impl Exporter for MarkdownExporter {
     fn export(&self, data: &RunData) -> anyhow::Result<Vec<u8>> {
         let mut out = format!("# slimbench report: {}\n", data.manifest.run_id);
-        if let Some(banner) = crate::report::estimate_banner(&data.records) {
+        if let Some(banner) = crate::export::method::estimate_banner(&data.records) {
             out.push_str(&format!("\n> **{banner}**\n"));
         }
         for section in sections(data) {

@@ -6,6 +6,7 @@ pub mod emissions;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod method;
 pub mod numbers;
 pub mod sections;
 pub mod table;
@@ -14,7 +15,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::report::RunData;
+use crate::analysis::RunData;
 
 /// Turns a run into the bytes of one output format.
 pub trait Exporter {

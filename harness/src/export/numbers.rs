@@ -1,25 +1,7 @@
 //! Numbers for people: significant figures, and a unit chosen so the figure reads at a glance
 //! (mJ and µJ, mg and µg, m for small distances). Pure functions.
 
-/// `v` with `n` significant figures, in plain decimal notation (`0.000177`, `12.3`, `41800`);
-/// in exponent form (`1.00e308`) beyond 10^15 or below 10^-12.
-pub fn sig(v: f64, n: usize) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    if v == 0.0 {
-        return "0".into();
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    if !(-12..=15).contains(&magnitude) {
-        // Far outside what any measured figure reads: exponent form, never hundreds of digits.
-        return format!("{v:.prec$e}", prec = n.saturating_sub(1));
-    }
-    let decimals = (n as i32 - 1 - magnitude).clamp(0, 15) as usize;
-    let factor = 10f64.powi(n as i32 - 1 - magnitude);
-    let rounded = (v * factor).round() / factor;
-    format!("{rounded:.decimals$}")
-}
+use crate::units::sig;
 
 fn scaled(v: f64, units: &[(f64, &str)]) -> String {
     if !v.is_finite() {
@@ -97,6 +79,28 @@ pub fn kwh(kwh: f64) -> String {
         format!("{} kWh", sig(kwh, 3))
     } else {
         format!("{} Wh", sig(kwh * 1e3, 3))
+    }
+}
+
+/// `fmt` of the value, or `-` without one.
+pub fn opt(v: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
+    v.map(fmt).unwrap_or_else(|| "-".into())
+}
+
+/// A figure with the estimate's band, `x [lo-hi]`, where the record's energy has one.
+pub fn with_band(central: f64, factors: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
+    banded(
+        central,
+        factors.map(|(lo, hi)| (central * lo, central * hi)),
+        fmt,
+    )
+}
+
+/// A figure and its band, `x [lo-hi]`, or the figure alone without one.
+pub fn banded(central: f64, band: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
+    match band {
+        Some((lo, hi)) => format!("{} [{}-{}]", fmt(central), fmt(lo), fmt(hi)),
+        None => fmt(central),
     }
 }
 

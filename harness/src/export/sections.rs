@@ -2,24 +2,16 @@
 //! projection, method and caveats) as format-free sections that the Markdown and HTML exporters
 //! render.
 
-use super::numbers::{co2e, distance, energy, kwh, sig, time};
-use super::table::{any_compute, any_fidelity, fidelity_text, gflops_text, peak_text};
+use super::numbers::{banded, opt, with_band};
+use super::numbers::{co2e, distance, energy, kwh, time};
+use super::table::{results_table, Shown, Table};
+use crate::analysis::compare::{variant_rows, ENERGY_REL_FLOOR};
+use crate::analysis::recommend::recommendations;
+use crate::analysis::{energy_sources, QualityBudget, RunData, Volume};
 use crate::carbon::CAR_FACTOR_SOURCE;
-use crate::meter::DomainKind;
-use crate::report::{
-    energy_sources, method_text, recommendations, variant_rows, QualityBudget, RunData, Volume,
-    ENERGY_REL_FLOOR,
-};
+use crate::export::method::method_text;
 use crate::results::{Record, Status};
-
-/// A table: header and rows of cells.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Table {
-    /// Column titles.
-    pub header: Vec<String>,
-    /// Rows.
-    pub rows: Vec<Vec<String>>,
-}
+use crate::units::sig;
 
 /// One section of the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,10 +26,6 @@ pub struct Section {
 
 fn s(v: &str) -> String {
     v.to_string()
-}
-
-fn opt(v: Option<f64>, fmt: impl Fn(f64) -> String) -> String {
-    v.map(fmt).unwrap_or_else(|| "-".into())
 }
 
 fn context(data: &RunData) -> Section {
@@ -93,7 +81,7 @@ fn context(data: &RunData) -> Section {
         ],
         vec![s("PUE"), format!("{}", c.pue)],
     ];
-    let used = crate::report::carbon_settings_used(&data.records);
+    let used = crate::analysis::carbon_settings_used(&data.records);
     if used.len() > 1 {
         // Shares merged with different settings: say so, and what each group of cells used.
         rows.retain(|r| r[0] != "grid intensity" && r[0] != "PUE");
@@ -153,7 +141,7 @@ fn context(data: &RunData) -> Section {
             ),
         ]);
     }
-    for check in crate::report::aa_checks(&data.records) {
+    for check in crate::analysis::compare::aa_checks(&data.records) {
         let setting = format!(
             "{} vs {} ({}, {}, batch {})",
             check.control.technique,
@@ -195,154 +183,9 @@ fn context(data: &RunData) -> Section {
     }
 }
 
-/// The first line of a record's error, without the status its text repeats.
-fn status_text(r: &Record) -> String {
-    match &r.error {
-        Some(e) => {
-            let first = e.lines().next().unwrap_or("");
-            let first = first
-                .strip_prefix("not applicable: ")
-                .or_else(|| first.strip_prefix("not-applicable: "))
-                .unwrap_or(first);
-            format!(
-                "{}: {}",
-                r.status.as_str(),
-                first.chars().take(80).collect::<String>()
-            )
-        }
-        None => r.status.as_str().to_string(),
-    }
-}
-
-/// The estimated power of a cell and the vCPUs it kept busy (estimate mode only): the CPU time
-/// behind the estimate's CPU energy over the window.
-fn estimated_power(r: &Record) -> Option<(f64, f64)> {
-    let e = r.energy.as_ref()?;
-    let params = e.estimate.as_ref()?;
-    let cpu = e
-        .domains
-        .iter()
-        .find(|d| d.kind == DomainKind::CpuEstimate)?;
-    let busy = params.cpu_time_of(cpu.energy_j, e.window_s) / e.window_s.max(f64::MIN_POSITIVE);
-    Some((e.mean_power_w, busy))
-}
-
-/// A figure with the estimate's band, `x [lo-hi]`, where the record's energy has one.
-fn with_band(central: f64, factors: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
-    banded(
-        central,
-        factors.map(|(lo, hi)| (central * lo, central * hi)),
-        fmt,
-    )
-}
-
-/// A figure and its band, `x [lo-hi]`, or the figure alone without one.
-fn banded(central: f64, band: Option<(f64, f64)>, fmt: impl Fn(f64) -> String) -> String {
-    match band {
-        Some((lo, hi)) => format!("{} [{}-{}]", fmt(central), fmt(lo), fmt(hi)),
-        None => fmt(central),
-    }
-}
-
 fn results(records: &[Record], measured: bool) -> Section {
-    let est = if measured { "" } else { " (estimated)" };
-    let mut rows: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            let ok = r.status == Status::Ok;
-            let q = r.quality.as_ref();
-            let l = r.latency.as_ref();
-            let e = r.energy.as_ref();
-            vec![
-                r.key.model.clone(),
-                r.key.technique.to_string(),
-                r.key.device.clone(),
-                r.key.batch_label(),
-                status_text(r),
-                opt(q.map(|q| q.value_pct), |v| format!("{v:.2}")),
-                opt(q.map(|q| q.delta_points), |v| format!("{v:+.2}")),
-                opt(r.model_bytes.map(|b| b as f64 / 1024.0), |v| sig(v, 3)),
-                opt(l.map(|l| l.mean_ms), time),
-                opt(l.map(|l| l.p50_ms), time),
-                opt(l.map(|l| l.p99_ms), time),
-                opt(r.throughput_items_per_s, |v| sig(v, 3)),
-                e.map(|e| with_band(e.energy_per_item_j, e.band_factors(), energy))
-                    .unwrap_or_else(|| "-".into()),
-                e.map(|e| e.source.clone()).unwrap_or_else(|| "-".into()),
-                r.carbon
-                    .as_ref()
-                    .map(|c| {
-                        with_band(
-                            c.co2e_per_million_items_g,
-                            e.and_then(|e| e.band_factors()),
-                            co2e,
-                        )
-                    })
-                    .unwrap_or_else(|| "-".into()),
-                opt(
-                    r.serving_memory_bytes()
-                        .filter(|_| ok)
-                        .map(|b| b as f64 / (1u64 << 20) as f64),
-                    |v| sig(v, 3),
-                ),
-                r.disturbance_label().unwrap_or_else(|| "-".into()),
-            ]
-        })
-        .collect();
-    let mut header: Vec<String> = vec![
-        s("model"),
-        s("technique"),
-        s("device"),
-        s("batch"),
-        s("status"),
-        s("accuracy %"),
-        s("change (points)"),
-        s("size KiB"),
-        s("mean / batch"),
-        s("p50 / batch"),
-        s("p99 / batch"),
-        s("items/s"),
-        format!("energy / item{est}"),
-        s("energy source"),
-        format!("CO2e / 1M items{est}"),
-        s("model peak MiB"),
-        s("rounds disturbed (+redone)"),
-    ];
-    if any_fidelity(records) {
-        header.insert(7, s("fidelity (cosine to fp32)"));
-        for (row, r) in rows.iter_mut().zip(records) {
-            row.insert(7, fidelity_text(r));
-        }
-    }
-    if !measured {
-        header.extend([s("power W (estimated)"), s("vCPUs busy")]);
-        for (row, r) in rows.iter_mut().zip(records) {
-            let p = estimated_power(r);
-            row.extend([
-                opt(p.map(|p| p.0), |v| sig(v, 3)),
-                opt(p.map(|p| p.1), |v| format!("{v:.2}")),
-            ]);
-        }
-    }
-    if any_compute(records) {
-        header.push(s("GFLOP/s"));
-        for (row, r) in rows.iter_mut().zip(records) {
-            row.push(gflops_text(r));
-        }
-    }
-    // Against the machine's peak only where `slimbench calibrate` measured one.
-    if records.iter().any(|r| {
-        r.compute
-            .as_ref()
-            .is_some_and(|c| c.peak_fraction.is_some())
-    }) {
-        header.push(s("% of calibrated peak"));
-        for (row, r) in rows.iter_mut().zip(records) {
-            row.push(peak_text(r));
-        }
-    }
     let mut paragraphs = vec![s(
-        "Every cell as measured. Latency is per batch; the mean is over every timed iteration, the statistic energy per item shares (energy of the timed window over the items it processed).",
+        "Every cell as measured. Latency is per timed call (see Method and caveats for what one call is in each family); the mean is over every timed iteration, the statistic energy per item shares (energy of the timed window over the items it processed).",
     )];
     if !measured {
         paragraphs.push(s(
@@ -352,7 +195,7 @@ fn results(records: &[Record], measured: bool) -> Section {
     Section {
         title: s("Results"),
         paragraphs,
-        table: Some(Table { header, rows }),
+        table: Some(results_table(records, measured, Shown::InReport)),
     }
 }
 
@@ -382,7 +225,11 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
                 .find(|r| r.key == v.key)
                 .zip(v.energy)
                 .and_then(|(r, e)| {
-                    crate::report::build_summary(r, e.baseline_j - e.variant_j, Volume::default())
+                    crate::analysis::projection::build_summary(
+                        r,
+                        e.baseline_j - e.variant_j,
+                        Volume::default(),
+                    )
                 });
             vec![
                 v.key.to_string(),
@@ -491,7 +338,7 @@ fn against_baseline(records: &[Record], budget: QualityBudget, measured: bool) -
 }
 
 /// What building a variant cost, in words.
-fn build_text(b: Option<&crate::report::BuildSummary>) -> String {
+fn build_text(b: Option<&crate::analysis::projection::BuildSummary>) -> String {
     b.map(|b| match b.energy_j {
         Some(j) => format!(
             "{} in {} s ({}{})",
@@ -511,8 +358,8 @@ fn build_text(b: Option<&crate::report::BuildSummary>) -> String {
 
 /// A projected figure with its band where the energy is estimated.
 fn projected(
-    p: Option<crate::report::Projection>,
-    of: impl Fn(&crate::report::Projection) -> f64,
+    p: Option<crate::analysis::projection::Projection>,
+    of: impl Fn(&crate::analysis::projection::Projection) -> f64,
     fmt: impl Fn(f64) -> String,
 ) -> String {
     let Some(p) = p else {

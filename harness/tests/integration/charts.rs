@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
+use slimbench::analysis::RunData;
 use slimbench::chart::labels::{overlaps, text_size, LabelBox};
 use slimbench::chart::Layout;
-use slimbench::report::RunData;
 
 /// One `<text>` of an SVG: its box in pixels, its font size and its content.
 #[derive(Debug)]

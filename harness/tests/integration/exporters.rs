@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use predicates::prelude::*;
+use slimbench::analysis::RunData;
 use slimbench::carbon::resolve;
 use slimbench::export::{ExportType, Exporter, ALL_EXPORTS};
 use slimbench::host::HostInfo;
 use slimbench::meter::{DomainEnergy, DomainKind, EnergyRecord, Source};
 use slimbench::plan::Plan;
-use slimbench::report::RunData;
 use slimbench::results::{QualityRecord, Record, Status};
 use slimbench::runner::manifest::{Manifest, RunSpec};
 use slimbench::runner::TimingSettings;
@@ -298,13 +298,13 @@ fn the_recommendation_follows_the_budget_and_states_its_margin() {
     );
 }
 
-fn recommend(records: &[Record]) -> Vec<slimbench::report::Recommendation> {
+fn recommend(records: &[Record]) -> Vec<slimbench::analysis::recommend::Recommendation> {
     let carbon = resolve(None, None, None).unwrap();
-    slimbench::report::recommendations(
+    slimbench::analysis::recommend::recommendations(
         records,
-        slimbench::report::QualityBudget::default(),
+        slimbench::analysis::QualityBudget::default(),
         &carbon,
-        slimbench::report::Volume::default(),
+        slimbench::analysis::Volume::default(),
     )
 }
 

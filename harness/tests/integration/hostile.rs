@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use predicates::prelude::*;
+use slimbench::analysis::RunData;
 use slimbench::export::{ExportType, Exporter, ALL_EXPORTS};
-use slimbench::report::RunData;
 
 use crate::exporters::{record, sample_run};
 

@@ -21,7 +21,7 @@ use candle_core::{Device, Tensor};
 
 use crate::cache::sha256_hex;
 use crate::error::{ModelError, Result};
-use crate::family::{Base, Family, PlanDims, StepRef, Variant};
+use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant};
 use crate::kernels::blocks::BlockFormat;
 use crate::layer::{DenseLayer, LayerReport};
 use crate::linears::Linears;
@@ -70,6 +70,14 @@ impl Family for Lm {
             default_batch_sizes: &[1],
             default_seq_len: Some(workload::DEFAULT_PROMPT_LEN),
             default_gen_tokens: Some(workload::DEFAULT_GEN_TOKENS),
+        }
+    }
+
+    fn method(&self) -> MethodText {
+        MethodText {
+            kind: "llama-architecture language model",
+            timed_call: "one greedy generation from a fixed prompt of held-out text: the prompt in one pass (prefill), then one decode step per generated token; prefill and decode are also timed apart, each in its own window",
+            quality: "as llama.cpp's llama-perplexity defines it, on held-out chunks of text (the second half of each chunk scored): perplexity, KL divergence of the next-token distribution from the reference's, and top-1 agreement with the reference",
         }
     }
 
