@@ -41,7 +41,9 @@ fn meter_settings() -> MeterSettings {
 }
 
 fn overhead(c: &mut Criterion) {
-    let mut workload = build_workload(&spec()).expect("digits workload builds");
+    let mut workload = build_workload(&spec())
+        .expect("digits workload builds")
+        .workload;
     let settings = meter_settings();
     let mut group = c.benchmark_group("sampler_overhead");
     // "off" runs first and last, so that drift over the run shows up as a difference between the
@@ -75,7 +77,9 @@ fn overhead(c: &mut Criterion) {
 /// for 150 ms with the sampler off, at 10 Hz and at 100 Hz, in a rotating order, so that drift of
 /// the machine falls on all three alike. Prints the median latency of each and the ratios.
 fn interleaved() {
-    let mut workload = build_workload(&spec()).expect("digits workload builds");
+    let mut workload = build_workload(&spec())
+        .expect("digits workload builds")
+        .workload;
     let settings = meter_settings();
     let rates = [0.0, 10.0, 100.0];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); rates.len()];

@@ -37,7 +37,7 @@ pub fn default_variants() -> Vec<(&'static str, Vec<Variant>)> {
                         cache_dir: cache.clone(),
                     };
                     match build_workload(&spec) {
-                        Ok(w) => variants.push((technique.to_string(), batch_size, w)),
+                        Ok(w) => variants.push((technique.to_string(), batch_size, w.workload)),
                         Err(e) => eprintln!("skipping {model}/{technique}/b{batch_size}: {e}"),
                     }
                 }

@@ -12,7 +12,7 @@ use crate::fetch::{Fetched, Source};
 use crate::llm::Lm;
 use crate::technique::Technique;
 use crate::text::Text;
-use crate::workload::{Workload, WorkloadSpec};
+use crate::workload::{Built, WorkloadSpec};
 
 /// Prefix of a model given as a folder: `--model-dir DIR` becomes `bert@DIR`, a BERT-family
 /// checkpoint of the text family.
@@ -149,7 +149,7 @@ pub fn prepare_cell(
 
 /// Builds the workload of one cell through its model's family: prepares the variant, applies any
 /// quantization or cast, fixes the batch.
-pub fn build_workload(spec: &WorkloadSpec) -> Result<Box<dyn Workload>> {
+pub fn build_workload(spec: &WorkloadSpec) -> Result<Built> {
     if !crate::device::is_device_name(&spec.cell.device) {
         return Err(ModelError::Invalid(format!(
             "unknown device {:?}; valid devices: cpu, cuda:N",

@@ -16,7 +16,7 @@ use crate::error::{ModelError, Result};
 use crate::layer::LayerReport;
 use crate::linears::{apply_post_step, Linears, Mapped};
 use crate::technique::{PostStep, Technique, TrainingStep};
-use crate::workload::{Cell, Workload, WorkloadSpec};
+use crate::workload::{Built, Cell, WorkloadSpec};
 
 /// The plan dimensions of a family: what a plan times when it names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub enum StepRef<'a> {
 /// see ARCHITECTURE.md, "Adding a model family".
 pub trait Family: Sync {
     /// The model in f32, as training steps leave it.
-    type Model: Linears + Clone;
+    type Model: Linears + WeightTensors + Clone;
     /// What the family keeps of a loaded base besides its weights.
     type Source;
 
@@ -118,17 +118,6 @@ pub trait Family: Sync {
         base: &Base<Self::Model, Self::Source>,
     ) -> Result<Self::Model>;
 
-    /// The model's f32 weights by name, for the cache.
-    fn to_tensors(&self, model: &Self::Model) -> Result<HashMap<String, Tensor>>;
-
-    /// Rebuilds a model from [`Family::to_tensors`]' output; `origin` names the source in errors.
-    fn model_from_tensors(
-        &self,
-        base: &Base<Self::Model, Self::Source>,
-        tensors: &HashMap<String, Tensor>,
-        origin: &str,
-    ) -> Result<Self::Model>;
-
     /// Builds the timed workload of one cell from its variant, on `device` (the cell's, opened
     /// once by the catalogue).
     fn workload(
@@ -136,7 +125,17 @@ pub trait Family: Sync {
         spec: &WorkloadSpec,
         device: &Device,
         variant: Variant<Self::Model, Self::Source>,
-    ) -> Result<Box<dyn Workload>>;
+    ) -> Result<Built>;
+}
+
+/// A model's f32 weights by name, for the cache: written out after a training step and read back
+/// in the configuration of the family's base.
+pub trait WeightTensors: Sized {
+    /// The weights by name.
+    fn to_tensors(&self) -> Result<HashMap<String, Tensor>>;
+    /// A model of `self`'s configuration (the base's) with `tensors` as its weights; `origin`
+    /// names the source in errors.
+    fn with_tensors(&self, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<Self>;
 }
 
 /// The door through which the catalogue reaches a family without knowing its types.
@@ -154,7 +153,7 @@ pub trait ModelFamily: Sync {
         cache_dir: &Path,
     ) -> Result<Vec<CacheOutcome>>;
     /// Builds the workload of one cell on `device`, the cell's device opened.
-    fn build(&self, spec: &WorkloadSpec, device: &Device) -> Result<Box<dyn Workload>>;
+    fn build(&self, spec: &WorkloadSpec, device: &Device) -> Result<Built>;
 }
 
 /// A variant after its training steps, before the post-training step.
@@ -234,9 +233,11 @@ pub fn train_chain<F: Family>(
         params.push(p);
         let path = entry_path(cache_dir, &stem, &key);
         let (tensors, outcome) = load_or_build(&path, || {
-            family.to_tensors(&family.train(model, step, &current, &base)?)
+            family.train(model, step, &current, &base)?.to_tensors()
         })?;
-        current = family.model_from_tensors(&base, &tensors, &path.display().to_string())?;
+        current = base
+            .model
+            .with_tensors(&tensors, &path.display().to_string())?;
         outcomes.push(outcome);
     }
     Ok(Trained {
@@ -266,7 +267,7 @@ impl<F: Family> ModelFamily for F {
         Ok(train_chain(self, model, technique, cache_dir)?.outcomes)
     }
 
-    fn build(&self, spec: &WorkloadSpec, device: &Device) -> Result<Box<dyn Workload>> {
+    fn build(&self, spec: &WorkloadSpec, device: &Device) -> Result<Built> {
         let Cell {
             model, technique, ..
         } = &spec.cell;
@@ -330,7 +331,7 @@ mod tests {
     //! runner as the real ones: what a newcomer's family gets for free.
     use super::*;
     use crate::layer::DenseLayer;
-    use crate::workload::{Footprint, Quality};
+    use crate::workload::{Footprint, Quality, VariantReport, Workload};
     use candle_core::Tensor;
 
     /// One fully connected layer, 64 -> 32.
@@ -357,10 +358,7 @@ mod tests {
 
     struct ToyFamily;
 
-    struct ToyWorkload {
-        layers: Vec<LayerReport>,
-        params: serde_json::Value,
-    }
+    struct ToyWorkload;
 
     impl Workload for ToyWorkload {
         fn batch_size(&self) -> usize {
@@ -372,14 +370,23 @@ mod tests {
         fn quality(&self) -> Result<Quality> {
             Err(ModelError::Invalid("none".into()))
         }
-        fn footprint(&self) -> Result<Footprint> {
-            Err(ModelError::Invalid("none".into()))
+    }
+
+    impl WeightTensors for Toy {
+        fn to_tensors(&self) -> Result<HashMap<String, Tensor>> {
+            Ok(HashMap::from([
+                ("w".to_string(), self.0.weight_f32()?),
+                ("b".to_string(), self.0.bias.clone()),
+            ]))
         }
-        fn technique_params(&self) -> serde_json::Value {
-            self.params.clone()
-        }
-        fn layers(&self) -> Vec<LayerReport> {
-            self.layers.clone()
+        fn with_tensors(&self, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<Toy> {
+            let get = |n: &str| {
+                tensors
+                    .get(n)
+                    .cloned()
+                    .ok_or_else(|| ModelError::Invalid(format!("{origin}: no {n}")))
+            };
+            Ok(Toy(DenseLayer::from_f32("toy", &get("w")?, get("b")?)?))
         }
     }
 
@@ -443,37 +450,26 @@ mod tests {
                 other => Err(ModelError::NotApplicable(format!("toy: {other:?}"))),
             }
         }
-        fn to_tensors(&self, model: &Toy) -> Result<HashMap<String, Tensor>> {
-            Ok(HashMap::from([
-                ("w".to_string(), model.0.weight_f32()?),
-                ("b".to_string(), model.0.bias.clone()),
-            ]))
-        }
-        fn model_from_tensors(
-            &self,
-            _base: &Base<Toy, ()>,
-            tensors: &HashMap<String, Tensor>,
-            origin: &str,
-        ) -> Result<Toy> {
-            let get = |n: &str| {
-                tensors
-                    .get(n)
-                    .cloned()
-                    .ok_or_else(|| ModelError::Invalid(format!("{origin}: no {n}")))
-            };
-            Ok(Toy(DenseLayer::from_f32("toy", &get("w")?, get("b")?)?))
-        }
         fn workload(
             &self,
             _spec: &WorkloadSpec,
             _device: &Device,
             variant: Variant<Toy, ()>,
-        ) -> Result<Box<dyn Workload>> {
+        ) -> Result<Built> {
             let (_, layers) = variant.final_model(|m| m.layer_reports(&|_| None))?;
-            Ok(Box::new(ToyWorkload {
-                layers,
-                params: serde_json::json!(variant.params),
-            }))
+            Ok(Built {
+                workload: Box::new(ToyWorkload),
+                report: VariantReport {
+                    footprint: Footprint {
+                        parameter_count: 0,
+                        nonzero_parameter_count: 0,
+                        model_bytes: 0,
+                    },
+                    technique_params: serde_json::json!(variant.params),
+                    layers,
+                    flops_per_item: None,
+                },
+            })
         }
     }
 
@@ -507,10 +503,10 @@ mod tests {
         let w = ToyFamily
             .build(&spec("prune-structured-50+q4k", cache.path()), &Device::Cpu)
             .unwrap();
-        let layer = &w.layers()[0];
+        let layer = &w.report.layers[0];
         assert_eq!(layer.format, "q4_1");
         assert!(layer.note.as_deref().unwrap().contains("fell back to q4_1"));
-        let steps = w.technique_params();
+        let steps = &w.report.technique_params;
         assert_eq!(
             steps[0]["toy"], true,
             "the family's own parameters are recorded"
@@ -520,7 +516,7 @@ mod tests {
             let w = ToyFamily
                 .build(&spec(t, cache.path()), &Device::Cpu)
                 .unwrap();
-            assert_eq!(w.layers()[0].format, format, "{t}");
+            assert_eq!(w.report.layers[0].format, format, "{t}");
         }
         let e = ToyFamily
             .build(&spec("q8_0-all", cache.path()), &Device::Cpu)

@@ -127,7 +127,31 @@ pub struct Footprint {
     pub model_bytes: usize,
 }
 
-/// A prepared variant that the harness can time.
+/// What a built variant is, stated once by its family when the workload is built: the record's
+/// footprint, technique parameters, layers and FLOP count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantReport {
+    /// Parameter counts and size.
+    pub footprint: Footprint,
+    /// The technique's parameters, as recorded.
+    pub technique_params: serde_json::Value,
+    /// What each layer became.
+    pub layers: Vec<LayerReport>,
+    /// FLOPs of one item (a multiply-add counts two), where the model counts them.
+    pub flops_per_item: Option<f64>,
+}
+
+/// A cell's variant, built: what the harness times, and what the variant is.
+pub struct Built {
+    /// The timed calls and the quality evaluation.
+    pub workload: Box<dyn Workload>,
+    /// Footprint, parameters, layers, FLOPs.
+    pub report: VariantReport,
+}
+
+/// What the harness runs of a prepared variant: the timed call, the generative phases, and the
+/// quality evaluation (a method, not a value: a family may evaluate lazily, and the worker calls
+/// it after the timed windows so that its pass never counts in the inference's peak memory).
 pub trait Workload {
     /// Items in one batch.
     fn batch_size(&self) -> usize;
@@ -135,16 +159,6 @@ pub trait Workload {
     fn run_batch(&mut self) -> Result<()>;
     /// Quality of this variant and of the baseline on the held-out split.
     fn quality(&self) -> Result<Quality>;
-    /// Parameter counts and size.
-    fn footprint(&self) -> Result<Footprint>;
-    /// The technique's parameters, as recorded.
-    fn technique_params(&self) -> serde_json::Value;
-    /// What each layer became.
-    fn layers(&self) -> Vec<LayerReport>;
-    /// FLOPs of one item's forward pass (a multiply-add counts two), where the model counts them.
-    fn flops_per_item(&self) -> Option<f64> {
-        None
-    }
     /// The prefill and decode phases, timed apart, for generative models; `None` for the others.
     fn generation(&mut self) -> Option<&mut dyn Generation> {
         None

@@ -204,12 +204,17 @@ fn every_default_technique_builds_a_workload_that_runs() {
                 }
                 Err(e) => panic!("{model}/{technique}: {e}"),
             };
-            w.run_batch().unwrap();
-            let q = w.quality().unwrap();
+            w.workload.run_batch().unwrap();
+            let q = w.workload.quality().unwrap();
             assert_eq!(q.items, 359);
-            assert!(!w.layers().is_empty());
+            assert!(!w.report.layers.is_empty());
             if technique.starts_with("prune-unstructured") {
-                let notes: Vec<String> = w.layers().iter().filter_map(|l| l.note.clone()).collect();
+                let notes: Vec<String> = w
+                    .report
+                    .layers
+                    .iter()
+                    .filter_map(|l| l.note.clone())
+                    .collect();
                 assert!(
                     notes.iter().any(|n| n.contains("measured at batch 4")),
                     "{notes:?}"

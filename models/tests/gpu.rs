@@ -48,8 +48,11 @@ fn digits_variants_run_on_cuda_with_the_cpu_quality() {
         let cpu = build_workload(&spec("digits-mlp", technique, "cpu", cache.path())).unwrap();
         let mut gpu =
             build_workload(&spec("digits-mlp", technique, "cuda:0", cache.path())).unwrap();
-        gpu.run_batch().unwrap();
-        let (c, g) = (cpu.quality().unwrap(), gpu.quality().unwrap());
+        gpu.workload.run_batch().unwrap();
+        let (c, g) = (
+            cpu.workload.quality().unwrap(),
+            gpu.workload.quality().unwrap(),
+        );
         println!(
             "{technique}: cpu {:.2}% cuda {:.2}%",
             c.value_pct, g.value_pct
@@ -111,8 +114,8 @@ fn minilm_q8_0_on_cuda_keeps_fidelity() {
     }
     let cache = tempfile::tempdir().unwrap();
     let mut w = build_workload(&spec("minilm", "q8_0", "cuda:0", cache.path())).unwrap();
-    w.run_batch().unwrap();
-    let q = w.quality().unwrap();
+    w.workload.run_batch().unwrap();
+    let q = w.workload.quality().unwrap();
     println!(
         "minilm q8_0 on cuda:0: fidelity {:?}, spam {:.2}%",
         q.fidelity, q.value_pct
@@ -155,9 +158,12 @@ fn a_tiny_llama_generates_on_cuda_with_the_cpus_quality() {
     ] {
         let cpu = build_workload(&spec(technique, "cpu")).unwrap();
         let mut gpu = build_workload(&spec(technique, "cuda:0")).unwrap();
-        gpu.run_batch().unwrap();
-        assert_eq!(gpu.technique_params()["kernel"], "candle-cuda");
-        let (c, g) = (cpu.quality().unwrap(), gpu.quality().unwrap());
+        gpu.workload.run_batch().unwrap();
+        assert_eq!(gpu.report.technique_params["kernel"], "candle-cuda");
+        let (c, g) = (
+            cpu.workload.quality().unwrap(),
+            gpu.workload.quality().unwrap(),
+        );
         let (c, g) = (c.language.unwrap(), g.language.unwrap());
         println!(
             "{technique}: perplexity cpu {:.4} cuda {:.4}, KLD cpu {:.5} cuda {:.5}",

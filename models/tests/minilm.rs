@@ -107,7 +107,7 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
         cache_dir: cache().path().to_path_buf(),
     };
     let mut w = build_workload(&spec).unwrap();
-    let q = w.quality().unwrap();
+    let q = w.workload.quality().unwrap();
     let fidelity = q.fidelity.unwrap();
     println!(
         "q8_0: fidelity {fidelity:.5}, spam accuracy {:.2}% (fp32 {:.2}%)",
@@ -120,8 +120,8 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
         q.baseline_pct
     );
     assert_eq!(q.items, 256);
-    w.run_batch().unwrap();
-    let layers = w.layers();
+    w.workload.run_batch().unwrap();
+    let layers = w.report.layers.clone();
     assert!(layers.iter().any(|l| l.format == "q8_0"));
     assert_eq!(layers[0].format, "f32", "embeddings stay f32");
 }

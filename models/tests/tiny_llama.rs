@@ -68,7 +68,7 @@ fn every_technique_builds_generates_and_is_judged_against_the_reference() {
     ] {
         let mut w =
             build_workload(&cell(model, technique)).unwrap_or_else(|e| panic!("{technique}: {e}"));
-        let q = w.quality().unwrap();
+        let q = w.workload.quality().unwrap();
         let lang = q.language.clone().expect("a language model's quality");
         assert!(
             lang.perplexity.is_finite() && lang.perplexity > 1.0,
@@ -83,7 +83,7 @@ fn every_technique_builds_generates_and_is_judged_against_the_reference() {
             );
             assert!(lang.top1_agreement_pct > 99.0);
         }
-        let g = w.generation().expect("a generative workload");
+        let g = w.workload.generation().expect("a generative workload");
         assert_eq!((g.prompt_tokens(), g.gen_tokens()), (16, 4));
         assert!(g.kv_cache_bytes() > 0);
         g.prefill().unwrap();
@@ -91,10 +91,10 @@ fn every_technique_builds_generates_and_is_judged_against_the_reference() {
         for _ in 0..9 {
             g.decode_step().unwrap();
         }
-        w.run_batch().unwrap();
-        let f = w.footprint().unwrap();
+        w.workload.run_batch().unwrap();
+        let f = w.report.footprint;
         assert!(f.model_bytes > 0 && f.parameter_count > 0);
-        let layers = w.layers();
+        let layers = w.report.layers.clone();
         assert_eq!(layers[0].name, "token_embd+norms");
         let head = layers.iter().find(|l| l.name == "output").unwrap();
         match technique {
@@ -138,15 +138,15 @@ fn an_8_bit_key_value_cache_holds_a_quarter_of_the_bytes_and_keeps_the_answers()
     let (_, model) = fixture();
     let f32_cache = build_workload(&cell(model, "fp32")).unwrap();
     let mut q8_cache = build_workload(&cell(model, "kv-q8_0")).unwrap();
-    assert_eq!(q8_cache.technique_params()["kv_cache"], "q8_0");
-    assert_eq!(f32_cache.technique_params()["kv_cache"], "f32");
+    assert_eq!(q8_cache.report.technique_params["kv_cache"], "q8_0");
+    assert_eq!(f32_cache.report.technique_params["kv_cache"], "f32");
     let mut f32_cache = f32_cache;
-    let f32_bytes = f32_cache.generation().unwrap().kv_cache_bytes();
-    let q8_bytes = q8_cache.generation().unwrap().kv_cache_bytes();
+    let f32_bytes = f32_cache.workload.generation().unwrap().kv_cache_bytes();
+    let q8_bytes = q8_cache.workload.generation().unwrap().kv_cache_bytes();
     // Two blocks x (keys + values) x 2 heads x 16 x 20 tokens: 4 bytes a value, or 34 per 32.
     assert_eq!(f32_bytes, 2 * 2 * 32 * 20 * 4);
     assert_eq!(q8_bytes, 2 * 2 * 32 * 20 * 34 / 32);
-    let lang = q8_cache.quality().unwrap().language.unwrap();
+    let lang = q8_cache.workload.quality().unwrap().language.unwrap();
     assert!(
         lang.kld_mean < 0.01 && lang.top1_agreement_pct > 90.0,
         "8-bit keys and values move the answers little: {lang:?}"

@@ -9,6 +9,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use slimbench_models::catalog::build_workload;
 use slimbench_models::workload::WorkloadSpec;
+use slimbench_models::workload::{Built, VariantReport};
 use slimbench_models::ModelError;
 
 pub use super::timing::{TimingSettings, MIN_ENERGY_WINDOW_S};
@@ -119,15 +120,21 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     // Building is metered like a cell; its costs (and the cached steps' recorded ones) go into
     // the record.
     let build_meter = crate::meter::build::BuildMeter::install(&req.meter, &req.host.cpu_model);
-    let mut workload = build_workload(&spec)?;
+    let Built {
+        mut workload,
+        report,
+    } = build_workload(&spec)?;
     drop(build_meter);
     let model_rss_bytes = rss_before_model
         .zip(current_rss_bytes())
         .map(|(before, after)| after.saturating_sub(before));
-    let footprint = workload.footprint()?;
-    let layers = workload.layers();
-    let technique_params = with_kernel(workload.technique_params(), &req.key.device, &layers);
-    let flops_per_item = workload.flops_per_item();
+    let VariantReport {
+        footprint,
+        technique_params,
+        layers,
+        flops_per_item,
+    } = report;
+    let technique_params = with_kernel(technique_params, &req.key.device, &layers);
     let generative = workload.generation().is_some();
     for _ in 0..req.timing.warmup_iters {
         match workload.generation() {

@@ -17,11 +17,11 @@ use candle_core::{Device, Tensor};
 
 use crate::cache::{entry_path, load_or_build, sha256_hex};
 use crate::error::{ModelError, Result};
-use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant};
+use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors};
 use crate::layer::{DenseLayer, LayerReport};
 use crate::linears::Linears;
 use crate::technique::TrainingStep;
-use crate::workload::{Workload, WorkloadSpec};
+use crate::workload::{Built, WorkloadSpec};
 use data::{digits_split, DIGITS_CSV_GZ};
 use distill::{distill, train_control, DEFAULT_ALPHA, DEFAULT_TEMPERATURE};
 use net::{NetSpec, Network};
@@ -207,26 +207,23 @@ impl Family for Digits {
         }
     }
 
-    fn to_tensors(&self, model: &Network) -> Result<HashMap<String, Tensor>> {
-        model.to_tensors()
-    }
-
-    fn model_from_tensors(
-        &self,
-        _base: &Base<Network, ()>,
-        tensors: &HashMap<String, Tensor>,
-        origin: &str,
-    ) -> Result<Network> {
-        Network::from_tensors(tensors, origin)
-    }
-
     fn workload(
         &self,
         spec: &WorkloadSpec,
         device: &Device,
         variant: Variant<Network, ()>,
-    ) -> Result<Box<dyn Workload>> {
+    ) -> Result<Built> {
         workload::build(spec, device, variant)
+    }
+}
+
+impl WeightTensors for Network {
+    fn to_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        Network::to_tensors(self)
+    }
+
+    fn with_tensors(&self, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<Self> {
+        Network::from_tensors(tensors, origin)
     }
 }
 

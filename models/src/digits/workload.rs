@@ -14,7 +14,7 @@ use crate::family::Variant;
 use crate::layer::LayerReport;
 use crate::linears::Linears;
 use crate::quality::accuracy_pct;
-use crate::workload::{Footprint, Quality, Workload, WorkloadSpec};
+use crate::workload::{Built, Footprint, Quality, VariantReport, Workload, WorkloadSpec};
 
 fn median_ms(mut f: impl FnMut() -> Result<()>, reps: usize) -> Result<f64> {
     for _ in 0..3 {
@@ -89,7 +89,7 @@ pub(crate) fn build(
     spec: &WorkloadSpec,
     device: &Device,
     variant: Variant<Network, ()>,
-) -> Result<Box<dyn Workload>> {
+) -> Result<Built> {
     let cell = &spec.cell;
     let unstructured = cell.technique.prunes_unstructured() && variant.post.is_none();
     if unstructured && !device.is_cpu() {
@@ -114,9 +114,19 @@ pub(crate) fn build(
     );
     let (batch, test_x) = (batch.to_device(device)?, test_x.to_device(device)?);
     // Bytes as stored: the layer reports' sums (sparse storage where a pruned layer is smaller so).
-    let model_bytes = layers.iter().map(|l| l.bytes).sum();
-    Ok(Box::new(ClassifierWorkload {
-        model_bytes,
+    let report = VariantReport {
+        footprint: Footprint {
+            parameter_count: model.parameter_count(),
+            nonzero_parameter_count: model.nonzero_parameter_count()?,
+            model_bytes: layers.iter().map(|l| l.bytes).sum(),
+        },
+        technique_params: serde_json::json!({ "steps": variant.params }),
+        layers,
+        // Counted from the layers' shapes: convolutions at the image's size, then the fully
+        // connected layers (`Network::flops_per_item`).
+        flops_per_item: Some(model.flops_per_item()),
+    };
+    let workload = ClassifierWorkload {
         model,
         base,
         device: device.clone(),
@@ -124,14 +134,15 @@ pub(crate) fn build(
         test_x,
         test_labels: test_y.to_vec1::<u32>()?,
         batch_size: cell.batch_size,
-        params: serde_json::json!({ "steps": variant.params }),
-        layers,
-    }))
+    };
+    Ok(Built {
+        workload: Box::new(workload),
+        report,
+    })
 }
 
 /// A classifier variant with its fixed timing batch and held-out split.
 struct ClassifierWorkload {
-    model_bytes: usize,
     model: Network,
     base: Network,
     device: Device,
@@ -139,8 +150,6 @@ struct ClassifierWorkload {
     test_x: Tensor,
     test_labels: Vec<u32>,
     batch_size: usize,
-    params: serde_json::Value,
-    layers: Vec<LayerReport>,
 }
 
 impl Workload for ClassifierWorkload {
@@ -172,27 +181,5 @@ impl Workload for ClassifierWorkload {
                 &crate::quality::correct(&variant, &self.test_labels),
             )),
         })
-    }
-
-    fn footprint(&self) -> Result<Footprint> {
-        Ok(Footprint {
-            parameter_count: self.model.parameter_count(),
-            nonzero_parameter_count: self.model.nonzero_parameter_count()?,
-            model_bytes: self.model_bytes,
-        })
-    }
-
-    fn technique_params(&self) -> serde_json::Value {
-        self.params.clone()
-    }
-
-    fn layers(&self) -> Vec<LayerReport> {
-        self.layers.clone()
-    }
-
-    /// Counted from the layers' shapes: convolutions at the image's size, then the fully
-    /// connected layers ([`crate::digits::net::Network::flops_per_item`]).
-    fn flops_per_item(&self) -> Option<f64> {
-        Some(self.model.flops_per_item())
     }
 }

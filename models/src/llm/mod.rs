@@ -21,12 +21,12 @@ use candle_core::{Device, Tensor};
 
 use crate::cache::sha256_hex;
 use crate::error::{ModelError, Result};
-use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant};
+use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors};
 use crate::kernels::blocks::BlockFormat;
 use crate::layer::{DenseLayer, LayerReport};
 use crate::linears::Linears;
 use crate::technique::{PostStep, TrainingStep};
-use crate::workload::{Workload, WorkloadSpec};
+use crate::workload::{Built, WorkloadSpec};
 use model::{EmbeddingStorage, Llama};
 use tokenize::LlmTokenizer;
 
@@ -170,26 +170,23 @@ impl Family for Lm {
         }
     }
 
-    fn to_tensors(&self, model: &Llama) -> Result<HashMap<String, Tensor>> {
-        model.to_tensors()
-    }
-
-    fn model_from_tensors(
-        &self,
-        base: &Base<Llama, LlmSource>,
-        tensors: &HashMap<String, Tensor>,
-        origin: &str,
-    ) -> Result<Llama> {
-        Llama::from_tensors(&base.model.config, tensors, origin)
-    }
-
     fn workload(
         &self,
         spec: &WorkloadSpec,
         device: &Device,
         variant: Variant<Llama, LlmSource>,
-    ) -> Result<Box<dyn Workload>> {
+    ) -> Result<Built> {
         workload::build(spec, device, variant)
+    }
+}
+
+impl WeightTensors for Llama {
+    fn to_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        Llama::to_tensors(self)
+    }
+
+    fn with_tensors(&self, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<Self> {
+        Llama::from_tensors(&self.config, tensors, origin)
     }
 }
 

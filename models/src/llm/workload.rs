@@ -10,7 +10,6 @@ use crate::cache::sha256_hex;
 use crate::error::{ModelError, Result};
 use crate::family::Variant;
 use crate::fetch::models_dir;
-use crate::layer::LayerReport;
 use crate::linears::Linears;
 use crate::llm::engine::Engine;
 use crate::llm::fetch::{smollm2_path, sotu_paths, SMOLLM2};
@@ -20,7 +19,9 @@ use crate::llm::quality::{
     argmax, chunks, language_quality, reference_log_probs, QUALITY_CHUNKS, QUALITY_CTX,
 };
 use crate::llm::LlmSource;
-use crate::workload::{Footprint, Generation, Quality, Workload, WorkloadSpec};
+use crate::workload::{
+    Built, Footprint, Generation, Quality, VariantReport, Workload, WorkloadSpec,
+};
 
 /// Prompt tokens when a plan names none.
 pub const DEFAULT_PROMPT_LEN: usize = 128;
@@ -104,7 +105,6 @@ pub fn cache_stem(model: &str) -> String {
 
 /// A variant generating from a fixed prompt.
 pub struct LlmWorkload {
-    model: Llama,
     engine: Engine,
     kv_cache_bytes: usize,
     prompt: Vec<u32>,
@@ -113,9 +113,6 @@ pub struct LlmWorkload {
     generated: usize,
     first: u32,
     quality: Quality,
-    footprint: Footprint,
-    layers: Vec<LayerReport>,
-    params: serde_json::Value,
 }
 
 fn greedy(logits: &[f32]) -> u32 {
@@ -127,7 +124,7 @@ pub fn build(
     spec: &WorkloadSpec,
     device: &Device,
     variant: Variant<Llama, LlmSource>,
-) -> Result<Box<dyn Workload>> {
+) -> Result<Built> {
     let cell = &spec.cell;
     let prompt_len = cell.seq_len.unwrap_or(DEFAULT_PROMPT_LEN);
     let gen_tokens = cell.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS);
@@ -208,9 +205,21 @@ pub fn build(
         obj.insert("kernel".into(), engine.kernel().into());
     }
     engine.truncate(0);
-    Ok(Box::new(LlmWorkload {
+    let report = VariantReport {
+        footprint,
+        technique_params: params,
+        // FLOPs of one decode step: every Linear once (the token's matrix-vector products).
+        flops_per_item: Some(
+            model
+                .linears()
+                .iter()
+                .map(|l| 2.0 * (l.in_dim * l.out_dim) as f64)
+                .sum(),
+        ),
+        layers,
+    };
+    let workload = LlmWorkload {
         kv_cache_bytes: KvCache::bytes_for(&model, context, storage),
-        model,
         engine,
         prompt,
         gen_tokens,
@@ -218,10 +227,11 @@ pub fn build(
         generated: 0,
         first: 0,
         quality,
-        footprint,
-        layers,
-        params,
-    }))
+    };
+    Ok(Built {
+        workload: Box::new(workload),
+        report,
+    })
 }
 
 impl Generation for LlmWorkload {
@@ -278,29 +288,6 @@ impl Workload for LlmWorkload {
 
     fn quality(&self) -> Result<Quality> {
         Ok(self.quality.clone())
-    }
-
-    fn footprint(&self) -> Result<Footprint> {
-        Ok(self.footprint)
-    }
-
-    fn technique_params(&self) -> serde_json::Value {
-        self.params.clone()
-    }
-
-    fn layers(&self) -> Vec<LayerReport> {
-        self.layers.clone()
-    }
-
-    /// FLOPs of one decode step: every Linear once (the token's matrix-vector products).
-    fn flops_per_item(&self) -> Option<f64> {
-        Some(
-            self.model
-                .linears()
-                .iter()
-                .map(|l| 2.0 * (l.in_dim * l.out_dim) as f64)
-                .sum(),
-        )
     }
 
     fn generation(&mut self) -> Option<&mut dyn Generation> {

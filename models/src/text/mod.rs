@@ -19,12 +19,12 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant};
+use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors};
 use crate::kernels::blocks::BlockFormat;
 use crate::layer::{DenseLayer, LayerReport};
 use crate::linears::Linears;
 use crate::technique::{PostStep, TrainingStep};
-use crate::workload::{Workload, WorkloadSpec};
+use crate::workload::{Built, WorkloadSpec};
 use bert::Bert;
 use compress::{distill_bert, prune_bert_structured, quantize_embeddings, DistillConfig};
 use files::ModelFiles;
@@ -148,26 +148,23 @@ impl Family for Text {
         }
     }
 
-    fn to_tensors(&self, model: &Bert) -> Result<HashMap<String, Tensor>> {
-        model.to_tensors()
-    }
-
-    fn model_from_tensors(
-        &self,
-        base: &Base<Bert, TextSource>,
-        tensors: &HashMap<String, Tensor>,
-        origin: &str,
-    ) -> Result<Bert> {
-        Bert::from_tensors(&base.model.config, tensors, origin)
-    }
-
     fn workload(
         &self,
         spec: &WorkloadSpec,
         device: &Device,
         variant: Variant<Bert, TextSource>,
-    ) -> Result<Box<dyn Workload>> {
+    ) -> Result<Built> {
         workload::build(spec, device, variant)
+    }
+}
+
+impl WeightTensors for Bert {
+    fn to_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        Bert::to_tensors(self)
+    }
+
+    fn with_tensors(&self, tensors: &HashMap<String, Tensor>, origin: &str) -> Result<Self> {
+        Bert::from_tensors(&self.config, tensors, origin)
     }
 }
 

@@ -11,7 +11,6 @@ use candle_core::{Device, Tensor};
 use crate::cache::{entry_path, load_or_build, sha256_hex};
 use crate::error::{ModelError, Result};
 use crate::family::{Base, Variant};
-use crate::layer::LayerReport;
 use crate::linears::Linears;
 use crate::text::bert::{row_cosines, Bert};
 use crate::text::emails::{emails_path, load_split, EmailSplit};
@@ -19,7 +18,7 @@ use crate::text::files::{models_dir, ModelFiles};
 use crate::text::probe::Probe;
 use crate::text::tokenize::{Padding, TextTokenizer};
 use crate::text::TextSource;
-use crate::workload::{Footprint, Quality, Workload, WorkloadSpec};
+use crate::workload::{Built, Footprint, Quality, VariantReport, Workload, WorkloadSpec};
 
 /// Catalogue name of all-MiniLM-L6-v2.
 pub const MINILM: &str = "minilm";
@@ -232,7 +231,7 @@ pub(crate) fn build(
     spec: &WorkloadSpec,
     device: &Device,
     variant: Variant<Bert, TextSource>,
-) -> Result<Box<dyn Workload>> {
+) -> Result<Built> {
     let cell = &spec.cell;
     let seq_len = cell.seq_len.unwrap_or(DEFAULT_SEQ_LEN);
     let (bert, layers) = variant.final_model(|b| b.layer_reports(&|_| None))?;
@@ -267,14 +266,12 @@ pub(crate) fn build(
         nonzero_parameter_count: bert.nonzero_parameter_count()?,
         model_bytes,
     };
-    Ok(Box::new(TextWorkload {
-        bert,
-        device: device.clone(),
-        batch,
-        batch_size: cell.batch_size,
-        quality,
+    let tokens = batch.ids.dims2()?.1;
+    let report = VariantReport {
         footprint,
-        params: serde_json::json!({
+        flops_per_item: Some(bert.flops_per_sequence(tokens)),
+        layers,
+        technique_params: serde_json::json!({
             "steps": variant.params,
             "seq_len": seq_len,
             "quality": {
@@ -285,8 +282,18 @@ pub(crate) fn build(
             },
             "model_files": variant.base.source.files.dir,
         }),
-        layers,
-    }))
+    };
+    let workload = TextWorkload {
+        bert,
+        device: device.clone(),
+        batch,
+        batch_size: cell.batch_size,
+        quality,
+    };
+    Ok(Built {
+        workload: Box::new(workload),
+        report,
+    })
 }
 
 /// A prepared text variant with its fixed timing batch and its quality, computed once.
@@ -296,9 +303,6 @@ struct TextWorkload {
     batch: crate::text::tokenize::Encoded,
     batch_size: usize,
     quality: Quality,
-    footprint: Footprint,
-    params: serde_json::Value,
-    layers: Vec<LayerReport>,
 }
 
 impl Workload for TextWorkload {
@@ -316,23 +320,6 @@ impl Workload for TextWorkload {
 
     fn quality(&self) -> Result<Quality> {
         Ok(self.quality.clone())
-    }
-
-    fn footprint(&self) -> Result<Footprint> {
-        Ok(self.footprint)
-    }
-
-    fn technique_params(&self) -> serde_json::Value {
-        self.params.clone()
-    }
-
-    fn layers(&self) -> Vec<LayerReport> {
-        self.layers.clone()
-    }
-
-    fn flops_per_item(&self) -> Option<f64> {
-        let tokens = self.batch.ids.dims2().ok()?.1;
-        Some(self.bert.flops_per_sequence(tokens))
     }
 }
 
