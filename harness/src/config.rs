@@ -21,19 +21,19 @@
 //! embodied_kg = 1500.0     # the host's embodied kg CO2e, for the SCI's M
 //! lifetime_years = 4.0
 //! max_quality_drop_points = 1.0  # the recommendation's quality budget
+//! threads = 2              # threads of each cell's model (default: the physical cores)
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::error::UsageError;
-use crate::meter::choose::EnergyChoice;
+use crate::settings::SettingValues;
 
-/// The contents of a run config file.
+/// The plan's keys of a config file (the settings' are [`SettingValues`]').
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
+pub struct PlanConfig {
     /// Models.
     pub models: Option<Vec<String>>,
     /// Techniques.
@@ -46,44 +46,28 @@ pub struct RunConfig {
     pub sequence_lengths: Option<Vec<usize>>,
     /// Tokens generated after the prompt (only for language models).
     pub gen_tokens: Option<Vec<usize>>,
-    /// Untimed warm-up iterations per cell.
-    pub warmup: Option<usize>,
-    /// Least timed iterations per cell.
-    pub min_iters: Option<usize>,
-    /// Least timed window per cell, seconds.
-    pub min_duration_s: Option<f64>,
-    /// Rounds per cell.
-    pub rounds: Option<usize>,
-    /// Times a disturbed round is measured again.
-    pub disturbed_retries: Option<usize>,
-    /// Short windows.
-    pub quick: Option<bool>,
-    /// Energy source.
-    pub energy: Option<EnergyChoice>,
-    /// Powercap root for RAPL.
-    pub powercap_root: Option<PathBuf>,
-    /// Power sampling rate, Hz.
-    pub sample_hz: Option<f64>,
-    /// Per-cell timeout, seconds.
-    pub cell_timeout_s: Option<f64>,
-    /// Prepared-weights cache folder.
-    pub cache_dir: Option<PathBuf>,
-    /// Output folder under which the run folder is created.
-    pub out: Option<PathBuf>,
-    /// Grid region: ISO3 code, country name, or `gcp:<region>`.
-    pub region: Option<String>,
-    /// Grid intensity, g CO2e per kWh (overrides the region's).
-    pub carbon_intensity: Option<f64>,
-    /// Power usage effectiveness of the facility.
-    pub pue: Option<f64>,
-    /// Watts per vCPU at 0% and 100% utilisation for the estimate, `MIN:MAX`.
-    pub cpu_power: Option<String>,
-    /// Embodied kg CO2e of the host, for the SCI's M.
-    pub embodied_kg: Option<f64>,
-    /// Expected life of the host, years, for the SCI's M.
-    pub lifetime_years: Option<f64>,
-    /// Points of quality a recommended variant may lose.
-    pub max_quality_drop_points: Option<f64>,
+}
+
+impl PlanConfig {
+    /// The plan's config keys.
+    pub const KEYS: &'static [&'static str] = &[
+        "models",
+        "techniques",
+        "devices",
+        "batch_sizes",
+        "sequence_lengths",
+        "gen_tokens",
+    ];
+}
+
+/// The contents of a run config file: the plan, and the settings (the same as the flags of
+/// `slimbench run`, under their config keys).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunConfig {
+    /// What to run.
+    pub plan: PlanConfig,
+    /// How to measure it.
+    pub settings: SettingValues,
 }
 
 /// Reads and checks a config file; errors name the file, and the key and line where they can.
@@ -105,8 +89,52 @@ pub fn load_config(path: &Path) -> Result<RunConfig, UsageError> {
 /// The largest config file read (a plan of every model, technique and shape fits in a few KiB).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-/// Parses config text; `origin` names it in errors.
+/// Parses config text; `origin` names it in errors: a key that is neither the plan's nor a
+/// setting's, or a value of the wrong type, is named with its line.
 pub fn parse_config(text: &str, origin: &str) -> Result<RunConfig, UsageError> {
+    let table: toml::Table = from_toml(text, origin)?;
+    let known: Vec<&str> = PlanConfig::KEYS
+        .iter()
+        .chain(SettingValues::KEYS)
+        .copied()
+        .collect();
+    if let Some(key) = table.keys().find(|k| !known.contains(&k.as_str())) {
+        let expected = known
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let message = format!("unknown field `{key}`, expected one of {expected}");
+        return Err(match line_of_key(text, key) {
+            Some(line) => UsageError(format!("{origin}: line {line}: {message}")),
+            None => UsageError(format!("{origin}: {message}")),
+        });
+    }
+    Ok(RunConfig {
+        plan: from_toml(text, origin)?,
+        settings: from_toml(text, origin)?,
+    })
+}
+
+/// The line (1-based) where `key` is set at the top level of `text`, if it can be told.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.trim_start();
+            let rest = line
+                .strip_prefix(key)
+                .or_else(|| line.strip_prefix(&format!("\"{key}\"")))
+                .or_else(|| line.strip_prefix('[').and_then(|l| l.strip_prefix(key)));
+            rest.is_some_and(|r| {
+                let r = r.trim_start();
+                r.starts_with('=') || r.starts_with(']') || r.starts_with('.')
+            })
+        })
+        .map(|i| i + 1)
+}
+
+/// `T` from config text, each error naming `origin`, and the line and key where it can.
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, UsageError> {
     toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| {
             let before = text.get(..s.start.min(text.len())).unwrap_or(text);
@@ -132,6 +160,7 @@ pub fn parse_config(text: &str, origin: &str) -> Result<RunConfig, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meter::choose::EnergyChoice;
 
     #[test]
     fn a_misspelt_key_is_named_with_its_line() {
@@ -180,7 +209,8 @@ mod tests {
             "x",
         )
         .unwrap();
-        assert_eq!(c.batch_sizes, Some(vec![1, 32]));
-        assert_eq!(c.energy, Some(EnergyChoice::Estimate));
+        assert_eq!(c.plan.batch_sizes, Some(vec![1, 32]));
+        assert_eq!(c.settings.energy, Some(EnergyChoice::Estimate));
+        assert_eq!(c.settings.min_duration, Some(0.5));
     }
 }

@@ -24,6 +24,7 @@ pub mod results;
 pub mod rounds;
 pub mod run_dir;
 pub mod runner;
+pub mod settings;
 pub mod stats;
 pub mod stdout;
 pub mod units;

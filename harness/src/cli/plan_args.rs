@@ -187,20 +187,21 @@ impl PlanArgs {
     /// The plan: flags over `config` over the default suite.
     pub fn resolve_plan(&self, config: &RunConfig) -> Result<Plan, UsageError> {
         let dirs = self.model_dirs()?;
-        let mut models = if dirs.is_empty() || !self.models.is_empty() || config.models.is_some() {
-            pick(&self.models, &config.models, catalog::DEFAULT_MODELS)
-        } else {
-            Vec::new()
-        };
+        let mut models =
+            if dirs.is_empty() || !self.models.is_empty() || config.plan.models.is_some() {
+                pick(&self.models, &config.plan.models, catalog::DEFAULT_MODELS)
+            } else {
+                Vec::new()
+            };
         models.extend(dirs);
-        let seq_lens = given(&self.seq_lens, &config.sequence_lengths);
+        let seq_lens = given(&self.seq_lens, &config.plan.sequence_lengths);
         only_for(
             &seq_lens,
             &models,
             takes_seq_len,
             "--seq-lens (sequence_lengths): no model of this plan takes text",
         )?;
-        let gen_tokens = given(&self.gen_tokens, &config.gen_tokens);
+        let gen_tokens = given(&self.gen_tokens, &config.plan.gen_tokens);
         only_for(
             &gen_tokens,
             &models,
@@ -210,7 +211,7 @@ impl PlanArgs {
         let batch_sizes = if !self.batch_sizes.is_empty() {
             Some(self.batch_sizes.clone())
         } else {
-            config.batch_sizes.clone()
+            config.plan.batch_sizes.clone()
         };
         for &b in batch_sizes.iter().flatten() {
             crate::limits::BATCH_SIZE.check_count(b)?;
@@ -226,7 +227,7 @@ impl PlanArgs {
             seq_lens,
             gen_tokens,
         };
-        let devices = pick(&self.devices, &config.devices, DEFAULT_DEVICES);
+        let devices = pick(&self.devices, &config.plan.devices, DEFAULT_DEVICES);
         if CUDA_BUILT {
             check_cuda_devices(&devices, || {
                 crate::meter::nvml::gpu_count().map_err(|e| e.to_string())
@@ -236,7 +237,7 @@ impl PlanArgs {
             &models,
             &pick(
                 &self.techniques,
-                &config.techniques,
+                &config.plan.techniques,
                 catalog::DEFAULT_TECHNIQUES,
             ),
             &devices,

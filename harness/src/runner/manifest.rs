@@ -92,6 +92,29 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
+    /// Where the meters look for this run on `host`: the energy choice, the powercap root and
+    /// the estimate's coefficients from the run's settings, the CPU from the host. The parent
+    /// probes with it before a run starts; each worker opens its own meter from it (a meter's
+    /// handles cannot cross the process boundary).
+    pub fn meter_settings(
+        &self,
+        host: &crate::host::HostInfo,
+    ) -> crate::meter::choose::MeterSettings {
+        crate::meter::choose::MeterSettings {
+            choice: self.energy,
+            powercap_root: self.powercap_root.clone(),
+            cpu_model: host.cpu_model.clone(),
+            logical_cores: host.logical_cores,
+            gpus: None,
+            cpu_power: self.cpu_power,
+        }
+    }
+
+    /// The longest a cell may take before its worker is killed.
+    pub fn cell_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.cell_timeout_s)
+    }
+
     /// The measurement settings in which `self` and `other` differ (timing, energy source,
     /// threads, timeout, grid intensity and PUE), each as `name: a vs b`. Cache and powercap
     /// paths are where things are, not how they were measured, and are not compared.

@@ -15,10 +15,9 @@ use slimbench_models::cache::CacheOutcome;
 use slimbench_models::catalog::prepare_cell;
 use slimbench_models::technique::Technique;
 
-use super::worker::{TimingSettings, WorkerRequest};
-use crate::carbon::CarbonSettings;
+use super::manifest::RunSpec;
+use super::worker::WorkerRequest;
 use crate::host::HostInfo;
-use crate::meter::choose::MeterSettings;
 use crate::results::{append_record, Record, Status};
 use crate::rounds::{append_round, combine, current_rounds, read_rounds, round_order, RoundEntry};
 use slimbench_models::workload::Cell;
@@ -30,22 +29,10 @@ pub struct RunSettings {
     pub run_id: String,
     /// The run's folder.
     pub run_dir: PathBuf,
-    /// The prepared-weights cache.
-    pub cache_dir: PathBuf,
-    /// Timing of each cell.
-    pub timing: TimingSettings,
-    /// Energy meters.
-    pub meter: MeterSettings,
-    /// Longest a cell may take before its worker is killed.
-    pub cell_timeout: Duration,
-    /// Grid intensity and PUE for the CO2e figures.
-    pub carbon: CarbonSettings,
-    /// The host.
+    /// The run's resolved settings, as `run.json` stores them.
+    pub spec: RunSpec,
+    /// The host, detected once.
     pub host: HostInfo,
-    /// Threads each worker's model uses (its `RAYON_NUM_THREADS`); `None` leaves the environment's.
-    pub threads: Option<usize>,
-    /// The seed of every round's order (stored in `run.json`).
-    pub order_seed: u64,
 }
 
 /// How the parent reports as cells end.
@@ -158,7 +145,7 @@ pub fn run_cells(
     let run_dir = crate::run_dir::RunDir::new(&settings.run_dir);
     let results_path = run_dir.results_path();
     let rounds_path = run_dir.rounds_path();
-    let rounds = settings.timing.rounds.max(1);
+    let rounds = settings.spec.timing.rounds.max(1);
     let attempts = crate::results::records_per_cell(&results_path)?;
     let mut done = current_rounds(read_rounds(&rounds_path)?, &attempts);
     let total: usize = cells
@@ -175,7 +162,7 @@ pub fn run_cells(
                 return Ok(());
             };
             if let Some(e) = &record.energy {
-                let carbon = settings.carbon.record(e.energy_per_item_j, &e.source);
+                let carbon = settings.spec.carbon.record(e.energy_per_item_j, &e.source);
                 if let Some(g) = &mut record.generation {
                     // The record's items are generated tokens.
                     g.co2e_per_1000_generated_tokens_g = Some(carbon.co2e_per_item_g * 1000.0);
@@ -210,7 +197,7 @@ pub fn run_cells(
         }
     }
     'rounds: for round in 1..=rounds {
-        let order = round_order(cells, settings.order_seed, round);
+        let order = round_order(cells, settings.spec.order_seed, round);
         for (position, key) in order.iter().enumerate() {
             let entries = done.entry(key.clone()).or_default();
             if finished.contains(key) || entries.iter().any(|e| e.round == round) {
@@ -229,7 +216,7 @@ pub fn run_cells(
             // A disturbed round (steal, other processes) is measured again, a few times at most.
             let mut retries = 0;
             while let Some(i) = record.interference.filter(|i| i.disturbed) {
-                if retries >= settings.timing.disturbed_retries
+                if retries >= settings.spec.timing.disturbed_retries
                     || record.status != Status::Ok
                     || options.interrupted.load(Ordering::SeqCst)
                 {
@@ -318,9 +305,7 @@ pub fn run_worker(key: &Cell, settings: &RunSettings, measure_quality: bool) -> 
         run_id: settings.run_id.clone(),
         key: key.clone(),
         run_dir: settings.run_dir.clone(),
-        cache_dir: settings.cache_dir.clone(),
-        timing: settings.timing.clone(),
-        meter: settings.meter.clone(),
+        spec: settings.spec.clone(),
         host: settings.host.clone(),
         measure_quality,
     };
@@ -330,8 +315,9 @@ pub fn run_worker(key: &Cell, settings: &RunSettings, measure_quality: bool) -> 
         Ok(j) => j,
         Err(e) => return failed(format!("cannot encode the worker request: {e}")),
     };
-    match spawn_and_wait(&json, settings.cell_timeout, settings.threads) {
-        Ok(out) => interpret(out, settings.cell_timeout).unwrap_or_else(failed),
+    let timeout = settings.spec.cell_timeout();
+    match spawn_and_wait(&json, timeout, settings.spec.threads) {
+        Ok(out) => interpret(out, timeout).unwrap_or_else(failed),
         Err(e) => failed(format!("cannot start the worker: {e:#}")),
     }
 }

@@ -16,7 +16,7 @@ pub use super::timing::{TimingSettings, MIN_ENERGY_WINDOW_S};
 use crate::calibrate::Calibration;
 use crate::host::HostInfo;
 use crate::memory::{current_rss_bytes, peak_rss_bytes, reset_peak_rss};
-use crate::meter::choose::{open_meter, MeterSettings};
+use crate::meter::choose::open_meter;
 use crate::meter::record::{energy_record, trace_csv, Windows};
 use crate::meter::sampler::{Sample, Sampler};
 use crate::recorder::LatencyRecorder;
@@ -24,6 +24,7 @@ use crate::results::{
     ComputeRecord, GenerationRecord, QualityRecord, Record, Status, MAX_KEPT_SAMPLES,
 };
 use crate::run_dir::{cell_slug, RunDir};
+use crate::runner::manifest::RunSpec;
 use crate::stats::{thin_samples, LatencyStats};
 use slimbench_models::workload::Cell;
 
@@ -71,12 +72,9 @@ pub struct WorkerRequest {
     pub key: Cell,
     /// The run's folder (traces go to `traces/` inside it).
     pub run_dir: PathBuf,
-    /// The prepared-weights cache.
-    pub cache_dir: PathBuf,
-    /// Timing.
-    pub timing: TimingSettings,
-    /// Energy meters.
-    pub meter: MeterSettings,
+    /// The run's resolved settings (timing, cache, energy source, ...), as `run.json` stores
+    /// them.
+    pub spec: RunSpec,
     /// The host, detected once by the parent.
     pub host: HostInfo,
     /// Whether to evaluate quality: in the cell's first round only, since it does not depend on
@@ -110,7 +108,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     inject_fault(&req.key)?;
     let spec = WorkloadSpec {
         cell: req.key.clone(),
-        cache_dir: req.cache_dir.clone(),
+        cache_dir: req.spec.cache_dir.clone(),
     };
     // The sample storage is allocated before the model, so that the memory the model adds is
     // measured apart from the harness's (which stays the same at any iteration count).
@@ -119,7 +117,10 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let rss_before_model = current_rss_bytes();
     // Building is metered like a cell; its costs (and the cached steps' recorded ones) go into
     // the record.
-    let build_meter = crate::meter::build::BuildMeter::install(&req.meter, &req.host.cpu_model);
+    let build_meter = crate::meter::build::BuildMeter::install(
+        &req.spec.meter_settings(&req.host),
+        &req.host.cpu_model,
+    );
     let Built {
         mut workload,
         report,
@@ -136,7 +137,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     } = report;
     let technique_params = with_kernel(technique_params, &req.key.device, &layers);
     let generative = workload.generation().is_some();
-    for _ in 0..req.timing.warmup_iters {
+    for _ in 0..req.spec.timing.warmup_iters {
         match workload.generation() {
             Some(g) => {
                 g.prefill().context("warm-up prefill")?;
@@ -147,7 +148,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     }
 
     // A cell on cuda:N reads that GPU's energy and memory through NVML besides the CPU's.
-    let mut settings = req.meter.clone();
+    let mut settings = req.spec.meter_settings(&req.host);
     if let Some(n) = slimbench_models::device::cuda_ordinal(&req.key.device) {
         settings.gpus = Some(vec![n as u32]);
     }
@@ -162,13 +163,13 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let method = meter.method();
     let estimate = meter.estimate();
     // This round's share of the cell's window (see TimingSettings::round_min_window_s).
-    let min_window_s = req.timing.round_min_window_s(meter.update_period_s());
-    let min_iters = req.timing.round_min_iters();
-    let sampler = Sampler::start(meter, req.timing.sample_hz);
+    let min_window_s = req.spec.timing.round_min_window_s(meter.update_period_s());
+    let min_iters = req.spec.timing.round_min_iters();
+    let sampler = Sampler::start(meter, req.spec.timing.sample_hz);
     let sampling_hz = sampler.hz();
 
     let idle_start = sampler.read_now()?;
-    std::thread::sleep(Duration::from_secs_f64(req.timing.round_idle_s()));
+    std::thread::sleep(Duration::from_secs_f64(req.spec.timing.round_idle_s()));
     let idle_end = sampler.read_now()?;
 
     // The peak from here on is the inference's: preparation, loading and warm-up left out.
@@ -376,7 +377,7 @@ fn compute_record(
         return Ok(None);
     };
     let calibration = if req.key.on_cpu() {
-        Calibration::for_cpu(&req.cache_dir, &req.host.cpu_model)?
+        Calibration::for_cpu(&req.spec.cache_dir, &req.host.cpu_model)?
     } else {
         None
     };
