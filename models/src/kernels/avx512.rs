@@ -72,16 +72,20 @@ fn gelu16(x: __m512) -> __m512 {
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn gelu_in_place(x: &mut [f32]) {
-    let mut chunks = x.chunks_exact_mut(LANES);
-    for c in &mut chunks {
-        let v = _mm512_loadu_ps(c.as_ptr());
-        _mm512_storeu_ps(c.as_mut_ptr(), gelu16(v));
-    }
-    let tail = chunks.into_remainder();
-    if !tail.is_empty() {
-        let m = lanes_left(tail.len());
-        let v = _mm512_maskz_loadu_ps(m, tail.as_ptr());
-        _mm512_mask_storeu_ps(tail.as_mut_ptr(), m, gelu16(v));
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        let mut chunks = x.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            let v = _mm512_loadu_ps(c.as_ptr());
+            _mm512_storeu_ps(c.as_mut_ptr(), gelu16(v));
+        }
+        let tail = chunks.into_remainder();
+        if !tail.is_empty() {
+            let m = lanes_left(tail.len());
+            let v = _mm512_maskz_loadu_ps(m, tail.as_ptr());
+            _mm512_mask_storeu_ps(tail.as_mut_ptr(), m, gelu16(v));
+        }
     }
 }
 
@@ -91,39 +95,43 @@ pub(crate) unsafe fn gelu_in_place(x: &mut [f32]) {
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
-    let mask_bias = &mask_bias[..cols];
-    for row in scores.chunks_exact_mut(cols) {
-        let p = row.as_mut_ptr();
-        let b = mask_bias.as_ptr();
-        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut i = 0;
-        while i < cols {
-            let m = lanes_left(cols - i);
-            let v = _mm512_add_ps(
-                _mm512_maskz_loadu_ps(m, p.add(i)),
-                _mm512_maskz_loadu_ps(m, b.add(i)),
-            );
-            _mm512_mask_storeu_ps(p.add(i), m, v);
-            max = _mm512_mask_max_ps(max, m, max, v);
-            i += LANES;
-        }
-        let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
-        let mut sum = _mm512_setzero_ps();
-        let mut i = 0;
-        while i < cols {
-            let m = lanes_left(cols - i);
-            let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), max));
-            _mm512_mask_storeu_ps(p.add(i), m, e);
-            sum = _mm512_mask_add_ps(sum, m, sum, e);
-            i += LANES;
-        }
-        let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
-        let mut i = 0;
-        while i < cols {
-            let m = lanes_left(cols - i);
-            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), inv);
-            _mm512_mask_storeu_ps(p.add(i), m, v);
-            i += LANES;
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        let mask_bias = &mask_bias[..cols];
+        for row in scores.chunks_exact_mut(cols) {
+            let p = row.as_mut_ptr();
+            let b = mask_bias.as_ptr();
+            let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+            let mut i = 0;
+            while i < cols {
+                let m = lanes_left(cols - i);
+                let v = _mm512_add_ps(
+                    _mm512_maskz_loadu_ps(m, p.add(i)),
+                    _mm512_maskz_loadu_ps(m, b.add(i)),
+                );
+                _mm512_mask_storeu_ps(p.add(i), m, v);
+                max = _mm512_mask_max_ps(max, m, max, v);
+                i += LANES;
+            }
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+            let mut sum = _mm512_setzero_ps();
+            let mut i = 0;
+            while i < cols {
+                let m = lanes_left(cols - i);
+                let e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, p.add(i)), max));
+                _mm512_mask_storeu_ps(p.add(i), m, e);
+                sum = _mm512_mask_add_ps(sum, m, sum, e);
+                i += LANES;
+            }
+            let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+            let mut i = 0;
+            while i < cols {
+                let m = lanes_left(cols - i);
+                let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p.add(i)), inv);
+                _mm512_mask_storeu_ps(p.add(i), m, v);
+                i += LANES;
+            }
         }
     }
 }
@@ -135,33 +143,37 @@ pub(crate) unsafe fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
-    let n = x.len().min(q.len());
-    let mut maxv = _mm512_setzero_ps();
-    let mut i = 0;
-    while i < n {
-        let m = lanes_left(n - i);
-        maxv = _mm512_max_ps(
-            maxv,
-            _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x.as_ptr().add(i))),
-        );
-        i += LANES;
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        let n = x.len().min(q.len());
+        let mut maxv = _mm512_setzero_ps();
+        let mut i = 0;
+        while i < n {
+            let m = lanes_left(n - i);
+            maxv = _mm512_max_ps(
+                maxv,
+                _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x.as_ptr().add(i))),
+            );
+            i += LANES;
+        }
+        let max = _mm512_reduce_max_ps(maxv);
+        if max == 0.0 {
+            return 0.0;
+        }
+        let inv = _mm512_set1_ps(127.0 / max);
+        let offset = _mm512_set1_epi32(128);
+        let mut i = 0;
+        while i < n {
+            let m = lanes_left(n - i);
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x.as_ptr().add(i)), inv);
+            let r = _mm512_add_epi32(
+                _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v),
+                offset,
+            );
+            _mm512_mask_cvtepi32_storeu_epi8(q.as_mut_ptr().add(i) as *mut i8, m, r);
+            i += LANES;
+        }
+        max / 127.0
     }
-    let max = _mm512_reduce_max_ps(maxv);
-    if max == 0.0 {
-        return 0.0;
-    }
-    let inv = _mm512_set1_ps(127.0 / max);
-    let offset = _mm512_set1_epi32(128);
-    let mut i = 0;
-    while i < n {
-        let m = lanes_left(n - i);
-        let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x.as_ptr().add(i)), inv);
-        let r = _mm512_add_epi32(
-            _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v),
-            offset,
-        );
-        _mm512_mask_cvtepi32_storeu_epi8(q.as_mut_ptr().add(i) as *mut i8, m, r);
-        i += LANES;
-    }
-    max / 127.0
 }

@@ -30,22 +30,26 @@ unsafe fn fma_avx512(seed: f32) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fma_avx2(seed: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let mul = _mm256_set1_ps(0.999_999);
-    let add = _mm256_set1_ps(1e-7);
-    let mut acc = [_mm256_set1_ps(seed); 16];
-    for _ in 0..ITERS {
-        for a in acc.iter_mut() {
-            *a = _mm256_fmadd_ps(*a, mul, add);
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let mul = _mm256_set1_ps(0.999_999);
+        let add = _mm256_set1_ps(1e-7);
+        let mut acc = [_mm256_set1_ps(seed); 16];
+        for _ in 0..ITERS {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(*a, mul, add);
+            }
         }
+        let mut out = [0f32; 8];
+        let mut sum = _mm256_setzero_ps();
+        for a in acc {
+            sum = _mm256_add_ps(sum, a);
+        }
+        _mm256_storeu_ps(out.as_mut_ptr(), sum);
+        out.iter().sum()
     }
-    let mut out = [0f32; 8];
-    let mut sum = _mm256_setzero_ps();
-    for a in acc {
-        sum = _mm256_add_ps(sum, a);
-    }
-    _mm256_storeu_ps(out.as_mut_ptr(), sum);
-    out.iter().sum()
 }
 
 fn fma_portable(seed: f32) -> f32 {
@@ -132,16 +136,20 @@ unsafe fn vnni_loop(seed: i32) -> i32 {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn vnni256_loop<D: crate::kernels::qgemm::Dpbusd256>(seed: i32) -> i32 {
-    use std::arch::x86_64::*;
-    let a = _mm256_set1_epi32(0x0101_0101);
-    let b = _mm256_set1_epi32(seed & 0x0303_0303);
-    let mut acc = [_mm256_set1_epi32(seed); 12];
-    for _ in 0..ITERS {
-        for x in acc.iter_mut() {
-            *x = D::dpbusd(*x, a, b);
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let a = _mm256_set1_epi32(0x0101_0101);
+        let b = _mm256_set1_epi32(seed & 0x0303_0303);
+        let mut acc = [_mm256_set1_epi32(seed); 12];
+        for _ in 0..ITERS {
+            for x in acc.iter_mut() {
+                *x = D::dpbusd(*x, a, b);
+            }
         }
+        lane_sum(&acc)
     }
-    lane_sum(&acc)
 }
 
 /// The wrapping sum of every i32 lane of `acc` (what keeps a loop's chains from being optimised
@@ -149,28 +157,36 @@ unsafe fn vnni256_loop<D: crate::kernels::qgemm::Dpbusd256>(seed: i32) -> i32 {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn lane_sum(acc: &[std::arch::x86_64::__m256i]) -> i32 {
-    use std::arch::x86_64::*;
-    let mut sum = _mm256_setzero_si256();
-    for x in acc {
-        sum = _mm256_add_epi32(sum, *x);
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let mut sum = _mm256_setzero_si256();
+        for x in acc {
+            sum = _mm256_add_epi32(sum, *x);
+        }
+        let mut lanes = [0i32; 8];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum);
+        lanes.iter().fold(0, |s, v| s.wrapping_add(*v))
     }
-    let mut lanes = [0i32; 8];
-    _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, sum);
-    lanes.iter().fold(0, |s, v| s.wrapping_add(*v))
 }
 
 /// [`vnni256_loop`] through AVX-VNNI's instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avxvnni")]
 unsafe fn avx_vnni_loop(seed: i32) -> i32 {
-    vnni256_loop::<crate::kernels::qgemm::VexDpbusd>(seed)
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe { vnni256_loop::<crate::kernels::qgemm::VexDpbusd>(seed) }
 }
 
 /// [`vnni256_loop`] through AVX-512 VNNI's instruction on 256-bit vectors.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
 unsafe fn vnni256_evex_loop(seed: i32) -> i32 {
-    vnni256_loop::<crate::kernels::qgemm::EvexDpbusd>(seed)
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe { vnni256_loop::<crate::kernels::qgemm::EvexDpbusd>(seed) }
 }
 
 /// Independent `vpmaddubsw` + `vpmaddwd` + `vpaddd` chains (each 32 int8 multiply-adds) of one
@@ -179,19 +195,23 @@ unsafe fn vnni256_evex_loop(seed: i32) -> i32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn avx2_int8_loop(seed: i32) -> i32 {
-    use std::arch::x86_64::*;
-    let ones = _mm256_set1_epi16(1);
-    let a: [__m256i; 8] = std::array::from_fn(|i| _mm256_set1_epi8(i as i8 + 1));
-    let mut b = _mm256_set1_epi8((seed & 3) as i8);
-    let step = _mm256_set1_epi8(1);
-    let mut acc = [_mm256_set1_epi32(seed); 8];
-    for _ in 0..ITERS {
-        for (x, a) in acc.iter_mut().zip(&a) {
-            *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(*a, b), ones));
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let ones = _mm256_set1_epi16(1);
+        let a: [__m256i; 8] = std::array::from_fn(|i| _mm256_set1_epi8(i as i8 + 1));
+        let mut b = _mm256_set1_epi8((seed & 3) as i8);
+        let step = _mm256_set1_epi8(1);
+        let mut acc = [_mm256_set1_epi32(seed); 8];
+        for _ in 0..ITERS {
+            for (x, a) in acc.iter_mut().zip(&a) {
+                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(*a, b), ones));
+            }
+            b = _mm256_add_epi8(b, step);
         }
-        b = _mm256_add_epi8(b, step);
+        lane_sum(&acc)
     }
-    lane_sum(&acc)
 }
 
 /// Peak int8 GOP/s (a multiply-add counts two, as in [`peak_gflops`]) through the instructions of

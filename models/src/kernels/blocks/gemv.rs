@@ -143,53 +143,73 @@ mod x86 {
     impl<D: Dpbusd256> Dot for D {
         #[inline(always)]
         unsafe fn dot(w: __m256i, a: __m256i) -> __m256i {
-            D::dpbusd(_mm256_setzero_si256(), w, a)
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe { D::dpbusd(_mm256_setzero_si256(), w, a) }
         }
     }
 
     /// The product of signed weights (GGML's sign trick: `|w|` times `a` with the sign of `w`).
     #[inline(always)]
     unsafe fn dot_signed<D: Dot>(w: __m256i, a: __m256i) -> __m256i {
-        D::dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { D::dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)) }
     }
 
     /// 32 activations of a `q + 128` row as signed bytes.
     #[inline(always)]
     unsafe fn activations(a: *const u8) -> __m256i {
-        _mm256_xor_si256(
-            _mm256_loadu_si256(a as *const __m256i),
-            _mm256_set1_epi8(i8::MIN),
-        )
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            _mm256_xor_si256(
+                _mm256_loadu_si256(a as *const __m256i),
+                _mm256_set1_epi8(i8::MIN),
+            )
+        }
     }
 
     /// The 32 nibbles of 16 bytes: low nibbles first, then high (GGML's `bytes_from_nibbles_32`).
     #[inline(always)]
     unsafe fn nibbles(p: *const u8) -> __m256i {
-        let x = _mm_loadu_si128(p as *const __m128i);
-        let hi = _mm_srli_epi16(x, 4);
-        _mm256_and_si256(_mm256_set_m128i(hi, x), _mm256_set1_epi8(0x0F))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let x = _mm_loadu_si128(p as *const __m128i);
+            let hi = _mm_srli_epi16(x, 4);
+            _mm256_and_si256(_mm256_set_m128i(hi, x), _mm256_set1_epi8(0x0F))
+        }
     }
 
     /// 0xFF in byte `j` where bit `j` of the 32 bits at `p` is set (GGML's `bytes_from_bits_32`).
     #[inline(always)]
     unsafe fn bits(p: *const u8) -> __m256i {
-        let x = (p as *const i32).read_unaligned();
-        let shuffle = _mm256_set_epi64x(
-            0x0303_0303_0303_0303,
-            0x0202_0202_0202_0202,
-            0x0101_0101_0101_0101,
-            0,
-        );
-        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuffle);
-        let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
-        _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let x = (p as *const i32).read_unaligned();
+            let shuffle = _mm256_set_epi64x(
+                0x0303_0303_0303_0303,
+                0x0202_0202_0202_0202,
+                0x0101_0101_0101_0101,
+                0,
+            );
+            let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x), shuffle);
+            let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+            _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+        }
     }
 
     /// The f16 at `p` as f32, through F16C's `vcvtph2ps`.
     #[inline(always)]
     unsafe fn half_at(p: *const u8) -> f32 {
-        let bits = (p as *const u16).read_unaligned();
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let bits = (p as *const u16).read_unaligned();
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        }
     }
 
     /// What the blocks of one channel add to: lanes of scaled sums and the minimums' share.
@@ -203,19 +223,27 @@ mod x86 {
         /// Adds the i32 lanes `dot` times `scale` (per lane) times the activation scale `da`.
         #[inline(always)]
         unsafe fn add(&mut self, dot: __m256i, scale: __m256, da: f32) {
-            let s = _mm256_mul_ps(scale, _mm256_set1_ps(da));
-            self.lanes = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, self.lanes);
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe {
+                let s = _mm256_mul_ps(scale, _mm256_set1_ps(da));
+                self.lanes = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), s, self.lanes);
+            }
         }
 
         #[inline(always)]
         unsafe fn total(&self) -> f32 {
-            let x = _mm_add_ps(
-                _mm256_castps256_ps128(self.lanes),
-                _mm256_extractf128_ps(self.lanes, 1),
-            );
-            let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-            let x = _mm_add_ss(x, _mm_movehdup_ps(x));
-            _mm_cvtss_f32(x) + self.mins
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe {
+                let x = _mm_add_ps(
+                    _mm256_castps256_ps128(self.lanes),
+                    _mm256_extractf128_ps(self.lanes, 1),
+                );
+                let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+                let x = _mm_add_ss(x, _mm_movehdup_ps(x));
+                _mm_cvtss_f32(x) + self.mins
+            }
         }
     }
 
@@ -229,8 +257,12 @@ mod x86 {
     /// The f16 at `p` as f32 in every lane (`vpbroadcastw` + `vcvtph2ps`).
     #[inline(always)]
     unsafe fn half_lanes(p: *const u8) -> __m256 {
-        let bits = (p as *const u16).read_unaligned();
-        _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let bits = (p as *const u16).read_unaligned();
+            _mm256_cvtph_ps(_mm_set1_epi16(bits as i16))
+        }
     }
 
     /// The 32-block formats: one block's weights, scale and minimum. `q4_0` and `q5_0` fold their
@@ -245,40 +277,44 @@ mod x86 {
         k: usize,
         acc: &mut Acc,
     ) {
-        let a = activations(row.a.add(k * 32));
-        let da = _mm256_set1_ps(*row.scales.add(k));
-        match format {
-            BlockFormat::Q8_0 => {
-                let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
-                let dot = _mm256_cvtepi32_ps(dot_signed::<D>(w, a));
-                acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
-            }
-            BlockFormat::Q4_0 => {
-                let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(2)), a));
-                let offset = _mm256_set1_ps(*row.sums.add(k));
-                let v = _mm256_fmsub_ps(dot, da, offset);
-                acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
-            }
-            BlockFormat::Q5_0 => {
-                let high = _mm256_and_si256(bits(b.add(2)), _mm256_set1_epi8(0x10));
-                let w = _mm256_or_si256(nibbles(b.add(6)), high);
-                let dot = _mm256_cvtepi32_ps(D::dot(w, a));
-                let offset = _mm256_set1_ps(2.0 * *row.sums.add(k));
-                let v = _mm256_fmsub_ps(dot, da, offset);
-                acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
-            }
-            BlockFormat::Q4_1 => {
-                acc.mins += half_at(b.add(2)) * *row.sums.add(k);
-                let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(4)), a));
-                acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
-            }
-            _ => {
-                // Q5_1: nibble | 16 where the fifth bit is set.
-                acc.mins += half_at(b.add(2)) * *row.sums.add(k);
-                let high = _mm256_and_si256(bits(b.add(4)), _mm256_set1_epi8(0x10));
-                let w = _mm256_or_si256(nibbles(b.add(8)), high);
-                let dot = _mm256_cvtepi32_ps(D::dot(w, a));
-                acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let a = activations(row.a.add(k * 32));
+            let da = _mm256_set1_ps(*row.scales.add(k));
+            match format {
+                BlockFormat::Q8_0 => {
+                    let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                    let dot = _mm256_cvtepi32_ps(dot_signed::<D>(w, a));
+                    acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
+                }
+                BlockFormat::Q4_0 => {
+                    let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(2)), a));
+                    let offset = _mm256_set1_ps(*row.sums.add(k));
+                    let v = _mm256_fmsub_ps(dot, da, offset);
+                    acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
+                }
+                BlockFormat::Q5_0 => {
+                    let high = _mm256_and_si256(bits(b.add(2)), _mm256_set1_epi8(0x10));
+                    let w = _mm256_or_si256(nibbles(b.add(6)), high);
+                    let dot = _mm256_cvtepi32_ps(D::dot(w, a));
+                    let offset = _mm256_set1_ps(2.0 * *row.sums.add(k));
+                    let v = _mm256_fmsub_ps(dot, da, offset);
+                    acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
+                }
+                BlockFormat::Q4_1 => {
+                    acc.mins += half_at(b.add(2)) * *row.sums.add(k);
+                    let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(4)), a));
+                    acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
+                }
+                _ => {
+                    // Q5_1: nibble | 16 where the fifth bit is set.
+                    acc.mins += half_at(b.add(2)) * *row.sums.add(k);
+                    let high = _mm256_and_si256(bits(b.add(4)), _mm256_set1_epi8(0x10));
+                    let w = _mm256_or_si256(nibbles(b.add(8)), high);
+                    let dot = _mm256_cvtepi32_ps(D::dot(w, a));
+                    acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
+                }
             }
         }
     }
@@ -291,38 +327,44 @@ mod x86 {
         k0: usize,
         acc: &mut Acc,
     ) {
-        let (d, dmin) = (half_at(b), half_at(b.add(2)));
-        let scales = std::slice::from_raw_parts(b.add(4), 12);
-        let qs = b.add(if FIVE { 48 } else { 16 });
-        let qh = if FIVE {
-            _mm256_loadu_si256(b.add(16) as *const __m256i)
-        } else {
-            _mm256_setzero_si256()
-        };
-        let low = _mm256_set1_epi8(0x0F);
-        let one = _mm256_set1_epi8(1);
-        for j in 0..4 {
-            let x = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
-            let halves = [
-                _mm256_and_si256(x, low),
-                _mm256_and_si256(_mm256_srli_epi16(x, 4), low),
-            ];
-            for (h, mut w) in halves.into_iter().enumerate() {
-                let g = 2 * j + h;
-                if FIVE {
-                    let bit =
-                        _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(g as i32)), one);
-                    w = _mm256_or_si256(w, _mm256_slli_epi16(bit, 4));
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let (d, dmin) = (half_at(b), half_at(b.add(2)));
+            let scales = std::slice::from_raw_parts(b.add(4), 12);
+            let qs = b.add(if FIVE { 48 } else { 16 });
+            let qh = if FIVE {
+                _mm256_loadu_si256(b.add(16) as *const __m256i)
+            } else {
+                _mm256_setzero_si256()
+            };
+            let low = _mm256_set1_epi8(0x0F);
+            let one = _mm256_set1_epi8(1);
+            for j in 0..4 {
+                let x = _mm256_loadu_si256(qs.add(32 * j) as *const __m256i);
+                let halves = [
+                    _mm256_and_si256(x, low),
+                    _mm256_and_si256(_mm256_srli_epi16(x, 4), low),
+                ];
+                for (h, mut w) in halves.into_iter().enumerate() {
+                    let g = 2 * j + h;
+                    if FIVE {
+                        let bit = _mm256_and_si256(
+                            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(g as i32)),
+                            one,
+                        );
+                        w = _mm256_or_si256(w, _mm256_slli_epi16(bit, 4));
+                    }
+                    let (sc, m) = crate::kernels::blocks::scale_min_k4(g, scales);
+                    let k = k0 + g;
+                    acc.mins += -(dmin * m as f32) * *row.sums.add(k);
+                    let a = activations(row.a.add(k * 32));
+                    acc.add(
+                        D::dot(w, a),
+                        _mm256_set1_ps(d * sc as f32),
+                        *row.scales.add(k),
+                    );
                 }
-                let (sc, m) = crate::kernels::blocks::scale_min_k4(g, scales);
-                let k = k0 + g;
-                acc.mins += -(dmin * m as f32) * *row.sums.add(k);
-                let a = activations(row.a.add(k * 32));
-                acc.add(
-                    D::dot(w, a),
-                    _mm256_set1_ps(d * sc as f32),
-                    *row.scales.add(k),
-                );
             }
         }
     }
@@ -330,43 +372,51 @@ mod x86 {
     /// Bits `shift` and `shift + 1` of each byte of `qh`, moved to bits 4 and 5.
     #[inline(always)]
     unsafe fn two_bits(qh: __m256i, shift: i32, three: __m256i) -> __m256i {
-        let h = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(shift)), three);
-        _mm256_slli_epi16(h, 4)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let h = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(shift)), three);
+            _mm256_slli_epi16(h, 4)
+        }
     }
 
     /// A `q6k` block (256 weights, 16 groups of 16 with 8-bit scales, 6-bit values less 32).
     #[inline(always)]
     unsafe fn block_q6k<D: Dot>(b: *const u8, row: &Row, k0: usize, acc: &mut Acc) {
-        let d = half_at(b.add(208));
-        let sc = b.add(192) as *const i8;
-        let low = _mm256_set1_epi8(0x0F);
-        let three = _mm256_set1_epi8(3);
-        let bias = _mm256_set1_epi8(32);
-        for n in 0..2 {
-            let l0 = _mm256_loadu_si256(b.add(64 * n) as *const __m256i);
-            let l1 = _mm256_loadu_si256(b.add(64 * n + 32) as *const __m256i);
-            let qh = _mm256_loadu_si256(b.add(128 + 32 * n) as *const __m256i);
-            let chunks = [
-                _mm256_or_si256(_mm256_and_si256(l0, low), two_bits(qh, 0, three)),
-                _mm256_or_si256(_mm256_and_si256(l1, low), two_bits(qh, 2, three)),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
-                    two_bits(qh, 4, three),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
-                    two_bits(qh, 6, three),
-                ),
-            ];
-            for (c, w) in chunks.into_iter().enumerate() {
-                let g = 8 * n + 2 * c;
-                let s0 = d * *sc.add(g) as f32;
-                let s1 = d * *sc.add(g + 1) as f32;
-                let scale = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
-                let k = k0 + 4 * n + c;
-                let a = activations(row.a.add(k * 32));
-                let w = _mm256_sub_epi8(w, bias);
-                acc.add(dot_signed::<D>(w, a), scale, *row.scales.add(k));
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let d = half_at(b.add(208));
+            let sc = b.add(192) as *const i8;
+            let low = _mm256_set1_epi8(0x0F);
+            let three = _mm256_set1_epi8(3);
+            let bias = _mm256_set1_epi8(32);
+            for n in 0..2 {
+                let l0 = _mm256_loadu_si256(b.add(64 * n) as *const __m256i);
+                let l1 = _mm256_loadu_si256(b.add(64 * n + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(b.add(128 + 32 * n) as *const __m256i);
+                let chunks = [
+                    _mm256_or_si256(_mm256_and_si256(l0, low), two_bits(qh, 0, three)),
+                    _mm256_or_si256(_mm256_and_si256(l1, low), two_bits(qh, 2, three)),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
+                        two_bits(qh, 4, three),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                        two_bits(qh, 6, three),
+                    ),
+                ];
+                for (c, w) in chunks.into_iter().enumerate() {
+                    let g = 8 * n + 2 * c;
+                    let s0 = d * *sc.add(g) as f32;
+                    let s1 = d * *sc.add(g + 1) as f32;
+                    let scale = _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+                    let k = k0 + 4 * n + c;
+                    let a = activations(row.a.add(k * 32));
+                    let w = _mm256_sub_epi8(w, bias);
+                    acc.add(dot_signed::<D>(w, a), scale, *row.scales.add(k));
+                }
             }
         }
     }
@@ -386,7 +436,9 @@ mod x86 {
                 const GROUPS: usize = $groups;
                 #[inline(always)]
                 unsafe fn add<D: Dot>($b: *const u8, $row: &Row, $k: usize, $acc: &mut Acc) {
-                    $body
+                    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+                    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+                    unsafe { $body }
                 }
             }
         };
@@ -444,34 +496,42 @@ mod x86 {
         blocks: usize,
         r: &Row,
     ) -> f32 {
-        let zero = Acc {
-            lanes: _mm256_setzero_ps(),
-            mins: 0.0,
-        };
-        let (mut even, mut odd) = (zero, zero);
-        let mut b = 0;
-        while b + 2 <= blocks {
-            K::add::<D>(w.add(b * bytes), r, b * K::GROUPS, &mut even);
-            K::add::<D>(w.add((b + 1) * bytes), r, (b + 1) * K::GROUPS, &mut odd);
-            b += 2;
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let zero = Acc {
+                lanes: _mm256_setzero_ps(),
+                mins: 0.0,
+            };
+            let (mut even, mut odd) = (zero, zero);
+            let mut b = 0;
+            while b + 2 <= blocks {
+                K::add::<D>(w.add(b * bytes), r, b * K::GROUPS, &mut even);
+                K::add::<D>(w.add((b + 1) * bytes), r, (b + 1) * K::GROUPS, &mut odd);
+                b += 2;
+            }
+            if b < blocks {
+                K::add::<D>(w.add(b * bytes), r, b * K::GROUPS, &mut even);
+            }
+            even.lanes = _mm256_add_ps(even.lanes, odd.lanes);
+            even.mins += odd.mins;
+            even.total()
         }
-        if b < blocks {
-            K::add::<D>(w.add(b * bytes), r, b * K::GROUPS, &mut even);
-        }
-        even.lanes = _mm256_add_ps(even.lanes, odd.lanes);
-        even.mins += odd.mins;
-        even.total()
     }
 
     #[inline(always)]
     unsafe fn gemv_kernel<D: Dot, K: Kernel>(m: &BlockMatrix, r: &Row, c0: usize, out: &mut [f32]) {
-        let format = m.format();
-        let (len, bytes) = (format.block_len(), format.block_bytes());
-        let blocks = m.in_dim() / len;
-        let row_bytes = blocks * bytes;
-        let data = m.as_bytes().as_ptr().add(c0 * row_bytes);
-        for (c, o) in out.iter_mut().enumerate() {
-            *o = channel::<D, K>(data.add(c * row_bytes), bytes, blocks, r);
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let format = m.format();
+            let (len, bytes) = (format.block_len(), format.block_bytes());
+            let blocks = m.in_dim() / len;
+            let row_bytes = blocks * bytes;
+            let data = m.as_bytes().as_ptr().add(c0 * row_bytes);
+            for (c, o) in out.iter_mut().enumerate() {
+                *o = channel::<D, K>(data.add(c * row_bytes), bytes, blocks, r);
+            }
         }
     }
 
@@ -485,20 +545,24 @@ mod x86 {
         c0: usize,
         out: &mut [f32],
     ) {
-        let r = Row {
-            a: q.data.as_ptr().add(row * q.k_padded),
-            scales: q.scales.as_ptr().add(row * q.groups),
-            sums: q.scaled_sums.as_ptr().add(row * q.groups),
-        };
-        match m.format() {
-            BlockFormat::Q8_0 => gemv_kernel::<D, Q8_0K>(m, &r, c0, out),
-            BlockFormat::Q4_0 => gemv_kernel::<D, Q4_0K>(m, &r, c0, out),
-            BlockFormat::Q4_1 => gemv_kernel::<D, Q4_1K>(m, &r, c0, out),
-            BlockFormat::Q5_0 => gemv_kernel::<D, Q5_0K>(m, &r, c0, out),
-            BlockFormat::Q5_1 => gemv_kernel::<D, Q5_1K>(m, &r, c0, out),
-            BlockFormat::Q4K => gemv_kernel::<D, Q4KK>(m, &r, c0, out),
-            BlockFormat::Q5K => gemv_kernel::<D, Q5KK>(m, &r, c0, out),
-            BlockFormat::Q6K => gemv_kernel::<D, Q6KK>(m, &r, c0, out),
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let r = Row {
+                a: q.data.as_ptr().add(row * q.k_padded),
+                scales: q.scales.as_ptr().add(row * q.groups),
+                sums: q.scaled_sums.as_ptr().add(row * q.groups),
+            };
+            match m.format() {
+                BlockFormat::Q8_0 => gemv_kernel::<D, Q8_0K>(m, &r, c0, out),
+                BlockFormat::Q4_0 => gemv_kernel::<D, Q4_0K>(m, &r, c0, out),
+                BlockFormat::Q4_1 => gemv_kernel::<D, Q4_1K>(m, &r, c0, out),
+                BlockFormat::Q5_0 => gemv_kernel::<D, Q5_0K>(m, &r, c0, out),
+                BlockFormat::Q5_1 => gemv_kernel::<D, Q5_1K>(m, &r, c0, out),
+                BlockFormat::Q4K => gemv_kernel::<D, Q4KK>(m, &r, c0, out),
+                BlockFormat::Q5K => gemv_kernel::<D, Q5KK>(m, &r, c0, out),
+                BlockFormat::Q6K => gemv_kernel::<D, Q6KK>(m, &r, c0, out),
+            }
         }
     }
 
@@ -512,7 +576,9 @@ mod x86 {
         c0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<Avx2Dot>(m, q, row, c0, out)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { gemv_with::<Avx2Dot>(m, q, row, c0, out) }
     }
 
     /// # Safety
@@ -525,7 +591,9 @@ mod x86 {
         c0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<VexDpbusd>(m, q, row, c0, out)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { gemv_with::<VexDpbusd>(m, q, row, c0, out) }
     }
 
     /// # Safety
@@ -538,6 +606,8 @@ mod x86 {
         c0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<EvexDpbusd>(m, q, row, c0, out)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { gemv_with::<EvexDpbusd>(m, q, row, c0, out) }
     }
 }

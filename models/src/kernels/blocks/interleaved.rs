@@ -338,14 +338,18 @@ mod x86 {
             a_lo: *const i8,
             a_hi: *const i8,
         ) -> (__m256i, __m256i) {
-            let low = _mm256_set1_epi8(0x0F);
-            let (mut lo_sum, mut hi_sum) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for t in 0..4 {
-                let (lo, hi) = values(v, fifth, t, low);
-                lo_sum = Self::madd(lo_sum, lo, four(a_lo.add(4 * t)));
-                hi_sum = Self::madd(hi_sum, hi, four(a_hi.add(4 * t)));
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe {
+                let low = _mm256_set1_epi8(0x0F);
+                let (mut lo_sum, mut hi_sum) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for t in 0..4 {
+                    let (lo, hi) = values(v, fifth, t, low);
+                    lo_sum = Self::madd(lo_sum, lo, four(a_lo.add(4 * t)));
+                    hi_sum = Self::madd(hi_sum, hi, four(a_hi.add(4 * t)));
+                }
+                (lo_sum, hi_sum)
             }
-            (lo_sum, hi_sum)
         }
     }
 
@@ -355,13 +359,21 @@ mod x86 {
         const Q8_OFFSET: f32 = 0.0;
         #[inline(always)]
         unsafe fn madd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-            let pairs = _mm256_maddubs_epi16(u, s);
-            _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe {
+                let pairs = _mm256_maddubs_epi16(u, s);
+                _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+            }
         }
         #[inline(always)]
         unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-            let w = _mm256_xor_si256(u, _mm256_set1_epi8(i8::MIN));
-            Self::madd(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w))
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe {
+                let w = _mm256_xor_si256(u, _mm256_set1_epi8(i8::MIN));
+                Self::madd(acc, _mm256_sign_epi8(w, w), _mm256_sign_epi8(s, w))
+            }
         }
         /// The pairs of products are summed in i16 across the four chunks before `vpmaddwd`
         /// (at most 4 x 2 x 31 x 127 = 31,496: no overflow), one `vpmaddwd` per chunk saved.
@@ -372,18 +384,24 @@ mod x86 {
             a_lo: *const i8,
             a_hi: *const i8,
         ) -> (__m256i, __m256i) {
-            let low = _mm256_set1_epi8(0x0F);
-            let (mut lo_sum, mut hi_sum) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for t in 0..4 {
-                let (lo, hi) = values(v, fifth, t, low);
-                lo_sum = _mm256_add_epi16(lo_sum, _mm256_maddubs_epi16(lo, four(a_lo.add(4 * t))));
-                hi_sum = _mm256_add_epi16(hi_sum, _mm256_maddubs_epi16(hi, four(a_hi.add(4 * t))));
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe {
+                let low = _mm256_set1_epi8(0x0F);
+                let (mut lo_sum, mut hi_sum) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                for t in 0..4 {
+                    let (lo, hi) = values(v, fifth, t, low);
+                    lo_sum =
+                        _mm256_add_epi16(lo_sum, _mm256_maddubs_epi16(lo, four(a_lo.add(4 * t))));
+                    hi_sum =
+                        _mm256_add_epi16(hi_sum, _mm256_maddubs_epi16(hi, four(a_hi.add(4 * t))));
+                }
+                let ones = _mm256_set1_epi16(1);
+                (
+                    _mm256_madd_epi16(lo_sum, ones),
+                    _mm256_madd_epi16(hi_sum, ones),
+                )
             }
-            let ones = _mm256_set1_epi16(1);
-            (
-                _mm256_madd_epi16(lo_sum, ones),
-                _mm256_madd_epi16(hi_sum, ones),
-            )
         }
     }
 
@@ -393,11 +411,15 @@ mod x86 {
         const Q8_OFFSET: f32 = 128.0;
         #[inline(always)]
         unsafe fn madd(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-            D::dpbusd(acc, u, s)
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe { D::dpbusd(acc, u, s) }
         }
         #[inline(always)]
         unsafe fn madd_q8(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-            D::dpbusd(acc, u, s)
+            // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+            // CPU features it enables were detected, and its pointers and lengths are in bounds.
+            unsafe { D::dpbusd(acc, u, s) }
         }
     }
 
@@ -410,46 +432,54 @@ mod x86 {
         t: usize,
         low: __m256i,
     ) -> (__m256i, __m256i) {
-        let x = _mm256_loadu_si256(v.add(32 * t) as *const __m256i);
-        let mut lo = _mm256_and_si256(x, low);
-        let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
-        if let Some(qh) = fifth {
-            // Byte t of each lane into all four of its bytes, then bit u (low) or 4 + u (high)
-            // of byte u to 0x10.
-            let spread = _mm256_add_epi8(
-                _mm256_set1_epi8(t as i8),
-                _mm256_set_epi32(
-                    0x0C0C_0C0C,
-                    0x0808_0808,
-                    0x0404_0404,
-                    0,
-                    0x0C0C_0C0C,
-                    0x0808_0808,
-                    0x0404_0404,
-                    0,
-                ),
-            );
-            let bits = _mm256_shuffle_epi8(qh, spread);
-            let bit = _mm256_set1_epi8(0x10);
-            for (mask, values) in [(0x0804_0201, &mut lo), (0x8040_2010u32 as i32, &mut hi)] {
-                let mask = _mm256_set1_epi32(mask);
-                let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask);
-                *values = _mm256_or_si256(*values, _mm256_and_si256(set, bit));
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let x = _mm256_loadu_si256(v.add(32 * t) as *const __m256i);
+            let mut lo = _mm256_and_si256(x, low);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+            if let Some(qh) = fifth {
+                // Byte t of each lane into all four of its bytes, then bit u (low) or 4 + u (high)
+                // of byte u to 0x10.
+                let spread = _mm256_add_epi8(
+                    _mm256_set1_epi8(t as i8),
+                    _mm256_set_epi32(
+                        0x0C0C_0C0C,
+                        0x0808_0808,
+                        0x0404_0404,
+                        0,
+                        0x0C0C_0C0C,
+                        0x0808_0808,
+                        0x0404_0404,
+                        0,
+                    ),
+                );
+                let bits = _mm256_shuffle_epi8(qh, spread);
+                let bit = _mm256_set1_epi8(0x10);
+                for (mask, values) in [(0x0804_0201, &mut lo), (0x8040_2010u32 as i32, &mut hi)] {
+                    let mask = _mm256_set1_epi32(mask);
+                    let set = _mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask);
+                    *values = _mm256_or_si256(*values, _mm256_and_si256(set, bit));
+                }
             }
+            (lo, hi)
         }
-        (lo, hi)
     }
 
     /// Four activations from `p` in every lane.
     #[inline(always)]
     unsafe fn four(p: *const i8) -> __m256i {
-        _mm256_set1_epi32((p as *const i32).read_unaligned())
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { _mm256_set1_epi32((p as *const i32).read_unaligned()) }
     }
 
     /// Eight f16 at `p` as f32.
     #[inline(always)]
     unsafe fn halves(p: *const u8) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
     }
 
     /// The eight channels of one group: every block's integer sums, scaled per block.
@@ -460,99 +490,113 @@ mod x86 {
         blocks: usize,
         row: &SignedRow<'_>,
     ) -> __m256 {
-        let bytes = group_block_bytes(format);
-        let a = row.values.as_ptr();
-        let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for b in 0..blocks {
-            let blk = w.add(b * bytes);
-            let ab = a.add(32 * b);
-            let da = *row.scales.get_unchecked(b);
-            let sum = *row.sums.get_unchecked(b);
-            let (mut i0, mut i1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            match format {
-                BlockFormat::Q8_0 => {
-                    let v = blk.add(2 * LANES);
-                    for j in 0..4 {
-                        let x0 = _mm256_loadu_si256(v.add(64 * j) as *const __m256i);
-                        let x1 = _mm256_loadu_si256(v.add(64 * j + 32) as *const __m256i);
-                        i0 = M::madd_q8(i0, x0, four(ab.add(8 * j)));
-                        i1 = M::madd_q8(i1, x1, four(ab.add(8 * j + 4)));
-                    }
-                    let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
-                    let v = _mm256_fmsub_ps(
-                        dot,
-                        _mm256_set1_ps(da),
-                        _mm256_set1_ps(M::Q8_OFFSET * sum),
-                    );
-                    acc = _mm256_fmadd_ps(v, halves(blk), acc);
-                }
-                _ => {
-                    let fifth = five_bit(format).then(|| {
-                        _mm256_loadu_si256(blk.add(header_bytes(format)) as *const __m256i)
-                    });
-                    (i0, i1) = M::nibble_sums(blk.add(values_at(format)), fifth, ab, ab.add(16));
-                    let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
-                    if !format.has_mins() {
-                        // q4_0 and q5_0: unsigned values less 8 or 16.
-                        let offset = if format == BlockFormat::Q4_0 {
-                            8.0
-                        } else {
-                            16.0
-                        };
-                        let v =
-                            _mm256_fmsub_ps(dot, _mm256_set1_ps(da), _mm256_set1_ps(offset * sum));
-                        acc = _mm256_fmadd_ps(v, halves(blk), acc);
-                    } else {
-                        let d = halves(blk);
-                        acc = _mm256_fmadd_ps(_mm256_mul_ps(dot, _mm256_set1_ps(da)), d, acc);
-                        acc_min = _mm256_fmadd_ps(
-                            halves(blk.add(2 * LANES)),
-                            _mm256_set1_ps(sum),
-                            acc_min,
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let bytes = group_block_bytes(format);
+            let a = row.values.as_ptr();
+            let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for b in 0..blocks {
+                let blk = w.add(b * bytes);
+                let ab = a.add(32 * b);
+                let da = *row.scales.get_unchecked(b);
+                let sum = *row.sums.get_unchecked(b);
+                let (mut i0, mut i1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                match format {
+                    BlockFormat::Q8_0 => {
+                        let v = blk.add(2 * LANES);
+                        for j in 0..4 {
+                            let x0 = _mm256_loadu_si256(v.add(64 * j) as *const __m256i);
+                            let x1 = _mm256_loadu_si256(v.add(64 * j + 32) as *const __m256i);
+                            i0 = M::madd_q8(i0, x0, four(ab.add(8 * j)));
+                            i1 = M::madd_q8(i1, x1, four(ab.add(8 * j + 4)));
+                        }
+                        let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
+                        let v = _mm256_fmsub_ps(
+                            dot,
+                            _mm256_set1_ps(da),
+                            _mm256_set1_ps(M::Q8_OFFSET * sum),
                         );
+                        acc = _mm256_fmadd_ps(v, halves(blk), acc);
+                    }
+                    _ => {
+                        let fifth = five_bit(format).then(|| {
+                            _mm256_loadu_si256(blk.add(header_bytes(format)) as *const __m256i)
+                        });
+                        (i0, i1) =
+                            M::nibble_sums(blk.add(values_at(format)), fifth, ab, ab.add(16));
+                        let dot = _mm256_cvtepi32_ps(_mm256_add_epi32(i0, i1));
+                        if !format.has_mins() {
+                            // q4_0 and q5_0: unsigned values less 8 or 16.
+                            let offset = if format == BlockFormat::Q4_0 {
+                                8.0
+                            } else {
+                                16.0
+                            };
+                            let v = _mm256_fmsub_ps(
+                                dot,
+                                _mm256_set1_ps(da),
+                                _mm256_set1_ps(offset * sum),
+                            );
+                            acc = _mm256_fmadd_ps(v, halves(blk), acc);
+                        } else {
+                            let d = halves(blk);
+                            acc = _mm256_fmadd_ps(_mm256_mul_ps(dot, _mm256_set1_ps(da)), d, acc);
+                            acc_min = _mm256_fmadd_ps(
+                                halves(blk.add(2 * LANES)),
+                                _mm256_set1_ps(sum),
+                                acc_min,
+                            );
+                        }
                     }
                 }
             }
+            _mm256_add_ps(acc, acc_min)
         }
-        _mm256_add_ps(acc, acc_min)
     }
 
     /// The eight channels of one group in `q4k`: each sub-block's integer sums scaled by its
     /// 6-bit scale and the activations' scale, each block's by its `d`; minimums alike.
     #[inline(always)]
     unsafe fn group_q4k<M: Madd>(w: *const u8, blocks: usize, row: &SignedRow<'_>) -> __m256 {
-        let a = row.values.as_ptr();
-        let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        for b in 0..blocks {
-            let blk = w.add(b * q4k_at::BYTES);
-            let (mut scaled, mut mins) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for j in 0..4 {
-                let ab = a.add(256 * b + 64 * j);
-                let v = blk.add(q4k_at::VALUES + 256 * j);
-                let (lo0, hi0) = M::nibble_sums(v, None, ab, ab.add(32));
-                let (lo1, hi1) = M::nibble_sums(v.add(128), None, ab.add(16), ab.add(48));
-                let (i0, i1) = (_mm256_add_epi32(lo0, lo1), _mm256_add_epi32(hi0, hi1));
-                for (h, dot) in [(0, i0), (1, i1)] {
-                    let sub = 2 * j + h;
-                    let k = 8 * b + sub;
-                    let sc = bytes_as_floats(blk.add(q4k_at::SCALES + LANES * sub));
-                    let m = bytes_as_floats(blk.add(q4k_at::MINS + LANES * sub));
-                    let da = _mm256_set1_ps(*row.scales.get_unchecked(k));
-                    scaled =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sc, da), scaled);
-                    mins = _mm256_fmadd_ps(m, _mm256_set1_ps(*row.sums.get_unchecked(k)), mins);
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let a = row.values.as_ptr();
+            let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for b in 0..blocks {
+                let blk = w.add(b * q4k_at::BYTES);
+                let (mut scaled, mut mins) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for j in 0..4 {
+                    let ab = a.add(256 * b + 64 * j);
+                    let v = blk.add(q4k_at::VALUES + 256 * j);
+                    let (lo0, hi0) = M::nibble_sums(v, None, ab, ab.add(32));
+                    let (lo1, hi1) = M::nibble_sums(v.add(128), None, ab.add(16), ab.add(48));
+                    let (i0, i1) = (_mm256_add_epi32(lo0, lo1), _mm256_add_epi32(hi0, hi1));
+                    for (h, dot) in [(0, i0), (1, i1)] {
+                        let sub = 2 * j + h;
+                        let k = 8 * b + sub;
+                        let sc = bytes_as_floats(blk.add(q4k_at::SCALES + LANES * sub));
+                        let m = bytes_as_floats(blk.add(q4k_at::MINS + LANES * sub));
+                        let da = _mm256_set1_ps(*row.scales.get_unchecked(k));
+                        scaled =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(sc, da), scaled);
+                        mins = _mm256_fmadd_ps(m, _mm256_set1_ps(*row.sums.get_unchecked(k)), mins);
+                    }
                 }
+                acc = _mm256_fmadd_ps(scaled, halves(blk.add(q4k_at::D)), acc);
+                acc_min = _mm256_fmadd_ps(mins, halves(blk.add(q4k_at::DMIN)), acc_min);
             }
-            acc = _mm256_fmadd_ps(scaled, halves(blk.add(q4k_at::D)), acc);
-            acc_min = _mm256_fmadd_ps(mins, halves(blk.add(q4k_at::DMIN)), acc_min);
+            _mm256_sub_ps(acc, acc_min)
         }
-        _mm256_sub_ps(acc, acc_min)
     }
 
     /// Eight bytes at `p` as f32.
     #[inline(always)]
     unsafe fn bytes_as_floats(p: *const u8) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i))) }
     }
 
     #[inline(always)]
@@ -564,20 +608,24 @@ mod x86 {
         g0: usize,
         out: &mut [f32],
     ) {
-        let group_bytes = blocks * group_block_bytes(format);
-        for (i, chunk) in out.chunks_mut(LANES).enumerate() {
-            let p = w.as_ptr().add((g0 + i) * group_bytes);
-            let sums = match format {
-                BlockFormat::Q8_0 => group::<M>(BlockFormat::Q8_0, p, blocks, row),
-                BlockFormat::Q4_0 => group::<M>(BlockFormat::Q4_0, p, blocks, row),
-                BlockFormat::Q4K => group_q4k::<M>(p, blocks, row),
-                BlockFormat::Q5_0 => group::<M>(BlockFormat::Q5_0, p, blocks, row),
-                BlockFormat::Q5_1 => group::<M>(BlockFormat::Q5_1, p, blocks, row),
-                _ => group::<M>(BlockFormat::Q4_1, p, blocks, row),
-            };
-            let mut lanes = [0f32; LANES];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
-            chunk.copy_from_slice(&lanes[..chunk.len()]);
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe {
+            let group_bytes = blocks * group_block_bytes(format);
+            for (i, chunk) in out.chunks_mut(LANES).enumerate() {
+                let p = w.as_ptr().add((g0 + i) * group_bytes);
+                let sums = match format {
+                    BlockFormat::Q8_0 => group::<M>(BlockFormat::Q8_0, p, blocks, row),
+                    BlockFormat::Q4_0 => group::<M>(BlockFormat::Q4_0, p, blocks, row),
+                    BlockFormat::Q4K => group_q4k::<M>(p, blocks, row),
+                    BlockFormat::Q5_0 => group::<M>(BlockFormat::Q5_0, p, blocks, row),
+                    BlockFormat::Q5_1 => group::<M>(BlockFormat::Q5_1, p, blocks, row),
+                    _ => group::<M>(BlockFormat::Q4_1, p, blocks, row),
+                };
+                let mut lanes = [0f32; LANES];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), sums);
+                chunk.copy_from_slice(&lanes[..chunk.len()]);
+            }
         }
     }
 
@@ -592,7 +640,9 @@ mod x86 {
         g0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<Avx2>(format, w, blocks, row, g0, out)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { gemv_with::<Avx2>(format, w, blocks, row, g0, out) }
     }
 
     /// # Safety
@@ -607,7 +657,9 @@ mod x86 {
         g0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<EvexDpbusd>(format, w, blocks, row, g0, out)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { gemv_with::<EvexDpbusd>(format, w, blocks, row, g0, out) }
     }
 
     /// # Safety
@@ -622,7 +674,9 @@ mod x86 {
         g0: usize,
         out: &mut [f32],
     ) {
-        gemv_with::<VexDpbusd>(format, w, blocks, row, g0, out)
+        // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+        // CPU features it enables were detected, and its pointers and lengths are in bounds.
+        unsafe { gemv_with::<VexDpbusd>(format, w, blocks, row, g0, out) }
     }
 }
 
