@@ -18,6 +18,20 @@ pub struct HostInfo {
     pub total_memory_bytes: u64,
 }
 
+#[cfg(test)]
+impl HostInfo {
+    /// A made-up host for unit tests: 2 cores, 1 GiB.
+    pub(crate) fn fixture() -> Self {
+        Self {
+            cpu_model: "test".into(),
+            logical_cores: 2,
+            physical_cores: Some(2),
+            os: "test".into(),
+            total_memory_bytes: 1 << 30,
+        }
+    }
+}
+
 impl HostInfo {
     /// Reads the host's facts through sysinfo.
     pub fn detect() -> Self {

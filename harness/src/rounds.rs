@@ -364,13 +364,7 @@ mod tests {
     }
 
     fn host() -> HostInfo {
-        HostInfo {
-            cpu_model: "test".into(),
-            logical_cores: 2,
-            physical_cores: Some(2),
-            os: "test".into(),
-            total_memory_bytes: 1 << 30,
-        }
+        HostInfo::fixture()
     }
 
     fn round(n: usize, samples: Vec<f64>, quality: bool) -> RoundEntry {

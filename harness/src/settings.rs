@@ -23,6 +23,15 @@ pub const DEFAULT_OUT: &str = "reports";
 /// Seconds a cell may take when the setting `cell_timeout` is not given.
 pub const DEFAULT_CELL_TIMEOUT_S: f64 = 600.0;
 
+/// `[default: X; Y with --quick]` for a timing setting, from the two sets of defaults.
+fn timing_default<T: std::fmt::Display>(value: fn(&TimingSettings) -> T) -> String {
+    format!(
+        "[default: {}; {} with --quick]",
+        value(&TimingSettings::full()),
+        value(&TimingSettings::quick())
+    )
+}
+
 /// A value with a documented range.
 trait InRange {
     fn check_in(&self, limit: &Limit) -> Result<(), UsageError>;
@@ -100,24 +109,21 @@ run_settings! {
     quick: bool, key "quick";
     /// Untimed warm-up iterations per cell.
     #[arg(long, help = format!(
-        "Untimed warm-up iterations per cell [default: {}; {} with --quick]",
-        TimingSettings::full().warmup_iters,
-        TimingSettings::quick().warmup_iters
+        "Untimed warm-up iterations per cell {}",
+        timing_default(|t| t.warmup_iters)
     ))]
     warmup: usize, key "warmup", range limits::WARMUP;
     /// Least number of timed iterations per cell.
     #[arg(long, help = format!(
-        "Least number of timed iterations per cell [default: {}; {} with --quick]",
-        TimingSettings::full().min_iters,
-        TimingSettings::quick().min_iters
+        "Least number of timed iterations per cell {}",
+        timing_default(|t| t.min_iters)
     ))]
     min_iters: usize, key "min_iters", range limits::MIN_ITERS;
     /// Rounds per cell: each cell is measured this many times, each in a fresh worker, the cells
     /// interleaved in a new random order every round; the timed budget is split over them.
     #[arg(long, help = format!(
-        "Rounds per cell: each in a fresh worker, the cells in a new seeded random order each round, the timed budget split over them; intervals and speed-ups come from the rounds [default: {}; {} with --quick]",
-        TimingSettings::full().rounds,
-        TimingSettings::quick().rounds
+        "Rounds per cell: each in a fresh worker, the cells in a new seeded random order each round, the timed budget split over them; intervals and speed-ups come from the rounds {}",
+        timing_default(|t| t.rounds)
     ))]
     rounds: usize, key "rounds", range limits::ROUNDS;
     /// Times a round disturbed by other processes or steal is measured again.
@@ -130,9 +136,8 @@ run_settings! {
     disturbed_retries: usize, key "disturbed_retries", range limits::DISTURBED_RETRIES;
     /// Least length of the timed window per cell, in seconds.
     #[arg(long, help = format!(
-        "Least length of the timed window per cell, in seconds [default: {}; {} with --quick]. The energy window is never under 1 s nor under 100 updates of the meter.",
-        TimingSettings::full().min_duration_s,
-        TimingSettings::quick().min_duration_s
+        "Least length of the timed window per cell, in seconds {}. The energy window is never under 1 s nor under 100 updates of the meter.",
+        timing_default(|t| t.min_duration_s)
     ))]
     min_duration: f64, key "min_duration_s", range limits::MIN_DURATION_S;
     /// Energy source: auto uses every measured source available and falls back to the estimate with

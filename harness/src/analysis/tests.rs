@@ -17,13 +17,7 @@ fn record(technique: &str, means: &[f64]) -> Record {
         seq_len: None,
         gen_tokens: None,
     };
-    let host = HostInfo {
-        cpu_model: "test".into(),
-        logical_cores: 2,
-        physical_cores: Some(2),
-        os: "test".into(),
-        total_memory_bytes: 1 << 30,
-    };
+    let host = HostInfo::fixture();
     let mut r = Record::empty("run", key, host, Status::Ok);
     r.rounds = means
         .iter()

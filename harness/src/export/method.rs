@@ -129,13 +129,7 @@ mod tests {
             seq_len,
             gen_tokens,
         };
-        let host = HostInfo {
-            cpu_model: "test".into(),
-            logical_cores: 2,
-            physical_cores: Some(2),
-            os: "test".into(),
-            total_memory_bytes: 1 << 30,
-        };
+        let host = HostInfo::fixture();
         Record::empty("run", key, host, Status::Ok)
     }
 

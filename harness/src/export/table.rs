@@ -280,13 +280,7 @@ mod tests {
             seq_len: None,
             gen_tokens: None,
         };
-        let host = HostInfo {
-            cpu_model: "test".into(),
-            logical_cores: 2,
-            physical_cores: Some(2),
-            os: "test".into(),
-            total_memory_bytes: 1 << 30,
-        };
+        let host = HostInfo::fixture();
         let status = if error.is_some() {
             Status::Failed
         } else {
