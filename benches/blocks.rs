@@ -12,7 +12,7 @@ use slimbench_models::kernels::blocks::{BlockFormat, BlockMatrix};
 use slimbench_models::kernels::epilogue::Epilogue;
 use slimbench_models::kernels::int8::Int8Matrix;
 use slimbench_models::kernels::sgemm::{matmul_into, MatRef, Threads};
-use slimbench_models::kernels::{thread_count, CpuFeatures};
+use slimbench_models::kernels::{thread_count, Isa};
 use slimbench_models::layer::INT8_GROUP;
 
 /// Bytes the copies of one weight add up to, in every storage (far beyond any L3 cache).
@@ -89,7 +89,7 @@ fn variants(
 fn products(c: &mut Criterion) {
     eprintln!(
         "block kernels: instruction set {}, {} threads",
-        CpuFeatures::get().name(),
+        Isa::get().name(),
         thread_count()
     );
     // One row: weights streamed from memory, a language model's decode step.

@@ -26,7 +26,7 @@ HARNESS_MAY_NAME = {
     "layer",  # LayerReport, recorded
     "quality",  # the quality figures, recorded
     "build_cost",  # what a build step cost, recorded
-    "kernels",  # CpuFeatures and the peak kernels, for calibration
+    "kernels",  # Isa (the path the records name) and the peak kernels, for calibration
     "device",  # device names
     "cache",  # the cache folder
     "fetch",  # the models folder

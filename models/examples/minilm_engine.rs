@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use slimbench_models::kernels::blocks::BlockFormat;
-use slimbench_models::kernels::{thread_count, CpuFeatures};
+use slimbench_models::kernels::{thread_count, Isa};
 use slimbench_models::linears::{cast, int8, quantize};
 use slimbench_models::technique::HalfType;
 use slimbench_models::text::bert::{row_cosines, Bert};
@@ -57,7 +57,7 @@ fn main() -> slimbench_models::Result<()> {
     println!(
         "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {}, median of {runs} runs",
         thread_count(),
-        CpuFeatures::get().name()
+        Isa::get().name()
     );
     println!("| precision | batch 1 ms | batch 32 ms | fidelity |");
     println!("| --- | --- | --- | --- |");

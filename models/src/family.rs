@@ -207,7 +207,7 @@ fn post_step_params(step: &PostStep) -> serde_json::Value {
             "weights": "symmetric int8, one scale per output channel and group of inputs",
             "group": crate::layer::INT8_GROUP,
             "activations": "symmetric int8 per row and group, computed at run time",
-            "kernel": crate::kernels::CpuFeatures::get().name(),
+            "kernel": crate::kernels::Isa::get().name(),
         }),
         PostStep::Cast { .. } => serde_json::json!({}),
     }

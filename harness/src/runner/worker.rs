@@ -321,7 +321,7 @@ fn with_kernel(
     if device == "cpu" && integer {
         if let Some(obj) = params.as_object_mut() {
             obj.entry("kernel")
-                .or_insert_with(|| slimbench_models::kernels::CpuFeatures::get().name().into());
+                .or_insert_with(|| slimbench_models::kernels::Isa::get().name().into());
         }
     }
     params
@@ -381,7 +381,7 @@ fn compute_record(
     } else {
         None
     };
-    let int8_path_now = slimbench_models::kernels::CpuFeatures::get().int8_path();
+    let int8_path_now = slimbench_models::kernels::Isa::get().int8_path();
     let peak = calibration.as_ref().and_then(|c| {
         if integer {
             // A peak measured through other instructions than the ones running now is no peak.

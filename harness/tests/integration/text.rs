@@ -127,7 +127,7 @@ fn model_dir_runs_a_bert_at_each_sequence_length_with_fidelity_and_spam_accuracy
         // of the instructions they run (AVX-512 VNNI, AVX-VNNI or AVX2; none on the portable
         // path).
         let kind = col(row, "peak_kind");
-        let integer_peak = slimbench_models::kernels::CpuFeatures::get()
+        let integer_peak = slimbench_models::kernels::Isa::get()
             .int8_path()
             .unwrap_or_default();
         let last_step = technique.rsplit('+').next().unwrap_or_default();

@@ -1,7 +1,7 @@
 //! AVX-512 versions of the element-wise kernels, written with intrinsics because the compiler
 //! does not vectorise the polynomial `exp` and `erf` on its own: 16 lanes at a time, the ragged
 //! tail of any width through masked loads and stores. Callers check
-//! [`CpuFeatures::avx512`](crate::kernels::CpuFeatures) first.
+//! [`Isa::avx512`](crate::kernels::Isa::avx512) first.
 
 #![cfg(target_arch = "x86_64")]
 

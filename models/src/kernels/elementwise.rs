@@ -2,7 +2,7 @@
 //! compiler vectorises them (fixed-width chunk accumulators, branch-free exp and erf) and compiled
 //! per instruction set by [`multiversion`](crate::kernels::multiversion): GELU, softmax, layer norm.
 
-use crate::kernels::{multiversion, CpuFeatures};
+use crate::kernels::{multiversion, Isa};
 
 /// Lanes of the chunked reductions: a multiple of every vector width in use.
 const LANES: usize = 16;
@@ -68,7 +68,7 @@ pub fn gelu_erf_in_place(x: &mut [f32]) {
 
 fn gelu_erf_one_thread(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().avx512 {
+    if Isa::get().avx512() {
         // SAFETY: the CPU has AVX-512 F (detected at run time).
         return unsafe { crate::kernels::avx512::gelu_in_place(x) };
     }
@@ -130,7 +130,7 @@ multiversion! {
 /// per column: 0 for a real token, a large negative number for padding).
 pub fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().avx512 {
+    if Isa::get().avx512() {
         // SAFETY: the CPU has AVX-512 F (detected at run time).
         return unsafe { crate::kernels::avx512::softmax_rows_in_place(scores, cols, mask_bias) };
     }

@@ -277,7 +277,7 @@ mod tests {
         let slow = run(&quantize_span_portable);
         let mut all = vec![("dispatched", run(&quantize_span), slow.clone())];
         #[cfg(target_arch = "x86_64")]
-        if crate::kernels::CpuFeatures::detect().avx2_fma {
+        if crate::kernels::Isa::cpu_runs_avx2() {
             // SAFETY: the CPU has AVX2 (detected just above).
             let avx2 = run(&|x, q| unsafe { crate::kernels::qgemm::quantize_span_avx2(x, q) });
             all.push(("avx2", avx2, slow));

@@ -226,24 +226,26 @@ pub fn peak_int8_gops(
 ) -> Option<(&'static str, f64)> {
     #[cfg(target_arch = "x86_64")]
     {
-        let features = crate::kernels::CpuFeatures::get();
-        let (name, ops, kernel): (&'static str, usize, fn(i32) -> i32) = if features.avx512_vnni {
+        use crate::kernels::isa::{Isa, Path};
+        let path = Isa::get().path();
+        let (name, ops, kernel): (&'static str, usize, fn(i32) -> i32) = if path == Path::Avx512Vnni
+        {
             // SAFETY: the CPU has AVX-512 F/BW and VNNI (checked here).
             ("int8-vnni", ITERS * 16 * 64 * 2, |s| unsafe {
                 vnni_loop(s)
             })
-        } else if features.avx_vnni && features.avx_vnni_vex {
+        } else if path == Path::AvxVnni {
             // SAFETY: the CPU has AVX2 and AVX-VNNI (checked here).
             ("int8-avx-vnni", ITERS * 12 * 32 * 2, |s| unsafe {
                 avx_vnni_loop(s)
             })
-        } else if features.avx_vnni {
-            // SAFETY: `avx_vnni` without the VEX form means AVX-512 VNNI and VL stand in
-            // (`CpuFeatures::get`).
+        } else if path == Path::AvxVnniEvex {
+            // SAFETY: the EVEX stand-in for AVX-VNNI runs only with AVX-512 VNNI and VL
+            // (`Isa::get`).
             ("int8-avx-vnni", ITERS * 12 * 32 * 2, |s| unsafe {
                 vnni256_evex_loop(s)
             })
-        } else if features.avx2_fma {
+        } else if Isa::get().avx2_fma() {
             // SAFETY: the CPU has AVX2 (checked here).
             ("int8-avx2", ITERS * 8 * 32 * 2, |s| unsafe {
                 avx2_int8_loop(s)

@@ -14,7 +14,7 @@
 use rayon::prelude::*;
 
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::CpuFeatures;
+use crate::kernels::isa::{Isa, Path};
 
 /// Output channels of one sub-panel (one 512-bit vector of i32 sums).
 pub(crate) const PANEL: usize = 16;
@@ -42,43 +42,6 @@ const ONE_ROW_PARALLEL_MIN_MACS: usize = 1 << 18;
 pub(crate) fn worth_threads(rows: usize, k: usize, n: usize) -> bool {
     rows * k * n >= PARALLEL_MIN_MACS
         || (rows <= ONE_ROW_MAX_ROWS && k * n >= ONE_ROW_PARALLEL_MIN_MACS)
-}
-
-/// The code that computes the integer sums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IntPath {
-    /// AVX-512 VNNI `vpdpbusd`.
-    Vnni,
-    /// `vpdpbusd` on 256-bit vectors in 16 registers, as on CPUs with AVX-VNNI and no AVX-512:
-    /// AVX-VNNI's VEX instruction when `vex`, else AVX-512 VNNI's EVEX form of it standing in
-    /// (`SLIMBENCH_KERNELS=avx-vnni` on a CPU with AVX-512 VNNI, so tests and benchmarks can
-    /// run this path there).
-    AvxVnni {
-        /// Whether the VEX (AVX-VNNI) encoding runs.
-        vex: bool,
-    },
-    /// AVX2 `vpmaddubsw` + `vpmaddwd`.
-    Avx2,
-    /// Plain Rust.
-    Portable,
-}
-
-impl IntPath {
-    /// The widest path this CPU (as narrowed by `SLIMBENCH_KERNELS`) runs.
-    pub(crate) fn get() -> Self {
-        let features = CpuFeatures::get();
-        if features.avx512_vnni {
-            IntPath::Vnni
-        } else if features.avx_vnni {
-            IntPath::AvxVnni {
-                vex: features.avx_vnni_vex,
-            }
-        } else if features.avx2_fma {
-            IntPath::Avx2
-        } else {
-            IntPath::Portable
-        }
-    }
 }
 
 /// Rounds `n` up to a multiple of `to`.
@@ -226,7 +189,7 @@ pub(crate) fn matmul<S: PanelSource>(
     if rows == 0 || out_dim == 0 {
         return;
     }
-    let path = IntPath::get();
+    let isa = Isa::get();
     let tiles = out_dim.div_ceil(TILE_COLS);
     let chunks = rows.div_ceil(TASK_ROWS);
     // Each task writes the rows of its chunk in the columns of its tile: disjoint regions.
@@ -243,7 +206,7 @@ pub(crate) fn matmul<S: PanelSource>(
         while row < row_end {
             let mr = (row_end - row).min(TILE_ROWS);
             let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
-            tile_sums(&panel, q, row, mr, &mut out, path);
+            tile_sums(&panel, q, row, mr, &mut out, isa);
             // SAFETY: the tile's rows and columns lie in `dst` and no other task writes them.
             unsafe { epilogue.store(&out[..mr], dst_addr as *mut f32, row, col0, width, out_dim) };
             row += mr;
@@ -256,23 +219,24 @@ pub(crate) fn matmul<S: PanelSource>(
     }
 }
 
-/// The f32 sums of rows `row..row + mr` of `q` against the 32 channels of `panel`, by `path`.
+/// The f32 sums of rows `row..row + mr` of `q` against the 32 channels of `panel`, on `isa`'s
+/// path (an `Isa` exists only for paths this CPU runs).
 pub(crate) fn tile_sums(
     panel: &Panel<'_>,
     q: &QuantizedRows,
     row: usize,
     mr: usize,
     out: &mut [[f32; TILE_COLS]; TILE_ROWS],
-    path: IntPath,
+    isa: Isa,
 ) {
     assert!(
         mr <= TILE_ROWS && (row + mr) * q.k_padded <= q.data.len(),
         "tile rows"
     );
     #[cfg(target_arch = "x86_64")]
-    match path {
-        IntPath::Vnni => {
-            // SAFETY: the CPU has AVX-512 F/BW and VNNI (detected at run time); the rows lie
+    match isa.path() {
+        Path::Avx512Vnni => {
+            // SAFETY: the CPU has AVX-512 F/BW and VNNI (`isa` was made by detection); the rows lie
             // inside `q` (asserted above) and the panel covers its inputs (`Panel::check`).
             unsafe {
                 match mr {
@@ -286,12 +250,13 @@ pub(crate) fn tile_sums(
             }
             return;
         }
-        IntPath::AvxVnni { vex } => {
+        path @ (Path::AvxVnni | Path::AvxVnniEvex) => {
+            let vex = path == Path::AvxVnni;
             let mut r = 0;
             while r < mr {
                 let rows = &mut out[r..(r + 2).min(mr)];
-                // SAFETY: the CPU has AVX2 and AVX-VNNI (`vex`) or AVX-512 VNNI and VL (detected
-                // at run time); as for VNNI above.
+                // SAFETY: the CPU has AVX2 and AVX-VNNI (`vex`) or AVX-512 VNNI and VL (`isa`
+                // was made by detection); as for VNNI above.
                 unsafe {
                     match (vex, rows.len()) {
                         (true, 2) => tile_avx_vnni::<2>(panel, q, row + r, rows),
@@ -304,11 +269,12 @@ pub(crate) fn tile_sums(
             }
             return;
         }
-        IntPath::Avx2 => {
+        // AVX-512 without VNNI multiplies bytes as AVX2 does.
+        Path::Avx2 | Path::Avx512 => {
             let mut r = 0;
             while r < mr {
                 let rows = &mut out[r..(r + 2).min(mr)];
-                // SAFETY: the CPU has AVX2 (detected at run time); as for VNNI above.
+                // SAFETY: the CPU has AVX2 (`isa` was made by detection); as for VNNI above.
                 unsafe {
                     match (panel.unsigned_bits, rows.len()) {
                         (Some(bits), 2) => tile_avx2_unsigned::<2>(panel, q, row + r, rows, bits),
@@ -321,9 +287,9 @@ pub(crate) fn tile_sums(
             }
             return;
         }
-        IntPath::Portable => {}
+        Path::Portable => {}
     }
-    let _ = path;
+    let _ = isa;
     tile_portable(panel, q, row, mr, out);
 }
 
@@ -718,12 +684,12 @@ unsafe fn store_avx2<const MR: usize>(
 /// Quantizes one span symmetrically to `q + 128`; returns its scale (0 for an all-zero span).
 pub(crate) fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().avx512 {
+    if Isa::get().avx512() {
         // SAFETY: the CPU has AVX-512 F (detected at run time).
         return unsafe { crate::kernels::avx512::quantize_span(x, q) };
     }
     #[cfg(target_arch = "x86_64")]
-    if CpuFeatures::get().avx2_fma {
+    if Isa::get().avx2_fma() {
         // SAFETY: the CPU has AVX2 (detected at run time).
         return unsafe { quantize_span_avx2(x, q) };
     }
@@ -808,29 +774,23 @@ fn quantized(v: f32, inv: f32) -> u8 {
 pub(crate) mod tests {
     use super::*;
 
-    /// Every path this CPU can run, whatever `SLIMBENCH_KERNELS` says: tests compare them all.
-    pub(crate) fn paths_here() -> Vec<IntPath> {
-        let cpu = CpuFeatures::detect();
-        let mut paths = vec![IntPath::Portable];
-        if cpu.avx2_fma {
-            paths.push(IntPath::Avx2);
-        } else {
-            eprintln!("the AVX2 path is not tested: this CPU has no AVX2 and FMA");
-        }
-        if cpu.avx512_vnni {
-            paths.push(IntPath::Vnni);
-            paths.push(IntPath::AvxVnni { vex: false });
-        } else {
-            eprintln!("the AVX-512 VNNI path is not tested: this CPU has no AVX-512 VNNI");
-        }
-        if cpu.avx_vnni_vex {
-            paths.push(IntPath::AvxVnni { vex: true });
-        } else {
-            eprintln!(
-                "AVX-VNNI's VEX instruction is not run: this CPU has no AVX-VNNI (the AVX-VNNI \
-                 path's code is tested with AVX-512 VNNI's EVEX form of the instruction where \
-                 the CPU has that)"
-            );
+    /// Every path this CPU can run, whatever `SLIMBENCH_KERNELS` says: tests compare them all,
+    /// and say which they could not run here.
+    pub(crate) fn paths_here() -> Vec<Isa> {
+        let paths = Isa::available();
+        let names: Vec<&str> = paths.iter().map(|p| p.name()).collect();
+        for (wanted, why) in [
+            ("avx2", "this CPU has no AVX2 and FMA"),
+            ("avx512-vnni", "this CPU has no AVX-512 VNNI"),
+            (
+                "avx-vnni",
+                "this CPU has no AVX-VNNI (its code runs with AVX-512 VNNI's EVEX form of the \
+                 instruction, avx-vnni-evex, where the CPU has that)",
+            ),
+        ] {
+            if !names.contains(&wanted) {
+                eprintln!("the {wanted} path is not tested: {why}");
+            }
         }
         paths
     }

@@ -103,7 +103,7 @@ impl Engine {
     /// or `candle-<device>` (the block formats through candle's `QMatMul`).
     pub fn kernel(&self) -> &'static str {
         match self {
-            Self::Own { .. } => crate::kernels::CpuFeatures::get().name(),
+            Self::Own { .. } => crate::kernels::Isa::get().name(),
             Self::Candle { model, .. } if model.device().is_cuda() => "candle-cuda",
             Self::Candle { model, .. } if model.device().is_cpu() => "candle-cpu",
             Self::Candle { .. } => "candle",

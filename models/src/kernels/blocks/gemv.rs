@@ -11,33 +11,8 @@
 //! path decodes each block with the scalar decoder of [`crate::kernels::blocks`].
 
 use crate::kernels::blocks::{BlockFormat, BlockMatrix};
-use crate::kernels::qgemm::{IntPath, QuantizedRows};
-
-/// Which code runs the one-row product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GemvPath {
-    /// 256-bit AVX-512 VNNI `vpdpbusd` (AVX-512 VL).
-    Vnni,
-    /// AVX-VNNI's (VEX) `vpdpbusd`.
-    AvxVnni,
-    /// AVX2 `vpmaddubsw` + `vpmaddwd`.
-    Avx2,
-    /// Plain Rust.
-    Portable,
-}
-
-impl From<IntPath> for GemvPath {
-    /// The one-row product of an integer path: the 256-bit products are the same code with
-    /// either encoding of `vpdpbusd`, so AVX-512 VNNI and its stand-in for AVX-VNNI share one.
-    fn from(path: IntPath) -> Self {
-        match path {
-            IntPath::Vnni | IntPath::AvxVnni { vex: false } => GemvPath::Vnni,
-            IntPath::AvxVnni { vex: true } => GemvPath::AvxVnni,
-            IntPath::Avx2 => GemvPath::Avx2,
-            IntPath::Portable => GemvPath::Portable,
-        }
-    }
-}
+use crate::kernels::isa::{Isa, Path};
+use crate::kernels::qgemm::QuantizedRows;
 
 /// Sums `x W^T` of row `row` of `q` (quantized per 32 inputs, with scaled sums) for channels
 /// `c0..c0 + out.len()` into `out`.
@@ -47,7 +22,7 @@ pub(crate) fn gemv(
     row: usize,
     c0: usize,
     out: &mut [f32],
-    path: GemvPath,
+    isa: Isa,
 ) {
     assert_eq!(
         q.group, 32,
@@ -60,18 +35,22 @@ pub(crate) fn gemv(
     assert!(q.scaled_sums.len() == q.scales.len(), "scaled sums");
     assert!(c0 + out.len() <= m.out_dim(), "channels");
     #[cfg(target_arch = "x86_64")]
-    match path {
-        // SAFETY: the CPU has the features of each path (detected at run time); the row, the
-        // channels and their blocks lie inside `q` and `m` (asserted above and by
-        // `BlockMatrix::from_bytes`).
-        GemvPath::Vnni => return unsafe { x86::gemv_vnni(m, q, row, c0, out) },
+    match isa.path() {
+        // The 256-bit products are the same code with either encoding of `vpdpbusd`, so AVX-512
+        // VNNI and its stand-in for AVX-VNNI share one.
+        Path::Avx512Vnni | Path::AvxVnniEvex => {
+            // SAFETY: the CPU has the features of each path (`isa` was made by detection); the
+            // row, the channels and their blocks lie inside `q` and `m` (asserted above and by
+            // `BlockMatrix::from_bytes`).
+            return unsafe { x86::gemv_vnni(m, q, row, c0, out) };
+        }
         // SAFETY: as above.
-        GemvPath::AvxVnni => return unsafe { x86::gemv_avx_vnni(m, q, row, c0, out) },
+        Path::AvxVnni => return unsafe { x86::gemv_avx_vnni(m, q, row, c0, out) },
         // SAFETY: as above.
-        GemvPath::Avx2 => return unsafe { x86::gemv_avx2(m, q, row, c0, out) },
-        GemvPath::Portable => {}
+        Path::Avx2 | Path::Avx512 => return unsafe { x86::gemv_avx2(m, q, row, c0, out) },
+        Path::Portable => {}
     }
-    let _ = path;
+    let _ = isa;
     gemv_portable(m, q, row, c0, out);
 }
 

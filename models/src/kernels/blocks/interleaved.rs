@@ -11,8 +11,8 @@
 //! operand, and the fifth bits of `q5_0`/`q5_1` are grouped by the bytes of nibbles they belong
 //! to. `q4k` keeps its 6-bit scales and minimums unpacked to a byte each (3% more bytes).
 
-use super::gemv::GemvPath;
 use super::BlockFormat;
+use crate::kernels::isa::{Isa, Path};
 
 /// Channels interleaved in one group (the i32 lanes of a 256-bit vector).
 pub(crate) const LANES: usize = 8;
@@ -184,7 +184,7 @@ pub(crate) fn interleaved_gemv(
     row: &SignedRow<'_>,
     g0: usize,
     out: &mut [f32],
-    path: GemvPath,
+    isa: Isa,
 ) {
     assert!(supports(format), "no interleaved kernel for {format:?}");
     let blocks = in_dim / format.block_len();
@@ -199,17 +199,21 @@ pub(crate) fn interleaved_gemv(
         "row shape"
     );
     #[cfg(target_arch = "x86_64")]
-    match path {
-        // SAFETY: the CPU has the features of each path (detected at run time); the groups and
-        // the row lie inside `w` and `row` (asserted above).
-        GemvPath::Vnni => return unsafe { x86::gemv_vnni(format, w, blocks, row, g0, out) },
+    match isa.path() {
+        Path::Avx512Vnni | Path::AvxVnniEvex => {
+            // SAFETY: the CPU has the features of each path (`isa` was made by detection); the
+            // groups and the row lie inside `w` and `row` (asserted above).
+            return unsafe { x86::gemv_vnni(format, w, blocks, row, g0, out) };
+        }
         // SAFETY: as above.
-        GemvPath::AvxVnni => return unsafe { x86::gemv_avx_vnni(format, w, blocks, row, g0, out) },
-        // SAFETY: as above.
-        GemvPath::Avx2 => return unsafe { x86::gemv_avx2(format, w, blocks, row, g0, out) },
-        GemvPath::Portable => {}
+        Path::AvxVnni => return unsafe { x86::gemv_avx_vnni(format, w, blocks, row, g0, out) },
+        Path::Avx2 | Path::Avx512 => {
+            // SAFETY: as above.
+            return unsafe { x86::gemv_avx2(format, w, blocks, row, g0, out) };
+        }
+        Path::Portable => {}
     }
-    let _ = path;
+    let _ = isa;
     gemv_portable(format, w, blocks, row, g0, out);
 }
 
@@ -741,7 +745,7 @@ mod tests {
                     rows,
                     &mut reference,
                     Epilogue::default(),
-                    GemvPath::Portable,
+                    Isa::portable(),
                 );
                 // The interleaved layout's own portable sums.
                 let q = crate::kernels::qgemm::QuantizedRows::quantize(
@@ -756,7 +760,7 @@ mod tests {
                         sums: &q.scaled_sums[r * groups..(r + 1) * groups],
                     };
                     let mut out = vec![0f32; out_dim];
-                    interleaved_gemv(format, &w, in_dim, &row, 0, &mut out, GemvPath::Portable);
+                    interleaved_gemv(format, &w, in_dim, &row, 0, &mut out, Isa::portable());
                     for (c, (o, p)) in out.iter().zip(&reference[r * out_dim..]).enumerate() {
                         assert!(
                             (o - p).abs() <= 1e-5 * (1.0 + p.abs()),
@@ -765,8 +769,7 @@ mod tests {
                     }
                 }
                 for path in paths_here() {
-                    let path = GemvPath::from(path);
-                    if path == GemvPath::Portable {
+                    if path == Isa::portable() {
                         continue;
                     }
                     let mut fast = vec![0f32; rows * out_dim];

@@ -22,8 +22,9 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::kernels::qgemm::{self, IntPath, Panel, PanelSource, QuantizedRows, PANEL, TILE_COLS};
-use gemv::{gemv, GemvPath};
+use crate::kernels::isa::Isa;
+use crate::kernels::qgemm::{self, Panel, PanelSource, QuantizedRows, PANEL, TILE_COLS};
+use gemv::gemv;
 
 pub use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 
@@ -547,8 +548,7 @@ impl BlockMatrix {
         assert_eq!(dst.len(), rows * self.out_dim, "output shape");
         epilogue.check(rows, self.out_dim);
         if rows <= ONE_ROW_MAX_ROWS {
-            let path = GemvPath::from(IntPath::get());
-            return self.matmul_rows(x, rows, dst, epilogue, path);
+            return self.matmul_rows(x, rows, dst, epilogue, Isa::get());
         }
         let parallel = self.worth_threads(rows);
         let q = QuantizedRows::quantize(
@@ -562,20 +562,20 @@ impl BlockMatrix {
         qgemm::matmul(self, &q, rows, dst, epilogue, parallel);
     }
 
-    /// The one-row product by `path`, row by row, 32 channels a task.
+    /// The one-row product on `isa`'s path, row by row, 32 channels a task.
     pub(crate) fn matmul_rows(
         &self,
         x: &[f32],
         rows: usize,
         dst: &mut [f32],
         epilogue: Epilogue<'_>,
-        path: GemvPath,
+        isa: Isa,
     ) {
         if rows == 0 || self.out_dim == 0 {
             return;
         }
         let q = QuantizedRows::quantize(x, rows, self.in_dim, 32, true, false);
-        let interleaved = (path != GemvPath::Portable && interleaved::supports(self.format))
+        let interleaved = (isa != Isa::portable() && interleaved::supports(self.format))
             .then(|| self.interleaved());
         let signed: Vec<i8> = match interleaved {
             Some(_) => q.data.iter().map(|&v| (v ^ 0x80) as i8).collect(),
@@ -604,10 +604,10 @@ impl BlockMatrix {
                             &signed_row,
                             c0 / interleaved::LANES,
                             &mut sums[0][..width],
-                            path,
+                            isa,
                         );
                     }
-                    None => gemv(self, &q, row, c0, &mut sums[0][..width], path),
+                    None => gemv(self, &q, row, c0, &mut sums[0][..width], isa),
                 }
                 // SAFETY: row `row`, channels `c0..c0 + width` lie in `dst` and only this task
                 // writes them.
@@ -895,7 +895,7 @@ pub(crate) mod tests {
                     rows,
                     &mut portable,
                     Epilogue::default(),
-                    GemvPath::Portable,
+                    Isa::portable(),
                 );
                 // The activations' rounding moves each input by at most half its block's step
                 // (max / 127 / 2): the error of each output is bounded by that times |w|.
@@ -922,10 +922,9 @@ pub(crate) mod tests {
                     }
                 }
                 for path in paths_here() {
-                    if path == IntPath::Portable {
+                    if path == Isa::portable() {
                         continue;
                     }
-                    let path = GemvPath::from(path);
                     let mut fast = vec![0f32; rows * out_dim];
                     w.matmul_rows(&x, rows, &mut fast, Epilogue::default(), path);
                     for (f, p) in fast.iter().zip(&portable) {
