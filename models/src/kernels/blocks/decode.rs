@@ -18,70 +18,70 @@ fn half_at(b: &[u8], at: usize) -> f32 {
 /// GGML's `block_q8_0`: an f16 scale and 32 signed bytes.
 #[repr(C)]
 pub(crate) struct BlockQ8_0 {
-    d: [u8; 2],
-    qs: [i8; 32],
+    pub(crate) d: [u8; 2],
+    pub(crate) qs: [i8; 32],
 }
 
 /// GGML's `block_q4_0`: an f16 scale and 32 4-bit values offset by 8.
 #[repr(C)]
 pub(crate) struct BlockQ4_0 {
-    d: [u8; 2],
-    qs: [u8; 16],
+    pub(crate) d: [u8; 2],
+    pub(crate) qs: [u8; 16],
 }
 
 /// GGML's `block_q4_1`: f16 scale and minimum, 32 4-bit values.
 #[repr(C)]
 pub(crate) struct BlockQ4_1 {
-    d: [u8; 2],
-    m: [u8; 2],
-    qs: [u8; 16],
+    pub(crate) d: [u8; 2],
+    pub(crate) m: [u8; 2],
+    pub(crate) qs: [u8; 16],
 }
 
 /// GGML's `block_q5_0`: an f16 scale, the fifth bits, 32 low nibbles; values offset by 16.
 #[repr(C)]
 pub(crate) struct BlockQ5_0 {
-    d: [u8; 2],
-    qh: [u8; 4],
-    qs: [u8; 16],
+    pub(crate) d: [u8; 2],
+    pub(crate) qh: [u8; 4],
+    pub(crate) qs: [u8; 16],
 }
 
 /// GGML's `block_q5_1`: f16 scale and minimum, the fifth bits, 32 low nibbles.
 #[repr(C)]
 pub(crate) struct BlockQ5_1 {
-    d: [u8; 2],
-    m: [u8; 2],
-    qh: [u8; 4],
-    qs: [u8; 16],
+    pub(crate) d: [u8; 2],
+    pub(crate) m: [u8; 2],
+    pub(crate) qh: [u8; 4],
+    pub(crate) qs: [u8; 16],
 }
 
 /// GGML's `block_q4_K`: f16 super-scale and super-minimum, 8 groups' 6-bit scales and minimums
 /// packed in 12 bytes, 256 4-bit values.
 #[repr(C)]
 pub(crate) struct BlockQ4K {
-    d: [u8; 2],
-    dmin: [u8; 2],
-    scales: [u8; 12],
-    qs: [u8; 128],
+    pub(crate) d: [u8; 2],
+    pub(crate) dmin: [u8; 2],
+    pub(crate) scales: [u8; 12],
+    pub(crate) qs: [u8; 128],
 }
 
 /// GGML's `block_q5_K`: as `block_q4_K` with the 256 fifth bits.
 #[repr(C)]
 pub(crate) struct BlockQ5K {
-    d: [u8; 2],
-    dmin: [u8; 2],
-    scales: [u8; 12],
-    qh: [u8; 32],
-    qs: [u8; 128],
+    pub(crate) d: [u8; 2],
+    pub(crate) dmin: [u8; 2],
+    pub(crate) scales: [u8; 12],
+    pub(crate) qh: [u8; 32],
+    pub(crate) qs: [u8; 128],
 }
 
 /// GGML's `block_q6_K`: 256 6-bit values (low nibbles, high two bits), 16 signed 8-bit scales,
 /// an f16 super-scale last; values offset by 32.
 #[repr(C)]
 pub(crate) struct BlockQ6K {
-    ql: [u8; 128],
-    qh: [u8; 64],
-    scales: [i8; 16],
-    d: [u8; 2],
+    pub(crate) ql: [u8; 128],
+    pub(crate) qh: [u8; 64],
+    pub(crate) scales: [i8; 16],
+    pub(crate) d: [u8; 2],
 }
 
 // GGML's block sizes (ggml-common.h): the layouts above are byte for byte GGML's.

@@ -98,7 +98,11 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::*;
+    use crate::kernels::blocks::decode::{
+        BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
+    };
     use crate::kernels::qgemm::{Dpbusd256, EvexDpbusd, VexDpbusd};
+    use std::mem::offset_of;
 
     /// `sum(w * a)` of 32 unsigned weights and 32 signed activations, in 8 i32 lanes (lane `i`:
     /// inputs `4i..4i + 4`).
@@ -263,34 +267,38 @@ mod x86 {
             let da = _mm256_set1_ps(*row.scales.add(k));
             match format {
                 BlockFormat::Q8_0 => {
-                    let w = _mm256_loadu_si256(b.add(2) as *const __m256i);
+                    let w = _mm256_loadu_si256(b.add(offset_of!(BlockQ8_0, qs)) as *const __m256i);
                     let dot = _mm256_cvtepi32_ps(dot_signed::<D>(w, a));
                     acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
                 }
                 BlockFormat::Q4_0 => {
-                    let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(2)), a));
+                    let dot =
+                        _mm256_cvtepi32_ps(D::dot(nibbles(b.add(offset_of!(BlockQ4_0, qs))), a));
                     let offset = _mm256_set1_ps(*row.sums.add(k));
                     let v = _mm256_fmsub_ps(dot, da, offset);
                     acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
                 }
                 BlockFormat::Q5_0 => {
-                    let high = _mm256_and_si256(bits(b.add(2)), _mm256_set1_epi8(0x10));
-                    let w = _mm256_or_si256(nibbles(b.add(6)), high);
+                    let qh = b.add(offset_of!(BlockQ5_0, qh));
+                    let high = _mm256_and_si256(bits(qh), _mm256_set1_epi8(0x10));
+                    let w = _mm256_or_si256(nibbles(b.add(offset_of!(BlockQ5_0, qs))), high);
                     let dot = _mm256_cvtepi32_ps(D::dot(w, a));
                     let offset = _mm256_set1_ps(2.0 * *row.sums.add(k));
                     let v = _mm256_fmsub_ps(dot, da, offset);
                     acc.lanes = _mm256_fmadd_ps(v, half_lanes(b), acc.lanes);
                 }
                 BlockFormat::Q4_1 => {
-                    acc.mins += half_at(b.add(2)) * *row.sums.add(k);
-                    let dot = _mm256_cvtepi32_ps(D::dot(nibbles(b.add(4)), a));
+                    acc.mins += half_at(b.add(offset_of!(BlockQ4_1, m))) * *row.sums.add(k);
+                    let qs = b.add(offset_of!(BlockQ4_1, qs));
+                    let dot = _mm256_cvtepi32_ps(D::dot(nibbles(qs), a));
                     acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
                 }
                 _ => {
                     // Q5_1: nibble | 16 where the fifth bit is set.
-                    acc.mins += half_at(b.add(2)) * *row.sums.add(k);
-                    let high = _mm256_and_si256(bits(b.add(4)), _mm256_set1_epi8(0x10));
-                    let w = _mm256_or_si256(nibbles(b.add(8)), high);
+                    acc.mins += half_at(b.add(offset_of!(BlockQ5_1, m))) * *row.sums.add(k);
+                    let qh = b.add(offset_of!(BlockQ5_1, qh));
+                    let high = _mm256_and_si256(bits(qh), _mm256_set1_epi8(0x10));
+                    let w = _mm256_or_si256(nibbles(b.add(offset_of!(BlockQ5_1, qs))), high);
                     let dot = _mm256_cvtepi32_ps(D::dot(w, a));
                     acc.lanes = _mm256_fmadd_ps(dot, _mm256_mul_ps(half_lanes(b), da), acc.lanes);
                 }
@@ -309,11 +317,19 @@ mod x86 {
         // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
         // CPU features it enables were detected, and its pointers and lengths are in bounds.
         unsafe {
-            let (d, dmin) = (half_at(b), half_at(b.add(2)));
-            let scales = std::slice::from_raw_parts(b.add(4), 12);
-            let qs = b.add(if FIVE { 48 } else { 16 });
+            // `q4k` and `q5k` share the layout of their first three fields.
+            let (d, dmin) = (
+                half_at(b.add(offset_of!(BlockQ4K, d))),
+                half_at(b.add(offset_of!(BlockQ4K, dmin))),
+            );
+            let scales = std::slice::from_raw_parts(b.add(offset_of!(BlockQ4K, scales)), 12);
+            let qs = b.add(if FIVE {
+                offset_of!(BlockQ5K, qs)
+            } else {
+                offset_of!(BlockQ4K, qs)
+            });
             let qh = if FIVE {
-                _mm256_loadu_si256(b.add(16) as *const __m256i)
+                _mm256_loadu_si256(b.add(offset_of!(BlockQ5K, qh)) as *const __m256i)
             } else {
                 _mm256_setzero_si256()
             };
@@ -365,15 +381,16 @@ mod x86 {
         // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
         // CPU features it enables were detected, and its pointers and lengths are in bounds.
         unsafe {
-            let d = half_at(b.add(208));
-            let sc = b.add(192) as *const i8;
+            let d = half_at(b.add(offset_of!(BlockQ6K, d)));
+            let sc = b.add(offset_of!(BlockQ6K, scales)) as *const i8;
             let low = _mm256_set1_epi8(0x0F);
             let three = _mm256_set1_epi8(3);
             let bias = _mm256_set1_epi8(32);
             for n in 0..2 {
-                let l0 = _mm256_loadu_si256(b.add(64 * n) as *const __m256i);
-                let l1 = _mm256_loadu_si256(b.add(64 * n + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(b.add(128 + 32 * n) as *const __m256i);
+                let (ql, qh) = (offset_of!(BlockQ6K, ql), offset_of!(BlockQ6K, qh));
+                let l0 = _mm256_loadu_si256(b.add(ql + 64 * n) as *const __m256i);
+                let l1 = _mm256_loadu_si256(b.add(ql + 64 * n + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(b.add(qh + 32 * n) as *const __m256i);
                 let chunks = [
                     _mm256_or_si256(_mm256_and_si256(l0, low), two_bits(qh, 0, three)),
                     _mm256_or_si256(_mm256_and_si256(l1, low), two_bits(qh, 2, three)),

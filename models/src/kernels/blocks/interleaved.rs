@@ -148,14 +148,18 @@ fn interleave_32(format: BlockFormat, src: &[u8], lane: usize, dst: &mut [u8]) {
 
 /// One channel's `q4k` block into lane `lane` of an interleaved block.
 fn interleave_q4k(src: &[u8], lane: usize, dst: &mut [u8]) {
-    dst[q4k_at::D + 2 * lane..][..2].copy_from_slice(&src[0..2]);
-    dst[q4k_at::DMIN + 2 * lane..][..2].copy_from_slice(&src[2..4]);
+    use super::decode::BlockQ4K;
+    use std::mem::offset_of;
+    let (d, dmin) = (offset_of!(BlockQ4K, d), offset_of!(BlockQ4K, dmin));
+    let (scales, qs) = (offset_of!(BlockQ4K, scales), offset_of!(BlockQ4K, qs));
+    dst[q4k_at::D + 2 * lane..][..2].copy_from_slice(&src[d..d + 2]);
+    dst[q4k_at::DMIN + 2 * lane..][..2].copy_from_slice(&src[dmin..dmin + 2]);
     for g in 0..8 {
-        let (sc, m) = super::scale_min_k4(g, &src[4..16]);
+        let (sc, m) = super::scale_min_k4(g, &src[scales..scales + 12]);
         dst[q4k_at::SCALES + LANES * g + lane] = sc;
         dst[q4k_at::MINS + LANES * g + lane] = m;
     }
-    for (j, four) in src[16..].chunks_exact(4).enumerate() {
+    for (j, four) in src[qs..].chunks_exact(4).enumerate() {
         let at = q4k_at::VALUES + j * 4 * LANES + 4 * lane;
         dst[at..at + 4].copy_from_slice(four);
     }
