@@ -23,6 +23,18 @@ pub enum Path {
     Portable,
 }
 
+impl Path {
+    /// Every path, widest first.
+    pub const ALL: [Path; 6] = [
+        Path::Avx512Vnni,
+        Path::Avx512,
+        Path::AvxVnni,
+        Path::AvxVnniEvex,
+        Path::Avx2,
+        Path::Portable,
+    ];
+}
+
 /// The instruction-set path the kernels run on. Its only constructors read the CPU
 /// ([`Isa::detect`], [`Isa::get`], [`Isa::available`]) or give the portable path
 /// ([`Isa::portable`]), so a safe function that receives one may call the `#[target_feature]`
@@ -136,18 +148,11 @@ impl Isa {
     /// compare against the portable code.
     pub fn available() -> Vec<Isa> {
         let cpu = Detected::read();
-        [
-            Path::Avx512Vnni,
-            Path::Avx512,
-            Path::AvxVnni,
-            Path::AvxVnniEvex,
-            Path::Avx2,
-            Path::Portable,
-        ]
-        .into_iter()
-        .filter(|p| cpu.runs(*p))
-        .map(Isa)
-        .collect()
+        Path::ALL
+            .into_iter()
+            .filter(|p| cpu.runs(*p))
+            .map(Isa)
+            .collect()
     }
 
     /// The portable path, which every CPU runs.
@@ -225,17 +230,7 @@ mod tests {
 
     #[test]
     fn names_and_integer_paths_follow_the_path() {
-        let names: Vec<&str> = [
-            Path::Avx512Vnni,
-            Path::Avx512,
-            Path::AvxVnni,
-            Path::AvxVnniEvex,
-            Path::Avx2,
-            Path::Portable,
-        ]
-        .into_iter()
-        .map(|p| Isa(p).name())
-        .collect();
+        let names: Vec<&str> = Path::ALL.into_iter().map(|p| Isa(p).name()).collect();
         assert_eq!(
             names,
             [
