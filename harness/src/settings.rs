@@ -89,8 +89,10 @@ macro_rules! run_settings {
                 Ok(())
             }
 
-            /// The config key and the limit of each setting that has a range.
-            pub fn ranges() -> Vec<(&'static str, &'static Limit)> {
+            /// The config key and the limit of each setting that has a range (for the test that
+            /// checks them against the flags).
+            #[cfg(test)]
+            fn ranges() -> Vec<(&'static str, &'static Limit)> {
                 vec![$($(($key, &$limit),)?)*]
             }
         }

@@ -117,10 +117,9 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let rss_before_model = current_rss_bytes();
     // Building is metered like a cell; its costs (and the cached steps' recorded ones) go into
     // the record.
-    let build_meter = crate::meter::build::BuildMeter::install(
-        &req.spec.meter_settings(&req.host),
-        &req.host.cpu_model,
-    );
+    let meter_settings = req.spec.meter_settings(&req.host);
+    let build_meter =
+        crate::meter::build::BuildMeter::install(&meter_settings, &req.host.cpu_model);
     let Built {
         mut workload,
         report,
@@ -148,7 +147,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     }
 
     // A cell on cuda:N reads that GPU's energy and memory through NVML besides the CPU's.
-    let mut settings = req.spec.meter_settings(&req.host);
+    let mut settings = meter_settings;
     if let Some(n) = slimbench_models::device::cuda_ordinal(&req.key.device) {
         settings.gpus = Some(vec![n as u32]);
     }
