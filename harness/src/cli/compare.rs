@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::compare::{compare, load_set, markdown, Metric, Mode, Thresholds, ALL_METRICS};
+use crate::compare::{compare, load_set, markdown, Gate, Metric, Mode, Thresholds, ALL_METRICS};
 use crate::error::UsageError;
 
 /// Arguments of `compare`.
@@ -33,6 +33,11 @@ pub struct CompareArgs {
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A second run of the same plan, measured after CURRENT (same form): a latency, energy or
+    /// memory change that CURRENT flags is a regression only when this run flags it too, so one
+    /// disturbed run cannot fail the gate. Quality, size and lost cells are judged on CURRENT.
+    #[arg(long, value_name = "RUN")]
+    pub confirm: Option<String>,
 }
 
 /// Runs the comparison.
@@ -48,19 +53,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.metrics.clone()
     };
-    let result = compare(
-        &baseline,
-        &current,
-        &thresholds,
-        &metrics,
-        args.seed,
-        args.allow_missing,
-        if args.absolute {
+    let confirmation = args.confirm.as_deref().map(load_set).transpose()?;
+    let gate = Gate {
+        thresholds: &thresholds,
+        metrics: &metrics,
+        seed: args.seed,
+        allow_missing: args.allow_missing,
+        mode: if args.absolute {
             Mode::Absolute
         } else {
             Mode::Relative
         },
-    );
+    };
+    let result = compare(&baseline, &current, confirmation.as_ref(), &gate);
     if result.cells.is_empty() && result.lost.is_empty() {
         return Err(UsageError(format!(
             "no cell of {} matches a cell of {} (baseline has {}, current has {}); compare runs of the same plan",

@@ -19,8 +19,19 @@ pub fn markdown(c: &Comparison) -> String {
         .iter()
         .filter(|cell| cell.changes.iter().any(|m| m.regressed))
         .count();
+    let unconfirmed = c
+        .cells
+        .iter()
+        .flat_map(|cell| &cell.changes)
+        .filter(|m| m.confirmation.is_some_and(|k| !k.regressed))
+        .count();
+    let unconfirmed = if unconfirmed > 0 {
+        format!(" ({unconfirmed} flagged changes not reproduced by the confirmation run)")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "**{}**: {} cells compared, {regressed} regressed, {} lost (measured in the baseline, failed or missing now), {} only in baseline, {} only in current.\n\n",
+        "**{}**: {} cells compared, {regressed} regressed{unconfirmed}, {} lost (measured in the baseline, failed or missing now), {} only in baseline, {} only in current.\n\n",
         if c.regressed() { "REGRESSION" } else { "OK" },
         c.cells.len(),
         c.lost.len(),
@@ -61,11 +72,24 @@ pub fn markdown(c: &Comparison) -> String {
                     figure(m.metric, m.current),
                 )
             };
+            let verdict = match (&m.confirmation, m.regressed) {
+                (Some(k), true) => format!(
+                    "**regressed** (confirmed: second run {:+.2} {unit})",
+                    k.change
+                ),
+                (Some(k), false) => format!(
+                    "ok (not reproduced: second run {:+.2} {unit}{})",
+                    k.change,
+                    k.ci95
+                        .map(|i| format!(", [{:+.2}, {:+.2}]", i.lo, i.hi))
+                        .unwrap_or_default()
+                ),
+                (None, true) => "**regressed**".to_string(),
+                (None, false) => "ok".to_string(),
+            };
             out.push_str(&format!(
-                "| {} | {shown} | {base} | {cur} | {:+.2} {unit} | {ci} | {threshold} | {} |\n",
-                cell.cell,
-                m.change,
-                if m.regressed { "**regressed**" } else { "ok" }
+                "| {} | {shown} | {base} | {cur} | {:+.2} {unit} | {ci} | {threshold} | {verdict} |\n",
+                cell.cell, m.change,
             ));
         }
     }

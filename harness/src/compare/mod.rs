@@ -49,6 +49,22 @@ pub struct MetricChange {
     pub regressed: bool,
     /// True when the figures are ratios to the run's own baseline (relative mode).
     pub relative: bool,
+    /// What a confirmation run (`compare --confirm`) showed for this metric, where the current
+    /// set flagged it: the change counts as a regression only when the confirmation flags it too.
+    pub confirmation: Option<Confirmation>,
+}
+
+/// A flagged change measured again: the same metric of the same cell in a second current run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Confirmation {
+    /// The second run's figure (a ratio in relative mode).
+    pub current: f64,
+    /// Its change against the baseline.
+    pub change: f64,
+    /// Its 95% interval.
+    pub ci95: Option<Interval>,
+    /// True when the second run is past the threshold too (the regression is confirmed).
+    pub regressed: bool,
 }
 
 /// The resolution of a resident-memory figure between two identical workers (thread stacks,
@@ -158,16 +174,75 @@ fn pct(base: f64, cur: f64) -> f64 {
     }
 }
 
-/// Compares `current` against `baseline` on `metrics` (seeded bootstrap).
+/// What [`compare`] is asked: the metrics, their thresholds, the mode, the bootstrap's seed, and
+/// whether cells missing from the current set are allowed.
+#[derive(Debug, Clone)]
+pub struct Gate<'a> {
+    /// The allowed worsening of each metric.
+    pub thresholds: &'a Thresholds,
+    /// The metrics gated.
+    pub metrics: &'a [Metric],
+    /// Seed of the bootstrap.
+    pub seed: u64,
+    /// Accept cells of the baseline missing from the current set.
+    pub allow_missing: bool,
+    /// Relative or absolute speed and energy.
+    pub mode: Mode,
+}
+
+/// Compares `current` against `baseline`. With a `confirmation` set (a second run of the same
+/// plan, measured after `current`), a change of a measured figure (latency, energy, memory)
+/// that `current` flags is a regression only when the confirmation flags it too: a true
+/// regression shows in both runs, a disturbed run in one (on a shared VM with 50 cells gated,
+/// one run in a few flags some cell by chance). Quality, size and lost cells need no second run.
 pub fn compare(
     baseline: &ResultSet,
     current: &ResultSet,
-    thresholds: &Thresholds,
-    metrics: &[Metric],
-    seed: u64,
-    allow_missing: bool,
-    mode: Mode,
+    confirmation: Option<&ResultSet>,
+    gate: &Gate<'_>,
 ) -> Comparison {
+    let mut first = compare_once(baseline, current, gate);
+    let Some(second_set) = confirmation else {
+        return first;
+    };
+    let second = compare_once(baseline, second_set, gate);
+    for cell in &mut first.cells {
+        for change in cell
+            .changes
+            .iter_mut()
+            .filter(|c| c.regressed && c.ci95.is_some())
+        {
+            let again = second
+                .cells
+                .iter()
+                .find(|c| c.cell == cell.cell)
+                .and_then(|c| c.changes.iter().find(|m| m.metric == change.metric));
+            // A cell the confirmation lacks (or measured another way) confirms nothing: the
+            // first run's verdict stands.
+            let Some(again) = again.filter(|a| a.relative == change.relative) else {
+                continue;
+            };
+            change.regressed = again.regressed;
+            change.confirmation = Some(Confirmation {
+                current: again.current,
+                change: again.change,
+                ci95: again.ci95,
+                regressed: again.regressed,
+            });
+        }
+    }
+    first
+}
+
+/// One comparison of `current` against `baseline` (seeded bootstrap).
+fn compare_once(baseline: &ResultSet, current: &ResultSet, gate: &Gate<'_>) -> Comparison {
+    let Gate {
+        thresholds,
+        metrics,
+        seed,
+        allow_missing,
+        mode,
+    } = *gate;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut cells = Vec::new();
     let mut lost = Vec::new();
@@ -211,6 +286,7 @@ pub fn compare(
                     threshold,
                     regressed: ci.lo > threshold,
                     relative: true,
+                    confirmation: None,
                 });
                 continue;
             }
@@ -291,6 +367,7 @@ pub fn compare(
                 threshold,
                 regressed,
                 relative: false,
+                confirmation: None,
             });
         }
         cells.push(CellComparison {
@@ -318,6 +395,26 @@ pub fn compare(
 mod tests {
     use super::*;
     use rand::Rng;
+
+    /// [`compare`] without a confirmation run.
+    fn cmp(
+        base: &ResultSet,
+        cur: &ResultSet,
+        thresholds: &Thresholds,
+        metrics: &[Metric],
+        seed: u64,
+        allow_missing: bool,
+        mode: Mode,
+    ) -> Comparison {
+        let gate = Gate {
+            thresholds,
+            metrics,
+            seed,
+            allow_missing,
+            mode,
+        };
+        compare(base, cur, None, &gate)
+    }
 
     fn noisy(rng: &mut ChaCha8Rng, center: f64, noise: f64, n: usize) -> Vec<f64> {
         (0..n)
@@ -349,10 +446,10 @@ mod tests {
             let slower = set_with(noisy(&mut rng, 12.0, 0.05, 100));
             let same = set_with(noisy(&mut rng, 10.0, 0.05, 100));
             let t = Thresholds::default();
-            if compare(&base, &slower, &t, &metrics, seed, false, Mode::Relative).regressed() {
+            if cmp(&base, &slower, &t, &metrics, seed, false, Mode::Relative).regressed() {
                 caught += 1;
             }
-            if !compare(&base, &same, &t, &metrics, seed, false, Mode::Relative).regressed() {
+            if !cmp(&base, &same, &t, &metrics, seed, false, Mode::Relative).regressed() {
                 quiet += 1;
             }
         }
@@ -368,7 +465,7 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), cell(98.0)), ("b".to_string(), cell(97.0))]);
         let cur = ResultSet::from([("a".to_string(), cell(97.0)), ("c".to_string(), cell(90.0))]);
-        let c = compare(
+        let c = cmp(
             &base,
             &cur,
             &Thresholds::default(),
@@ -383,7 +480,7 @@ mod tests {
         let md = markdown(&c);
         assert!(md.contains("**regressed**") && md.contains("- b"), "{md}");
         let small = ResultSet::from([("a".to_string(), cell(97.7))]);
-        assert!(!compare(
+        assert!(!cmp(
             &base,
             &small,
             &Thresholds::default(),
@@ -407,7 +504,7 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), ok.clone()), ("b".to_string(), ok.clone())]);
         let cur = ResultSet::from([("a".to_string(), failed.clone())]);
-        let c = compare(
+        let c = cmp(
             &base,
             &cur,
             &Thresholds::default(),
@@ -429,7 +526,7 @@ mod tests {
             "{md}"
         );
         // --allow-missing forgives the missing cell, never the failed one.
-        let c = compare(
+        let c = cmp(
             &base,
             &cur,
             &Thresholds::default(),
@@ -442,7 +539,7 @@ mod tests {
         assert!(c.regressed());
         // A cell that failed in the baseline too is no regression.
         let base = ResultSet::from([("a".to_string(), failed.clone())]);
-        assert!(!compare(
+        assert!(!cmp(
             &base,
             &cur,
             &Thresholds::default(),
@@ -479,12 +576,12 @@ mod tests {
         let worse_variant = ResultSet::from([(key.clone(), cell(1.33, 1.5))]);
         let t = Thresholds::default();
         let gate = |cur: &ResultSet, mode| {
-            compare(&base, cur, &t, &[Metric::Latency], 0, false, mode).regressed()
+            cmp(&base, cur, &t, &[Metric::Latency], 0, false, mode).regressed()
         };
         assert!(!gate(&slower_machine, Mode::Relative));
         assert!(gate(&slower_machine, Mode::Absolute));
         assert!(gate(&worse_variant, Mode::Relative));
-        let c = compare(
+        let c = cmp(
             &base,
             &worse_variant,
             &t,
@@ -507,7 +604,7 @@ mod tests {
         let base = ResultSet::from([("a".to_string(), cell(4.0))]);
         let t = Thresholds::default();
         let gate = |cur: &ResultSet| {
-            compare(&base, cur, &t, &[Metric::Memory], 0, false, Mode::Relative).regressed()
+            cmp(&base, cur, &t, &[Metric::Memory], 0, false, Mode::Relative).regressed()
         };
         assert!(!gate(&ResultSet::from([("a".to_string(), cell(4.5))])));
         assert!(gate(&ResultSet::from([("a".to_string(), cell(6.0))])));
@@ -531,7 +628,7 @@ mod tests {
         };
         let base = ResultSet::from([("a".to_string(), cell(1000))]);
         let cur = ResultSet::from([("a".to_string(), cell(1001))]);
-        assert!(compare(
+        assert!(cmp(
             &base,
             &cur,
             &Thresholds::default(),
@@ -541,5 +638,49 @@ mod tests {
             Mode::Relative
         )
         .regressed());
+    }
+
+    /// A speed-up flagged in one run and not in the confirmation run is no regression (the
+    /// table says why); flagged in both, it is; quality needs no second run.
+    #[test]
+    fn a_flag_counts_only_when_the_confirmation_run_shows_it_too() {
+        let ratio = |r: f64| PairedRatio {
+            ratio: r,
+            ci95: Interval {
+                lo: r * 0.97,
+                hi: r * 1.03,
+            },
+            rounds: 3,
+        };
+        let cell = |speedup: f64, quality: f64| CellFigures {
+            latency_median_ms: Some(1.0),
+            speedup: Some(ratio(speedup)),
+            quality_pct: Some(quality),
+            ..Default::default()
+        };
+        let key = "m/q8_0/cpu/b1".to_string();
+        let set = |speedup, quality| ResultSet::from([(key.clone(), cell(speedup, quality))]);
+        let base = set(2.0, 98.0);
+        let t = Thresholds::default();
+        let metrics = [Metric::Latency, Metric::Quality];
+        let gate = Gate {
+            thresholds: &t,
+            metrics: &metrics,
+            seed: 0,
+            allow_missing: false,
+            mode: Mode::Relative,
+        };
+        let disturbed = set(1.5, 98.0);
+        let fine = set(2.0, 98.0);
+        let c = compare(&base, &disturbed, Some(&fine), &gate);
+        assert!(!c.regressed(), "{c:?}");
+        let latency = &c.cells[0].changes[0];
+        assert!(latency.confirmation.is_some_and(|k| !k.regressed));
+        assert!(markdown(&c).contains("not reproduced"), "{}", markdown(&c));
+        assert!(compare(&base, &disturbed, Some(&disturbed), &gate).regressed());
+        // Without a confirmation run the first run's flag stands.
+        assert!(compare(&base, &disturbed, None, &gate).regressed());
+        // A quality drop is not measured again: it fails whatever the second run says.
+        assert!(compare(&base, &set(2.0, 96.0), Some(&fine), &gate).regressed());
     }
 }
