@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use slimbench_models::kernels::blocks::{BlockFormat, BlockMatrix};
 use slimbench_models::kernels::epilogue::Epilogue;
 use slimbench_models::kernels::int8::Int8Matrix;
-use slimbench_models::kernels::sgemm::{matmul_into, MatRef, Threads};
+use slimbench_models::kernels::sgemm::linear;
 use slimbench_models::kernels::{thread_count, Isa};
 use slimbench_models::layer::INT8_GROUP;
 
@@ -33,15 +33,7 @@ enum Weight {
 impl Weight {
     fn matmul(&self, x: &[f32], rows: usize, in_dim: usize, out_dim: usize, dst: &mut [f32]) {
         match self {
-            Weight::F32(w_t) => matmul_into(
-                dst,
-                out_dim,
-                MatRef::new(x, rows, in_dim),
-                MatRef::new(w_t, in_dim, out_dim),
-                1.0,
-                false,
-                Threads::Up(thread_count()),
-            ),
+            Weight::F32(w_t) => linear(x, rows, in_dim, w_t, out_dim, dst, Epilogue::default()),
             Weight::Int8(m) => m.matmul(x, rows, dst, Epilogue::default()),
             Weight::Blocks(m) => m.matmul(x, rows, dst, Epilogue::default()),
         }
@@ -88,8 +80,9 @@ fn variants(
 
 fn products(c: &mut Criterion) {
     eprintln!(
-        "block kernels: instruction set {}, {} threads",
+        "block kernels: instruction set {}, f32 on {}, {} threads",
         Isa::get().name(),
+        slimbench_models::kernels::f32_tile::linear_kernel_name(),
         thread_count()
     );
     // One row: weights streamed from memory, a language model's decode step.

@@ -55,9 +55,11 @@ fn main() -> slimbench_models::Result<()> {
     }
     variants.push(("bf16", cast(&fp32, HalfType::Bf16)?.model));
     println!(
-        "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {}, median of {runs} runs",
+        "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {} (f32 on {}, bf16 on {}), median of {runs} runs",
         thread_count(),
-        Isa::get().name()
+        Isa::get().name(),
+        slimbench_models::kernels::f32_tile::linear_kernel_name(),
+        slimbench_models::kernels::bf16_tile::linear_kernel_name(),
     );
     println!("| precision | batch 1 ms | batch 32 ms | fidelity |");
     println!("| --- | --- | --- | --- |");

@@ -1,23 +1,28 @@
-//! A Linear on the CPU into slimbench's own row buffers: the f32 path accumulates onto a buffer
-//! that already holds the bias and residual (the gemm crate), the integer kernels (int8, block
-//! formats) add them as they store each tile, and every other storage goes through candle.
+//! A Linear on the CPU into slimbench's own row buffers: f32 through [`crate::kernels::sgemm::linear`],
+//! the integer kernels (int8, block formats) adding the bias and residual as they store each
+//! tile, and every other storage through candle.
 
-use candle_core::{Storage, Tensor};
+use candle_core::{DType, Storage, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::kernels::elementwise::{fill_rows, gelu_erf_in_place};
+use crate::kernels::elementwise::gelu_erf_in_place;
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::sgemm::{matmul_into, MatRef, Threads};
-use crate::kernels::thread_count;
+use crate::kernels::sgemm::linear;
+use crate::kernels::{bf16_tile, Isa};
 use crate::layer::{DenseLayer, WeightStorage};
 
 /// Runs `f` on the elements of a contiguous f32 CPU tensor, without copying them.
 pub(crate) fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    with_slice(t, f)
+}
+
+/// Runs `f` on the elements of a contiguous CPU tensor of `T`, without copying them.
+fn with_slice<T: candle_core::WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         Storage::Cpu(cpu) => {
-            let all = cpu.as_slice::<f32>()?;
+            let all = cpu.as_slice::<T>()?;
             let start = layout.start_offset();
             Ok(f(&all[start..start + layout.shape().elem_count()]))
         }
@@ -25,6 +30,25 @@ pub(crate) fn with_f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Resu
             "the CPU inference path got a tensor that is not on the CPU".into(),
         )),
     }
+}
+
+/// What runs the f32 and bf16 Linears among `layers` on this CPU, as records name it:
+/// `f32_kernel` and `bf16_kernel` entries for the families whose CPU inference goes through
+/// [`linear_into`] (text and language models), for the formats the layers hold.
+pub(crate) fn kernel_params(
+    layers: &[crate::layer::LayerReport],
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut params = serde_json::Map::new();
+    if layers.iter().any(|l| l.format == "f32") {
+        params.insert(
+            "f32_kernel".into(),
+            crate::kernels::f32_tile::linear_kernel_name().into(),
+        );
+    }
+    if layers.iter().any(|l| l.format == "bf16") {
+        params.insert("bf16_kernel".into(), bf16_tile::linear_kernel_name().into());
+    }
+    params
 }
 
 pub(crate) fn to_vec(t: &Tensor) -> Result<Vec<f32>> {
@@ -44,20 +68,35 @@ pub(crate) fn linear_into(
     let (k, n) = (layer.in_dim, layer.out_dim);
     dst.resize(rows * n, 0.0);
     match &layer.weight {
-        // The gemm crate accumulates onto the bias and residual (its kernels beat a tile kernel
-        // of slimbench's own when the weights stream from memory, as MiniLM's 42 MB do).
+        // Elsewhere the gemm crate accumulates onto the bias and residual (on AVX2 its kernels
+        // beat a tile kernel of slimbench's own when the weights stream from memory, as
+        // MiniLM's 42 MB do).
+        // slimbench's tile kernel on AVX-512, the gemm crate elsewhere (on AVX2 its kernels
+        // beat a tile kernel of slimbench's own when the weights stream from memory, as
+        // MiniLM's 42 MB do).
         WeightStorage::F32 { weight_t } => {
-            with_f32_slice(&layer.bias, |bias| fill_rows(dst, bias, residual))?;
-            with_f32_slice(weight_t, |w| {
-                matmul_into(
-                    dst,
-                    n,
-                    MatRef::new(x, rows, k),
-                    MatRef::new(w, k, n),
-                    1.0,
-                    true,
-                    Threads::Up(thread_count()),
-                )
+            return with_f32_slice(&layer.bias, |bias| {
+                let epilogue = Epilogue {
+                    bias: Some(bias),
+                    residual,
+                    gelu,
+                };
+                with_f32_slice(weight_t, |w| linear(x, rows, k, w, n, dst, epilogue))
+            })?;
+        }
+        // bf16 on `vdpbf16ps` where the CPU has AVX512_BF16; candle (widening) elsewhere.
+        WeightStorage::Half { weight_t }
+            if weight_t.dtype() == DType::BF16 && bf16_tile::runs_on(Isa::get()) =>
+        {
+            return with_f32_slice(&layer.bias, |bias| {
+                let epilogue = Epilogue {
+                    bias: Some(bias),
+                    residual,
+                    gelu,
+                };
+                with_slice(weight_t, |w: &[half::bf16]| {
+                    bf16_tile::matmul(Isa::get(), x, rows, k, w, n, dst, epilogue);
+                })
             })?;
         }
         WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. } => {

@@ -6,9 +6,11 @@
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+pub mod bf16_tile;
 pub mod blocks;
 pub(crate) mod elementwise;
 pub mod epilogue;
+pub mod f32_tile;
 pub mod int8;
 pub mod isa;
 pub mod peak;
@@ -46,9 +48,12 @@ pub fn check_kernels_env() -> Result<(), String> {
 }
 
 /// The number of threads the kernels split work over: `RAYON_NUM_THREADS` when set (as candle and
-/// rayon read it), otherwise the machine's available parallelism.
+/// rayon read it), otherwise the machine's available parallelism. Read once: finding the
+/// available parallelism reads the process's cgroup files, and a decode step asks before each of
+/// its two hundred products (it cost SmolLM2's f32 decode a third of its speed).
 pub fn thread_count() -> usize {
-    candle_core::utils::get_num_threads()
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
 /// Defines `pub fn $name(args)` that runs the `#[inline(always)]` function `$generic` compiled for

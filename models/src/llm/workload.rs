@@ -203,6 +203,9 @@ pub fn build(
     });
     if let Some(obj) = params.as_object_mut() {
         obj.insert("kernel".into(), engine.kernel().into());
+        if matches!(engine, Engine::Own { .. }) {
+            obj.extend(crate::row_linear::kernel_params(&layers));
+        }
     }
     engine.truncate(0);
     let report = VariantReport {

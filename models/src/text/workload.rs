@@ -267,21 +267,25 @@ pub(crate) fn build(
         model_bytes,
     };
     let tokens = batch.ids.dims2()?.1;
+    let mut technique_params = serde_json::json!({
+        "steps": variant.params,
+        "seq_len": seq_len,
+        "quality": {
+            "texts": split.test.len(),
+            "seq_len": QUALITY_SEQ_LEN,
+            "fidelity": "mean cosine of mean-pooled, L2-normalised embeddings to the fp32 model's",
+            "spam_probe": "logistic regression on fp32 embeddings of 512 emails, evaluated on the variant's",
+        },
+        "model_files": variant.base.source.files.dir,
+    });
+    if let (Some(obj), true) = (technique_params.as_object_mut(), device.is_cpu()) {
+        obj.extend(crate::row_linear::kernel_params(&layers));
+    }
     let report = VariantReport {
         footprint,
         flops_per_item: Some(bert.flops_per_sequence(tokens)),
         layers,
-        technique_params: serde_json::json!({
-            "steps": variant.params,
-            "seq_len": seq_len,
-            "quality": {
-                "texts": split.test.len(),
-                "seq_len": QUALITY_SEQ_LEN,
-                "fidelity": "mean cosine of mean-pooled, L2-normalised embeddings to the fp32 model's",
-                "spam_probe": "logistic regression on fp32 embeddings of 512 emails, evaluated on the variant's",
-            },
-            "model_files": variant.base.source.files.dir,
-        }),
+        technique_params,
     };
     let workload = TextWorkload {
         bert,
