@@ -11,7 +11,8 @@ use rand::{Rng, SeedableRng};
 use slimbench_models::kernels::blocks::{BlockFormat, BlockMatrix};
 use slimbench_models::kernels::epilogue::Epilogue;
 use slimbench_models::kernels::int8::Int8Matrix;
-use slimbench_models::kernels::sgemm::linear;
+use slimbench_models::kernels::linear::linear;
+use slimbench_models::kernels::sgemm::MatRef;
 use slimbench_models::kernels::{thread_count, Isa};
 use slimbench_models::layer::INT8_GROUP;
 
@@ -33,7 +34,13 @@ enum Weight {
 impl Weight {
     fn matmul(&self, x: &[f32], rows: usize, in_dim: usize, out_dim: usize, dst: &mut [f32]) {
         match self {
-            Weight::F32(w_t) => linear(x, rows, in_dim, w_t, out_dim, dst, Epilogue::default()),
+            Weight::F32(w_t) => linear(
+                MatRef::new(x, rows, in_dim),
+                w_t,
+                out_dim,
+                dst,
+                Epilogue::default(),
+            ),
             Weight::Int8(m) => m.matmul(x, rows, dst, Epilogue::default()),
             Weight::Blocks(m) => m.matmul(x, rows, dst, Epilogue::default()),
         }

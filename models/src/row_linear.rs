@@ -1,4 +1,4 @@
-//! A Linear on the CPU into slimbench's own row buffers: f32 through [`crate::kernels::sgemm::linear`],
+//! A Linear on the CPU into slimbench's own row buffers: f32 through [`crate::kernels::linear`],
 //! the integer kernels (int8, block formats) adding the bias and residual as they store each
 //! tile, and every other storage through candle.
 
@@ -7,7 +7,8 @@ use candle_core::{DType, Storage, Tensor};
 use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::gelu_erf_in_place;
 use crate::kernels::epilogue::Epilogue;
-use crate::kernels::sgemm::linear;
+use crate::kernels::linear::linear;
+use crate::kernels::sgemm::MatRef;
 use crate::kernels::{bf16_tile, Isa};
 use crate::layer::{DenseLayer, WeightStorage};
 
@@ -81,7 +82,9 @@ pub(crate) fn linear_into(
                     residual,
                     gelu,
                 };
-                with_f32_slice(weight_t, |w| linear(x, rows, k, w, n, dst, epilogue))
+                with_f32_slice(weight_t, |w| {
+                    linear(MatRef::new(x, rows, k), w, n, dst, epilogue)
+                })
             })?;
         }
         // bf16 on `vdpbf16ps` where the CPU has AVX512_BF16; candle (widening) elsewhere.
@@ -95,7 +98,7 @@ pub(crate) fn linear_into(
                     gelu,
                 };
                 with_slice(weight_t, |w: &[half::bf16]| {
-                    bf16_tile::matmul(Isa::get(), x, rows, k, w, n, dst, epilogue);
+                    bf16_tile::matmul(Isa::get(), MatRef::new(x, rows, k), w, n, dst, epilogue);
                 })
             })?;
         }

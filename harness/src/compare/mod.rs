@@ -396,6 +396,18 @@ mod tests {
     use super::*;
     use rand::Rng;
 
+    /// A speed-up of `r` over three rounds, known to 3%.
+    fn ratio(r: f64) -> PairedRatio {
+        PairedRatio {
+            ratio: r,
+            ci95: Interval {
+                lo: r * 0.97,
+                hi: r * 1.03,
+            },
+            rounds: 3,
+        }
+    }
+
     /// [`compare`] without a confirmation run.
     fn cmp(
         base: &ResultSet,
@@ -556,14 +568,6 @@ mod tests {
     /// speed-up is flagged in both.
     #[test]
     fn the_relative_gate_follows_ratios_not_the_machine() {
-        let ratio = |r: f64| PairedRatio {
-            ratio: r,
-            ci95: Interval {
-                lo: r * 0.97,
-                hi: r * 1.03,
-            },
-            rounds: 3,
-        };
         let cell = |ms: f64, speedup: f64| CellFigures {
             latency_median_ms: Some(ms),
             latency_rounds: vec![vec![ms; 50], vec![ms * 1.001; 50], vec![ms * 0.999; 50]],
@@ -644,14 +648,6 @@ mod tests {
     /// table says why); flagged in both, it is; quality needs no second run.
     #[test]
     fn a_flag_counts_only_when_the_confirmation_run_shows_it_too() {
-        let ratio = |r: f64| PairedRatio {
-            ratio: r,
-            ci95: Interval {
-                lo: r * 0.97,
-                hi: r * 1.03,
-            },
-            rounds: 3,
-        };
         let cell = |speedup: f64, quality: f64| CellFigures {
             latency_median_ms: Some(1.0),
             speedup: Some(ratio(speedup)),

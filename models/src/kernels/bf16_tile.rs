@@ -6,18 +6,11 @@
 //! AVX-512) the layer goes through candle, which widens bf16 to f32.
 
 use half::bf16;
-use rayon::prelude::*;
 
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
-use crate::kernels::qgemm::worth_threads;
-
-/// Output channels of one panel (two vectors of 16 f32 sums).
-const TILE_COLS: usize = 32;
-/// Rows of one tile (8 x 2 accumulators).
-const TILE_ROWS: usize = 8;
-/// Rows one task covers.
-const TASK_ROWS: usize = 12 * TILE_ROWS;
+use crate::kernels::panels::{by_tile_rows, run_tiles, TileSums, TILE_COLS};
+use crate::kernels::sgemm::MatRef;
 
 /// The name records give this kernel (`technique_params.bf16_kernel`).
 pub const NAME: &str = "bf16-avx512bf16";
@@ -160,16 +153,13 @@ unsafe fn pack_panel_avx512(
     }
 }
 
-/// `dst = epilogue(x W)` for `rows` rows of `x` (`rows x k`, rounded to bf16 here) and the
-/// row-major `k x n` bf16 weight `w_t`, into `dst` (`rows x n`), sums in f32. Returns `false`,
-/// touching nothing, when `isa` does not run it. Panics, like indexing, when a slice is shorter
-/// than its shape.
-#[allow(clippy::too_many_arguments)]
+/// `dst = epilogue(x W)` for the contiguous `rows x k` activations `x` (rounded to bf16 here)
+/// and the row-major `k x n` bf16 weight `w_t`, into `dst` (`rows x n`), sums in f32. Returns
+/// `false`, touching nothing, when `isa` does not run it. Panics, like indexing, when a slice is
+/// shorter than its shape.
 pub(crate) fn matmul(
     isa: Isa,
-    x: &[f32],
-    rows: usize,
-    k: usize,
+    x: MatRef<'_>,
     w_t: &[bf16],
     n: usize,
     dst: &mut [f32],
@@ -178,81 +168,34 @@ pub(crate) fn matmul(
     if !runs_on(isa) {
         return false;
     }
-    assert!(x.len() >= rows * k, "activations shape");
+    let (rows, k) = (x.rows, x.cols);
+    assert!(
+        x.row_stride == k && x.col_stride == 1,
+        "contiguous activations"
+    );
+    assert!(x.data.len() >= rows * k, "activations shape");
     assert!(w_t.len() >= k * n, "weight shape");
-    assert_eq!(dst.len(), rows * n, "output shape");
-    epilogue.check(rows, n);
-    if rows == 0 || n == 0 {
-        return true;
-    }
     let k2 = k.div_ceil(2);
-    let a = pairs(x, rows, k);
-    let panels = n.div_ceil(TILE_COLS);
-    // Chunks of equal rows, in whole tiles (MiniLM's 128 tokens: two of 64, not 96 and 32).
-    let chunks = rows.div_ceil(TASK_ROWS);
-    let chunk_rows = rows.div_ceil(chunks).next_multiple_of(TILE_ROWS);
-    let chunks = rows.div_ceil(chunk_rows);
-    let dst_addr = dst.as_mut_ptr() as usize;
-    let run_task = |task: usize| {
-        let (chunk, panel) = (task / panels, task % panels);
-        let col0 = panel * TILE_COLS;
-        let width = TILE_COLS.min(n - col0);
-        // The panel as pairs of inputs: word `p * 32 + c` holds inputs 2p and 2p + 1 of column
-        // `col0 + c`, as `vdpbf16ps` pairs them.
+    let a = pairs(x.data, rows, k);
+    let pack = |col0: usize, width: usize| {
         let mut packed = vec![0u32; k2 * TILE_COLS];
         pack_panel(w_t, k, n, col0, width, &mut packed);
-        let row_end = ((chunk + 1) * chunk_rows).min(rows);
-        let mut row = chunk * chunk_rows;
-        while row < row_end {
-            let mr = (row_end - row).min(TILE_ROWS);
-            let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `runs_on` confirmed AVX-512 F and BF16; rows `row..row + mr` of `a` hold
-            // `k2` words each and `packed` holds `k2` rows of 32.
-            unsafe {
-                tile(&a[row * k2..(row + mr) * k2], mr, k2, &packed, &mut out)
-            };
-            // SAFETY: the tile's rows and columns lie in `dst` and no other task writes them.
-            unsafe { epilogue.store(&out[..mr], dst_addr as *mut f32, row, col0, width, n) };
-            row += mr;
-        }
+        packed
     };
-    let tasks = chunks * panels;
-    if worth_threads(rows, k, n) && tasks > 1 {
-        (0..tasks).into_par_iter().for_each(run_task);
-    } else {
-        (0..tasks).for_each(run_task);
-    }
+    let tile = |packed: &Vec<u32>, row: usize, mr: usize, sums: &mut TileSums| {
+        assert!((row + mr) * k2 <= a.len() && packed.len() == k2 * TILE_COLS);
+        let (a, b) = (a[row * k2..].as_ptr(), packed.as_ptr());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `runs_on` confirmed AVX-512 F and BF16; `a` holds `mr` rows of `k2` words and
+        // `b` `k2` rows of 32 (asserted above).
+        unsafe {
+            by_tile_rows!(mr, tile_bf16(a, k2, b, sums))
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (a, b, sums);
+    };
+    run_tiles((rows, k, n), dst, epilogue, pack, tile);
     true
-}
-
-/// Dispatches a tile of `mr <= 8` rows of pairs (`a`: `mr x k2` words) to its kernel.
-///
-/// # Safety
-/// The CPU must have AVX-512 F and BF16; `a` must hold `mr * k2` words and `packed` `k2 * 32`.
-#[cfg(target_arch = "x86_64")]
-unsafe fn tile(
-    a: &[u32],
-    mr: usize,
-    k2: usize,
-    packed: &[u32],
-    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
-) {
-    debug_assert!(a.len() >= mr * k2 && packed.len() >= k2 * TILE_COLS);
-    let (a, b) = (a.as_ptr(), packed.as_ptr());
-    // SAFETY: the caller's promise.
-    unsafe {
-        match mr {
-            8 => tile_bf16::<8>(a, k2, b, out),
-            7 => tile_bf16::<7>(a, k2, b, out),
-            6 => tile_bf16::<6>(a, k2, b, out),
-            5 => tile_bf16::<5>(a, k2, b, out),
-            4 => tile_bf16::<4>(a, k2, b, out),
-            3 => tile_bf16::<3>(a, k2, b, out),
-            2 => tile_bf16::<2>(a, k2, b, out),
-            _ => tile_bf16::<1>(a, k2, b, out),
-        }
-    }
 }
 
 /// The f32 sums of `MR` rows of input pairs (`a`, `k2` words apart) against a packed panel (`b`:
@@ -262,12 +205,7 @@ unsafe fn tile(
 /// AVX-512 F and BF16; `a` valid for `MR * k2` reads, `b` for `k2 * 32`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn tile_bf16<const MR: usize>(
-    a: *const u32,
-    k2: usize,
-    b: *const u32,
-    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
-) {
+unsafe fn tile_bf16<const MR: usize>(a: *const u32, k2: usize, b: *const u32, out: &mut TileSums) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: every read lies in the rows and the panel the caller vouches for; `__m512bh` is
@@ -295,27 +233,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let v = (i as u64 * 2654435761 + seed * 97) % 1000;
-                v as f32 / 500.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::panels::{assert_matches_straightforward, test_values as random};
 
-    /// The product the kernel promises: both operands rounded to bf16, the sums exact.
-    fn straightforward(x: &[f32], rows: usize, k: usize, w_t: &[bf16], n: usize) -> Vec<f64> {
+    /// The kernel against the product it promises: both operands rounded to bf16, the sums
+    /// exact.
+    fn check(isa: Isa, (rows, k, n): (usize, usize, usize), tolerance: f64) {
+        let w = weight(k, n, 2);
+        let product = |x: &[f32], dst: &mut [f32]| {
+            matmul(
+                isa,
+                MatRef::new(x, rows, k),
+                &w,
+                n,
+                dst,
+                Epilogue::default(),
+            )
+        };
         let round = |v: f32| bf16::from_f32(v).to_f32() as f64;
-        let mut out = vec![0.0; rows * n];
-        for r in 0..rows {
-            for c in 0..n {
-                out[r * n + c] = (0..k)
-                    .map(|p| round(x[r * k + p]) * w_t[p * n + c].to_f32() as f64)
-                    .sum();
-            }
-        }
-        out
+        let value = |p: usize, c: usize| w[p * n + c].to_f32() as f64;
+        assert_matches_straightforward((rows, k, n), round, value, product, tolerance);
     }
 
     fn bf16_isa() -> Option<Isa> {
@@ -339,42 +275,18 @@ mod tests {
             rows in 1usize..30, k in 1usize..70, n in 1usize..80,
         ) {
             let Some(isa) = bf16_isa() else { return Ok(()) };
-            let x = random(rows * k, 1);
-            let w = weight(k, n, 2);
-            let mut dst = vec![f32::NAN; rows * n];
-            prop_assert!(matmul(isa, &x, rows, k, &w, n, &mut dst, Epilogue::default()));
-            let want = straightforward(&x, rows, k, &w, n);
-            for (d, w) in dst.iter().zip(&want) {
-                prop_assert!((*d as f64 - w).abs() < 1e-4 * (1.0 + w.abs()), "{d} vs {w}");
-            }
+            check(isa, (rows, k, n), 1e-4);
         }
     }
 
     #[test]
     fn threaded_products_and_the_epilogue_match() {
         let Some(isa) = bf16_isa() else { return };
-        let (rows, k, n) = (200, 385, 300);
-        let x = random(rows * k, 3);
-        let w = weight(k, n, 4);
-        let mut dst = vec![0f32; rows * n];
-        assert!(matmul(
-            isa,
-            &x,
-            rows,
-            k,
-            &w,
-            n,
-            &mut dst,
-            Epilogue::default()
-        ));
-        let want = straightforward(&x, rows, k, &w, n);
-        for (d, w) in dst.iter().zip(&want) {
-            assert!((*d as f64 - w).abs() < 1e-3, "{d} vs {w}");
-        }
+        check(isa, (200, 385, 300), 1e-4);
         let (k, n) = (37, 45);
         let w = weight(k, n, 5);
         crate::kernels::epilogue::assert_fused_epilogue(13, k, n, random, |x, rows, dst, e| {
-            assert!(matmul(isa, x, rows, k, &w, n, dst, e));
+            assert!(matmul(isa, MatRef::new(x, rows, k), &w, n, dst, e));
         });
     }
 
@@ -383,11 +295,10 @@ mod tests {
         let x = [1.0f32; 4];
         let w = [bf16::ONE; 4];
         let mut dst = [7.0f32; 4];
+        let view = MatRef::new(&x, 2, 2);
         assert!(!matmul(
             Isa::portable(),
-            &x,
-            2,
-            2,
+            view,
             &w,
             2,
             &mut dst,

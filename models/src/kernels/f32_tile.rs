@@ -5,23 +5,15 @@
 //! AVX-512 CPUs the f32 baseline ran 256-bit FMA at half the machine's width; elsewhere
 //! ([`crate::kernels::sgemm`]) it still does what the CPU allows.
 //!
-//! Tasks are a block of 96 rows by one panel of 32 channels, packed
+//! Tasks are a chunk of rows by one panel of 32 channels (`panels.rs`), packed
 //! contiguous by the task. Products of up to four rows (a decode step, memory-bound) stay with
 //! the `gemm` crate, which streams the weight faster than the kernels tried here.
 
-use rayon::prelude::*;
-
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
-use crate::kernels::qgemm::{worth_threads, ONE_ROW_MAX_ROWS};
-
-/// Output channels of one panel (two 16-lane vectors).
-pub(crate) const TILE_COLS: usize = 32;
-/// Rows of one tile: 8 x 2 accumulators, two weight vectors and a broadcast fit the 32 vector
-/// registers of AVX-512.
-pub(crate) const TILE_ROWS: usize = 8;
-/// Rows one task covers: its activations stay in the core's L2 cache while it walks a panel.
-pub(crate) const TASK_ROWS: usize = 12 * TILE_ROWS;
+use crate::kernels::panels::{by_tile_rows, run_tiles, TileSums, TILE_COLS};
+use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
+use crate::kernels::sgemm::MatRef;
 
 /// The name records give this kernel (`technique_params.f32_kernel`): slimbench's AVX-512 tiles
 /// for products of more than four rows, the `gemm` crate's FMA path for up to four.
@@ -47,107 +39,53 @@ pub fn linear_kernel_name() -> &'static str {
     "gemm-crate"
 }
 
-/// `dst = epilogue(x W)` for `rows` rows of `x` (`rows x k`) and the row-major `k x n` weight
-/// `w_t`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an
-/// AVX-512 path or the product has at most [`ONE_ROW_MAX_ROWS`] rows (the caller then uses the
-/// `gemm` crate, whose one-row product streams the weight at 29 GB/s of the 32.5 this Zen 5 VM
-/// reads, where two kernels of slimbench's own reached 20-25). Panics, like indexing, when a slice is
-/// shorter than its shape.
-#[allow(clippy::too_many_arguments)]
+/// `dst = epilogue(x W)` for the contiguous `rows x k` activations `x` and the row-major `k x n`
+/// weight `w_t`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an
+/// AVX-512 path or the product has at most four rows (the caller then uses the `gemm` crate,
+/// whose one-row product streams the weight at 29 GB/s of the 32.5 this Zen 5 VM reads, where two
+/// kernels of slimbench's own reached 20-25). Panics, like indexing, when a slice is shorter than
+/// its shape.
 pub(crate) fn matmul(
     isa: Isa,
-    x: &[f32],
-    rows: usize,
-    k: usize,
+    x: MatRef<'_>,
     w_t: &[f32],
     n: usize,
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
 ) -> bool {
+    let (rows, k) = (x.rows, x.cols);
     if !runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
         return false;
     }
-    assert!(x.len() >= rows * k, "activations shape");
+    assert!(
+        x.row_stride == k && x.col_stride == 1,
+        "contiguous activations"
+    );
+    assert!(x.data.len() >= rows * k, "activations shape");
     assert!(w_t.len() >= k * n, "weight shape");
-    assert_eq!(dst.len(), rows * n, "output shape");
-    epilogue.check(rows, n);
-    if rows == 0 || n == 0 {
-        return true;
-    }
-    let panels = n.div_ceil(TILE_COLS);
-    // Chunks of equal rows, in whole tiles (MiniLM's 128 tokens: two of 64, not 96 and 32).
-    let chunks = rows.div_ceil(TASK_ROWS);
-    let chunk_rows = rows.div_ceil(chunks).next_multiple_of(TILE_ROWS);
-    let chunks = rows.div_ceil(chunk_rows);
-    let dst_addr = dst.as_mut_ptr() as usize;
-    let run_task = |task: usize| {
-        let (chunk, panel) = (task / panels, task % panels);
-        let col0 = panel * TILE_COLS;
-        let width = TILE_COLS.min(n - col0);
-        let row_end = ((chunk + 1) * chunk_rows).min(rows);
-        let mut row = chunk * chunk_rows;
-        // The panel's columns, contiguous (`k` rows of 32, zero past `width`): the tiles then
-        // stream them in order instead of two cache lines `n` floats apart a step.
+    // The panel's columns, contiguous (`k` rows of 32, zero past `width`): the tiles then stream
+    // them in order instead of two cache lines `n` floats apart a step.
+    let pack = |col0: usize, width: usize| {
         let mut packed = vec![0f32; k * TILE_COLS];
-        if row < row_end {
-            for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
-                dst[..width].copy_from_slice(&w_t[p * n + col0..p * n + col0 + width]);
-            }
+        for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
+            dst[..width].copy_from_slice(&w_t[p * n + col0..p * n + col0 + width]);
         }
-        while row < row_end {
-            let mr = (row_end - row).min(TILE_ROWS);
-            let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `isa` is an AVX-512 path (checked above; an `Isa` is made by detection);
-            // rows `row..row + mr` of `x` lie inside it (asserted above) and `packed` holds `k`
-            // rows of 32.
-            unsafe {
-                tile(x, row, mr, k, &packed, &mut out)
-            };
-            // SAFETY: the tile's rows and columns lie in `dst` and no other task writes them.
-            unsafe { epilogue.store(&out[..mr], dst_addr as *mut f32, row, col0, width, n) };
-            row += mr;
-        }
+        packed
     };
-    let tasks = chunks * panels;
-    if worth_threads(rows, k, n) && tasks > 1 {
-        (0..tasks).into_par_iter().for_each(run_task);
-    } else {
-        (0..tasks).for_each(run_task);
-    }
+    let tile = |packed: &Vec<f32>, row: usize, mr: usize, sums: &mut TileSums| {
+        assert!((row + mr) * k <= x.data.len() && packed.len() == k * TILE_COLS);
+        let (a, b) = (x.data[row * k..].as_ptr(), packed.as_ptr());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa` is an AVX-512 path (checked above; an `Isa` is made by detection); `a`
+        // holds `mr` rows of `k` and `b` `k` rows of 32 (asserted above).
+        unsafe {
+            by_tile_rows!(mr, tile_avx512(a, k, b, sums))
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (a, b, sums);
+    };
+    run_tiles((rows, k, n), dst, epilogue, pack, tile);
     true
-}
-
-/// Dispatches a tile of `mr <= 8` rows to the kernel compiled for that many.
-///
-/// # Safety
-/// The CPU must have AVX-512 F; rows `row..row + mr` of `x` (`k` wide) must lie inside it and
-/// `packed` must hold `k` rows of 32.
-#[cfg(target_arch = "x86_64")]
-unsafe fn tile(
-    x: &[f32],
-    row: usize,
-    mr: usize,
-    k: usize,
-    packed: &[f32],
-    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
-) {
-    debug_assert!(packed.len() >= k * TILE_COLS && x.len() >= (row + mr) * k);
-    let a = x[row * k..].as_ptr();
-    let b = packed.as_ptr();
-    // SAFETY: the caller's promise.
-    unsafe {
-        match mr {
-            8 => tile_avx512::<8>(a, k, b, out),
-            7 => tile_avx512::<7>(a, k, b, out),
-            6 => tile_avx512::<6>(a, k, b, out),
-            5 => tile_avx512::<5>(a, k, b, out),
-            4 => tile_avx512::<4>(a, k, b, out),
-            3 => tile_avx512::<3>(a, k, b, out),
-            2 => tile_avx512::<2>(a, k, b, out),
-            _ => tile_avx512::<1>(a, k, b, out),
-        }
-    }
 }
 
 /// The sums of `MR` rows (`a`, `k` apart) against a packed panel (`b`: `k` rows of 32), into
@@ -157,12 +95,7 @@ unsafe fn tile(
 /// AVX-512 F; `a` valid for `MR` rows of `k` reads, `b` for `k * 32` reads.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const MR: usize>(
-    a: *const f32,
-    k: usize,
-    b: *const f32,
-    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
-) {
+unsafe fn tile_avx512<const MR: usize>(a: *const f32, k: usize, b: *const f32, out: &mut TileSums) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: every read lies in the rows and the panel the caller vouches for.
@@ -189,25 +122,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn random(n: usize, seed: u64) -> Vec<f32> {
-        (0..n)
-            .map(|i| {
-                let v = (i as u64 * 2654435761 + seed * 97) % 1000;
-                v as f32 / 500.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::kernels::panels::{assert_matches_straightforward, test_values as random};
 
-    fn straightforward(x: &[f32], rows: usize, k: usize, w_t: &[f32], n: usize) -> Vec<f64> {
-        let mut out = vec![0.0; rows * n];
-        for r in 0..rows {
-            for c in 0..n {
-                out[r * n + c] = (0..k)
-                    .map(|p| x[r * k + p] as f64 * w_t[p * n + c] as f64)
-                    .sum();
-            }
-        }
-        out
+    /// The tile kernel against the straightforward product of a `rows x k` by `k x n` weight.
+    fn check(isa: Isa, (rows, k, n): (usize, usize, usize), tolerance: f64) {
+        let w = random(k * n, 2);
+        let product = |x: &[f32], dst: &mut [f32]| {
+            matmul(
+                isa,
+                MatRef::new(x, rows, k),
+                &w,
+                n,
+                dst,
+                Epilogue::default(),
+            )
+        };
+        let weight = |p: usize, c: usize| w[p * n + c] as f64;
+        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, tolerance);
     }
 
     fn avx512() -> Option<Isa> {
@@ -224,14 +155,7 @@ mod tests {
             rows in 5usize..40, k in 1usize..70, n in 1usize..80,
         ) {
             let Some(isa) = avx512() else { return Ok(()) };
-            let x = random(rows * k, 1);
-            let w = random(k * n, 2);
-            let mut dst = vec![f32::NAN; rows * n];
-            prop_assert!(matmul(isa, &x, rows, k, &w, n, &mut dst, Epilogue::default()));
-            let want = straightforward(&x, rows, k, &w, n);
-            for (d, w) in dst.iter().zip(&want) {
-                prop_assert!((*d as f64 - w).abs() < 1e-4 * (1.0 + w.abs()), "{d} vs {w}");
-            }
+            check(isa, (rows, k, n), 1e-4);
         }
     }
 
@@ -240,7 +164,14 @@ mod tests {
         let Some(isa) = avx512() else { return };
         let x = [1.0f32; 8];
         let mut dst = [7.0f32; 8];
-        assert!(!matmul(isa, &x, 4, 2, &x, 2, &mut dst, Epilogue::default()));
+        assert!(!matmul(
+            isa,
+            MatRef::new(&x, 4, 2),
+            &x,
+            2,
+            &mut dst,
+            Epilogue::default()
+        ));
         assert_eq!(dst, [7.0; 8]);
     }
 
@@ -249,24 +180,7 @@ mod tests {
         let Some(isa) = avx512() else { return };
         // 200 rows (three tasks of rows, a tail of 8), 300 channels (a tail of 12), a
         // MiniLM-wide input: the threaded path.
-        let (rows, k, n) = (200, 384, 300);
-        let x = random(rows * k, 3);
-        let w = random(k * n, 4);
-        let mut dst = vec![0f32; rows * n];
-        assert!(matmul(
-            isa,
-            &x,
-            rows,
-            k,
-            &w,
-            n,
-            &mut dst,
-            Epilogue::default()
-        ));
-        let want = straightforward(&x, rows, k, &w, n);
-        for (d, w) in dst.iter().zip(&want) {
-            assert!((*d as f64 - w).abs() < 1e-3, "{d} vs {w}");
-        }
+        check(isa, (200, 384, 300), 1e-4);
     }
 
     #[test]
@@ -281,7 +195,7 @@ mod tests {
                 n,
                 random,
                 |x, rows, dst, e| {
-                    assert!(matmul(isa, x, rows, k, &w, n, dst, e));
+                    assert!(matmul(isa, MatRef::new(x, rows, k), &w, n, dst, e));
                 },
             );
         }
@@ -291,11 +205,10 @@ mod tests {
     fn other_paths_are_declined_untouched() {
         let x = [1.0f32; 4];
         let mut dst = [7.0f32; 4];
+        let view = MatRef::new(&x, 2, 2);
         assert!(!matmul(
             Isa::portable(),
-            &x,
-            2,
-            2,
+            view,
             &x,
             2,
             &mut dst,

@@ -13,6 +13,8 @@ pub mod epilogue;
 pub mod f32_tile;
 pub mod int8;
 pub mod isa;
+pub mod linear;
+pub(crate) mod panels;
 pub mod peak;
 pub(crate) mod qgemm;
 pub mod sgemm;

@@ -1,11 +1,6 @@
-//! f32 matrix products into a caller's buffer: [`linear`], a Linear's product with its bias,
-//! residual and GELU (slimbench's own tile kernel on AVX-512, the `gemm` crate elsewhere), and
-//! [`matmul_into`], any strided product through the `gemm` crate (the kernels candle itself uses
-//! on the CPU), so attention reads heads in place.
-
-use crate::kernels::elementwise::{fill_rows, gelu_erf_in_place};
-use crate::kernels::epilogue::Epilogue;
-use crate::kernels::{f32_tile, thread_count, Isa};
+//! f32 matrix products into a caller's buffer through the `gemm` crate (the kernels candle itself
+//! uses on the CPU), with strides, so attention reads heads in place and a Linear's bias and
+//! residual are fused by accumulating onto a pre-filled destination.
 
 /// A row-major f32 matrix view: `rows x cols`, consecutive rows `row_stride` elements apart and
 /// consecutive columns `col_stride` apart (so a transpose is a view, not a copy).
@@ -51,46 +46,6 @@ impl<'a> MatRef<'a> {
             return 0;
         }
         (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-    }
-}
-
-/// `dst = epilogue(x W)`, a Linear's f32 product: `rows` rows of `x` (`rows x k`) by the
-/// row-major `k x n` transposed weight `w_t`, into `dst` (`rows x n`). On AVX-512 paths
-/// slimbench's own tile kernel ([`crate::kernels::f32_tile`]) adds the epilogue as it stores;
-/// elsewhere the `gemm` crate accumulates onto a buffer that already holds the bias and
-/// residual, and GELU runs after. [`crate::kernels::f32_tile::linear_kernel_name`] says which.
-#[allow(clippy::too_many_arguments)]
-pub fn linear(
-    x: &[f32],
-    rows: usize,
-    k: usize,
-    w_t: &[f32],
-    n: usize,
-    dst: &mut [f32],
-    epilogue: Epilogue<'_>,
-) {
-    if f32_tile::matmul(Isa::get(), x, rows, k, w_t, n, dst, epilogue) {
-        return;
-    }
-    epilogue.check(rows, n);
-    match epilogue.bias {
-        Some(bias) => fill_rows(dst, bias, epilogue.residual),
-        None => match epilogue.residual {
-            Some(res) => dst.copy_from_slice(res),
-            None => dst.fill(0.0),
-        },
-    }
-    matmul_into(
-        dst,
-        n,
-        MatRef::new(x, rows, k),
-        MatRef::new(w_t, k, n),
-        1.0,
-        true,
-        Threads::Up(thread_count()),
-    );
-    if epilogue.gelu {
-        gelu_erf_in_place(dst);
     }
 }
 

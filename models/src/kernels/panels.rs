@@ -1,0 +1,125 @@
+//! The task scheme of slimbench's floating-point tile kernels (f32 and bf16 on AVX-512): equal
+//! chunks of rows, in whole tiles, by panels of 32 output channels; each task packs its panel
+//! once for all its tiles and stores each tile through the epilogue, so the output is written once.
+
+use rayon::prelude::*;
+
+use crate::kernels::epilogue::Epilogue;
+use crate::kernels::qgemm::worth_threads;
+
+/// Output channels of one panel (two vectors of 16 f32 sums).
+pub(crate) const TILE_COLS: usize = 32;
+/// Rows of one tile: 8 x 2 accumulators, two weight vectors and a broadcast fit the 32 vector
+/// registers of AVX-512.
+pub(crate) const TILE_ROWS: usize = 8;
+/// Rows one task covers at most: its activations stay in the core's L2 cache while it walks a
+/// panel.
+const TASK_ROWS: usize = 12 * TILE_ROWS;
+
+/// The f32 sums of one tile: `TILE_ROWS` rows of `TILE_COLS` channels.
+pub(crate) type TileSums = [[f32; TILE_COLS]; TILE_ROWS];
+
+/// `dst = epilogue(sums)` for a `rows x n` product with `k` inputs: `pack(col0, width)` packs the
+/// panel of channels `col0..col0 + width` (`width <= 32`) for one task, and `tile(&panel, row,
+/// mr, &mut sums)` fills the first `mr <= 8` rows of `sums` with the products of rows
+/// `row..row + mr` against it. On the thread pool when the product is worth it.
+pub(crate) fn run_tiles<P>(
+    (rows, k, n): (usize, usize, usize),
+    dst: &mut [f32],
+    epilogue: Epilogue<'_>,
+    pack: impl Fn(usize, usize) -> P + Sync,
+    tile: impl Fn(&P, usize, usize, &mut TileSums) + Sync,
+) {
+    assert_eq!(dst.len(), rows * n, "output shape");
+    epilogue.check(rows, n);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let panels = n.div_ceil(TILE_COLS);
+    // Chunks of equal rows, in whole tiles (MiniLM's 128 tokens: two of 64, not 96 and 32).
+    let chunks = rows.div_ceil(TASK_ROWS);
+    let chunk_rows = rows.div_ceil(chunks).next_multiple_of(TILE_ROWS);
+    let chunks = rows.div_ceil(chunk_rows);
+    let dst_addr = dst.as_mut_ptr() as usize;
+    let run_task = |task: usize| {
+        let (chunk, panel) = (task / panels, task % panels);
+        let col0 = panel * TILE_COLS;
+        let width = TILE_COLS.min(n - col0);
+        let row_end = ((chunk + 1) * chunk_rows).min(rows);
+        let mut row = chunk * chunk_rows;
+        let packed = pack(col0, width);
+        while row < row_end {
+            let mr = (row_end - row).min(TILE_ROWS);
+            let mut sums = [[0f32; TILE_COLS]; TILE_ROWS];
+            tile(&packed, row, mr, &mut sums);
+            // SAFETY: the tile's rows and columns lie in `dst` (`rows x n`, asserted above) and
+            // no other task writes them.
+            unsafe { epilogue.store(&sums[..mr], dst_addr as *mut f32, row, col0, width, n) };
+            row += mr;
+        }
+    };
+    let tasks = chunks * panels;
+    if worth_threads(rows, k, n) && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(run_task);
+    } else {
+        (0..tasks).for_each(run_task);
+    }
+}
+
+/// Calls `$kernel::<MR>($args)` for the tile's row count `$mr` (1 to 8): each count compiled with
+/// its accumulators in registers.
+macro_rules! by_tile_rows {
+    ($mr:expr, $kernel:ident($($arg:expr),* $(,)?)) => {
+        match $mr {
+            8 => $kernel::<8>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            _ => $kernel::<1>($($arg),*),
+        }
+    };
+}
+pub(crate) use by_tile_rows;
+
+/// What the tile kernels' tests share: deterministic inputs in [-1, 1).
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let v = (i as u64 * 2654435761 + seed * 97) % 1000;
+            v as f32 / 500.0 - 1.0
+        })
+        .collect()
+}
+
+/// What the tile kernels' tests check: `product(x, dst)` (rows of `x`, `k` wide, into the `rows x
+/// n` `dst`; `false` when it declined) equals the straightforward sums of `round(x)` times
+/// `weight(input, channel)`, in f64, to `tolerance` relative to each sum's size.
+#[cfg(test)]
+pub(crate) fn assert_matches_straightforward(
+    (rows, k, n): (usize, usize, usize),
+    round: impl Fn(f32) -> f64,
+    weight: impl Fn(usize, usize) -> f64,
+    product: impl Fn(&[f32], &mut [f32]) -> bool,
+    tolerance: f64,
+) {
+    let x = test_values(rows * k, rows as u64);
+    let mut dst = vec![f32::NAN; rows * n];
+    assert!(
+        product(&x, &mut dst),
+        "the kernel declined a product it runs"
+    );
+    for r in 0..rows {
+        for c in 0..n {
+            let want: f64 = (0..k).map(|p| round(x[r * k + p]) * weight(p, c)).sum();
+            let got = dst[r * n + c] as f64;
+            assert!(
+                (got - want).abs() < tolerance * (1.0 + want.abs()),
+                "{rows}x{k}x{n}, row {r}, channel {c}: {got} vs {want}"
+            );
+        }
+    }
+}
