@@ -68,65 +68,51 @@ pub(crate) fn linear_into(
 ) -> Result<()> {
     let (k, n) = (layer.in_dim, layer.out_dim);
     dst.resize(rows * n, 0.0);
-    match &layer.weight {
-        // Elsewhere the gemm crate accumulates onto the bias and residual (on AVX2 its kernels
-        // beat a tile kernel of slimbench's own when the weights stream from memory, as
-        // MiniLM's 42 MB do).
-        // slimbench's tile kernel on AVX-512, the gemm crate elsewhere (on AVX2 its kernels
-        // beat a tile kernel of slimbench's own when the weights stream from memory, as
-        // MiniLM's 42 MB do).
-        WeightStorage::F32 { weight_t } => {
-            return with_f32_slice(&layer.bias, |bias| {
-                let epilogue = Epilogue {
-                    bias: Some(bias),
-                    residual,
-                    gelu,
-                };
-                with_f32_slice(weight_t, |w| {
-                    linear(MatRef::new(x, rows, k), w, n, dst, epilogue)
-                })
-            })?;
-        }
-        // bf16 on `vdpbf16ps` where the CPU has AVX512_BF16; candle (widening) elsewhere.
-        WeightStorage::Half { weight_t }
-            if weight_t.dtype() == DType::BF16 && bf16_tile::runs_on(Isa::get()) =>
-        {
-            return with_f32_slice(&layer.bias, |bias| {
-                let epilogue = Epilogue {
-                    bias: Some(bias),
-                    residual,
-                    gelu,
-                };
-                with_slice(weight_t, |w: &[half::bf16]| {
-                    bf16_tile::matmul(Isa::get(), MatRef::new(x, rows, k), w, n, dst, epilogue);
-                })
-            })?;
-        }
-        WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. } => {
-            // The bias is read in place: each decode step of a language model runs over a
-            // hundred of these products, and none should copy it.
-            return with_f32_slice(&layer.bias, |bias| {
-                let epilogue = Epilogue {
-                    bias: Some(bias),
-                    residual,
-                    gelu,
-                };
-                layer.matmul_own_kernel(x, rows, dst, epilogue);
-            });
-        }
-        // candle's kernels for half precision, CSR and the block formats off the CPU.
-        _ => {
-            let input = Tensor::from_slice(x, (rows, k), &candle_core::Device::Cpu)?;
-            let y = to_vec(&candle_core::Module::forward(layer, &input)?)?;
-            match residual {
-                Some(res) => {
-                    for ((d, y), r) in dst.iter_mut().zip(&y).zip(res) {
-                        *d = y + r;
-                    }
+    let bf16_native = matches!(&layer.weight, WeightStorage::Half { weight_t }
+        if weight_t.dtype() == DType::BF16 && bf16_tile::runs_on(Isa::get()));
+    if bf16_native
+        || matches!(
+            layer.weight,
+            WeightStorage::F32 { .. } | WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. }
+        )
+    {
+        // slimbench's own products add the bias (read in place: a decode step of a language
+        // model runs over a hundred of these, and none should copy it), the residual and GELU as
+        // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`), bf16 on
+        // `vdpbf16ps`, int8 and the block formats on the integer kernels.
+        return with_f32_slice(&layer.bias, |bias| {
+            let epilogue = Epilogue {
+                bias: Some(bias),
+                residual,
+                gelu,
+            };
+            let x = MatRef::new(x, rows, k);
+            match &layer.weight {
+                WeightStorage::F32 { weight_t } => {
+                    with_f32_slice(weight_t, |w| linear(x, w, n, dst, epilogue))
                 }
-                None => dst.copy_from_slice(&y),
+                WeightStorage::Half { weight_t } => with_slice(weight_t, |w: &[half::bf16]| {
+                    bf16_tile::matmul(Isa::get(), x, w, n, dst, epilogue);
+                }),
+                // int8 and the block formats (the only other storages let in above).
+                _ => {
+                    layer.matmul_own_kernel(x.data, rows, dst, epilogue);
+                    Ok(())
+                }
+            }
+        })?;
+    }
+    // candle's kernels for half precision (without AVX512_BF16 for bf16), CSR and the block
+    // formats off the CPU.
+    let input = Tensor::from_slice(x, (rows, k), &candle_core::Device::Cpu)?;
+    let y = to_vec(&candle_core::Module::forward(layer, &input)?)?;
+    match residual {
+        Some(res) => {
+            for ((d, y), r) in dst.iter_mut().zip(&y).zip(res) {
+                *d = y + r;
             }
         }
+        None => dst.copy_from_slice(&y),
     }
     if gelu {
         gelu_erf_in_place(dst);
