@@ -16,14 +16,12 @@ use slimbench_models::workload::{Cell, WorkloadSpec};
 
 fn spec() -> WorkloadSpec {
     WorkloadSpec {
-        cell: Cell {
-            model: "digits-mlp".into(),
-            technique: slimbench_models::technique::Technique::baseline(),
-            device: "cpu".into(),
-            batch_size: 1,
-            seq_len: None,
-            gen_tokens: None,
-        },
+        cell: Cell::new(
+            "digits-mlp",
+            slimbench_models::technique::Technique::baseline(),
+            "cpu",
+            1,
+        ),
         cache_dir: slimbench_models::cache::default_cache_dir(),
     }
 }

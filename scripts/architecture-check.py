@@ -23,6 +23,7 @@ HARNESS_MAY_NAME = {
     "workload",  # Cell, WorkloadSpec, Built, Workload, VariantReport
     "technique",  # the technique grammar
     "family",  # MethodText and PlanDims: what a family declares, never which family
+    "dimension",  # the plan dimensions beyond the batch size, each defined once as data
     "layer",  # LayerReport, recorded
     "quality",  # the quality figures, recorded
     "build_cost",  # what a build step cost, recorded

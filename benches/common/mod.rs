@@ -26,14 +26,7 @@ pub fn default_variants() -> Vec<(&'static str, Vec<Variant>)> {
                         continue;
                     };
                     let spec = WorkloadSpec {
-                        cell: Cell {
-                            model: model.to_string(),
-                            technique: technique_typed,
-                            device: "cpu".into(),
-                            batch_size,
-                            seq_len: None,
-                            gen_tokens: None,
-                        },
+                        cell: Cell::new(model, technique_typed, "cpu", batch_size),
                         cache_dir: cache.clone(),
                     };
                     match build_workload(&spec) {

@@ -26,7 +26,10 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use slimbench_models::dimension;
 
 use crate::error::UsageError;
 use crate::settings::SettingValues;
@@ -42,22 +45,21 @@ pub struct PlanConfig {
     pub devices: Option<Vec<String>>,
     /// Batch sizes.
     pub batch_sizes: Option<Vec<usize>>,
-    /// Sequence lengths (only for models that take text).
-    pub sequence_lengths: Option<Vec<usize>>,
-    /// Tokens generated after the prompt (only for language models).
-    pub gen_tokens: Option<Vec<usize>>,
+    /// The values of each plan dimension beyond the batch size given in the file, by the
+    /// dimension's key, read under its config key (`sequence_lengths = [32, 128]`).
+    #[serde(skip)]
+    pub dims: BTreeMap<&'static str, Vec<usize>>,
 }
 
 impl PlanConfig {
-    /// The plan's config keys.
-    pub const KEYS: &'static [&'static str] = &[
-        "models",
-        "techniques",
-        "devices",
-        "batch_sizes",
-        "sequence_lengths",
-        "gen_tokens",
-    ];
+    /// The plan's config keys but the dimensions' ([`PlanConfig::keys`] has them all).
+    const FIXED_KEYS: &'static [&'static str] = &["models", "techniques", "devices", "batch_sizes"];
+
+    /// The plan's config keys: the fixed ones, then each plan dimension's.
+    pub fn keys() -> Vec<&'static str> {
+        let dims = dimension::all().into_iter().map(|d| d.config_key);
+        Self::FIXED_KEYS.iter().copied().chain(dims).collect()
+    }
 }
 
 /// The contents of a run config file: the plan, and the settings (the same as the flags of
@@ -93,10 +95,9 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// setting's, or a value of the wrong type, is named with its line.
 pub fn parse_config(text: &str, origin: &str) -> Result<RunConfig, UsageError> {
     let table: toml::Table = from_toml(text, origin)?;
-    let known: Vec<&str> = PlanConfig::KEYS
-        .iter()
-        .chain(SettingValues::KEYS)
-        .copied()
+    let known: Vec<&str> = PlanConfig::keys()
+        .into_iter()
+        .chain(SettingValues::KEYS.iter().copied())
         .collect();
     if let Some(key) = table.keys().find(|k| !known.contains(&k.as_str())) {
         let expected = known
@@ -110,8 +111,27 @@ pub fn parse_config(text: &str, origin: &str) -> Result<RunConfig, UsageError> {
             None => UsageError(format!("{origin}: {message}")),
         });
     }
+    let mut plan: PlanConfig = from_toml(text, origin)?;
+    for d in dimension::all() {
+        let Some(value) = table.get(d.config_key) else {
+            continue;
+        };
+        let values = Vec::<usize>::deserialize(value.clone()).map_err(|e| {
+            let at = line_of_key(text, d.config_key)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            UsageError(format!(
+                "{origin}: {at}key `{}`: {}; give a list of whole numbers, e.g. [{}, {}]",
+                d.config_key,
+                e.to_string().trim_end(),
+                d.min,
+                d.min.max(1) * 2
+            ))
+        })?;
+        plan.dims.insert(d.key, values);
+    }
     Ok(RunConfig {
-        plan: from_toml(text, origin)?,
+        plan,
         settings: from_toml(text, origin)?,
     })
 }
@@ -175,6 +195,20 @@ mod tests {
         let e = parse_config("warmup = \"ten\"\n", "b.toml").unwrap_err().0;
         assert!(e.contains("line 1") && e.contains("invalid type"), "{e}");
         assert!(e.contains("key `warmup`"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_dimension_is_read_under_its_config_key_and_a_wrong_value_named() {
+        let c = parse_config("sequence_lengths = [32, 128]\ngen_tokens = [8]\n", "b.toml").unwrap();
+        assert_eq!(c.plan.dims.get("seq_len"), Some(&vec![32, 128]));
+        assert_eq!(c.plan.dims.get("gen_tokens"), Some(&vec![8]));
+        let e = parse_config("warmup = 1\nsequence_lengths = [\"x\"]\n", "b.toml")
+            .unwrap_err()
+            .0;
+        assert!(
+            e.starts_with("b.toml: line 2: key `sequence_lengths`: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -103,25 +103,18 @@ pub const BATCH_SIZE: Limit = Limit {
     min_exclusive: false,
 };
 
-/// Tokens per text.
-pub const SEQ_LEN: Limit = Limit {
-    flag: "--seq-lens",
-    key: Some("sequence_lengths"),
-    unit: "tokens",
-    min: 1.0,
-    max: 8192.0,
-    min_exclusive: false,
-};
-
-/// Tokens generated after the prompt.
-pub const GEN_TOKENS: Limit = Limit {
-    flag: "--gen-tokens",
-    key: Some("gen_tokens"),
-    unit: "tokens",
-    min: 1.0,
-    max: 8192.0,
-    min_exclusive: false,
-};
+/// The range of a plan dimension beyond the batch size, as its definition gives it
+/// ([`slimbench_models::dimension`]), named by its flag and config key.
+pub fn of_dimension(dimension: &slimbench_models::dimension::Dimension) -> Limit {
+    Limit {
+        flag: dimension.flag,
+        key: Some(dimension.config_key),
+        unit: dimension.label,
+        min: dimension.min as f64,
+        max: dimension.max as f64,
+        min_exclusive: false,
+    }
+}
 
 /// Rounds of every cell (each in a fresh worker, interleaved with the other cells).
 pub const ROUNDS: Limit = Limit {

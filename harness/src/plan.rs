@@ -3,9 +3,12 @@
 //! misspelt name is a usage error listing the valid ones. Each model's family says what it times
 //! when the plan names no batch size or sequence length.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use slimbench_models::catalog;
 use slimbench_models::device::{cuda_ordinal, CUDA_BUILT};
+use slimbench_models::dimension::{self, Dimension};
 use slimbench_models::technique::{technique_names, Technique};
 use slimbench_models::workload::Cell;
 
@@ -49,38 +52,37 @@ pub fn known_models() -> Vec<String> {
 pub struct Shapes {
     /// Batch sizes for every model; `None`: each family's defaults.
     pub batch_sizes: Option<Vec<usize>>,
-    /// Tokens per input for the models whose inputs have a length; `None`: each family's default.
-    pub seq_lens: Option<Vec<usize>>,
-    /// Tokens generated after the prompt for language models; `None`: each family's default.
-    pub gen_tokens: Option<Vec<usize>>,
+    /// The values given of each dimension beyond the batch size, by its key (`seq_len`), for the
+    /// models whose family has it; a dimension left out takes each family's defaults.
+    pub dims: BTreeMap<&'static str, Vec<usize>>,
 }
 
 /// Devices when the plan names none.
 pub const DEFAULT_DEVICES: &[&str] = &["cpu"];
 
 impl Shapes {
-    /// The same batch sizes for every model, and each family's sequence length.
+    /// The same batch sizes for every model, and each family's other dimensions.
     pub fn batches(batch_sizes: &[usize]) -> Self {
         Self {
             batch_sizes: Some(batch_sizes.to_vec()),
-            seq_lens: None,
-            gen_tokens: None,
+            dims: BTreeMap::new(),
         }
     }
 }
 
-/// The values of one optional plan dimension for a model: those the plan names, else the
-/// family's default; `[None]` for a family without the dimension.
-fn dimension(default: Option<usize>, given: &Option<Vec<usize>>) -> Vec<Option<usize>> {
-    match default {
-        Some(default) => given
-            .clone()
-            .unwrap_or_else(|| vec![default])
-            .into_iter()
-            .map(Some)
-            .collect(),
-        None => vec![None],
+/// Checks the values given of `dimension`: one or more, each in its range.
+pub fn check_dimension(dimension: &Dimension, values: &[usize]) -> Result<(), UsageError> {
+    let limit = crate::limits::of_dimension(dimension);
+    if values.is_empty() {
+        return Err(UsageError(format!(
+            "{} ({}) needs one or more values from {} to {} {}",
+            limit.flag, dimension.config_key, dimension.min, dimension.max, dimension.label
+        )));
     }
+    for &v in values {
+        limit.check_count(v)?;
+    }
+    Ok(())
 }
 
 /// Names of known devices.
@@ -175,20 +177,10 @@ impl Plan {
                 ));
             }
         }
-        if let Some(lens) = &shapes.seq_lens {
-            if lens.is_empty() || lens.iter().any(|&s| s < 2) {
-                return Err(UsageError(
-                    "--seq-lens needs one or more lengths of at least 2 tokens, e.g. 32,128,256"
-                        .into(),
-                ));
-            }
-        }
-        if let Some(gens) = &shapes.gen_tokens {
-            if gens.is_empty() || gens.contains(&0) {
-                return Err(UsageError(
-                    "--gen-tokens needs one or more counts of at least 1, e.g. 16,64".into(),
-                ));
-            }
+        for (key, values) in &shapes.dims {
+            let dimension = dimension::by_key(key)
+                .ok_or_else(|| UsageError(format!("unknown plan dimension {key:?}")))?;
+            check_dimension(dimension, values)?;
         }
         let mut ordered: Vec<&Technique> = techniques.iter().filter(|t| t.is_baseline()).collect();
         ordered.extend(techniques.iter().filter(|t| !t.is_baseline()));
@@ -199,22 +191,27 @@ impl Plan {
                 .batch_sizes
                 .clone()
                 .unwrap_or_else(|| dims.default_batch_sizes.to_vec());
-            let seqs = dimension(dims.default_seq_len, &shapes.seq_lens);
-            let gens = dimension(dims.default_gen_tokens, &shapes.gen_tokens);
+            let values: Vec<(&'static Dimension, Vec<usize>)> = dims
+                .dimensions
+                .iter()
+                .map(|d| {
+                    let given = shapes.dims.get(d.dimension.key);
+                    let values = given.cloned().unwrap_or_else(|| d.defaults.to_vec());
+                    (d.dimension, values)
+                })
+                .collect();
+            let combinations = dimension::combinations(&values);
             for device in devices {
                 for technique in &ordered {
-                    for &seq_len in &seqs {
-                        for &gen_tokens in &gens {
-                            for &batch_size in &batches {
-                                cells.push(Cell {
-                                    model: model.clone(),
-                                    technique: (*technique).clone(),
-                                    device: device.clone(),
-                                    batch_size,
-                                    seq_len,
-                                    gen_tokens,
-                                });
-                            }
+                    for dims in &combinations {
+                        for &batch_size in &batches {
+                            cells.push(Cell {
+                                model: model.clone(),
+                                technique: (*technique).clone(),
+                                device: device.clone(),
+                                batch_size,
+                                dims: dims.clone(),
+                            });
                         }
                     }
                 }
@@ -237,8 +234,7 @@ mod tests {
     fn language_models_get_a_cell_per_prompt_length_and_generated_tokens() {
         let shapes = Shapes {
             batch_sizes: None,
-            seq_lens: Some(vec![32, 128]),
-            gen_tokens: Some(vec![8, 64]),
+            dims: BTreeMap::from([("seq_len", vec![32, 128]), ("gen_tokens", vec![8, 64])]),
         };
         let p = Plan::new(
             &s(&["smollm2", "digits-mlp"]),
@@ -255,16 +251,12 @@ mod tests {
         );
         assert!(lm
             .iter()
-            .all(|c| c.batch_size == 1 && c.gen_tokens.is_some()));
+            .all(|c| c.batch_size == 1 && c.dim(&dimension::GEN_TOKENS).is_some()));
         assert_eq!(lm[1].batch_label(), "1x32+64");
         let digits: Vec<_> = p.cells.iter().filter(|c| c.model == "digits-mlp").collect();
-        assert!(digits
-            .iter()
-            .all(|c| c.gen_tokens.is_none() && c.seq_len.is_none()));
-        let zero = Shapes {
-            gen_tokens: Some(vec![0]),
-            ..shapes
-        };
+        assert!(digits.iter().all(|c| c.dims.is_empty()));
+        let mut zero = shapes;
+        zero.dims.insert("gen_tokens", vec![0]);
         let e = Plan::new(&s(&["smollm2"]), &s(&["q8_0"]), &s(&["cpu"]), &zero).unwrap_err();
         assert!(e.to_string().contains("--gen-tokens"), "{e}");
     }
@@ -329,8 +321,7 @@ mod tests {
     fn each_family_gets_its_batches_and_sequence_lengths() {
         let shapes = Shapes {
             batch_sizes: None,
-            seq_lens: Some(vec![32, 128]),
-            gen_tokens: None,
+            dims: BTreeMap::from([("seq_len", vec![32, 128])]),
         };
         let p = Plan::new(
             &s(&["digits-mlp", "minilm"]),
@@ -343,12 +334,12 @@ mod tests {
         assert_eq!(text.len(), 4);
         assert!(text
             .iter()
-            .all(|c| c.seq_len.is_some() && c.batch_size <= 8));
+            .all(|c| c.dim(&dimension::SEQ_LEN).is_some() && c.batch_size <= 8));
         assert!(p
             .cells
             .iter()
             .filter(|c| c.model == "digits-mlp")
-            .all(|c| c.seq_len.is_none()));
+            .all(|c| c.dims.is_empty()));
         let given = Shapes::batches(&[4]);
         let p = Plan::new(
             &s(&["digits-mlp", "minilm"]),
@@ -359,10 +350,8 @@ mod tests {
         .unwrap();
         assert!(p.cells.iter().all(|c| c.batch_size == 4));
         assert_eq!(p.cells.len(), 2);
-        let bad = Shapes {
-            seq_lens: Some(vec![]),
-            ..shapes
-        };
+        let mut bad = shapes;
+        bad.dims.insert("seq_len", vec![]);
         assert!(Plan::new(&s(&["minilm"]), &s(&["fp32"]), &s(&["cpu"]), &bad).is_err());
     }
 }

@@ -353,14 +353,7 @@ mod tests {
     use crate::stats::LatencyStats;
 
     fn cell(technique: &str) -> Cell {
-        Cell {
-            model: "digits-mlp".into(),
-            technique: technique.parse().unwrap(),
-            device: "cpu".into(),
-            batch_size: 1,
-            seq_len: None,
-            gen_tokens: None,
-        }
+        Cell::new("digits-mlp", technique.parse().unwrap(), "cpu", 1)
     }
 
     fn host() -> HostInfo {

@@ -95,12 +95,16 @@ impl RunDir {
     }
 }
 
-/// The file-name form of a cell: `digits-mlp_q8_0_cpu_b32` (`_s128` with a sequence length).
+/// The file-name form of a cell: `digits-mlp_q8_0_cpu_b32`, then each other dimension after its
+/// letter (`_s128` with a sequence length).
 pub fn cell_slug(key: &Cell) -> String {
-    let seq = key.seq_len.map(|s| format!("_s{s}")).unwrap_or_default();
-    let gen = key.gen_tokens.map(|g| format!("_g{g}")).unwrap_or_default();
+    let dims: String = key
+        .dims
+        .iter()
+        .map(|(d, v)| format!("_{}{v}", d.slug))
+        .collect();
     slug(&format!(
-        "{}_{}_{}_b{}{seq}{gen}",
+        "{}_{}_{}_b{}{dims}",
         key.model, key.technique, key.device, key.batch_size
     ))
 }

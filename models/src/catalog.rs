@@ -3,6 +3,7 @@
 //! [`prepare_cell`]). The technique grammar is [`crate::technique`]'s.
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use crate::cache::CacheOutcome;
 use crate::digits::Digits;
@@ -53,13 +54,52 @@ type FamilyEntry = (
     &'static dyn ModelFamily,
 );
 
-/// Every family with its named models.
-fn families() -> [FamilyEntry; 3] {
-    [
+/// Families added at run time ([`register_family`]).
+static REGISTERED: RwLock<Vec<FamilyEntry>> = RwLock::new(Vec::new());
+
+/// Every family with its named models: slimbench's own, then those registered.
+fn families() -> Vec<FamilyEntry> {
+    let mut out: Vec<FamilyEntry> = vec![
         (crate::digits::MODELS, &Digits as &dyn ModelFamily),
         (crate::text::MODELS, &Text as &dyn ModelFamily),
         (crate::llm::MODELS, &Lm as &dyn ModelFamily),
-    ]
+    ];
+    match REGISTERED.read() {
+        Ok(added) => out.extend(added.iter().copied()),
+        Err(poisoned) => out.extend(poisoned.into_inner().iter().copied()),
+    }
+    out
+}
+
+/// Adds a family written outside this crate (a program that embeds slimbench's harness as a
+/// library, or a test) with its named models: from then on plans, workers, records and reports
+/// reach it as they reach slimbench's own, and its dimensions beyond the batch size become known
+/// ([`crate::dimension::register`]: their flags, config keys, record keys and CSV columns). A
+/// model name that is already known is an error; registering the same family twice is not.
+pub fn register_family(
+    models: &'static [(&'static str, &'static str)],
+    family: &'static dyn ModelFamily,
+) -> Result<()> {
+    let known = families();
+    if known
+        .iter()
+        .any(|(m, f)| std::ptr::eq(*m, models) && std::ptr::addr_eq(*f, family))
+    {
+        return Ok(());
+    }
+    if let Some((name, _)) = models.iter().find(|(n, _)| is_model(n)) {
+        return Err(ModelError::Invalid(format!(
+            "model {name:?} is already in the catalogue; give the family's models other names"
+        )));
+    }
+    for d in family.plan_dims().dimensions {
+        crate::dimension::register(d.dimension)?;
+    }
+    match REGISTERED.write() {
+        Ok(mut added) => added.push((models, family)),
+        Err(poisoned) => poisoned.into_inner().push((models, family)),
+    }
+    Ok(())
 }
 
 /// Models in the zoo, with a one-line description, family by family.
@@ -232,20 +272,21 @@ mod tests {
 
     #[test]
     fn every_model_has_one_family_and_its_plan_dimensions() {
-        assert_eq!(plan_dims("digits-mlp").unwrap().default_seq_len, None);
-        assert_eq!(plan_dims("minilm").unwrap().default_seq_len, Some(128));
-        assert!(plan_dims("bert@/some/dir")
-            .unwrap()
-            .default_seq_len
-            .is_some());
+        use crate::dimension::{GEN_TOKENS, SEQ_LEN};
+        assert!(plan_dims("digits-mlp").unwrap().dimensions.is_empty());
+        assert_eq!(
+            plan_dims("minilm").unwrap().defaults(&SEQ_LEN),
+            Some(&[128][..])
+        );
+        assert!(plan_dims("bert@/some/dir").unwrap().has(&SEQ_LEN));
         let lm = plan_dims("smollm2").unwrap();
         assert_eq!(
-            (lm.default_seq_len, lm.default_gen_tokens),
-            (Some(128), Some(64))
+            (lm.defaults(&SEQ_LEN), lm.defaults(&GEN_TOKENS)),
+            (Some(&[128][..]), Some(&[64][..]))
         );
         assert_eq!(lm.default_batch_sizes, &[1]);
         assert_eq!(plan_dims("llama@/a/file.gguf").unwrap(), lm);
-        assert_eq!(plan_dims("minilm").unwrap().default_gen_tokens, None);
+        assert!(!plan_dims("minilm").unwrap().has(&GEN_TOKENS));
         let e = family_of("nope").err().unwrap().to_string();
         assert!(e.contains("digits-mlp") && e.contains("minilm"), "{e}");
         for m in DEFAULT_MODELS {

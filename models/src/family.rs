@@ -12,23 +12,46 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::cache::{entry_path, load_or_build, CacheOutcome};
+use crate::dimension::Dimension;
 use crate::error::{ModelError, Result};
 use crate::layer::LayerReport;
 use crate::linears::{apply_post_step, Linears, Mapped};
 use crate::technique::{PostStep, Technique, TrainingStep};
 use crate::workload::{Built, Cell, WorkloadSpec};
 
-/// The plan dimensions of a family: what a plan times when it names none.
+/// The plan dimensions of a family: the batch sizes, and each other dimension it has, with what a
+/// plan times when it names none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanDims {
     /// Batch sizes when the plan names none.
     pub default_batch_sizes: &'static [usize],
-    /// For families whose inputs have a length (tokens per text), the length when the plan names
-    /// none; `None` for fixed-size inputs (no sequence-length dimension).
-    pub default_seq_len: Option<usize>,
-    /// For generative families, the tokens generated after the prompt when the plan names none;
-    /// `None` for the others (no generation dimension).
-    pub default_gen_tokens: Option<usize>,
+    /// The family's dimensions beyond the batch size (none for fixed-size inputs), each with its
+    /// values when the plan names none.
+    pub dimensions: &'static [DimensionDefaults],
+}
+
+/// One dimension of a family and its default values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DimensionDefaults {
+    /// The dimension, defined once in [`crate::dimension`] (or by the family, registered).
+    pub dimension: &'static Dimension,
+    /// The values a plan times when it names none.
+    pub defaults: &'static [usize],
+}
+
+impl PlanDims {
+    /// True when the family has `dimension`.
+    pub fn has(&self, dimension: &Dimension) -> bool {
+        self.defaults(dimension).is_some()
+    }
+
+    /// The family's default values of `dimension`; `None` when it does not have it.
+    pub fn defaults(&self, dimension: &Dimension) -> Option<&'static [usize]> {
+        self.dimensions
+            .iter()
+            .find(|d| d.dimension.key == dimension.key)
+            .map(|d| d.defaults)
+    }
 }
 
 /// How a family's cells are measured, in words true for that family: the report's method section
@@ -271,7 +294,8 @@ impl<F: Family> ModelFamily for F {
         let Cell {
             model, technique, ..
         } = &spec.cell;
-        if technique.kv_cache_q8_0() && Family::plan_dims(self).default_gen_tokens.is_none() {
+        if technique.kv_cache_q8_0() && !Family::plan_dims(self).has(&crate::dimension::GEN_TOKENS)
+        {
             return Err(ModelError::NotApplicable(format!(
                 "{}: {model} keeps no key/value cache (language models only)",
                 crate::technique::KV_Q8_0
@@ -396,8 +420,7 @@ mod tests {
         fn plan_dims(&self) -> PlanDims {
             PlanDims {
                 default_batch_sizes: &[1],
-                default_seq_len: None,
-                default_gen_tokens: None,
+                dimensions: &[],
             }
         }
         fn method(&self) -> MethodText {
@@ -475,14 +498,7 @@ mod tests {
 
     fn spec(technique: &str, cache: &Path) -> WorkloadSpec {
         WorkloadSpec {
-            cell: Cell {
-                model: "toy".into(),
-                technique: technique.parse().unwrap(),
-                device: "cpu".into(),
-                batch_size: 1,
-                seq_len: None,
-                gen_tokens: None,
-            },
+            cell: Cell::new("toy", technique.parse().unwrap(), "cpu", 1),
             cache_dir: cache.to_path_buf(),
         }
     }

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod catalog;
 pub mod device;
 pub mod digits;
+pub mod dimension;
 pub mod error;
 pub mod family;
 pub mod fetch;

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dimension::{DimValues, Dimension};
 use crate::error::Result;
 use crate::layer::LayerReport;
 use crate::quality::LanguageQuality;
 use crate::technique::Technique;
 
-/// The identity of a cell in a plan: model x technique x device x batch size (x sequence length).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// The identity of a cell in a plan: model x technique x device x batch size, x each dimension
+/// its family declares beyond the batch size ([`crate::dimension`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Cell {
     /// Model name from the catalogue.
     pub model: String,
@@ -22,43 +24,64 @@ pub struct Cell {
     pub device: String,
     /// Items per batch.
     pub batch_size: usize,
-    /// Tokens per input, for families whose inputs have a length (a plan dimension; the prompt's
-    /// length for language models); absent for the others.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq_len: Option<usize>,
-    /// Tokens generated after the prompt, for language models (a plan dimension); absent for the
-    /// others.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gen_tokens: Option<usize>,
+    /// The values of the family's other dimensions (tokens per text, generated tokens, ...),
+    /// serialised each under its own key beside the fields above.
+    pub dims: DimValues,
 }
 
 impl Cell {
-    /// The batch shape for tables: `32`, or `8x128` (texts x tokens) where inputs have a length.
+    /// A cell without dimensions beyond the batch size.
+    pub fn new(model: &str, technique: Technique, device: &str, batch_size: usize) -> Self {
+        Self {
+            model: model.to_string(),
+            technique,
+            device: device.to_string(),
+            batch_size,
+            dims: DimValues::default(),
+        }
+    }
+
+    /// The cell with `dimension` set to `value`.
+    pub fn with_dim(mut self, dimension: &'static Dimension, value: usize) -> Self {
+        self.dims.set(dimension, value);
+        self
+    }
+
+    /// The value of `dimension` in this cell, if its family has the dimension.
+    pub fn dim(&self, dimension: &Dimension) -> Option<usize> {
+        self.dims.get(dimension)
+    }
+
+    /// The batch shape for tables: `32`, or the batch with each dimension after its separator:
+    /// `8x128` (texts x tokens), `1x32+64` (prompt + generated tokens).
     pub fn batch_label(&self) -> String {
-        match (self.seq_len, self.gen_tokens) {
-            (Some(s), Some(g)) => format!("{}x{s}+{g}", self.batch_size),
-            (Some(s), None) => format!("{}x{s}", self.batch_size),
-            _ => self.batch_size.to_string(),
+        let mut out = self.batch_size.to_string();
+        for (d, v) in self.dims.iter() {
+            out.push_str(&format!("{}{v}", d.shape_separator));
         }
+        out
     }
 
-    /// The model with its sequence length, for chart groups: `minilm (128 tokens)`.
+    /// The model with its dimensions, for chart groups: `minilm (128 tokens)`.
     pub fn model_label(&self) -> String {
-        match (self.seq_len, self.gen_tokens) {
-            (Some(s), Some(g)) => format!("{} ({s} prompt + {g} generated tokens)", self.model),
-            (Some(s), None) => format!("{} ({s} tokens)", self.model),
-            _ => self.model.clone(),
+        if self.dims.is_empty() {
+            return self.model.clone();
         }
+        let parts: Vec<String> = self
+            .dims
+            .iter()
+            .map(|(d, v)| format!("{v} {}", d.label))
+            .collect();
+        format!("{} ({})", self.model, parts.join(" + "))
     }
 
-    /// True when `other` has the same model, device, batch size and sequence length (the cells a
+    /// True when `other` has the same model, device, batch size and dimensions (the cells a
     /// variant is compared across).
     pub fn same_setting(&self, other: &Cell) -> bool {
         self.model == other.model
             && self.device == other.device
             && self.batch_size == other.batch_size
-            && self.seq_len == other.seq_len
-            && self.gen_tokens == other.gen_tokens
+            && self.dims == other.dims
     }
 
     /// True for a cell on the host CPU.
@@ -74,13 +97,81 @@ impl std::fmt::Display for Cell {
             "{}/{}/{}/b{}",
             self.model, self.technique, self.device, self.batch_size
         )?;
-        if let Some(s) = self.seq_len {
-            write!(f, "/s{s}")?;
-        }
-        if let Some(g) = self.gen_tokens {
-            write!(f, "/g{g}")?;
+        for (d, v) in self.dims.iter() {
+            write!(f, "/{}{v}", d.slug)?;
         }
         Ok(())
+    }
+}
+
+impl Serialize for Cell {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("model", &self.model)?;
+        map.serialize_entry("technique", &self.technique)?;
+        map.serialize_entry("device", &self.device)?;
+        map.serialize_entry("batch_size", &self.batch_size)?;
+        self.dims.serialize_into(&mut map)?;
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Cell {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_map(CellVisitor)
+    }
+}
+
+/// Reads a cell's fields, and each known dimension's value under its key; other keys are left to
+/// the record that holds the cell.
+struct CellVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CellVisitor {
+    type Value = Cell;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a cell: model, technique, device, batch_size and its dimensions")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Cell, A::Error> {
+        use serde::de::Error;
+        let (mut model, mut technique, mut device, mut batch_size) = (None, None, None, None);
+        let mut dims = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "model" => model = Some(map.next_value::<String>()?),
+                "technique" => technique = Some(map.next_value::<Technique>()?),
+                "device" => device = Some(map.next_value::<String>()?),
+                "batch_size" => batch_size = Some(map.next_value::<usize>()?),
+                other => match crate::dimension::by_key(other) {
+                    Some(d) => {
+                        // `null` is how an absent dimension read in records of old versions.
+                        if let Some(v) = map.next_value::<Option<usize>>()? {
+                            dims.push((d, v));
+                        }
+                    }
+                    None => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                },
+            }
+        }
+        Ok(Cell {
+            model: model.ok_or_else(|| A::Error::missing_field("model"))?,
+            technique: technique.ok_or_else(|| A::Error::missing_field("technique"))?,
+            device: device.ok_or_else(|| A::Error::missing_field("device"))?,
+            batch_size: batch_size.ok_or_else(|| A::Error::missing_field("batch_size"))?,
+            dims: DimValues::new(dims),
+        })
     }
 }
 

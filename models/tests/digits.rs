@@ -181,14 +181,7 @@ fn every_default_technique_builds_a_workload_that_runs() {
     for model in slimbench_models::catalog::DEFAULT_MODELS {
         for technique in slimbench_models::catalog::DEFAULT_TECHNIQUES {
             let spec = WorkloadSpec {
-                cell: Cell {
-                    model: model.to_string(),
-                    technique: technique.parse().unwrap(),
-                    device: "cpu".into(),
-                    batch_size: 4,
-                    seq_len: None,
-                    gen_tokens: None,
-                },
+                cell: Cell::new(model, technique.parse().unwrap(), "cpu", 4),
                 cache_dir: dir.path().to_path_buf(),
             };
             let mut w = match build_workload(&spec) {

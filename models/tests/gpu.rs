@@ -25,14 +25,12 @@ fn skip(test: &str) -> bool {
 }
 
 fn spec(model: &str, technique: &str, device: &str, cache: &std::path::Path) -> WorkloadSpec {
+    let cell = Cell::new(model, technique.parse().expect("a technique"), device, 8);
     WorkloadSpec {
-        cell: Cell {
-            model: model.into(),
-            technique: technique.parse().expect("a technique"),
-            device: device.into(),
-            batch_size: 8,
-            seq_len: Some(64).filter(|_| model.starts_with("bert@") || model == "minilm"),
-            gen_tokens: None,
+        cell: if model.starts_with("bert@") || model == "minilm" {
+            cell.with_dim(&slimbench_models::dimension::SEQ_LEN, 64)
+        } else {
+            cell
         },
         cache_dir: cache.to_path_buf(),
     }
@@ -138,14 +136,14 @@ fn a_tiny_llama_generates_on_cuda_with_the_cpus_quality() {
     std::env::set_var(TEXT_ENV, &text);
     std::env::set_var(CALIBRATION_ENV, &text);
     let spec = |technique: &str, device: &str| WorkloadSpec {
-        cell: Cell {
-            model: format!("llama@{}", model.display()),
-            technique: technique.parse().unwrap(),
-            device: device.into(),
-            batch_size: 1,
-            seq_len: Some(16),
-            gen_tokens: Some(4),
-        },
+        cell: Cell::new(
+            &format!("llama@{}", model.display()),
+            technique.parse().unwrap(),
+            device,
+            1,
+        )
+        .with_dim(&slimbench_models::dimension::SEQ_LEN, 16)
+        .with_dim(&slimbench_models::dimension::GEN_TOKENS, 4),
         cache_dir: dir.path().join("cache"),
     };
     for technique in [

@@ -96,14 +96,8 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
         return;
     }
     let spec = WorkloadSpec {
-        cell: Cell {
-            model: "minilm".into(),
-            technique: "q8_0".parse().unwrap(),
-            device: "cpu".into(),
-            batch_size: 1,
-            seq_len: Some(128),
-            gen_tokens: None,
-        },
+        cell: Cell::new("minilm", "q8_0".parse().unwrap(), "cpu", 1)
+            .with_dim(&slimbench_models::dimension::SEQ_LEN, 128),
         cache_dir: cache().path().to_path_buf(),
     };
     let mut w = build_workload(&spec).unwrap();

@@ -32,14 +32,14 @@ fn fixture() -> &'static (tempfile::TempDir, PathBuf) {
 
 fn cell(model: &Path, technique: &str) -> WorkloadSpec {
     WorkloadSpec {
-        cell: Cell {
-            model: format!("llama@{}", model.display()),
-            technique: technique.parse().unwrap(),
-            device: "cpu".into(),
-            batch_size: 1,
-            seq_len: Some(16),
-            gen_tokens: Some(4),
-        },
+        cell: Cell::new(
+            &format!("llama@{}", model.display()),
+            technique.parse().unwrap(),
+            "cpu",
+            1,
+        )
+        .with_dim(&slimbench_models::dimension::SEQ_LEN, 16)
+        .with_dim(&slimbench_models::dimension::GEN_TOKENS, 4),
         cache_dir: fixture().0.path().join("cache"),
     }
 }
@@ -162,14 +162,7 @@ fn an_8_bit_key_value_cache_holds_a_quarter_of_the_bytes_and_keeps_the_answers()
         .expect("16-wide keys fit no q8_0 block");
     assert!(e.to_string().contains("multiples of 32"), "{e}");
     let digits = WorkloadSpec {
-        cell: Cell {
-            model: "digits-mlp".into(),
-            technique: "kv-q8_0".parse().unwrap(),
-            device: "cpu".into(),
-            batch_size: 1,
-            seq_len: None,
-            gen_tokens: None,
-        },
+        cell: Cell::new("digits-mlp", "kv-q8_0".parse().unwrap(), "cpu", 1),
         cache_dir: fixture().0.path().join("cache"),
     };
     match build_workload(&digits) {

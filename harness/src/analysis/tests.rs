@@ -9,14 +9,7 @@ use crate::results::Status;
 use slimbench_models::workload::Cell;
 
 fn record(technique: &str, means: &[f64]) -> Record {
-    let key = Cell {
-        model: "digits-cnn".into(),
-        technique: technique.parse().unwrap(),
-        device: "cpu".into(),
-        batch_size: 32,
-        seq_len: None,
-        gen_tokens: None,
-    };
+    let key = Cell::new("digits-cnn", technique.parse().unwrap(), "cpu", 32);
     let host = HostInfo::fixture();
     let mut r = Record::empty("run", key, host, Status::Ok);
     r.rounds = means

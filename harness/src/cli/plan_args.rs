@@ -1,5 +1,6 @@
 //! The flags that choose a plan, shared by `run` and `plan`, and their resolution over a config file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use slimbench_models::catalog;
@@ -9,6 +10,7 @@ use crate::config::{load_config, RunConfig};
 use crate::error::UsageError;
 use crate::plan::{check_cuda_devices, Plan, Shapes, DEFAULT_DEVICES};
 use slimbench_models::device::CUDA_BUILT;
+use slimbench_models::dimension::{self, Dimension};
 use slimbench_models::family::PlanDims;
 
 /// Flags that pick the cells.
@@ -41,20 +43,10 @@ pub struct PlanArgs {
         defaults_by_model(|d| Some(join_numbers(d.default_batch_sizes)))
     ))]
     pub batch_sizes: Vec<usize>,
-    /// Tokens per text for text models (the prompt's length for language models), comma-separated;
-    /// the help text gives the default.
-    #[arg(long, visible_alias = "prompt-lens", value_delimiter = ',', help = format!(
-        "Tokens per text for text models, and prompt tokens for language models (--prompt-lens), comma-separated, e.g. 32,128,256 [default: {}]",
-        defaults_by_model(|d| d.default_seq_len.map(|n| n.to_string()))
-    ))]
-    pub seq_lens: Vec<usize>,
-    /// Tokens generated after the prompt, for language models, comma-separated; the help text
-    /// gives the default.
-    #[arg(long, value_delimiter = ',', help = format!(
-        "Tokens generated after the prompt, for language models, comma-separated [default: {}]",
-        defaults_by_model(|d| d.default_gen_tokens.map(|n| n.to_string()))
-    ))]
-    pub gen_tokens: Vec<usize>,
+    /// Each plan dimension beyond the batch size (`--seq-lens`, `--gen-tokens`, ...), one flag
+    /// a dimension, made from its definition.
+    #[command(flatten)]
+    pub dims: DimensionFlags,
     /// A folder with a BERT-family checkpoint (config.json, tokenizer.json, model.safetensors) to
     /// run as model `bert@DIR`; repeatable. Alone, it replaces the default models.
     #[arg(long, value_name = "DIR")]
@@ -90,33 +82,11 @@ pub fn defaults_by_model(value: impl Fn(PlanDims) -> Option<String>) -> String {
         .join("; ")
 }
 
-/// True when `model`'s inputs have a length (a sequence-length dimension).
-fn takes_seq_len(model: &str) -> bool {
-    catalog::plan_dims(model).is_ok_and(|d| d.default_seq_len.is_some())
-}
-
-/// True when `model` generates tokens (a generated-tokens dimension).
-fn generates(model: &str) -> bool {
-    catalog::plan_dims(model).is_ok_and(|d| d.default_gen_tokens.is_some())
-}
-
-/// A plan dimension's values: the flag's, else the config file's, else `None`.
-fn given(flag: &[usize], file: &Option<Vec<usize>>) -> Option<Vec<usize>> {
-    if !flag.is_empty() {
-        return Some(flag.to_vec());
-    }
-    file.clone().filter(|s| !s.is_empty())
-}
-
-/// A usage error (`problem`, then the catalogue's models that have the dimension) when a
-/// dimension is given but no model of the plan has it.
-fn only_for(
-    values: &Option<Vec<usize>>,
-    models: &[String],
-    has: fn(&str) -> bool,
-    problem: &str,
-) -> Result<(), UsageError> {
-    if values.is_none() || models.iter().any(|m| has(m)) {
+/// A usage error when `dimension` is given but no model of the plan has it, naming the
+/// catalogue's models that have it.
+fn only_for(dimension: &Dimension, models: &[String]) -> Result<(), UsageError> {
+    let has = |m: &str| catalog::plan_dims(m).is_ok_and(|d| d.has(dimension));
+    if models.iter().any(|m| has(m)) {
         return Ok(());
     }
     let with: Vec<&str> = catalog::models()
@@ -125,9 +95,70 @@ fn only_for(
         .filter(|m| has(m))
         .collect();
     Err(UsageError(format!(
-        "{problem}; add --models {} or remove it",
+        "{} ({}): no model of this plan has a {} dimension; add --models {} or remove it",
+        dimension.flag,
+        dimension.config_key,
+        dimension.name,
         with.join(",")
     )))
+}
+
+/// The values given of each plan dimension beyond the batch size, by its key: one flag a
+/// dimension (its `flag`, `alias` and help from [`slimbench_models::dimension`]), so a family's
+/// new dimension is a new flag without a field here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DimensionFlags(pub BTreeMap<&'static str, Vec<usize>>);
+
+impl clap::FromArgMatches for DimensionFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut given = BTreeMap::new();
+        for d in dimension::all() {
+            let values = match matches.try_get_many::<usize>(d.key) {
+                Ok(values) => values,
+                // A dimension registered after the command was built has no flag to give.
+                Err(clap::parser::MatchesError::UnknownArgument { .. }) => None,
+                Err(e) => {
+                    return Err(clap::Error::raw(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("{}: {e}", d.flag),
+                    ))
+                }
+            };
+            if let Some(values) = values {
+                given.insert(d.key, values.copied().collect());
+            }
+        }
+        Ok(Self(given))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        let given = Self::from_arg_matches(matches)?;
+        self.0.extend(given.0);
+        Ok(())
+    }
+}
+
+impl clap::Args for DimensionFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        dimension::all().into_iter().fold(cmd, |cmd, d| {
+            let defaults = defaults_by_model(|p| p.defaults(d).map(join_numbers));
+            let mut arg = clap::Arg::new(d.key)
+                .long(d.flag.trim_start_matches('-'))
+                .value_name("VALUES")
+                .value_delimiter(',')
+                .action(clap::ArgAction::Append)
+                .value_parser(clap::value_parser!(usize))
+                .help(format!("{} [default: {defaults}]", d.help));
+            if let Some(alias) = d.alias {
+                arg = arg.visible_alias(alias.trim_start_matches('-'));
+            }
+            cmd.arg(arg)
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 /// Reads the config file if one is given.
@@ -156,8 +187,7 @@ impl PlanArgs {
             || !self.techniques.is_empty()
             || !self.devices.is_empty()
             || !self.batch_sizes.is_empty()
-            || !self.seq_lens.is_empty()
-            || !self.gen_tokens.is_empty()
+            || !self.dims.0.is_empty()
             || !self.model_dir.is_empty()
     }
 
@@ -194,20 +224,13 @@ impl PlanArgs {
                 Vec::new()
             };
         models.extend(dirs);
-        let seq_lens = given(&self.seq_lens, &config.plan.sequence_lengths);
-        only_for(
-            &seq_lens,
-            &models,
-            takes_seq_len,
-            "--seq-lens (sequence_lengths): no model of this plan takes text",
-        )?;
-        let gen_tokens = given(&self.gen_tokens, &config.plan.gen_tokens);
-        only_for(
-            &gen_tokens,
-            &models,
-            generates,
-            "--gen-tokens (gen_tokens): no model of this plan generates text",
-        )?;
+        let mut dims = config.plan.dims.clone();
+        dims.extend(self.dims.0.clone());
+        for key in dims.keys() {
+            if let Some(d) = dimension::by_key(key) {
+                only_for(d, &models)?;
+            }
+        }
         let batch_sizes = if !self.batch_sizes.is_empty() {
             Some(self.batch_sizes.clone())
         } else {
@@ -216,17 +239,7 @@ impl PlanArgs {
         for &b in batch_sizes.iter().flatten() {
             crate::limits::BATCH_SIZE.check_count(b)?;
         }
-        for &n in seq_lens.iter().flatten() {
-            crate::limits::SEQ_LEN.check_count(n)?;
-        }
-        for &n in gen_tokens.iter().flatten() {
-            crate::limits::GEN_TOKENS.check_count(n)?;
-        }
-        let shapes = Shapes {
-            batch_sizes,
-            seq_lens,
-            gen_tokens,
-        };
+        let shapes = Shapes { batch_sizes, dims };
         let devices = pick(&self.devices, &config.plan.devices, DEFAULT_DEVICES);
         if CUDA_BUILT {
             check_cuda_devices(&devices, || {

@@ -9,6 +9,7 @@ use crate::analysis::compare::{variant_rows, VariantRow};
 use crate::analysis::RunData;
 use crate::meter::{DomainKind, EnergyRecord};
 use crate::results::Record;
+use slimbench_models::dimension;
 
 /// Writes `results.csv`.
 pub struct CsvExporter;
@@ -69,7 +70,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         .iter()
         .map(|l| format!("{}={}", l.name, l.format))
         .collect();
-    vec![
+    let mut cols = vec![
         ("schema_version", r.schema_version.to_string()),
         ("run_id", r.run_id.clone()),
         ("timestamp_utc", r.timestamp_utc.clone()),
@@ -86,8 +87,15 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("device", r.key.device.clone()),
         ("threads", opt(r.threads)),
         ("batch_size", r.key.batch_size.to_string()),
-        ("seq_len_tokens", opt(r.key.seq_len)),
-        ("gen_tokens", opt(r.key.gen_tokens)),
+    ];
+    // Each plan dimension beyond the batch size, in its own column (empty where the cell's family
+    // does not have it).
+    cols.extend(
+        dimension::all()
+            .into_iter()
+            .map(|d| (d.csv_column, opt(r.key.dim(d)))),
+    );
+    cols.extend([
         ("status", r.status.as_str().to_string()),
         ("error", r.error.clone().unwrap_or_default()),
         ("parameter_count", opt(r.parameter_count)),
@@ -338,7 +346,8 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
                 .filter_map(|x| x.interference.map(|i| i.other_cpu_share))
                 .reduce(f64::max)),
         ),
-    ]
+    ]);
+    cols
 }
 
 /// The columns of a variant against its baseline (paired by round where both have rounds):
@@ -364,8 +373,8 @@ pub fn relative_columns(row: Option<&VariantRow>) -> Vec<(&'static str, String)>
 pub enum Holds {
     /// Every run.
     Always,
-    /// A model with a sequence length: text models and language models.
-    Sequences,
+    /// A model whose family has this plan dimension (by its key).
+    Dimension(&'static str),
     /// A text embedding model (fidelity of its embeddings).
     TextModel,
     /// A language model (its phases, perplexity, KL divergence).
@@ -386,8 +395,6 @@ pub enum Holds {
 
 /// The columns that need more than [`Holds::Always`]; every other column is always written.
 pub const COLUMN_NEEDS: &[(&str, Holds)] = &[
-    ("seq_len_tokens", Holds::Sequences),
-    ("gen_tokens", Holds::LanguageModel),
     ("fidelity_cosine", Holds::TextModel),
     ("perplexity", Holds::LanguageModel),
     ("perplexity_err", Holds::LanguageModel),
@@ -441,8 +448,11 @@ pub const COLUMN_NEEDS: &[(&str, Holds)] = &[
     ("energy_saved_ci95_half_pct", Holds::Variants),
 ];
 
-/// What column `name` needs.
+/// What column `name` needs: a plan dimension's column needs a cell with that dimension.
 pub fn needs(name: &str) -> Holds {
+    if let Some(d) = dimension::all().into_iter().find(|d| d.csv_column == name) {
+        return Holds::Dimension(d.key);
+    }
     COLUMN_NEEDS
         .iter()
         .find(|(n, _)| *n == name)
@@ -453,13 +463,15 @@ pub fn needs(name: &str) -> Holds {
 /// (the cells, failed ones included) and settings decide, not which cells happened to succeed.
 pub fn run_has(data: &RunData, holds: Holds) -> bool {
     let records = &data.records;
-    let language = |r: &Record| r.key.gen_tokens.is_some();
+    let language = |r: &Record| r.key.dim(&dimension::GEN_TOKENS).is_some();
     match holds {
         Holds::Always => true,
-        Holds::Sequences => records.iter().any(|r| r.key.seq_len.is_some()),
+        Holds::Dimension(key) => records
+            .iter()
+            .any(|r| r.key.dims.iter().any(|(d, _)| d.key == key)),
         Holds::TextModel => records
             .iter()
-            .any(|r| r.key.seq_len.is_some() && !language(r)),
+            .any(|r| r.key.dim(&dimension::SEQ_LEN).is_some() && !language(r)),
         Holds::LanguageModel => records.iter().any(language),
         Holds::Gpu => records.iter().any(|r| r.key.device != "cpu"),
         Holds::MeasuredEnergy => records
@@ -485,14 +497,7 @@ pub fn header() -> Vec<&'static str> {
     use slimbench_models::workload::Cell;
     let dummy = Record::empty(
         "",
-        Cell {
-            model: String::new(),
-            technique: Default::default(),
-            device: String::new(),
-            batch_size: 0,
-            seq_len: None,
-            gen_tokens: None,
-        },
+        Cell::new("", Default::default(), "", 0),
         HostInfo {
             cpu_model: String::new(),
             logical_cores: 0,

@@ -63,14 +63,13 @@ pub fn method_text(data: &RunData) -> Vec<String> {
 }
 
 /// The dimensions a cell of this run is made of: model, technique and device, then each
-/// dimension some cell has (batch size always; a sequence length, generated tokens).
+/// dimension some cell has (batch size always; then each of [`slimbench_models::dimension::all`]).
 fn cell_dimensions(records: &[Record]) -> String {
     let mut dims = vec!["model", "technique", "device", "batch size"];
-    if records.iter().any(|r| r.key.seq_len.is_some()) {
-        dims.push("sequence length");
-    }
-    if records.iter().any(|r| r.key.gen_tokens.is_some()) {
-        dims.push("generated tokens");
+    for d in slimbench_models::dimension::all() {
+        if records.iter().any(|r| r.key.dim(d).is_some()) {
+            dims.push(d.name);
+        }
     }
     dims.join(" x ")
 }
@@ -121,14 +120,14 @@ mod tests {
     use slimbench_models::workload::Cell;
 
     fn record(model: &str, seq_len: Option<usize>, gen_tokens: Option<usize>) -> Record {
-        let key = Cell {
-            model: model.into(),
-            technique: "fp32".parse().unwrap(),
-            device: "cpu".into(),
-            batch_size: 1,
-            seq_len,
-            gen_tokens,
-        };
+        use slimbench_models::dimension::{GEN_TOKENS, SEQ_LEN};
+        let mut key = Cell::new(model, "fp32".parse().unwrap(), "cpu", 1);
+        if let Some(s) = seq_len {
+            key.dims.set(&SEQ_LEN, s);
+        }
+        if let Some(g) = gen_tokens {
+            key.dims.set(&GEN_TOKENS, g);
+        }
         let host = HostInfo::fixture();
         Record::empty("run", key, host, Status::Ok)
     }

@@ -272,14 +272,7 @@ mod tests {
     use slimbench_models::workload::Cell;
 
     fn record(error: Option<&str>) -> Record {
-        let key = Cell {
-            model: "digits-mlp".into(),
-            technique: "q8_0".parse().unwrap(),
-            device: "cpu".into(),
-            batch_size: 32,
-            seq_len: None,
-            gen_tokens: None,
-        };
+        let key = Cell::new("digits-mlp", "q8_0".parse().unwrap(), "cpu", 32);
         let host = HostInfo::fixture();
         let status = if error.is_some() {
             Status::Failed

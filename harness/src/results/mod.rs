@@ -630,14 +630,7 @@ mod tests {
     }
 
     fn record(batch_size: usize, status: Status) -> Record {
-        let key = Cell {
-            model: "digits-mlp".into(),
-            technique: "fp32".parse().unwrap(),
-            device: "cpu".into(),
-            batch_size,
-            seq_len: None,
-            gen_tokens: None,
-        };
+        let key = Cell::new("digits-mlp", "fp32".parse().unwrap(), "cpu", batch_size);
         Record::empty("run", key, host(), status)
     }
 

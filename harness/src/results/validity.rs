@@ -8,6 +8,7 @@ use super::{GenerationRecord, QualityRecord, Record};
 use crate::limits::{self, show_number, Limit};
 use crate::meter::EnergyRecord;
 use crate::stats::{Interval, LatencyStats};
+use slimbench_models::dimension;
 
 /// The longest any latency or window can be: a day, the largest `--cell-timeout`.
 pub const MAX_SECONDS: f64 = 86_400.0;
@@ -111,11 +112,8 @@ fn ordered(field: &str, a: (&str, f64), b: (&str, f64)) -> Checked {
 pub fn check_record(record: &Record) -> Checked {
     let key = &record.key;
     within_limit("batch_size", key.batch_size as f64, &limits::BATCH_SIZE)?;
-    if let Some(s) = key.seq_len {
-        within_limit("seq_len", s as f64, &limits::SEQ_LEN)?;
-    }
-    if let Some(g) = key.gen_tokens {
-        within_limit("gen_tokens", g as f64, &limits::GEN_TOKENS)?;
+    for (d, v) in key.dims.iter() {
+        within_limit(d.key, v as f64, &limits::of_dimension(d))?;
     }
     if let (Some(all), Some(nonzero)) = (record.parameter_count, record.nonzero_parameter_count) {
         ordered(
@@ -575,12 +573,12 @@ fn check_generation(g: &GenerationRecord) -> Checked {
     within_limit(
         "generation.prompt_tokens",
         g.prompt_tokens as f64,
-        &limits::SEQ_LEN,
+        &limits::of_dimension(&dimension::SEQ_LEN),
     )?;
     within_limit(
         "generation.gen_tokens",
         g.gen_tokens as f64,
-        &limits::GEN_TOKENS,
+        &limits::of_dimension(&dimension::GEN_TOKENS),
     )?;
     positive(
         "generation.prefill_tokens_per_s",

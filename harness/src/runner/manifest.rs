@@ -305,11 +305,8 @@ impl Manifest {
         for (i, cell) in self.plan.cells.iter().enumerate() {
             let key = |name: &str| format!("plan.cells[{i}].{name}");
             limits::BATCH_SIZE.check_stored(cell.batch_size as f64, path, &key("batch_size"))?;
-            if let Some(s) = cell.seq_len {
-                limits::SEQ_LEN.check_stored(s as f64, path, &key("seq_len"))?;
-            }
-            if let Some(g) = cell.gen_tokens {
-                limits::GEN_TOKENS.check_stored(g as f64, path, &key("gen_tokens"))?;
+            for (d, v) in cell.dims.iter() {
+                limits::of_dimension(d).check_stored(v as f64, path, &key(d.key))?;
             }
             if self.plan.cells[..i].contains(cell) {
                 return Err(UsageError(format!(

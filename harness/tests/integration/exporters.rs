@@ -17,14 +17,7 @@ use slimbench::stats::LatencyStats;
 use slimbench_models::workload::Cell;
 
 pub fn key(technique: &str, batch: usize) -> Cell {
-    Cell {
-        model: "digits-mlp".into(),
-        technique: technique.parse().unwrap(),
-        device: "cpu".into(),
-        batch_size: batch,
-        seq_len: None,
-        gen_tokens: None,
-    }
+    Cell::new("digits-mlp", technique.parse().unwrap(), "cpu", batch)
 }
 
 pub fn record(
@@ -484,8 +477,10 @@ fn results_csv_leaves_out_the_columns_the_runs_cells_can_never_fill() {
     let mut with_llm = sample_run();
     let mut llm = with_llm.records[3].clone();
     llm.key.model = "smollm2".into();
-    llm.key.seq_len = Some(128);
-    llm.key.gen_tokens = Some(64);
+    llm.key.dims.set(&slimbench_models::dimension::SEQ_LEN, 128);
+    llm.key
+        .dims
+        .set(&slimbench_models::dimension::GEN_TOKENS, 64);
     with_llm.records.push(llm);
     let header = csv_header_of(&with_llm);
     for back in [

@@ -172,7 +172,10 @@ fn seq_lens_without_a_text_model_is_a_usage_error() {
         .args(["plan", "--models", "digits-mlp", "--seq-lens", "32"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no model of this plan takes text"));
+        .stderr(
+            predicate::str::contains("no model of this plan has a sequence length dimension")
+                .and(predicate::str::contains("add --models minilm")),
+        );
 }
 
 #[test]

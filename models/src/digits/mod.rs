@@ -105,8 +105,7 @@ impl Family for Digits {
     fn plan_dims(&self) -> PlanDims {
         PlanDims {
             default_batch_sizes: &[1, 32],
-            default_seq_len: None,
-            default_gen_tokens: None,
+            dimensions: &[],
         }
     }
 

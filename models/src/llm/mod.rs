@@ -21,7 +21,9 @@ use candle_core::{Device, Tensor};
 
 use crate::cache::sha256_hex;
 use crate::error::{ModelError, Result};
-use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors};
+use crate::family::{
+    Base, DimensionDefaults, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors,
+};
 use crate::kernels::blocks::BlockFormat;
 use crate::layer::{DenseLayer, LayerReport};
 use crate::linears::Linears;
@@ -68,8 +70,16 @@ impl Family for Lm {
     fn plan_dims(&self) -> PlanDims {
         PlanDims {
             default_batch_sizes: &[1],
-            default_seq_len: Some(workload::DEFAULT_PROMPT_LEN),
-            default_gen_tokens: Some(workload::DEFAULT_GEN_TOKENS),
+            dimensions: &[
+                DimensionDefaults {
+                    dimension: &crate::dimension::SEQ_LEN,
+                    defaults: &[workload::DEFAULT_PROMPT_LEN],
+                },
+                DimensionDefaults {
+                    dimension: &crate::dimension::GEN_TOKENS,
+                    defaults: &[workload::DEFAULT_GEN_TOKENS],
+                },
+            ],
         }
     }
 

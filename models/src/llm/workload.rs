@@ -126,8 +126,12 @@ pub fn build(
     variant: Variant<Llama, LlmSource>,
 ) -> Result<Built> {
     let cell = &spec.cell;
-    let prompt_len = cell.seq_len.unwrap_or(DEFAULT_PROMPT_LEN);
-    let gen_tokens = cell.gen_tokens.unwrap_or(DEFAULT_GEN_TOKENS);
+    let prompt_len = cell
+        .dim(&crate::dimension::SEQ_LEN)
+        .unwrap_or(DEFAULT_PROMPT_LEN);
+    let gen_tokens = cell
+        .dim(&crate::dimension::GEN_TOKENS)
+        .unwrap_or(DEFAULT_GEN_TOKENS);
     if cell.batch_size != 1 {
         return Err(ModelError::NotApplicable(format!(
             "batch {} : the language-model workload generates one sequence at a time (batch 1)",

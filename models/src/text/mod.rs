@@ -19,7 +19,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::family::{Base, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors};
+use crate::family::{
+    Base, DimensionDefaults, Family, MethodText, PlanDims, StepRef, Variant, WeightTensors,
+};
 use crate::kernels::blocks::BlockFormat;
 use crate::layer::{DenseLayer, LayerReport};
 use crate::linears::Linears;
@@ -53,8 +55,10 @@ impl Family for Text {
     fn plan_dims(&self) -> PlanDims {
         PlanDims {
             default_batch_sizes: &[1, 8],
-            default_seq_len: Some(workload::DEFAULT_SEQ_LEN),
-            default_gen_tokens: None,
+            dimensions: &[DimensionDefaults {
+                dimension: &crate::dimension::SEQ_LEN,
+                defaults: &[workload::DEFAULT_SEQ_LEN],
+            }],
         }
     }
 

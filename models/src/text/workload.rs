@@ -233,7 +233,9 @@ pub(crate) fn build(
     variant: Variant<Bert, TextSource>,
 ) -> Result<Built> {
     let cell = &spec.cell;
-    let seq_len = cell.seq_len.unwrap_or(DEFAULT_SEQ_LEN);
+    let seq_len = cell
+        .dim(&crate::dimension::SEQ_LEN)
+        .unwrap_or(DEFAULT_SEQ_LEN);
     let (bert, layers) = variant.final_model(|b| b.layer_reports(&|_| None))?;
     let positions = bert.position_embeddings.dim(0)?;
     if seq_len > positions {
