@@ -70,7 +70,7 @@ fn gelu_erf_one_thread(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if Isa::get().avx512() {
         // SAFETY: the CPU has AVX-512 F (detected at run time).
-        return unsafe { crate::kernels::avx512::gelu_in_place(x) };
+        return unsafe { crate::kernels::x86::avx512::gelu_in_place(x) };
     }
     gelu_erf_autovec(x)
 }
@@ -132,7 +132,9 @@ pub fn softmax_rows_in_place(scores: &mut [f32], cols: usize, mask_bias: &[f32])
     #[cfg(target_arch = "x86_64")]
     if Isa::get().avx512() {
         // SAFETY: the CPU has AVX-512 F (detected at run time).
-        return unsafe { crate::kernels::avx512::softmax_rows_in_place(scores, cols, mask_bias) };
+        return unsafe {
+            crate::kernels::x86::avx512::softmax_rows_in_place(scores, cols, mask_bias)
+        };
     }
     softmax_rows_autovec(scores, cols, mask_bias)
 }

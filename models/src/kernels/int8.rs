@@ -154,9 +154,8 @@ impl PanelSource for Int8Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernels::qgemm::{
-        quantize_span, quantize_span_portable, tile_portable, tile_sums, TILE_ROWS,
-    };
+    use crate::kernels::portable::{quantize_span_portable, tile_portable};
+    use crate::kernels::qgemm::{quantize_span, tile_sums, TILE_ROWS};
     use proptest::prelude::*;
     use rand::{Rng, SeedableRng};
 
@@ -279,7 +278,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::Isa::cpu_runs_avx2() {
             // SAFETY: the CPU has AVX2 (detected just above).
-            let avx2 = run(&|x, q| unsafe { crate::kernels::qgemm::quantize_span_avx2(x, q) });
+            let avx2 = run(&|x, q| unsafe { crate::kernels::x86::avx2::quantize_span_avx2(x, q) });
             all.push(("avx2", avx2, slow));
         } else {
             eprintln!("AVX2 quantization is not tested: this CPU has no AVX2");

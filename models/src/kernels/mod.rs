@@ -4,20 +4,22 @@
 //! portable paths). Each picks the widest instruction set the CPU has at run time
 //! (`SLIMBENCH_KERNELS` narrows it) and is tested against the straightforward computation.
 
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512;
 pub mod bf16_tile;
 pub mod blocks;
 pub(crate) mod elementwise;
 pub mod epilogue;
 pub mod f32_tile;
 pub mod int8;
+pub(crate) mod int_tile;
 pub mod isa;
 pub mod linear;
 pub(crate) mod panels;
 pub mod peak;
+pub(crate) mod portable;
 pub(crate) mod qgemm;
 pub mod sgemm;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod x86;
 
 pub use isa::Isa;
 

@@ -135,7 +135,7 @@ unsafe fn vnni_loop(seed: i32) -> i32 {
 /// registers of a CPU without AVX-512: `D`'s encoding of the instruction.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn vnni256_loop<D: crate::kernels::qgemm::Dpbusd256>(seed: i32) -> i32 {
+unsafe fn vnni256_loop<D: crate::kernels::x86::avx_vnni::Dpbusd256>(seed: i32) -> i32 {
     // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
     // CPU features it enables were detected, and its pointers and lengths are in bounds.
     unsafe {
@@ -177,7 +177,7 @@ unsafe fn lane_sum(acc: &[std::arch::x86_64::__m256i]) -> i32 {
 unsafe fn avx_vnni_loop(seed: i32) -> i32 {
     // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
     // CPU features it enables were detected, and its pointers and lengths are in bounds.
-    unsafe { vnni256_loop::<crate::kernels::qgemm::VexDpbusd>(seed) }
+    unsafe { vnni256_loop::<crate::kernels::x86::avx_vnni::VexDpbusd>(seed) }
 }
 
 /// [`vnni256_loop`] through AVX-512 VNNI's instruction on 256-bit vectors.
@@ -186,7 +186,7 @@ unsafe fn avx_vnni_loop(seed: i32) -> i32 {
 unsafe fn vnni256_evex_loop(seed: i32) -> i32 {
     // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
     // CPU features it enables were detected, and its pointers and lengths are in bounds.
-    unsafe { vnni256_loop::<crate::kernels::qgemm::EvexDpbusd>(seed) }
+    unsafe { vnni256_loop::<crate::kernels::x86::avx_vnni::EvexDpbusd>(seed) }
 }
 
 /// Independent `vpmaddubsw` + `vpmaddwd` + `vpaddd` chains (each 32 int8 multiply-adds) of one

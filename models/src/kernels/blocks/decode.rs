@@ -5,7 +5,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::k_quants;
 use half::f16;
 
 use super::format::{BlockFormat, Decoded, GgmlBlock};
@@ -93,10 +93,23 @@ const _: () = assert!(size_of::<BlockQ5_1>() == 24);
 const _: () = assert!(size_of::<BlockQ4K>() == 144);
 const _: () = assert!(size_of::<BlockQ5K>() == 176);
 const _: () = assert!(size_of::<BlockQ6K>() == 210);
+// candle's block types have the same layout, so GGML's quantizer (candle's `from_float`) writes
+// exactly these bytes.
+const _: () = {
+    assert!(size_of::<BlockQ8_0>() == size_of::<k_quants::BlockQ8_0>());
+    assert!(size_of::<BlockQ4_0>() == size_of::<k_quants::BlockQ4_0>());
+    assert!(size_of::<BlockQ4_1>() == size_of::<k_quants::BlockQ4_1>());
+    assert!(size_of::<BlockQ5_0>() == size_of::<k_quants::BlockQ5_0>());
+    assert!(size_of::<BlockQ5_1>() == size_of::<k_quants::BlockQ5_1>());
+    assert!(size_of::<BlockQ4K>() == size_of::<k_quants::BlockQ4K>());
+    assert!(size_of::<BlockQ5K>() == size_of::<k_quants::BlockQ5K>());
+    assert!(size_of::<BlockQ6K>() == size_of::<k_quants::BlockQ6K>());
+};
 
 impl GgmlBlock for BlockQ8_0 {
     const NAME: &'static str = "q8_0";
-    const DTYPE: GgmlDType = GgmlDType::Q8_0;
+    type Candle = k_quants::BlockQ8_0;
+    const INTERLEAVED: bool = true;
     const BLOCK_LEN: usize = 32;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 0;
@@ -126,7 +139,8 @@ fn four_bits(qs: &[u8], vals: &mut [i8], offset: i8) {
 
 impl GgmlBlock for BlockQ4_0 {
     const NAME: &'static str = "q4_0";
-    const DTYPE: GgmlDType = GgmlDType::Q4_0;
+    type Candle = k_quants::BlockQ4_0;
+    const INTERLEAVED: bool = true;
     const BLOCK_LEN: usize = 32;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 8;
@@ -143,7 +157,8 @@ impl GgmlBlock for BlockQ4_0 {
 
 impl GgmlBlock for BlockQ4_1 {
     const NAME: &'static str = "q4_1";
-    const DTYPE: GgmlDType = GgmlDType::Q4_1;
+    type Candle = k_quants::BlockQ4_1;
+    const INTERLEAVED: bool = true;
     const BLOCK_LEN: usize = 32;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 0;
@@ -174,7 +189,9 @@ fn five_bits(qh: &[u8], qs: &[u8], vals: &mut [i8], offset: i8) {
 
 impl GgmlBlock for BlockQ5_0 {
     const NAME: &'static str = "q5_0";
-    const DTYPE: GgmlDType = GgmlDType::Q5_0;
+    type Candle = k_quants::BlockQ5_0;
+    const INTERLEAVED: bool = true;
+    const FIFTH_BITS: bool = true;
     const BLOCK_LEN: usize = 32;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 16;
@@ -192,7 +209,9 @@ impl GgmlBlock for BlockQ5_0 {
 
 impl GgmlBlock for BlockQ5_1 {
     const NAME: &'static str = "q5_1";
-    const DTYPE: GgmlDType = GgmlDType::Q5_1;
+    type Candle = k_quants::BlockQ5_1;
+    const INTERLEAVED: bool = true;
+    const FIFTH_BITS: bool = true;
     const BLOCK_LEN: usize = 32;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 0;
@@ -246,7 +265,8 @@ const _: () = assert!(
 
 impl GgmlBlock for BlockQ4K {
     const NAME: &'static str = "q4k";
-    const DTYPE: GgmlDType = GgmlDType::Q4K;
+    type Candle = k_quants::BlockQ4K;
+    const INTERLEAVED: bool = true;
     const BLOCK_LEN: usize = 256;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 0;
@@ -272,7 +292,8 @@ impl GgmlBlock for BlockQ4K {
 
 impl GgmlBlock for BlockQ5K {
     const NAME: &'static str = "q5k";
-    const DTYPE: GgmlDType = GgmlDType::Q5K;
+    type Candle = k_quants::BlockQ5K;
+    const INTERLEAVED: bool = false;
     const BLOCK_LEN: usize = 256;
     const GROUP: usize = 32;
     const VALUE_OFFSET: i8 = 0;
@@ -301,7 +322,8 @@ impl GgmlBlock for BlockQ5K {
 
 impl GgmlBlock for BlockQ6K {
     const NAME: &'static str = "q6k";
-    const DTYPE: GgmlDType = GgmlDType::Q6K;
+    type Candle = k_quants::BlockQ6K;
+    const INTERLEAVED: bool = false;
     const BLOCK_LEN: usize = 256;
     const GROUP: usize = 16;
     const VALUE_OFFSET: i8 = 32;

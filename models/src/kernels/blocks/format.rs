@@ -1,9 +1,13 @@
 //! The vocabulary of GGML's block formats: [`BlockFormat`], a format's name at run time; the
 //! [`GgmlBlock`] trait that each format's block type (in `decode`) implements once, stating its
-//! facts and decoding it; and [`Decoded`], one block decoded. The blocks module maps a name to
+//! facts, the kernels it has, its decoder and its quantizer; and [`Decoded`], one block decoded. The blocks module maps a name to
 //! its type in one macro, so every fact of a format is read from its impl.
 
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::k_quants::GgmlType;
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
 
 /// A GGML block format with a kernel of slimbench's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,8 +35,11 @@ pub enum BlockFormat {
 pub(crate) trait GgmlBlock: Sized {
     /// The name slimbench gives the format, in techniques and records.
     const NAME: &'static str;
+    /// candle's block type of the same layout (sizes asserted equal where the type is defined),
+    /// whose quantizer is GGML's.
+    type Candle: GgmlType;
     /// candle's dtype of it.
-    const DTYPE: GgmlDType;
+    const DTYPE: GgmlDType = <Self::Candle as GgmlType>::DTYPE;
     /// Weights per block.
     const BLOCK_LEN: usize;
     /// Bytes per block: the type's size, asserted equal to GGML's where the type is defined.
@@ -49,8 +56,22 @@ pub(crate) trait GgmlBlock: Sized {
     /// The formats tried, in order, when this one is asked for and a layer's width does not fit
     /// its block (itself first; f32, not listed, is last).
     const FALLBACK: &'static [BlockFormat];
+    /// True when the format has an interleaved one-row kernel (`interleaved`: eight channels
+    /// a group); the others run the one-channel-at-a-time one (`gemv`). Both have the many-row
+    /// integer kernel (`qgemm`, through the decoder below).
+    const INTERLEAVED: bool;
+    /// True for the 32-blocks with a fifth bit per value (`q5_0`, `q5_1`).
+    const FIFTH_BITS: bool = false;
     /// Decodes one block (`BYTES` bytes in GGML's layout) into `out`.
     fn decode(block: &[u8], out: &mut Decoded);
+
+    /// A row-major `out_dim x in_dim` f32 weight in GGML's bytes, by GGML's quantizer (candle's
+    /// `QTensor::quantize`, which runs [`Self::Candle`]'s `from_float` row by row); `in_dim` a
+    /// whole number of blocks.
+    fn quantize(weight: &[f32], out_dim: usize, in_dim: usize) -> Result<Vec<u8>> {
+        let t = Tensor::from_slice(weight, (out_dim, in_dim), &Device::Cpu)?;
+        Ok(QTensor::quantize(&t, Self::DTYPE)?.data()?.into_owned())
+    }
 }
 
 /// One block decoded: `w[i] = vals[i] * scales[i / group] (+ mins[i / group])`.

@@ -101,7 +101,7 @@ mod x86 {
     use crate::kernels::blocks::decode::{
         BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, BlockQ8_0,
     };
-    use crate::kernels::qgemm::{Dpbusd256, EvexDpbusd, VexDpbusd};
+    use crate::kernels::x86::avx_vnni::{Dpbusd256, EvexDpbusd, VexDpbusd};
     use std::mem::offset_of;
 
     /// `sum(w * a)` of 32 unsigned weights and 32 signed activations, in 8 i32 lanes (lane `i`:

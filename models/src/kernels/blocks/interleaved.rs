@@ -17,22 +17,16 @@ use crate::kernels::isa::{Isa, Path};
 /// Channels interleaved in one group (the i32 lanes of a 256-bit vector).
 pub(crate) const LANES: usize = 8;
 
-/// Whether `format` has an interleaved one-row kernel.
+/// Whether `format` has an interleaved one-row kernel (its [`GgmlBlock::INTERLEAVED`]).
+///
+/// [`GgmlBlock::INTERLEAVED`]: super::format::GgmlBlock::INTERLEAVED
 pub(crate) fn supports(format: BlockFormat) -> bool {
-    matches!(
-        format,
-        BlockFormat::Q8_0
-            | BlockFormat::Q4_0
-            | BlockFormat::Q4_1
-            | BlockFormat::Q5_0
-            | BlockFormat::Q5_1
-            | BlockFormat::Q4K
-    )
+    format.has_interleaved_kernel()
 }
 
 /// Whether a 32-block format has a fifth bit per value (`q5_0`, `q5_1`).
 fn five_bit(format: BlockFormat) -> bool {
-    matches!(format, BlockFormat::Q5_0 | BlockFormat::Q5_1)
+    format.has_fifth_bits()
 }
 
 /// Where the parts of one interleaved `q4k` block of eight channels lie: the f16 `d`s, the f16
@@ -324,7 +318,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::*;
-    use crate::kernels::qgemm::{Dpbusd256, EvexDpbusd, VexDpbusd};
+    use crate::kernels::x86::avx_vnni::{Dpbusd256, EvexDpbusd, VexDpbusd};
 
     /// Per-lane multiply-adds of four unsigned bytes by four signed bytes.
     trait Madd {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use candle_core::quantized::{QStorage, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rayon::prelude::*;
 
 use super::gemv::gemv;
@@ -83,7 +83,7 @@ impl BlockMatrix {
         })
     }
 
-    /// Quantizes a row-major `out_dim x in_dim` f32 weight with candle's (GGML's) quantizer.
+    /// Quantizes a row-major `out_dim x in_dim` f32 weight with the format's quantizer (GGML's).
     pub fn quantize(
         weight: &[f32],
         out_dim: usize,
@@ -91,8 +91,8 @@ impl BlockMatrix {
         format: BlockFormat,
     ) -> Result<Self> {
         check_width(format, in_dim)?;
-        let t = Tensor::from_slice(weight, (out_dim, in_dim), &Device::Cpu)?;
-        Self::from_qtensor(&QTensor::quantize(&t, format.ggml())?)
+        let data = format.quantize(weight, out_dim, in_dim)?;
+        Self::from_bytes(format, out_dim, in_dim, data)
     }
 
     /// The blocks of a candle `QTensor` (`out x in`) in one of the formats above.

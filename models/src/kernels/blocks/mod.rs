@@ -15,6 +15,8 @@ mod matrix;
 
 use candle_core::quantized::GgmlDType;
 
+use crate::error::Result;
+
 pub(crate) use decode::scale_min_k4;
 pub use format::BlockFormat;
 pub(crate) use format::Decoded;
@@ -112,6 +114,22 @@ impl BlockFormat {
         dispatch!(self, B => B::DTYPE)
     }
 
+    /// True when the format has an interleaved one-row kernel.
+    pub(crate) fn has_interleaved_kernel(self) -> bool {
+        dispatch!(self, B => B::INTERLEAVED)
+    }
+
+    /// True for the 32-blocks with a fifth bit per value (`q5_0`, `q5_1`).
+    pub(crate) fn has_fifth_bits(self) -> bool {
+        dispatch!(self, B => B::FIFTH_BITS)
+    }
+
+    /// A row-major `out_dim x in_dim` f32 weight in this format's GGML bytes, by GGML's
+    /// quantizer; `in_dim` a whole number of blocks.
+    pub(crate) fn quantize(self, weight: &[f32], out_dim: usize, in_dim: usize) -> Result<Vec<u8>> {
+        dispatch!(self, B => B::quantize(weight, out_dim, in_dim))
+    }
+
     /// Weights per block (32, or 256 for the k-quants).
     pub fn block_len(self) -> usize {
         dispatch!(self, B => B::BLOCK_LEN)
@@ -161,10 +179,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::kernels::epilogue::Epilogue;
     use crate::kernels::isa::Isa;
+    use crate::kernels::portable::tile_portable;
     use crate::kernels::qgemm::tests::paths_here;
-    use crate::kernels::qgemm::{
-        tile_portable, tile_sums, PanelSource, QuantizedRows, TILE_COLS, TILE_ROWS,
-    };
+    use crate::kernels::qgemm::{tile_sums, PanelSource, QuantizedRows, TILE_COLS, TILE_ROWS};
     use candle_core::quantized::QTensor;
     use candle_core::{Device, Tensor};
     use proptest::prelude::*;

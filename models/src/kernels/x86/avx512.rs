@@ -1,11 +1,13 @@
-//! AVX-512 versions of the element-wise kernels, written with intrinsics because the compiler
+//! The AVX-512 kernels: the integer tile of `int8` and the block formats on 512-bit `vpdpbusd`
+//! (AVX-512 VNNI), and the element-wise kernels, written with intrinsics because the compiler
 //! does not vectorise the polynomial `exp` and `erf` on its own: 16 lanes at a time, the ragged
 //! tail of any width through masked loads and stores. Callers check
-//! [`Isa::avx512`](crate::kernels::Isa::avx512) first.
-
-#![cfg(target_arch = "x86_64")]
+//! [`Isa::avx512`](crate::kernels::Isa::avx512) first. (The f32 and bf16 tile kernels, AVX-512
+//! only, keep their own files beside their packing: `f32_tile`, `bf16_tile`.)
 
 use std::arch::x86_64::*;
+
+use crate::kernels::int_tile::{Panel, QuantizedRows, PANEL, TILE_COLS, TILE_ROWS};
 
 /// Lanes of one vector.
 const LANES: usize = 16;
@@ -175,5 +177,67 @@ pub(crate) unsafe fn quantize_span(x: &[f32], q: &mut [u8]) -> f32 {
             i += LANES;
         }
         max / 127.0
+    }
+}
+
+/// `MR` rows against the panel through `vpdpbusd`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn tile_vnni<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+) {
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let gq = q.group / 4;
+        let p0 = panel.data.as_ptr();
+        let p1 = p0.add(panel.sub_stride);
+        let a = q.data.as_ptr().add(row * q.k_padded);
+        let mut sums = [[_mm512_setzero_ps(); 2]; MR];
+        for g in 0..q.groups {
+            let at = g * panel.stride;
+            // Each sum starts from minus its `128 * sum(w)` offset: two subtractions per group
+            // instead of one per row and vector after it.
+            let start = |c: usize| {
+                let o = _mm512_loadu_si512(panel.offsets.as_ptr().add(at + c) as *const __m512i);
+                _mm512_sub_epi32(_mm512_setzero_si512(), o)
+            };
+            let mut acc = [[start(0), start(PANEL)]; MR];
+            for kq in g * gq..(g + 1) * gq {
+                let w0 = _mm512_loadu_si512(p0.add(kq * 64) as *const __m512i);
+                let w1 = _mm512_loadu_si512(p1.add(kq * 64) as *const __m512i);
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                    let av = _mm512_set1_epi32(four);
+                    acc_r[0] = _mm512_dpbusd_epi32(acc_r[0], av, w0);
+                    acc_r[1] = _mm512_dpbusd_epi32(acc_r[1], av, w1);
+                }
+            }
+            let s0 = _mm512_loadu_ps(panel.scales.as_ptr().add(at));
+            let s1 = _mm512_loadu_ps(panel.scales.as_ptr().add(at + PANEL));
+            for (r, (sum_r, acc_r)) in sums.iter_mut().zip(&acc).enumerate() {
+                let sa = _mm512_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
+                let f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_r[0]), s0);
+                let f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc_r[1]), s1);
+                sum_r[0] = _mm512_fmadd_ps(f0, sa, sum_r[0]);
+                sum_r[1] = _mm512_fmadd_ps(f1, sa, sum_r[1]);
+            }
+            if let Some(mins) = panel.mins {
+                let m0 = _mm512_loadu_ps(mins.as_ptr().add(at));
+                let m1 = _mm512_loadu_ps(mins.as_ptr().add(at + PANEL));
+                for (r, sum_r) in sums.iter_mut().enumerate() {
+                    let ss = _mm512_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g));
+                    sum_r[0] = _mm512_fmadd_ps(m0, ss, sum_r[0]);
+                    sum_r[1] = _mm512_fmadd_ps(m1, ss, sum_r[1]);
+                }
+            }
+        }
+        for (out_r, sum_r) in out.iter_mut().zip(&sums) {
+            _mm512_storeu_ps(out_r.as_mut_ptr(), sum_r[0]);
+            _mm512_storeu_ps(out_r.as_mut_ptr().add(PANEL), sum_r[1]);
+        }
     }
 }

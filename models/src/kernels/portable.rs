@@ -1,0 +1,68 @@
+//! The portable kernels, without intrinsics, in an order the compiler vectorises: the integer
+//! tile of `int8` and the block formats, and the activations' quantization (the one rule of a
+//! value's rounding, which the vector paths' ragged tails call too). They run where the CPU has
+//! none of the x86 paths, under `SLIMBENCH_KERNELS=portable`, and are every path's reference in
+//! the tests.
+
+use crate::kernels::int_tile::{Panel, QuantizedRows, PANEL, TILE_COLS, TILE_ROWS};
+
+/// The sums one multiply-add at a time, in an order the compiler vectorises (64 bytes of a
+/// sub-panel against 4 inputs).
+pub(crate) fn tile_portable(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    mr: usize,
+    out: &mut [[f32; TILE_COLS]; TILE_ROWS],
+) {
+    let gq = q.group / 4;
+    for (r, out_row) in out.iter_mut().enumerate().take(mr) {
+        let a_row = &q.data[(row + r) * q.k_padded..(row + r + 1) * q.k_padded];
+        let mut sums = [0f32; TILE_COLS];
+        for g in 0..q.groups {
+            let mut acc = [0i32; TILE_COLS];
+            for kq in g * gq..(g + 1) * gq {
+                let a: [i32; 4] = std::array::from_fn(|j| a_row[kq * 4 + j] as i32 - 128);
+                for (sub, acc_sub) in acc.chunks_exact_mut(PANEL).enumerate() {
+                    let at = sub * panel.sub_stride + kq * 64;
+                    let w = &panel.data[at..at + 64];
+                    for (c, acc_c) in acc_sub.iter_mut().enumerate() {
+                        let w4 = &w[c * 4..c * 4 + 4];
+                        *acc_c += a[0] * w4[0] as i32
+                            + a[1] * w4[1] as i32
+                            + a[2] * w4[2] as i32
+                            + a[3] * w4[3] as i32;
+                    }
+                }
+            }
+            let sa = q.scales[(row + r) * q.groups + g];
+            let at = g * panel.stride;
+            for (c, s) in sums.iter_mut().enumerate() {
+                *s += acc[c] as f32 * panel.scales[at + c] * sa;
+                if let Some(mins) = panel.mins {
+                    *s += mins[at + c] * q.scaled_sums[(row + r) * q.groups + g];
+                }
+            }
+        }
+        *out_row = sums;
+    }
+}
+
+/// [`quantize_span`] without intrinsics.
+pub(crate) fn quantize_span_portable(x: &[f32], q: &mut [u8]) -> f32 {
+    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        return 0.0;
+    }
+    let inv = 127.0 / max;
+    for (d, v) in q.iter_mut().zip(x) {
+        *d = quantized(*v, inv);
+    }
+    max / 127.0
+}
+
+/// One value times `inv`, rounded half to even, as `q + 128`.
+#[inline(always)]
+pub(crate) fn quantized(v: f32, inv: f32) -> u8 {
+    ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8
+}

@@ -1,0 +1,215 @@
+//! The AVX2 kernels: the integer tile of `int8` and the block formats through `vpmaddubsw` +
+//! `vpmaddwd` (signed weights with GGML's sign trick, unsigned ones without it), the group sums
+//! and stores the 256-bit VNNI tile shares, and the activations' quantization, 32 values a step.
+
+use crate::kernels::int_tile::{Panel, QuantizedRows, TILE_COLS};
+use crate::kernels::portable::quantized;
+
+/// `MR` rows against the panel through `vpmaddubsw` + `vpmaddwd`: `|w|` times the activation
+/// with the sign of `w` (GGML's trick: both at most 127 in magnitude, so no pair sum of
+/// `vpmaddubsw` saturates), 8 channels of 4 inputs per 256-bit vector.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tile_avx2<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+) {
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let gq = q.group / 4;
+        let base = panel.data.as_ptr();
+        let a = q.data.as_ptr().add(row * q.k_padded);
+        let ones = _mm256_set1_epi16(1);
+        let flip = 0x8080_8080u32 as i32;
+        // The four 256-bit vectors of one quad: channels 0-7, 8-15 (sub-panel 0), 16-23, 24-31.
+        let starts = [0, 32, panel.sub_stride, panel.sub_stride + 32];
+        let mut sums = [[_mm256_setzero_ps(); 4]; MR];
+        for g in 0..q.groups {
+            let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+            for kq in g * gq..(g + 1) * gq {
+                let mut av = [_mm256_setzero_si256(); MR];
+                for (r, av_r) in av.iter_mut().enumerate() {
+                    let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                    *av_r = _mm256_set1_epi32(four ^ flip);
+                }
+                for (v, start) in starts.iter().enumerate() {
+                    let w = _mm256_loadu_si256(base.add(start + kq * 64) as *const __m256i);
+                    let w_abs = _mm256_abs_epi8(w);
+                    for (acc_r, av_r) in acc.iter_mut().zip(&av) {
+                        let signed = _mm256_sign_epi8(*av_r, w);
+                        let pairs = _mm256_maddubs_epi16(w_abs, signed);
+                        acc_r[v] = _mm256_add_epi32(acc_r[v], _mm256_madd_epi16(pairs, ones));
+                    }
+                }
+            }
+            add_group_avx2(panel, q, row, g, &acc, &mut sums);
+        }
+        store_avx2(&sums, out);
+    }
+}
+
+/// `MR` rows against a panel of unsigned weights below `2^bits` through `vpmaddubsw` (weights
+/// as the unsigned operand, activations signed) without the sign trick: up to
+/// `32767 / (2 x (2^bits - 1) x 127)` products of consecutive quads are summed in i16 before
+/// `vpmaddwd` widens them (8 for 4-bit weights, 4 for 5-bit, 2 for 6-bit).
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn tile_avx2_unsigned<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    out: &mut [[f32; TILE_COLS]],
+    bits: u32,
+) {
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let gq = q.group / 4;
+        let depth = (32767 / (2 * ((1usize << bits) - 1) * 127)).clamp(1, gq);
+        let base = panel.data.as_ptr();
+        let a = q.data.as_ptr().add(row * q.k_padded);
+        let ones = _mm256_set1_epi16(1);
+        let flip = 0x8080_8080u32 as i32;
+        let starts = [0, 32, panel.sub_stride, panel.sub_stride + 32];
+        let mut sums = [[_mm256_setzero_ps(); 4]; MR];
+        for g in 0..q.groups {
+            let mut acc = [[_mm256_setzero_si256(); 4]; MR];
+            let mut kq = g * gq;
+            while kq < (g + 1) * gq {
+                let end = (kq + depth).min((g + 1) * gq);
+                let mut short = [[_mm256_setzero_si256(); 4]; MR];
+                while kq < end {
+                    let mut av = [_mm256_setzero_si256(); MR];
+                    for (r, av_r) in av.iter_mut().enumerate() {
+                        let four = (a.add(r * q.k_padded + kq * 4) as *const i32).read_unaligned();
+                        *av_r = _mm256_set1_epi32(four ^ flip);
+                    }
+                    for (v, start) in starts.iter().enumerate() {
+                        let w = _mm256_loadu_si256(base.add(start + kq * 64) as *const __m256i);
+                        for (short_r, av_r) in short.iter_mut().zip(&av) {
+                            short_r[v] =
+                                _mm256_add_epi16(short_r[v], _mm256_maddubs_epi16(w, *av_r));
+                        }
+                    }
+                    kq += 1;
+                }
+                for (acc_r, short_r) in acc.iter_mut().zip(&short) {
+                    for v in 0..4 {
+                        acc_r[v] = _mm256_add_epi32(acc_r[v], _mm256_madd_epi16(short_r[v], ones));
+                    }
+                }
+            }
+            add_group_avx2(panel, q, row, g, &acc, &mut sums);
+        }
+        store_avx2(&sums, out);
+    }
+}
+
+/// Adds group `g`'s i32 sums of `MR` rows (4 vectors of 8 channels each) to their f32 sums: times
+/// the channels' scales and the rows' activation scales, plus minimum x scaled activation sum.
+#[inline(always)]
+pub(crate) unsafe fn add_group_avx2<const MR: usize>(
+    panel: &Panel<'_>,
+    q: &QuantizedRows,
+    row: usize,
+    g: usize,
+    acc: &[[std::arch::x86_64::__m256i; 4]; MR],
+    sums: &mut [[std::arch::x86_64::__m256; 4]; MR],
+) {
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let at = g * panel.stride;
+        for (r, (sum_r, acc_r)) in sums.iter_mut().zip(acc).enumerate() {
+            let sa = _mm256_set1_ps(*q.scales.get_unchecked((row + r) * q.groups + g));
+            let ss = panel
+                .mins
+                .map(|_| _mm256_set1_ps(*q.scaled_sums.get_unchecked((row + r) * q.groups + g)));
+            for v in 0..4 {
+                let s = _mm256_loadu_ps(panel.scales.as_ptr().add(at + v * 8));
+                let f = _mm256_mul_ps(_mm256_cvtepi32_ps(acc_r[v]), s);
+                sum_r[v] = _mm256_fmadd_ps(f, sa, sum_r[v]);
+                if let (Some(mins), Some(ss)) = (panel.mins, ss) {
+                    let m = _mm256_loadu_ps(mins.as_ptr().add(at + v * 8));
+                    sum_r[v] = _mm256_fmadd_ps(m, ss, sum_r[v]);
+                }
+            }
+        }
+    }
+}
+
+/// Stores the f32 sums of `MR` rows (4 vectors of 8 channels each) into `out`.
+#[inline(always)]
+pub(crate) unsafe fn store_avx2<const MR: usize>(
+    sums: &[[std::arch::x86_64::__m256; 4]; MR],
+    out: &mut [[f32; TILE_COLS]],
+) {
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        for (out_r, sum_r) in out.iter_mut().zip(sums) {
+            for (v, s) in sum_r.iter().enumerate() {
+                _mm256_storeu_ps(out_r.as_mut_ptr().add(v * 8), *s);
+            }
+        }
+    }
+}
+
+/// [`quantize_span`] on 256-bit vectors, 32 inputs a step, the rest through [`quantized`] as the
+/// portable code does; `vcvtps2dq` rounds half to even, as `round_ties_even` does, so the bytes
+/// are the same.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn quantize_span_avx2(x: &[f32], q: &mut [u8]) -> f32 {
+    // SAFETY: the body runs under this `unsafe fn`'s contract, which its caller upholds: the
+    // CPU features it enables were detected, and its pointers and lengths are in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let n = x.len().min(q.len());
+        let (x, q) = (&x[..n], &mut q[..n]);
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let mut maxv = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= n {
+            let v = _mm256_loadu_ps(x.as_ptr().add(i));
+            maxv = _mm256_max_ps(maxv, _mm256_and_ps(v, magnitude));
+            i += 8;
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), maxv);
+        let max = x[i..]
+            .iter()
+            .fold(lanes.iter().fold(0f32, |m, v| m.max(*v)), |m, v| {
+                m.max(v.abs())
+            });
+        if max == 0.0 {
+            return 0.0;
+        }
+        let inv = 127.0 / max;
+        let invv = _mm256_set1_ps(inv);
+        let flip = _mm256_set1_epi8(-128);
+        // packs interleave the 128-bit lanes; this puts the 32 bytes back in order.
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let mut i = 0;
+        while i + 32 <= n {
+            let r = |at: usize| {
+                _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i + at)), invv))
+            };
+            let words = _mm256_packs_epi16(
+                _mm256_packs_epi32(r(0), r(8)),
+                _mm256_packs_epi32(r(16), r(24)),
+            );
+            let bytes = _mm256_xor_si256(_mm256_permutevar8x32_epi32(words, order), flip);
+            _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, bytes);
+            i += 32;
+        }
+        for (d, v) in q[i..].iter_mut().zip(&x[i..]) {
+            *d = quantized(*v, inv);
+        }
+        max / 127.0
+    }
+}
