@@ -233,6 +233,11 @@ fn post_step_params(step: &PostStep) -> serde_json::Value {
             "kernel": crate::kernels::Isa::get().name(),
         }),
         PostStep::Cast { .. } => serde_json::json!({}),
+        PostStep::PruneOneShot { .. } => serde_json::json!({
+            "criterion": "weight magnitude, per layer (exactly round(S x weights) zeroed, ties by position)",
+            "finetune": "none",
+            "storage": "dense f32",
+        }),
     }
 }
 
@@ -534,6 +539,13 @@ mod tests {
                 .unwrap();
             assert_eq!(w.report.layers[0].format, format, "{t}");
         }
+        // A post step every family gets without a line of its own: one-shot magnitude pruning.
+        let w = ToyFamily
+            .build(&spec("prune-oneshot-50", cache.path()), &Device::Cpu)
+            .unwrap();
+        let layer = &w.report.layers[0];
+        assert_eq!((layer.format.as_str(), layer.weight_sparsity), ("f32", 0.5));
+        assert_eq!(w.report.technique_params[0]["finetune"], "none");
         let e = ToyFamily
             .build(&spec("q8_0-all", cache.path()), &Device::Cpu)
             .err()

@@ -140,7 +140,8 @@ impl Family for Lm {
             StepRef::Post(PostStep::Cast { .. }) => serde_json::json!({
                 "scope": "every Linear; token embeddings and norms f32",
             }),
-            StepRef::Post(PostStep::Int8) => serde_json::json!({}),
+            // The other post steps (int8, one-shot pruning) add nothing of this family's.
+            StepRef::Post(_) => serde_json::json!({}),
         })
     }
 

@@ -239,6 +239,20 @@ impl Llama {
         all
     }
 
+    /// Parameters that are not zero: those outside the Linears (all counted), and each Linear's
+    /// weights that are not zero once decoded; the output head's only when it is not tied to the
+    /// embeddings, as [`Self::parameter_count`] counts it.
+    pub fn nonzero_parameter_count(&self) -> Result<usize> {
+        let mut n = self.fixed_parameter_count();
+        for l in self.blocks.iter().flat_map(|b| b.linears()) {
+            n += l.nonzero_parameter_count()?;
+        }
+        if !self.tied {
+            n += self.output.nonzero_parameter_count()?;
+        }
+        Ok(n)
+    }
+
     /// Parameters outside the Linears: the embedding table (counted once when tied) and the
     /// norms.
     pub fn fixed_parameter_count(&self) -> usize {

@@ -195,7 +195,7 @@ pub fn build(
     };
     let footprint = Footprint {
         parameter_count: model.parameter_count(),
-        nonzero_parameter_count: model.parameter_count(),
+        nonzero_parameter_count: model.nonzero_parameter_count()?,
         model_bytes: model.stored_bytes(),
     };
     let mut params = serde_json::json!({

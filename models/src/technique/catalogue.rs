@@ -271,6 +271,28 @@ fn prune_unstructured(scope: Scope) -> StepDef {
     }
 }
 
+fn prune_oneshot() -> StepDef {
+    const PREFIX: &str = "prune-oneshot-";
+    StepDef {
+        syntax: format!("{PREFIX}<1..99>"),
+        family: StepFamily::Pruning,
+        controls: None,
+        about: "{S}% smallest weights of every Linear set to zero, per layer, after training and without fine-tuning (one-shot magnitude pruning, the baseline of one-shot methods); weights stay dense f32, so it saves no time or memory: it measures the quality that sparsity costs without retraining".to_string(),
+        generic: vec![("S", "S".into())],
+        parse: Box::new(|n| {
+            let rest = n.strip_prefix(PREFIX)?;
+            Some(percent(rest, n).map(|sparsity| Step::Post(PostStep::PruneOneShot { sparsity })))
+        }),
+        name: Box::new(|s| match s {
+            Step::Post(PostStep::PruneOneShot { sparsity }) => {
+                let s = percent_name(*sparsity);
+                Some((format!("{PREFIX}{s}"), vec![("S", s)]))
+            }
+            _ => None,
+        }),
+    }
+}
+
 fn prune_structured() -> StepDef {
     StepDef {
         syntax: "prune-structured-<1..99>[-l1]".to_string(),
@@ -382,6 +404,7 @@ pub fn catalogue() -> &'static [StepDef] {
         defs.push(cast());
         defs.push(prune_unstructured(Scope::PerLayer));
         defs.push(prune_unstructured(Scope::Global));
+        defs.push(prune_oneshot());
         defs.push(prune_structured());
         defs.push(prune_layers());
         defs.push(distill(false));

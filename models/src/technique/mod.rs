@@ -310,6 +310,7 @@ mod tests {
             "bf16",
             "prune-unstructured-30",
             "prune-unstructured-global-75",
+            "prune-oneshot-40",
             "prune-structured-20-l1",
             "prune-layers-3",
             "distill",

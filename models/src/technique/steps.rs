@@ -88,6 +88,12 @@ pub enum PostStep {
         /// `f16` or `bf16`.
         dtype: HalfType,
     },
+    /// The smallest-magnitude weights of every Linear set to zero, per layer, after training and
+    /// without fine-tuning (one-shot magnitude pruning); the weights stay dense f32.
+    PruneOneShot {
+        /// Fraction of each Linear's weights set to zero (0..1).
+        sparsity: f64,
+    },
 }
 
 fn serialize_format<S: Serializer>(

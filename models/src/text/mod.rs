@@ -112,7 +112,8 @@ impl Family for Text {
             StepRef::Post(PostStep::Cast { .. }) => serde_json::json!({
                 "scope": "every Linear; embeddings and layer norms f32",
             }),
-            StepRef::Post(PostStep::Int8) => serde_json::json!({}),
+            // The other post steps (int8, one-shot pruning) add nothing of this family's.
+            StepRef::Post(_) => serde_json::json!({}),
         })
     }
 
