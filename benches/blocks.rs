@@ -89,7 +89,7 @@ fn products(c: &mut Criterion) {
     eprintln!(
         "block kernels: instruction set {}, f32 on {}, {} threads",
         Isa::get().name(),
-        slimbench_models::kernels::f32_tile::linear_kernel_name(),
+        slimbench_models::kernels::linear::kernel_name(),
         thread_count()
     );
     // One row: weights streamed from memory, a language model's decode step.

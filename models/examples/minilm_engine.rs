@@ -58,7 +58,7 @@ fn main() -> slimbench_models::Result<()> {
         "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {} (f32 on {}, bf16 on {}), median of {runs} runs",
         thread_count(),
         Isa::get().name(),
-        slimbench_models::kernels::f32_tile::linear_kernel_name(),
+        slimbench_models::kernels::linear::kernel_name(),
         slimbench_models::kernels::bf16_tile::linear_kernel_name(),
     );
     println!("| precision | batch 1 ms | batch 32 ms | fidelity |");

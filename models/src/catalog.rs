@@ -76,6 +76,11 @@ fn families() -> Vec<FamilyEntry> {
 /// reach it as they reach slimbench's own, and its dimensions beyond the batch size become known
 /// ([`crate::dimension::register`]: their flags, config keys, record keys and CSV columns). A
 /// model name that is already known is an error; registering the same family twice is not.
+///
+/// The catalogue is the process's: the `__worker` child that the `slimbench` binary spawns for
+/// each cell knows only the built-in families, so a program that spawns its own workers
+/// registers its family in them too (or runs `runner::worker::run_cell` in-process, as the
+/// harness's `family_dimension` test does).
 pub fn register_family(
     models: &'static [(&'static str, &'static str)],
     family: &'static dyn ModelFamily,

@@ -43,7 +43,7 @@ pub(crate) fn kernel_params(
     if layers.iter().any(|l| l.format == "f32") {
         params.insert(
             "f32_kernel".into(),
-            crate::kernels::f32_tile::linear_kernel_name().into(),
+            crate::kernels::linear::kernel_name().into(),
         );
     }
     if layers.iter().any(|l| l.format == "bf16") {

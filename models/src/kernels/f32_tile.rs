@@ -24,21 +24,6 @@ pub fn runs_on(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa.avx512()
 }
 
-/// What runs the f32 Linears of slimbench's own CPU inference (text and language models) on the
-/// path in use, as records name it (`technique_params.f32_kernel`): this kernel on AVX-512, else
-/// the `gemm` crate, which picks its own instructions (FMA where the CPU has it, whatever
-/// `SLIMBENCH_KERNELS` says).
-pub fn linear_kernel_name() -> &'static str {
-    if runs_on(Isa::get()) {
-        return NAME;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("fma") {
-        return "gemm-crate-fma";
-    }
-    "gemm-crate"
-}
-
 /// `dst = epilogue(x W)` for the contiguous `rows x k` activations `x` and the row-major `k x n`
 /// weight `w_t`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an
 /// AVX-512 path or the product has at most four rows (the caller then uses the `gemm` crate,

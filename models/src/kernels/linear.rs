@@ -11,7 +11,7 @@ use crate::kernels::{f32_tile, thread_count, Isa};
 /// the row-major `k x n` transposed weight `w_t`, into `dst` (`rows x n`). On AVX-512 paths
 /// slimbench's own tile kernel ([`crate::kernels::f32_tile`]) adds the epilogue as it stores;
 /// elsewhere the `gemm` crate accumulates onto a buffer that already holds the bias and
-/// residual, and GELU runs after. [`crate::kernels::f32_tile::linear_kernel_name`] says which.
+/// residual, and GELU runs after. [`kernel_name`] says which.
 pub fn linear(x: MatRef<'_>, w_t: &[f32], n: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
     if f32_tile::matmul(Isa::get(), x, w_t, n, dst, epilogue) {
         return;
@@ -29,4 +29,19 @@ pub fn linear(x: MatRef<'_>, w_t: &[f32], n: usize, dst: &mut [f32], epilogue: E
     if epilogue.gelu {
         gelu_erf_in_place(dst);
     }
+}
+
+/// What runs the f32 Linears of slimbench's own CPU inference (text and language models) on the
+/// path in use, as records name it (`technique_params.f32_kernel`): [`f32_tile`] on AVX-512, else
+/// the `gemm` crate, which picks its own instructions (FMA where the CPU has it, whatever
+/// `SLIMBENCH_KERNELS` says).
+pub fn kernel_name() -> &'static str {
+    if f32_tile::runs_on(Isa::get()) {
+        return f32_tile::NAME;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("fma") {
+        return "gemm-crate-fma";
+    }
+    "gemm-crate"
 }
