@@ -71,7 +71,7 @@ impl Shapes {
 }
 
 /// Checks the values given of `dimension`: one or more, each in its range.
-pub fn check_dimension(dimension: &Dimension, values: &[usize]) -> Result<(), UsageError> {
+fn check_dimension(dimension: &Dimension, values: &[usize]) -> Result<(), UsageError> {
     let limit = crate::limits::of_dimension(dimension);
     if values.is_empty() {
         return Err(UsageError(format!(

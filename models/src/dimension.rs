@@ -134,14 +134,6 @@ pub fn register(dimension: &'static Dimension) -> Result<()> {
     Ok(())
 }
 
-/// Position of `dimension` in [`all`] (the order of a cell's values).
-fn position(dimension: &Dimension) -> usize {
-    all()
-        .iter()
-        .position(|d| d.key == dimension.key)
-        .unwrap_or(usize::MAX)
-}
-
 /// A cell's values of its dimensions beyond the batch size, in [`all`]'s order (so two cells with
 /// the same values are equal however they were made).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -155,7 +147,13 @@ impl DimValues {
             out.retain(|(o, _)| o.key != d.key);
             out.push((d, v));
         }
-        out.sort_by_key(|(d, _)| position(d));
+        let order = all();
+        out.sort_by_key(|(d, _)| {
+            order
+                .iter()
+                .position(|o| o.key == d.key)
+                .unwrap_or(usize::MAX)
+        });
         Self(out)
     }
 

@@ -360,26 +360,6 @@ impl DenseLayer {
         }
     }
 
-    /// The layer with the `sparsity` fraction of its weights of smallest magnitude set to zero:
-    /// exactly `round(sparsity x weights)` of them, ties broken by position; the result is
-    /// dense f32.
-    pub fn magnitude_pruned(&self, sparsity: f64) -> Result<Self> {
-        let weight = self.weight_f32()?;
-        let mut values = weight.flatten_all()?.to_vec1::<f32>()?;
-        let zeroed = ((values.len() as f64 * sparsity).round() as usize).min(values.len());
-        if zeroed > 0 {
-            let mut order: Vec<usize> = (0..values.len()).collect();
-            let by_magnitude =
-                |a: &usize, b: &usize| values[*a].abs().total_cmp(&values[*b].abs()).then(a.cmp(b));
-            order.select_nth_unstable_by(zeroed - 1, by_magnitude);
-            for &i in &order[..zeroed] {
-                values[i] = 0.0;
-            }
-        }
-        let pruned = Tensor::from_vec(values, weight.shape(), weight.device())?;
-        Self::from_f32(self.name.clone(), &pruned, self.bias.clone())
-    }
-
     /// Number of parameters (weights and biases).
     pub fn parameter_count(&self) -> usize {
         self.in_dim * self.out_dim + self.out_dim
@@ -481,32 +461,4 @@ fn csr_forward(csr: &CsMatI<f32, u32, u32>, x: &Tensor) -> candle_core::Result<T
     Tensor::from_vec(y_t.into_raw_vec_and_offset().0, (out, rows), x.device())?
         .t()?
         .contiguous()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn magnitude_pruning_zeroes_exactly_the_smallest_weights() {
-        let values = vec![0.5f32, -0.1, 0.3, -0.9, 0.2, 0.05];
-        let w = Tensor::from_vec(values.clone(), (2, 3), &Device::Cpu).unwrap();
-        let b = Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap();
-        let layer = DenseLayer::from_f32("l", &w, b).unwrap();
-        let weights = |l: &DenseLayer| {
-            l.weight_f32()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()
-        };
-        let half = layer.magnitude_pruned(0.5).unwrap();
-        assert_eq!(weights(&half), [0.5, 0.0, 0.3, -0.9, 0.0, 0.0]);
-        assert_eq!(
-            (half.format(), half.weight_sparsity().unwrap()),
-            ("f32", 0.5)
-        );
-        assert_eq!(weights(&layer.magnitude_pruned(0.01).unwrap()), values);
-    }
 }

@@ -100,7 +100,7 @@ pub fn apply_post_step<M: Linears>(model: &M, step: &PostStep, what: &str) -> Re
         PostStep::Int8 => int8(model),
         PostStep::Cast { dtype } => cast(model, *dtype),
         PostStep::PruneOneShot { sparsity } => {
-            map_every_linear(model, |l| l.magnitude_pruned(*sparsity))
+            map_every_linear(model, |l| crate::pruning::magnitude_pruned(l, *sparsity))
         }
     }
 }

@@ -42,6 +42,37 @@ pub fn top_indices(scores: &[f32], keep: usize) -> Vec<u32> {
     kept
 }
 
+/// Zeroes the `k` smallest-magnitude entries of `values` (ties by position), returning the mask
+/// (0 where zeroed, 1 elsewhere).
+pub fn zero_smallest(values: &mut [f32], k: usize) -> Vec<f32> {
+    let k = k.min(values.len());
+    let mut mask = vec![1.0f32; values.len()];
+    if k == 0 {
+        return mask;
+    }
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    // A total order (magnitude, then position), so the `k` smallest are one set however found.
+    order.select_nth_unstable_by(k - 1, |&a, &b| {
+        values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b))
+    });
+    for &i in &order[..k] {
+        values[i] = 0.0;
+        mask[i] = 0.0;
+    }
+    mask
+}
+
+/// `layer` with the `sparsity` fraction of its weights of smallest magnitude set to zero:
+/// exactly `round(sparsity x weights)` of them, by [`zero_smallest`]; the result is dense f32.
+pub fn magnitude_pruned(layer: &DenseLayer, sparsity: f64) -> Result<DenseLayer> {
+    let weight = layer.weight_f32()?;
+    let mut values = weight.flatten_all()?.to_vec1::<f32>()?;
+    let zeroed = (values.len() as f64 * sparsity).round() as usize;
+    zero_smallest(&mut values, zeroed);
+    let pruned = Tensor::from_vec(values, weight.shape(), weight.device())?;
+    DenseLayer::from_f32(layer.name.clone(), &pruned, layer.bias.clone())
+}
+
 /// Sums of |w| (L1) or w^2 (L2) along `dim`: norms before the final root, so they add up.
 pub fn entry_sums(t: &Tensor, dim: usize, norm: Norm) -> Result<Vec<f32>> {
     let v = match norm {
@@ -73,4 +104,33 @@ pub fn select(lin: &DenseLayer, rows: Option<&[u32]>, cols: Option<&[u32]>) -> R
         w = w.index_select(&Tensor::new(cols, dev)?, 1)?;
     }
     DenseLayer::from_f32(lin.name.clone(), &w.contiguous()?, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    #[test]
+    fn magnitude_pruning_zeroes_exactly_the_smallest_weights() {
+        let values = vec![0.5f32, -0.1, 0.3, -0.9, 0.2, 0.05];
+        let w = Tensor::from_vec(values.clone(), (2, 3), &Device::Cpu).unwrap();
+        let b = Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap();
+        let layer = DenseLayer::from_f32("l", &w, b).unwrap();
+        let weights = |l: &DenseLayer| {
+            l.weight_f32()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        };
+        let half = magnitude_pruned(&layer, 0.5).unwrap();
+        assert_eq!(weights(&half), [0.5, 0.0, 0.3, -0.9, 0.0, 0.0]);
+        assert_eq!(
+            (half.format(), half.weight_sparsity().unwrap()),
+            ("f32", 0.5)
+        );
+        assert_eq!(weights(&magnitude_pruned(&layer, 0.01).unwrap()), values);
+    }
 }

@@ -373,8 +373,8 @@ pub fn relative_columns(row: Option<&VariantRow>) -> Vec<(&'static str, String)>
 pub enum Holds {
     /// Every run.
     Always,
-    /// A model whose family has this plan dimension (by its key).
-    Dimension(&'static str),
+    /// A model whose family has this plan dimension.
+    Dimension(&'static dimension::Dimension),
     /// A text embedding model (fidelity of its embeddings).
     TextModel,
     /// A language model (its phases, perplexity, KL divergence).
@@ -451,7 +451,7 @@ pub const COLUMN_NEEDS: &[(&str, Holds)] = &[
 /// What column `name` needs: a plan dimension's column needs a cell with that dimension.
 pub fn needs(name: &str) -> Holds {
     if let Some(d) = dimension::all().into_iter().find(|d| d.csv_column == name) {
-        return Holds::Dimension(d.key);
+        return Holds::Dimension(d);
     }
     COLUMN_NEEDS
         .iter()
@@ -466,9 +466,7 @@ pub fn run_has(data: &RunData, holds: Holds) -> bool {
     let language = |r: &Record| r.key.dim(&dimension::GEN_TOKENS).is_some();
     match holds {
         Holds::Always => true,
-        Holds::Dimension(key) => records
-            .iter()
-            .any(|r| r.key.dims.iter().any(|(d, _)| d.key == key)),
+        Holds::Dimension(d) => records.iter().any(|r| r.key.dim(d).is_some()),
         Holds::TextModel => records
             .iter()
             .any(|r| r.key.dim(&dimension::SEQ_LEN).is_some() && !language(r)),

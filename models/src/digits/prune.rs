@@ -10,22 +10,10 @@ use candle_core::{Device, Tensor};
 use crate::digits::net::{Network, IMAGE_SIDE};
 use crate::digits::train::Masks;
 use crate::error::{ModelError, Result};
-use crate::pruning::{kept_count, top_indices, Norm, Scope};
+use crate::pruning::{kept_count, top_indices, zero_smallest, Norm, Scope};
 
 fn is_weight(name: &str) -> bool {
     name.ends_with(".weight")
-}
-
-/// Zeroes the `k` smallest-magnitude entries of `values` (ties by position), returning the mask.
-fn zero_smallest(values: &mut [f32], k: usize) -> Vec<f32> {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].abs().total_cmp(&values[b].abs()).then(a.cmp(&b)));
-    let mut mask = vec![1.0f32; values.len()];
-    for &i in order.iter().take(k) {
-        values[i] = 0.0;
-        mask[i] = 0.0;
-    }
-    mask
 }
 
 /// Prunes `net` to `sparsity` (0..1) of its weights by magnitude; returns the pruned network and
