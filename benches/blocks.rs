@@ -34,9 +34,9 @@ enum Weight {
 impl Weight {
     fn matmul(&self, x: &[f32], rows: usize, in_dim: usize, out_dim: usize, dst: &mut [f32]) {
         match self {
-            Weight::F32(w_t) => linear(
+            Weight::F32(w) => linear(
                 MatRef::new(x, rows, in_dim),
-                w_t,
+                w,
                 out_dim,
                 dst,
                 Epilogue::default(),
@@ -54,16 +54,10 @@ fn variants(
     copies: impl Fn(usize) -> usize,
 ) -> Vec<(String, Vec<Weight>)> {
     let w = random(out_dim * in_dim, 1);
-    let mut w_t = vec![0f32; w.len()];
-    for o in 0..out_dim {
-        for i in 0..in_dim {
-            w_t[i * out_dim + o] = w[o * in_dim + i];
-        }
-    }
     let mut out = vec![(
         "f32".to_string(),
-        (0..copies(w_t.len() * 4))
-            .map(|_| Weight::F32(w_t.clone()))
+        (0..copies(w.len() * 4))
+            .map(|_| Weight::F32(w.clone()))
             .collect(),
     )];
     let int8 = Int8Matrix::quantize(&w, out_dim, in_dim, Some(INT8_GROUP));

@@ -22,10 +22,12 @@ pub const INT8_GROUP: usize = 64;
 /// How a layer's weight is stored and multiplied.
 #[derive(Debug, Clone)]
 pub enum WeightStorage {
-    /// Plain f32, kept transposed (`in x out`) so the forward pass is one contiguous matmul.
+    /// Plain f32, `out x in` (each output channel's inputs contiguous, as every other storage
+    /// and GGUF keep them): a one-row product reads it as dot products streamed from memory, the
+    /// AVX-512 tiles pack panels of it, the `gemm` crate and candle read its transpose by strides.
     F32 {
-        /// The weight, transposed: `in x out`.
-        weight_t: Tensor,
+        /// The weight, `out x in`, contiguous.
+        weight: Tensor,
     },
     /// A GGML block format (`out x in`, GGML's bytes) multiplied by slimbench's own integer
     /// kernels ([`crate::kernels::blocks`]; CPU only, candle's `QMatMul` on other devices).
@@ -136,7 +138,7 @@ impl DenseLayer {
             in_dim,
             out_dim,
             weight: WeightStorage::F32 {
-                weight_t: weight.t()?.contiguous()?,
+                weight: weight.contiguous()?,
             },
             bias,
         })
@@ -145,7 +147,7 @@ impl DenseLayer {
     /// The weight as f32, `out x in` (dequantized where it is quantized).
     pub fn weight_f32(&self) -> Result<Tensor> {
         Ok(match &self.weight {
-            WeightStorage::F32 { weight_t } => weight_t.t()?.contiguous()?,
+            WeightStorage::F32 { weight } => weight.clone(),
             WeightStorage::Quantized { matmul, .. } => match matmul {
                 QMatMul::QTensor(q) => q.dequantize(&q.device())?,
                 QMatMul::Tensor(t) => t.clone(),
@@ -208,8 +210,8 @@ impl DenseLayer {
     /// The same layer on `device` (its storage kept). CSR layers have no kernel off the CPU.
     pub fn to_device(&self, device: &Device) -> Result<Self> {
         let weight = match &self.weight {
-            WeightStorage::F32 { weight_t } => WeightStorage::F32 {
-                weight_t: weight_t.to_device(device)?,
+            WeightStorage::F32 { weight } => WeightStorage::F32 {
+                weight: weight.to_device(device)?,
             },
             WeightStorage::Half { weight_t } => WeightStorage::Half {
                 weight_t: weight_t.to_device(device)?,
@@ -418,7 +420,7 @@ fn qmatmul_storage(matrix: &BlockMatrix, device: &Device) -> Result<WeightStorag
 impl Module for DenseLayer {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = match &self.weight {
-            WeightStorage::F32 { weight_t } => x.matmul(weight_t)?,
+            WeightStorage::F32 { weight } => x.matmul(&weight.t()?)?,
             WeightStorage::Quantized { matmul, .. } => matmul.forward(x)?,
             WeightStorage::Half { weight_t } => x
                 .to_dtype(weight_t.dtype())?

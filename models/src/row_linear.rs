@@ -88,8 +88,8 @@ pub(crate) fn linear_into(
             };
             let x = MatRef::new(x, rows, k);
             match &layer.weight {
-                WeightStorage::F32 { weight_t } => {
-                    with_f32_slice(weight_t, |w| linear(x, w, n, dst, epilogue))
+                WeightStorage::F32 { weight } => {
+                    with_f32_slice(weight, |w| linear(x, w, n, dst, epilogue))
                 }
                 WeightStorage::Half { weight_t } => with_slice(weight_t, |w: &[half::bf16]| {
                     bf16_tile::matmul(Isa::get(), x, w, n, dst, epilogue);

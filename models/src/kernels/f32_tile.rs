@@ -1,13 +1,13 @@
 //! slimbench's own f32 product for a Linear on AVX-512: tiles of 8 rows by 32 output channels
-//! (16 accumulators of 16 lanes) reading the `k x n` transposed weight in place, with the bias,
-//! residual and GELU applied as each tile is stored. The `gemm` crate that candle uses compiles
+//! (16 accumulators of 16 lanes) over panels of the `n x k` weight, with the bias, residual and
+//! GELU applied as each tile is stored. The `gemm` crate that candle uses compiles
 //! its AVX-512 kernels only behind a feature whose choice cannot be narrowed at run time, so on
 //! AVX-512 CPUs the f32 baseline ran 256-bit FMA at half the machine's width; elsewhere
 //! ([`crate::kernels::sgemm`]) it still does what the CPU allows.
 //!
-//! Tasks are a chunk of rows by one panel of 32 channels (`panels.rs`), packed
-//! contiguous by the task. Products of up to four rows (a decode step, memory-bound) stay with
-//! the `gemm` crate, which streams the weight faster than the kernels tried here.
+//! Tasks are a chunk of rows by one panel of 32 channels (`panels.rs`), transposed into `k` rows
+//! of 32 by the task. Products of up to four rows (a decode step, memory-bound) are dot products
+//! instead ([`crate::kernels::f32_rows`]).
 
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
@@ -15,25 +15,23 @@ use crate::kernels::panels::{by_tile_rows, run_tiles, TileSums, TILE_COLS};
 use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 use crate::kernels::sgemm::MatRef;
 
-/// The name records give this kernel (`technique_params.f32_kernel`): slimbench's AVX-512 tiles
-/// for products of more than four rows, the `gemm` crate's FMA path for up to four.
-pub const NAME: &str = "f32-avx512+gemm-fma-one-row";
+/// The name records give this kernel (`technique_params.f32_kernel`, beside the one-row
+/// kernel's).
+pub const NAME: &str = "f32-tiles-avx512";
 
 /// Whether the kernel runs on `isa` (the AVX-512 paths).
 pub fn runs_on(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa.avx512()
 }
 
-/// `dst = epilogue(x W)` for the contiguous `rows x k` activations `x` and the row-major `k x n`
-/// weight `w_t`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an
-/// AVX-512 path or the product has at most four rows (the caller then uses the `gemm` crate,
-/// whose one-row product streams the weight at 29 GB/s of the 32.5 this Zen 5 VM reads, where two
-/// kernels of slimbench's own reached 20-25). Panics, like indexing, when a slice is shorter than
-/// its shape.
+/// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` and the `n x k` weight
+/// `w`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an AVX-512
+/// path or the product has at most four rows (memory-bound: the caller then uses
+/// [`crate::kernels::f32_rows`]). Panics, like indexing, when a slice is shorter than its shape.
 pub(crate) fn matmul(
     isa: Isa,
     x: MatRef<'_>,
-    w_t: &[f32],
+    w: &[f32],
     n: usize,
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
@@ -47,13 +45,34 @@ pub(crate) fn matmul(
         "contiguous activations"
     );
     assert!(x.data.len() >= rows * k, "activations shape");
-    assert!(w_t.len() >= k * n, "weight shape");
-    // The panel's columns, contiguous (`k` rows of 32, zero past `width`): the tiles then stream
-    // them in order instead of two cache lines `n` floats apart a step.
+    assert!(w.len() >= k * n, "weight shape");
+    // The panel's channels transposed into `k` rows of 32 (zero past `width`): the tiles then
+    // stream them in order, one 64-byte line for two broadcasts a step.
     let pack = |col0: usize, width: usize| {
         let mut packed = vec![0f32; k * TILE_COLS];
-        for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
-            dst[..width].copy_from_slice(&w_t[p * n + col0..p * n + col0 + width]);
+        for half in 0..TILE_COLS / 16 {
+            let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if c1 - c0.min(c1) == 16 {
+                let channels = &w[(col0 + c0) * k..(col0 + c1) * k];
+                // SAFETY: the path is AVX-512 (checked above); `channels` holds 16 rows of `k`
+                // and the panel `k` rows of 32 from column `c0 <= 16`.
+                done = unsafe {
+                    crate::kernels::x86::avx512::transpose_16_channels(
+                        channels.as_ptr(),
+                        k,
+                        packed[c0..].as_mut_ptr(),
+                    )
+                };
+            }
+            for c in (c0..c1).filter(|_| done < k) {
+                let channel = &w[(col0 + c) * k + done..(col0 + c + 1) * k];
+                let column = packed[done * TILE_COLS + c..].iter_mut().step_by(TILE_COLS);
+                for (dst, v) in column.zip(channel) {
+                    *dst = *v;
+                }
+            }
         }
         packed
     };
@@ -109,9 +128,9 @@ mod tests {
 
     use crate::kernels::panels::{assert_matches_straightforward, test_values as random};
 
-    /// The tile kernel against the straightforward product of a `rows x k` by `k x n` weight.
+    /// The tile kernel against the straightforward product of a `rows x k` by `n x k` weight.
     fn check(isa: Isa, (rows, k, n): (usize, usize, usize), tolerance: f64) {
-        let w = random(k * n, 2);
+        let w = random(n * k, 2);
         let product = |x: &[f32], dst: &mut [f32]| {
             matmul(
                 isa,
@@ -122,7 +141,7 @@ mod tests {
                 Epilogue::default(),
             )
         };
-        let weight = |p: usize, c: usize| w[p * n + c] as f64;
+        let weight = |p: usize, c: usize| w[c * k + p] as f64;
         assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, tolerance);
     }
 
@@ -145,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn products_of_up_to_four_rows_are_left_to_the_gemm_crate() {
+    fn products_of_up_to_four_rows_are_left_to_the_row_kernel() {
         let Some(isa) = avx512() else { return };
         let x = [1.0f32; 8];
         let mut dst = [7.0f32; 8];

@@ -1,19 +1,22 @@
-//! A Linear's f32 product on the CPU, whichever kernel runs it: slimbench's AVX-512 tiles
-//! ([`crate::kernels::f32_tile`]) where the path has AVX-512 and the product has five rows or
-//! more, the `gemm` crate ([`crate::kernels::sgemm`]) otherwise.
+//! A Linear's f32 product on the CPU, whichever kernel runs it: dot products for one to four
+//! rows ([`crate::kernels::f32_rows`], memory-bound), slimbench's AVX-512 tiles
+//! ([`crate::kernels::f32_tile`]) for more where the path has AVX-512, the `gemm` crate
+//! ([`crate::kernels::sgemm`]) otherwise. The weight is `out x in` throughout.
 
 use crate::kernels::elementwise::{fill_rows, gelu_erf_in_place};
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::sgemm::{matmul_into, MatRef, Threads};
-use crate::kernels::{f32_tile, thread_count, Isa};
+use crate::kernels::{f32_rows, f32_tile, thread_count, Isa};
 
-/// `dst = epilogue(x W)`, a Linear's f32 product: the contiguous `rows x k` activations `x` by
-/// the row-major `k x n` transposed weight `w_t`, into `dst` (`rows x n`). On AVX-512 paths
-/// slimbench's own tile kernel ([`crate::kernels::f32_tile`]) adds the epilogue as it stores;
-/// elsewhere the `gemm` crate accumulates onto a buffer that already holds the bias and
-/// residual, and GELU runs after. [`kernel_name`] says which.
-pub fn linear(x: MatRef<'_>, w_t: &[f32], n: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
-    if f32_tile::matmul(Isa::get(), x, w_t, n, dst, epilogue) {
+/// `dst = epilogue(x W^T)`, a Linear's f32 product: the contiguous `rows x k` activations `x` by
+/// the row-major `n x k` weight `w` (`out x in`), into `dst` (`rows x n`). slimbench's own
+/// kernels add the epilogue as they store; the `gemm` crate accumulates onto a buffer that
+/// already holds the bias and residual, and GELU runs after. [`kernel_name`] says which runs.
+pub fn linear(x: MatRef<'_>, w: &[f32], n: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
+    let isa = Isa::get();
+    if f32_rows::matmul(isa, x, w, n, dst, epilogue)
+        || f32_tile::matmul(isa, x, w, n, dst, epilogue)
+    {
         return;
     }
     epilogue.check(x.rows, n);
@@ -24,7 +27,7 @@ pub fn linear(x: MatRef<'_>, w_t: &[f32], n: usize, dst: &mut [f32], epilogue: E
             None => dst.fill(0.0),
         },
     }
-    let w = MatRef::new(w_t, x.cols, n);
+    let w = MatRef::new(w, n, x.cols).t();
     matmul_into(dst, n, x, w, 1.0, true, Threads::Up(thread_count()));
     if epilogue.gelu {
         gelu_erf_in_place(dst);
@@ -32,16 +35,27 @@ pub fn linear(x: MatRef<'_>, w_t: &[f32], n: usize, dst: &mut [f32], epilogue: E
 }
 
 /// What runs the f32 Linears of slimbench's own CPU inference (text and language models) on the
-/// path in use, as records name it (`technique_params.f32_kernel`): [`f32_tile`] on AVX-512, else
-/// the `gemm` crate, which picks its own instructions (FMA where the CPU has it, whatever
-/// `SLIMBENCH_KERNELS` says).
-pub fn kernel_name() -> &'static str {
-    if f32_tile::runs_on(Isa::get()) {
-        return f32_tile::NAME;
-    }
+/// path in use, as records name it (`technique_params.f32_kernel`): the products of more than
+/// four rows ([`f32_tile`] on AVX-512, else the `gemm` crate, which picks its own instructions,
+/// FMA where the CPU has it whatever `SLIMBENCH_KERNELS` says), then `+` the one-row kernel
+/// ([`f32_rows`]): `f32-tiles-avx512+f32-rows-avx512`, `gemm-crate-fma+f32-rows-avx2`, ...
+pub fn kernel_name() -> String {
+    let isa = Isa::get();
+    let tiles = if f32_tile::runs_on(isa) {
+        f32_tile::NAME
+    } else if gemm_crate_has_fma() {
+        "gemm-crate-fma"
+    } else {
+        "gemm-crate"
+    };
+    format!("{tiles}+{}", f32_rows::name(isa))
+}
+
+/// Whether the `gemm` crate finds FMA on this CPU (it detects it itself).
+fn gemm_crate_has_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("fma") {
-        return "gemm-crate-fma";
+        return true;
     }
-    "gemm-crate"
+    false
 }

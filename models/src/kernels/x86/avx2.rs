@@ -213,3 +213,52 @@ pub(crate) unsafe fn quantize_span_avx2(x: &[f32], q: &mut [u8]) -> f32 {
         max / 127.0
     }
 }
+
+/// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
+/// an `out x in` weight (`w`, `k` apart), into `out[r][c]`: 8 inputs a step on FMA, the ragged
+/// tail one at a time. `R * C` accumulators and `C` weight vectors must fit AVX2's 16 registers:
+/// callers pass at most two rows of four channels.
+///
+/// # Safety
+/// AVX2 and FMA; `x` valid for `R` rows of `k` reads, `w` for `C` rows of `k`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
+    x: *const f32,
+    w: *const f32,
+    k: usize,
+    out: &mut [[f32; C]; R],
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    // SAFETY: every read lies in the rows the caller vouches for (`p + 8 <= k`, then `p < k`).
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        let body = k / LANES * LANES;
+        let mut p = 0;
+        while p < body {
+            let mut wv = [_mm256_setzero_ps(); C];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(w.add(j * k + p));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_loadu_ps(x.add(r * k + p));
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm256_fmadd_ps(xv, *wv, *a);
+                }
+            }
+            p += LANES;
+        }
+        for (r, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
+            for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+                let half = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
+                let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+                let one = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
+                let mut sum = _mm_cvtss_f32(one);
+                for q in body..k {
+                    sum += *x.add(r * k + q) * *w.add(j * k + q);
+                }
+                *o = sum;
+            }
+        }
+    }
+}

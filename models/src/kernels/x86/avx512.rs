@@ -241,3 +241,101 @@ pub(crate) unsafe fn tile_vnni<const MR: usize>(
         }
     }
 }
+
+/// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
+/// an `out x in` weight (`w`, `k` apart), into `out[r][c]`: 16 inputs a step, the ragged tail
+/// through masked loads, each channel's vector loaded once for all `R` rows (a decode step's
+/// products, which stream the weight from memory).
+///
+/// # Safety
+/// AVX-512 F; `x` valid for `R` rows of `k` reads, `w` for `C` rows of `k`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
+    x: *const f32,
+    w: *const f32,
+    k: usize,
+    out: &mut [[f32; C]; R],
+) {
+    // SAFETY: every read lies in the rows the caller vouches for (`p + 16 <= k`, then the
+    // masked tail's lanes below `k`).
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        let step = |p: usize, mask: __mmask16, acc: &mut [[__m512; C]; R]| {
+            let mut wv = [_mm512_setzero_ps(); C];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_maskz_loadu_ps(mask, w.add(j * k + p));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm512_maskz_loadu_ps(mask, x.add(r * k + p));
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm512_fmadd_ps(xv, *wv, *a);
+                }
+            }
+        };
+        let body = k / LANES * LANES;
+        let mut p = 0;
+        while p < body {
+            step(p, 0xFFFF, &mut acc);
+            p += LANES;
+        }
+        if p < k {
+            step(p, lanes_left(k - p), &mut acc);
+        }
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+}
+
+/// Transposes 16 output channels of an `out x in` f32 weight (`w`, rows `k` apart) into a tile
+/// panel: `dst[p * 32 + c] = w[c * k + p]` for `c < 16` and `p < k / 16 * 16`, one 16 x 16 block
+/// at a time in registers (`vunpcklps`/`vunpckhps`, `vshufps`, `vshuff32x4`). Returns how many
+/// inputs it wrote (the rest, fewer than 16, are the caller's).
+///
+/// # Safety
+/// AVX-512 F; `w` valid for 16 rows of `k` reads, `dst` for writes of `k` rows of 32.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose_16_channels(w: *const f32, k: usize, dst: *mut f32) -> usize {
+    let body = k / LANES * LANES;
+    // SAFETY: every read is in the 16 rows of `k` and every write in the `k` rows of 32 the
+    // caller vouches for (`p + 16 <= body <= k`).
+    unsafe {
+        let mut p = 0;
+        while p < body {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (c, v) in r.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(w.add(c * k + p));
+            }
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for i in 0..4 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                r[4 * i] = _mm512_shuffle_ps::<0x44>(a, c);
+                r[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+                r[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+                r[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+            }
+            for half in 0..2 {
+                let base = 8 * half;
+                for i in 0..4 {
+                    t[base + i] = _mm512_shuffle_f32x4::<0x88>(r[base + i], r[base + 4 + i]);
+                    t[base + 4 + i] = _mm512_shuffle_f32x4::<0xDD>(r[base + i], r[base + 4 + i]);
+                }
+            }
+            for i in 0..8 {
+                r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+                r[8 + i] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[8 + i]);
+            }
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(dst.add((p + i) * 32), *v);
+            }
+            p += LANES;
+        }
+    }
+    body
+}
