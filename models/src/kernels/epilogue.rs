@@ -26,7 +26,8 @@ impl Epilogue<'_> {
     }
 
     /// Stores `sums` (one array per row; the first `width` columns are real) into rows
-    /// `row..row + sums.len()`, columns `col0..col0 + width` of the `out_dim`-wide `dst`.
+    /// `row..row + sums.len()`, columns `col0..col0 + width` of `dst`, whose rows (and the
+    /// residual's) lie `out_dim` elements apart.
     ///
     /// # Safety
     /// `dst` must hold those rows and columns, and no other thread may touch them meanwhile.

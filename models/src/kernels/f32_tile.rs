@@ -11,7 +11,7 @@
 
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
-use crate::kernels::panels::{by_tile_rows, run_tiles, TileSums, TILE_COLS};
+use crate::kernels::panels::{by_tile_rows, run_tiles, run_tiles_into, TileSums, TILE_COLS};
 use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 use crate::kernels::sgemm::MatRef;
 
@@ -22,6 +22,26 @@ pub const NAME: &str = "f32-tiles-avx512";
 /// Whether the kernel runs on `isa` (the AVX-512 paths).
 pub fn runs_on(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa.avx512()
+}
+
+/// The weight operand of the tile kernel: `n` output channels over `k` inputs, in either order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Weights<'a> {
+    /// Channel `c`'s `k` inputs at `data[c * stride..]`: a Linear's `out x in` weight, or
+    /// attention's keys (one head's columns of the fused QKV rows).
+    Channels {
+        /// The elements.
+        data: &'a [f32],
+        /// Elements between consecutive channels.
+        stride: usize,
+    },
+    /// Input `p`'s `n` channels at `data[p * stride..]`: attention's values.
+    Inputs {
+        /// The elements.
+        data: &'a [f32],
+        /// Elements between consecutive inputs.
+        stride: usize,
+    },
 }
 
 /// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` and the `n x k` weight
@@ -40,66 +60,166 @@ pub(crate) fn matmul(
     if !runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
         return false;
     }
+    let weights = Weights::Channels { data: w, stride: k };
+    let (pack, tile) = operands(isa, x, weights, n, 1.0);
+    run_tiles((rows, k, n), dst, epilogue, pack, tile);
+    true
+}
+
+/// `dst = scale * x W^T` on the calling thread, for activations `x` whose rows may lie apart
+/// (columns contiguous), the weight in either order, into rows `dst_stride` apart: attention's
+/// products of one head (scores from queries and keys, context from scores and values). Returns
+/// `false`, touching nothing, when `isa` is not an AVX-512 path.
+///
+/// # Safety
+/// `dst` must be valid for writes of `x.rows` rows of `n` elements `dst_stride` apart, and no
+/// other thread may touch them during the call.
+pub(crate) unsafe fn product_into(
+    isa: Isa,
+    x: MatRef<'_>,
+    weights: Weights<'_>,
+    n: usize,
+    scale: f32,
+    dst: *mut f32,
+    dst_stride: usize,
+) -> bool {
+    if !runs_on(isa) {
+        return false;
+    }
+    let (pack, tile) = operands(isa, x, weights, n, scale);
+    // SAFETY: the caller's promise.
+    unsafe {
+        run_tiles_into(
+            (x.rows, n),
+            dst,
+            dst_stride,
+            Epilogue::default(),
+            false,
+            pack,
+            tile,
+        )
+    };
+    true
+}
+
+/// The two halves of a product on the tiles: packing a panel of 32 channels into `k` rows of 32
+/// (zero past `width`), so the tiles stream it in order, one 64-byte line for two broadcasts a
+/// step; and one tile's sums, times `scale`. `isa` must be an AVX-512 path. Panics, like
+/// indexing, when an operand is shorter than its shape.
+#[allow(clippy::type_complexity)]
+fn operands<'a>(
+    isa: Isa,
+    x: MatRef<'a>,
+    weights: Weights<'a>,
+    n: usize,
+    scale: f32,
+) -> (
+    impl Fn(usize, usize) -> Vec<f32> + Sync + 'a,
+    impl Fn(&Vec<f32>, usize, usize, &mut TileSums) + Sync + 'a,
+) {
+    assert!(runs_on(isa), "the f32 tiles run on AVX-512 paths only");
+    let (rows, k, lda) = (x.rows, x.cols, x.row_stride);
+    assert!(x.col_stride == 1, "activations with contiguous columns");
     assert!(
-        x.row_stride == k && x.col_stride == 1,
-        "contiguous activations"
+        rows == 0 || k == 0 || x.data.len() >= (rows - 1) * lda + k,
+        "activations shape"
     );
-    assert!(x.data.len() >= rows * k, "activations shape");
-    assert!(w.len() >= k * n, "weight shape");
-    // The panel's channels transposed into `k` rows of 32 (zero past `width`): the tiles then
-    // stream them in order, one 64-byte line for two broadcasts a step.
-    let pack = |col0: usize, width: usize| {
+    match weights {
+        Weights::Channels { data, stride } => assert!(
+            n == 0 || k == 0 || data.len() >= (n - 1) * stride + k,
+            "weight shape"
+        ),
+        Weights::Inputs { data, stride } => assert!(
+            n == 0 || k == 0 || data.len() >= (k - 1) * stride + n,
+            "weight shape"
+        ),
+    }
+    let pack = move |col0: usize, width: usize| {
         let mut packed = vec![0f32; k * TILE_COLS];
-        for half in 0..TILE_COLS / 16 {
-            let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
-            let mut done = 0;
-            #[cfg(target_arch = "x86_64")]
-            if c1 - c0.min(c1) == 16 {
-                let channels = &w[(col0 + c0) * k..(col0 + c1) * k];
-                // SAFETY: the path is AVX-512 (checked above); `channels` holds 16 rows of `k`
-                // and the panel `k` rows of 32 from column `c0 <= 16`.
-                done = unsafe {
-                    crate::kernels::x86::avx512::transpose_16_channels(
-                        channels.as_ptr(),
-                        k,
-                        packed[c0..].as_mut_ptr(),
-                    )
-                };
+        match weights {
+            Weights::Channels { data, stride } => {
+                pack_channels(data, stride, k, col0, width, &mut packed)
             }
-            for c in (c0..c1).filter(|_| done < k) {
-                let channel = &w[(col0 + c) * k + done..(col0 + c + 1) * k];
-                let column = packed[done * TILE_COLS + c..].iter_mut().step_by(TILE_COLS);
-                for (dst, v) in column.zip(channel) {
-                    *dst = *v;
+            Weights::Inputs { data, stride } => {
+                for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
+                    dst[..width].copy_from_slice(&data[p * stride + col0..][..width]);
                 }
             }
         }
         packed
     };
-    let tile = |packed: &Vec<f32>, row: usize, mr: usize, sums: &mut TileSums| {
-        assert!((row + mr) * k <= x.data.len() && packed.len() == k * TILE_COLS);
-        let (a, b) = (x.data[row * k..].as_ptr(), packed.as_ptr());
+    let tile = move |packed: &Vec<f32>, row: usize, mr: usize, sums: &mut TileSums| {
+        assert!(row + mr <= rows && packed.len() == k * TILE_COLS);
+        let (a, b) = (x.data[row * lda..].as_ptr(), packed.as_ptr());
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa` is an AVX-512 path (checked above; an `Isa` is made by detection); `a`
-        // holds `mr` rows of `k` and `b` `k` rows of 32 (asserted above).
+        // SAFETY: `isa` is an AVX-512 path (asserted above; an `Isa` is made by detection); `a`
+        // holds `mr` rows of `k`, `lda` apart, and `b` `k` rows of 32 (asserted above).
         unsafe {
-            by_tile_rows!(mr, tile_avx512(a, k, b, sums))
+            by_tile_rows!(mr, tile_avx512(a, lda, k, b, sums))
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (a, b, sums);
+        let _ = (a, b, sums, isa);
+        if scale != 1.0 {
+            for v in sums.iter_mut().take(mr).flatten() {
+                *v *= scale;
+            }
+        }
     };
-    run_tiles((rows, k, n), dst, epilogue, pack, tile);
-    true
+    (pack, tile)
 }
 
-/// The sums of `MR` rows (`a`, `k` apart) against a packed panel (`b`: `k` rows of 32), into
-/// `out`'s first `MR` rows.
+/// Transposes channels `col0..col0 + width` (each `k` inputs, `stride` apart in `w`) into
+/// `packed`'s `k` rows of 32: 16 x 16 blocks in registers, the ragged rest one at a time.
+fn pack_channels(
+    w: &[f32],
+    stride: usize,
+    k: usize,
+    col0: usize,
+    width: usize,
+    packed: &mut [f32],
+) {
+    for half in 0..TILE_COLS / 16 {
+        let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if c1 - c0.min(c1) == 16 {
+            let channels = &w[(col0 + c0) * stride..(col0 + c0 + 15) * stride + k];
+            // SAFETY: the callers run on AVX-512 paths only (`operands` asserts it); `channels`
+            // holds 16 rows of `k`, `stride` apart, and the panel `k` rows of 32 from column
+            // `c0 <= 16`.
+            done = unsafe {
+                crate::kernels::x86::avx512::transpose_16_channels(
+                    channels.as_ptr(),
+                    stride,
+                    k,
+                    packed[c0..].as_mut_ptr(),
+                )
+            };
+        }
+        for c in (c0..c1).filter(|_| done < k) {
+            let channel = &w[(col0 + c) * stride + done..(col0 + c) * stride + k];
+            let column = packed[done * TILE_COLS + c..].iter_mut().step_by(TILE_COLS);
+            for (dst, v) in column.zip(channel) {
+                *dst = *v;
+            }
+        }
+    }
+}
+
+/// The sums of `MR` rows (`a`, `k` inputs each, `lda` apart) against a packed panel (`b`: `k`
+/// rows of 32), into `out`'s first `MR` rows.
 ///
 /// # Safety
-/// AVX-512 F; `a` valid for `MR` rows of `k` reads, `b` for `k * 32` reads.
+/// AVX-512 F; `a` valid for `MR` rows of `k` reads `lda` apart, `b` for `k * 32` reads.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile_avx512<const MR: usize>(a: *const f32, k: usize, b: *const f32, out: &mut TileSums) {
+unsafe fn tile_avx512<const MR: usize>(
+    a: *const f32,
+    lda: usize,
+    k: usize,
+    b: *const f32,
+    out: &mut TileSums,
+) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: every read lies in the rows and the panel the caller vouches for.
@@ -109,7 +229,7 @@ unsafe fn tile_avx512<const MR: usize>(a: *const f32, k: usize, b: *const f32, o
             let b0 = _mm512_loadu_ps(row);
             let b1 = _mm512_loadu_ps(row.add(16));
             for (i, acc) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*a.add(i * k + p));
+                let x = _mm512_set1_ps(*a.add(i * lda + p));
                 acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
                 acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
             }
@@ -202,6 +322,75 @@ mod tests {
                     assert!(matmul(isa, MatRef::new(x, rows, k), &w, n, dst, e));
                 },
             );
+        }
+    }
+
+    #[test]
+    fn strided_products_in_either_weight_order_match_attention_shapes() {
+        let Some(isa) = avx512() else { return };
+        // One head of attention in a fused row of 3 x 40 (queries, keys, values of 8 heads of 5,
+        // and ragged sizes): 37 tokens, head width 21, scores scaled, context into a wider row.
+        let (t, hd, stride, out_stride) = (37, 21, 120, 50);
+        let qkv = random(t * stride, 7);
+        let (q, keys, values) = (&qkv[3..], &qkv[43..], &qkv[83..]);
+        let x = MatRef {
+            data: q,
+            rows: t,
+            cols: hd,
+            row_stride: stride,
+            col_stride: 1,
+        };
+        let scale = 0.25;
+        let mut scores = vec![f32::NAN; t * t];
+        let keys_in = Weights::Channels { data: keys, stride };
+        // SAFETY: `scores` holds `t x t`.
+        assert!(unsafe { product_into(isa, x, keys_in, t, scale, scores.as_mut_ptr(), t) });
+        for i in 0..t {
+            for j in 0..t {
+                let want: f64 = (0..hd)
+                    .map(|p| q[i * stride + p] as f64 * keys[j * stride + p] as f64)
+                    .sum::<f64>()
+                    * scale as f64;
+                assert!(
+                    (scores[i * t + j] as f64 - want).abs() < 1e-4,
+                    "score {i}, {j}"
+                );
+            }
+        }
+        let mut context = vec![9.0f32; t * out_stride];
+        let probabilities = MatRef::new(&scores, t, t);
+        let values_in = Weights::Inputs {
+            data: values,
+            stride,
+        };
+        // SAFETY: `context` holds `t` rows of `hd` columns `out_stride` apart.
+        let ran = unsafe {
+            product_into(
+                isa,
+                probabilities,
+                values_in,
+                hd,
+                1.0,
+                context.as_mut_ptr(),
+                out_stride,
+            )
+        };
+        assert!(ran);
+        for i in 0..t {
+            for c in 0..out_stride {
+                let got = context[i * out_stride + c] as f64;
+                if c >= hd {
+                    assert_eq!(got, 9.0, "columns past the head untouched");
+                    continue;
+                }
+                let want: f64 = (0..t)
+                    .map(|p| scores[i * t + p] as f64 * values[p * stride + c] as f64)
+                    .sum();
+                assert!(
+                    (got - want).abs() < 1e-4 * (1.0 + want.abs()),
+                    "context {i}, {c}"
+                );
+            }
         }
     }
 

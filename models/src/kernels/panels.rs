@@ -34,6 +34,37 @@ pub(crate) fn run_tiles<P>(
 ) {
     assert_eq!(dst.len(), rows * n, "output shape");
     epilogue.check(rows, n);
+    let parallel = worth_threads(rows, k, n);
+    // SAFETY: `dst` holds the `rows x n` output (asserted above) and is borrowed mutably.
+    unsafe {
+        run_tiles_into(
+            (rows, n),
+            dst.as_mut_ptr(),
+            n,
+            epilogue,
+            parallel,
+            pack,
+            tile,
+        )
+    }
+}
+
+/// [`run_tiles`] into a `rows x n` output whose rows lie `dst_stride` elements apart from `dst`
+/// (a head's columns of attention's context), on the thread pool when `parallel`. A residual in
+/// the epilogue is read with the same row stride.
+///
+/// # Safety
+/// `dst` must be valid for writes of `rows` rows of `n` elements `dst_stride` apart, and no other
+/// thread may touch them during the call.
+pub(crate) unsafe fn run_tiles_into<P>(
+    (rows, n): (usize, usize),
+    dst: *mut f32,
+    dst_stride: usize,
+    epilogue: Epilogue<'_>,
+    parallel: bool,
+    pack: impl Fn(usize, usize) -> P + Sync,
+    tile: impl Fn(&P, usize, usize, &mut TileSums) + Sync,
+) {
     if rows == 0 || n == 0 {
         return;
     }
@@ -42,7 +73,7 @@ pub(crate) fn run_tiles<P>(
     let chunks = rows.div_ceil(TASK_ROWS);
     let chunk_rows = rows.div_ceil(chunks).next_multiple_of(TILE_ROWS);
     let chunks = rows.div_ceil(chunk_rows);
-    let dst_addr = dst.as_mut_ptr() as usize;
+    let dst_addr = dst as usize;
     let run_task = |task: usize| {
         let (chunk, panel) = (task / panels, task % panels);
         let col0 = panel * TILE_COLS;
@@ -54,14 +85,23 @@ pub(crate) fn run_tiles<P>(
             let mr = (row_end - row).min(TILE_ROWS);
             let mut sums = [[0f32; TILE_COLS]; TILE_ROWS];
             tile(&packed, row, mr, &mut sums);
-            // SAFETY: the tile's rows and columns lie in `dst` (`rows x n`, asserted above) and
+            // SAFETY: the tile's rows and columns lie in the output the caller vouches for, and
             // no other task writes them.
-            unsafe { epilogue.store(&sums[..mr], dst_addr as *mut f32, row, col0, width, n) };
+            unsafe {
+                epilogue.store(
+                    &sums[..mr],
+                    dst_addr as *mut f32,
+                    row,
+                    col0,
+                    width,
+                    dst_stride,
+                )
+            };
             row += mr;
         }
     };
     let tasks = chunks * panels;
-    if worth_threads(rows, k, n) && tasks > 1 {
+    if parallel && tasks > 1 {
         (0..tasks).into_par_iter().for_each(run_task);
     } else {
         (0..tasks).for_each(run_task);

@@ -10,7 +10,10 @@ use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
 
 use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::{exp_approx, softmax_rows_in_place};
+use crate::kernels::f32_tile::{self, Weights};
+use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
+use crate::kernels::Isa;
 use crate::llm::gguf::LlamaConfig;
 use crate::llm::model::Llama;
 use crate::row_linear::{linear_into, with_f32_slice};
@@ -327,6 +330,7 @@ fn attention(
     let scale = 1.0 / (hd as f32).sqrt();
     let context_addr = context.as_mut_ptr() as usize;
     let zeros = vec![0f32; keys_len];
+    let isa = Isa::get();
     scores
         .par_chunks_mut(rows * keys_len)
         .enumerate()
@@ -346,7 +350,21 @@ fn attention(
                 row_stride: kv_width,
                 col_stride: 1,
             };
-            matmul_into(s, keys_len, q, k.t(), scale, false, Threads::One);
+            // Prefill's products on the AVX-512 tiles; a decode step's single row (and other
+            // paths) on the gemm crate, which reads the keys in place without packing them.
+            let tiles = rows > ONE_ROW_MAX_ROWS;
+            let keys_in = Weights::Channels {
+                data: k.data,
+                stride: kv_width,
+            };
+            let scores_on_tiles = tiles
+                // SAFETY: `s` holds `rows x keys_len` and is this task's own.
+                && unsafe {
+                    f32_tile::product_into(isa, q, keys_in, keys_len, scale, s.as_mut_ptr(), keys_len)
+                };
+            if !scores_on_tiles {
+                matmul_into(s, keys_len, q, k.t(), scale, false, Threads::One);
+            }
             for (t, row) in s.chunks_exact_mut(keys_len).enumerate() {
                 let visible = start + t + 1;
                 softmax_rows_in_place(&mut row[..visible], visible, &zeros[..visible]);
@@ -359,18 +377,36 @@ fn attention(
                 row_stride: kv_width,
                 col_stride: 1,
             };
+            let context_at = (context_addr as *mut f32).wrapping_add(h * hd);
+            let probabilities = MatRef::new(s, rows, keys_len);
+            let values_in = Weights::Inputs {
+                data: v.data,
+                stride: kv_width,
+            };
             // SAFETY: this task alone writes columns h*hd..(h+1)*hd of the `rows` rows of
             // `context`, which was sized above to hold them.
             unsafe {
-                matmul_into_ptr(
-                    (context_addr as *mut f32).add(h * hd),
-                    q_width,
-                    MatRef::new(s, rows, keys_len),
-                    v,
-                    1.0,
-                    false,
-                    Threads::One,
-                );
+                if !(tiles
+                    && f32_tile::product_into(
+                        isa,
+                        probabilities,
+                        values_in,
+                        hd,
+                        1.0,
+                        context_at,
+                        q_width,
+                    ))
+                {
+                    matmul_into_ptr(
+                        context_at,
+                        q_width,
+                        probabilities,
+                        v,
+                        1.0,
+                        false,
+                        Threads::One,
+                    );
+                }
             }
         });
 }

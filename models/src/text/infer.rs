@@ -1,7 +1,7 @@
 //! BERT inference on the CPU in slimbench's own buffers: an f32 Linear accumulates onto a buffer
 //! that already holds its bias and residual, an int8 one adds them (and GELU) as it stores each
-//! tile; attention reads the heads in place from the fused QKV output (no transposes or copies);
-//! GELU, softmax and layer norm run in the vectorised kernels of [`crate::kernels`]. The same
+//! tile; attention reads the heads in place from the fused QKV output (on AVX-512 slimbench's
+//! f32 tiles, each packing its panel of keys or values; the `gemm` crate elsewhere); GELU, softmax and layer norm run in the vectorised kernels of [`crate::kernels`]. The same
 //! numbers as the candle-ops forward, within 1e-4.
 
 use candle_core::Tensor;
@@ -9,7 +9,9 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::kernels::elementwise::{layer_norm_rows_in_place, softmax_rows_in_place};
+use crate::kernels::f32_tile::{self, Weights};
 use crate::kernels::sgemm::{matmul_into, matmul_into_ptr, MatRef, Threads};
+use crate::kernels::Isa;
 use crate::row_linear::{linear_into, to_vec};
 use crate::text::bert::{Bert, BertLayer, LayerNorm};
 use crate::text::tokenize::Encoded;
@@ -58,28 +60,46 @@ fn attention(
             col_stride: 1,
         };
         let mut scores = vec![0f32; t * t];
-        matmul_into(
-            &mut scores,
-            t,
-            view(0),
-            view(width).t(),
-            scale,
-            false,
-            Threads::One,
-        );
-        softmax_rows_in_place(&mut scores, t, &mask_bias[b * t..(b + 1) * t]);
-        // SAFETY: this task alone writes columns h*head_dim..(h+1)*head_dim of rows
-        // b*t..(b+1)*t of `context`, which was sized above to hold them.
-        unsafe {
-            matmul_into_ptr(
-                (context_addr as *mut f32).add(b * t * width + h * head_dim),
-                width,
-                MatRef::new(&scores, t, t),
-                view(2 * width),
-                1.0,
+        let isa = Isa::get();
+        let keys = Weights::Channels {
+            data: &qkv[base + width..],
+            stride,
+        };
+        // SAFETY: `scores` holds `t x t` and is this task's own.
+        if !unsafe { f32_tile::product_into(isa, view(0), keys, t, scale, scores.as_mut_ptr(), t) }
+        {
+            matmul_into(
+                &mut scores,
+                t,
+                view(0),
+                view(width).t(),
+                scale,
                 false,
                 Threads::One,
             );
+        }
+        softmax_rows_in_place(&mut scores, t, &mask_bias[b * t..(b + 1) * t]);
+        let context_at = (context_addr as *mut f32).wrapping_add(b * t * width + h * head_dim);
+        let probabilities = MatRef::new(&scores, t, t);
+        let values = Weights::Inputs {
+            data: &qkv[base + 2 * width..],
+            stride,
+        };
+        // SAFETY: this task alone writes columns h*head_dim..(h+1)*head_dim of rows
+        // b*t..(b+1)*t of `context`, which was sized above to hold them.
+        unsafe {
+            if !f32_tile::product_into(isa, probabilities, values, head_dim, 1.0, context_at, width)
+            {
+                matmul_into_ptr(
+                    context_at,
+                    width,
+                    probabilities,
+                    view(2 * width),
+                    1.0,
+                    false,
+                    Threads::One,
+                );
+            }
         }
     });
 }

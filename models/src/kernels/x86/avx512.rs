@@ -289,15 +289,22 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
     }
 }
 
-/// Transposes 16 output channels of an `out x in` f32 weight (`w`, rows `k` apart) into a tile
-/// panel: `dst[p * 32 + c] = w[c * k + p]` for `c < 16` and `p < k / 16 * 16`, one 16 x 16 block
+/// Transposes 16 output channels of an `out x in` f32 weight (`w`, channels `stride` apart, `k`
+/// inputs each) into a tile panel: `dst[p * 32 + c] = w[c * stride + p]` for `c < 16` and
+/// `p < k / 16 * 16`, one 16 x 16 block
 /// at a time in registers (`vunpcklps`/`vunpckhps`, `vshufps`, `vshuff32x4`). Returns how many
 /// inputs it wrote (the rest, fewer than 16, are the caller's).
 ///
 /// # Safety
-/// AVX-512 F; `w` valid for 16 rows of `k` reads, `dst` for writes of `k` rows of 32.
+/// AVX-512 F; `w` valid for 16 rows of `k` reads `stride` apart, `dst` for writes of `k` rows
+/// of 32.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn transpose_16_channels(w: *const f32, k: usize, dst: *mut f32) -> usize {
+pub(crate) unsafe fn transpose_16_channels(
+    w: *const f32,
+    stride: usize,
+    k: usize,
+    dst: *mut f32,
+) -> usize {
     let body = k / LANES * LANES;
     // SAFETY: every read is in the 16 rows of `k` and every write in the `k` rows of 32 the
     // caller vouches for (`p + 16 <= body <= k`).
@@ -306,7 +313,7 @@ pub(crate) unsafe fn transpose_16_channels(w: *const f32, k: usize, dst: *mut f3
         while p < body {
             let mut r = [_mm512_setzero_ps(); 16];
             for (c, v) in r.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(w.add(c * k + p));
+                *v = _mm512_loadu_ps(w.add(c * stride + p));
             }
             let mut t = [_mm512_setzero_ps(); 16];
             for i in 0..8 {
