@@ -423,9 +423,7 @@ pub fn forward(
     cache: &mut KvCache,
     logits: Logits,
 ) -> Result<Vec<f32>> {
-    let mut out = None;
-    rayon::scope(|s| s.spawn(|_| out = Some(forward_here(model, tokens, cache, logits, None))));
-    out.unwrap_or_else(|| Err(ModelError::Invalid("the forward pass did not run".into())))
+    crate::kernels::on_pool(|| forward_here(model, tokens, cache, logits, None))
 }
 
 /// How much each block changes the hidden state of `tokens` (from an empty cache): one minus the

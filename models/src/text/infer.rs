@@ -206,13 +206,13 @@ fn layer_forward(
 /// Sentence embeddings `[batch, hidden]` of an encoded batch (mean of the real tokens' final
 /// states, L2-normalised), computed on the CPU in slimbench's own buffers.
 pub fn embed(bert: &Bert, input: &Encoded) -> Result<Tensor> {
-    forward(bert, input, &mut PhaseClock::new(false))
+    crate::kernels::on_pool(|| forward(bert, input, &mut PhaseClock::new(false)))
 }
 
 /// [`embed`], and where its time went, phase by phase (summed over the layers).
 pub fn embed_profiled(bert: &Bert, input: &Encoded) -> Result<(Tensor, PhaseTimes)> {
     let mut clock = PhaseClock::new(true);
-    let out = forward(bert, input, &mut clock)?;
+    let out = crate::kernels::on_pool(|| forward(bert, input, &mut clock))?;
     Ok((out, clock.times.unwrap_or_default()))
 }
 
