@@ -40,6 +40,10 @@ impl Epilogue<'_> {
         width: usize,
         out_dim: usize,
     ) {
+        if self.gelu && sums.len() <= GELU_TILE_ROWS {
+            // SAFETY: the caller's promise, passed on.
+            return unsafe { self.store_gelu(sums, dst, row, col0, width, out_dim) };
+        }
         for (r, sums) in sums.iter().enumerate() {
             let at = (row + r) * out_dim + col0;
             // SAFETY: the caller's promise.
@@ -60,7 +64,53 @@ impl Epilogue<'_> {
             }
         }
     }
+
+    /// [`store`](Self::store) with GELU, for tiles of up to [`GELU_TILE_ROWS`] rows: bias and
+    /// residual are added in a copy of the tile, GELU runs over the whole copy in one call, and
+    /// the rows are copied out. One call over every row keeps the vector units busy where a row
+    /// of 32 at a time left them waiting on each `erf`'s latency (MiniLM's up projection with
+    /// GELU took 0.4 ms more than the down projection of as many multiply-adds).
+    ///
+    /// # Safety
+    /// As for [`store`](Self::store).
+    unsafe fn store_gelu<const N: usize>(
+        &self,
+        sums: &[[f32; N]],
+        dst: *mut f32,
+        row: usize,
+        col0: usize,
+        width: usize,
+        out_dim: usize,
+    ) {
+        let mut tile = [[0f32; N]; GELU_TILE_ROWS];
+        for (r, (t, sums)) in tile.iter_mut().zip(sums).enumerate() {
+            let t = &mut t[..width];
+            t.copy_from_slice(&sums[..width]);
+            if let Some(bias) = self.bias {
+                for (d, b) in t.iter_mut().zip(&bias[col0..]) {
+                    *d += b;
+                }
+            }
+            if let Some(res) = self.residual {
+                let at = (row + r) * out_dim + col0;
+                for (d, v) in t.iter_mut().zip(&res[at..at + width]) {
+                    *d += v;
+                }
+            }
+        }
+        let rows = sums.len();
+        gelu_erf_in_place(&mut tile[..rows].as_flattened_mut()[..(rows - 1) * N + width]);
+        for (r, t) in tile[..rows].iter().enumerate() {
+            let at = (row + r) * out_dim + col0;
+            // SAFETY: the caller's promise.
+            let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.add(at), width) };
+            dst_row.copy_from_slice(&t[..width]);
+        }
+    }
 }
+
+/// Rows of the largest tile whose GELU epilogue runs in one call (the f32 tiles' 8).
+const GELU_TILE_ROWS: usize = 8;
 
 /// What every product's epilogue test checks: `matmul(x, rows, dst, epilogue)` with bias,
 /// residual and GELU equals the plain product plus bias plus residual, then GELU, to 1e-6.
