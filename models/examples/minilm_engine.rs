@@ -54,12 +54,14 @@ fn main() -> slimbench_models::Result<()> {
         }
     }
     variants.push(("bf16", cast(&fp32, HalfType::Bf16)?.model));
+    variants.push(("f16", cast(&fp32, HalfType::F16)?.model));
     println!(
-        "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {} (f32 on {}, bf16 on {}), median of {runs} runs",
+        "all-MiniLM-L6-v2, 128 tokens, {} threads, kernels {} (f32 on {}, bf16 on {}, f16 on {}), median of {runs} runs",
         thread_count(),
         Isa::get().name(),
         slimbench_models::kernels::linear::kernel_name(),
         slimbench_models::kernels::bf16_tile::linear_kernel_name(),
+        slimbench_models::kernels::linear::f16_kernel_name(),
     );
     println!("| precision | batch 1 ms | batch 32 ms | fidelity |");
     println!("| --- | --- | --- | --- |");

@@ -45,11 +45,11 @@ pub enum WeightStorage {
         /// Bytes the quantized blocks take.
         bytes: usize,
     },
-    /// A half-precision cast (f16 or bf16), transposed (`in x out`); the input is cast to match and
-    /// the output back to f32.
+    /// A half-precision cast (f16 or bf16), `out x in` like every other storage; through candle
+    /// the input is cast to match and the output back to f32.
     Half {
-        /// The weight, transposed, in F16 or BF16.
-        weight_t: Tensor,
+        /// The weight, `out x in`, in F16 or BF16.
+        weight: Tensor,
     },
     /// int8 per output channel, multiplied by activations quantized per row at run time through
     /// slimbench's own kernel ([`crate::kernels::int8`]; CPU only).
@@ -153,7 +153,7 @@ impl DenseLayer {
                 QMatMul::Tensor(t) => t.clone(),
                 QMatMul::TensorF16(t) => t.to_dtype(DType::F32)?,
             },
-            WeightStorage::Half { weight_t } => weight_t.to_dtype(DType::F32)?.t()?.contiguous()?,
+            WeightStorage::Half { weight } => weight.to_dtype(DType::F32)?,
             WeightStorage::Int8 { matrix } => Tensor::from_vec(
                 matrix.dequantize(),
                 (self.out_dim, self.in_dim),
@@ -178,9 +178,9 @@ impl DenseLayer {
 
     /// Casts the weight to `dtype` (F16 or BF16).
     pub fn cast(&self, dtype: DType) -> Result<Self> {
-        let weight_t = self.weight_f32()?.t()?.contiguous()?.to_dtype(dtype)?;
+        let weight = self.weight_f32()?.contiguous()?.to_dtype(dtype)?;
         Ok(Self {
-            weight: WeightStorage::Half { weight_t },
+            weight: WeightStorage::Half { weight },
             ..self.clone()
         })
     }
@@ -213,8 +213,8 @@ impl DenseLayer {
             WeightStorage::F32 { weight } => WeightStorage::F32 {
                 weight: weight.to_device(device)?,
             },
-            WeightStorage::Half { weight_t } => WeightStorage::Half {
-                weight_t: weight_t.to_device(device)?,
+            WeightStorage::Half { weight } => WeightStorage::Half {
+                weight: weight.to_device(device)?,
             },
             WeightStorage::Blocks { .. } if device.is_cpu() => self.weight.clone(),
             // The same blocks, through candle's kernels for the device.
@@ -350,8 +350,8 @@ impl DenseLayer {
             WeightStorage::F32 { .. } => "f32",
             WeightStorage::Quantized { format, .. } => format_name(*format),
             WeightStorage::Blocks { matrix } => format_name(matrix.format().ggml()),
-            WeightStorage::Half { weight_t } => {
-                if weight_t.dtype() == DType::BF16 {
+            WeightStorage::Half { weight } => {
+                if weight.dtype() == DType::BF16 {
                     "bf16"
                 } else {
                     "f16"
@@ -422,9 +422,9 @@ impl Module for DenseLayer {
         let y = match &self.weight {
             WeightStorage::F32 { weight } => x.matmul(&weight.t()?)?,
             WeightStorage::Quantized { matmul, .. } => matmul.forward(x)?,
-            WeightStorage::Half { weight_t } => x
-                .to_dtype(weight_t.dtype())?
-                .matmul(weight_t)?
+            WeightStorage::Half { weight } => x
+                .to_dtype(weight.dtype())?
+                .matmul(&weight.t()?)?
                 .to_dtype(DType::F32)?,
             WeightStorage::Sparse { csr } => csr_forward(csr, x)?,
             WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. } => {

@@ -7,9 +7,11 @@ use candle_core::{DType, Storage, Tensor};
 use crate::error::{ModelError, Result};
 use crate::kernels::elementwise::gelu_erf_in_place;
 use crate::kernels::epilogue::Epilogue;
+use crate::kernels::f32_rows::{self, RowWeights};
 use crate::kernels::linear::linear;
+use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 use crate::kernels::sgemm::MatRef;
-use crate::kernels::{bf16_tile, Isa};
+use crate::kernels::{bf16_tile, f32_tile, Isa};
 use crate::layer::{DenseLayer, WeightStorage};
 
 /// Runs `f` on the elements of a contiguous f32 CPU tensor, without copying them.
@@ -33,9 +35,9 @@ fn with_slice<T: candle_core::WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> 
     }
 }
 
-/// What runs the f32 and bf16 Linears among `layers` on this CPU, as records name it:
-/// `f32_kernel` and `bf16_kernel` entries for the families whose CPU inference goes through
-/// [`linear_into`] (text and language models), for the formats the layers hold.
+/// What runs the f32 and half-precision Linears among `layers` on this CPU, as records name it:
+/// `f32_kernel`, `bf16_kernel` and `f16_kernel` entries for the families whose CPU inference goes
+/// through [`linear_into`] (text and language models), for the formats the layers hold.
 pub(crate) fn kernel_params(
     layers: &[crate::layer::LayerReport],
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -48,6 +50,12 @@ pub(crate) fn kernel_params(
     }
     if layers.iter().any(|l| l.format == "bf16") {
         params.insert("bf16_kernel".into(), bf16_tile::linear_kernel_name().into());
+    }
+    if layers.iter().any(|l| l.format == "f16") {
+        params.insert(
+            "f16_kernel".into(),
+            crate::kernels::linear::f16_kernel_name().into(),
+        );
     }
     params
 }
@@ -68,18 +76,25 @@ pub(crate) fn linear_into(
 ) -> Result<()> {
     let (k, n) = (layer.in_dim, layer.out_dim);
     dst.resize(rows * n, 0.0);
-    let bf16_native = matches!(&layer.weight, WeightStorage::Half { weight_t }
-        if weight_t.dtype() == DType::BF16 && bf16_tile::runs_on(Isa::get()));
-    if bf16_native
-        || matches!(
-            layer.weight,
+    let half_native = match &layer.weight {
+        WeightStorage::Half { weight } => {
+            rows <= ONE_ROW_MAX_ROWS
+                || match weight.dtype() {
+                    DType::BF16 => bf16_tile::runs_on(Isa::get()),
+                    _ => f32_tile::runs_on(Isa::get()),
+                }
+        }
+        storage => matches!(
+            storage,
             WeightStorage::F32 { .. } | WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. }
-        )
-    {
+        ),
+    };
+    if half_native {
         // slimbench's own products add the bias (read in place: a decode step of a language
         // model runs over a hundred of these, and none should copy it), the residual and GELU as
-        // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`), bf16 on
-        // `vdpbf16ps`, int8 and the block formats on the integer kernels.
+        // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`); f16 and
+        // bf16 of one to four rows streamed and widened (`f32_rows`), f16 of more on the f32
+        // tiles (each panel widened), bf16 of more on `vdpbf16ps`; int8 and the block formats on the integer kernels.
         return with_f32_slice(&layer.bias, |bias| {
             let epilogue = Epilogue {
                 bias: Some(bias),
@@ -87,12 +102,22 @@ pub(crate) fn linear_into(
                 gelu,
             };
             let x = MatRef::new(x, rows, k);
+            let isa = Isa::get();
             match &layer.weight {
                 WeightStorage::F32 { weight } => {
                     with_f32_slice(weight, |w| linear(x, w, n, dst, epilogue))
                 }
-                WeightStorage::Half { weight_t } => with_slice(weight_t, |w: &[half::bf16]| {
-                    bf16_tile::matmul(Isa::get(), x, w, n, dst, epilogue);
+                WeightStorage::Half { weight } if weight.dtype() == DType::F16 => {
+                    with_slice(weight, |w: &[half::f16]| {
+                        if !f32_rows::matmul(isa, x, RowWeights::F16(w), n, dst, epilogue) {
+                            f32_tile::matmul_f16(isa, x, w, n, dst, epilogue);
+                        }
+                    })
+                }
+                WeightStorage::Half { weight } => with_slice(weight, |w: &[half::bf16]| {
+                    if !f32_rows::matmul(isa, x, RowWeights::Bf16(w), n, dst, epilogue) {
+                        bf16_tile::matmul(isa, x, w, n, dst, epilogue);
+                    }
                 }),
                 // int8 and the block formats (the only other storages let in above).
                 _ => {
@@ -102,8 +127,8 @@ pub(crate) fn linear_into(
             }
         })?;
     }
-    // candle's kernels for half precision (without AVX512_BF16 for bf16), CSR and the block
-    // formats off the CPU.
+    // candle's kernels for half precision of five rows or more (without AVX512_BF16 for bf16),
+    // CSR and the block formats off the CPU.
     let input = Tensor::from_slice(x, (rows, k), &candle_core::Device::Cpu)?;
     let y = to_vec(&candle_core::Module::forward(layer, &input)?)?;
     match residual {

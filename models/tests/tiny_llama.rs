@@ -352,11 +352,13 @@ fn candles_path_which_gpu_cells_run_gives_the_own_engines_logits() {
             .model
     };
     let pruned = prune_structured(&llama, 0.5, Norm::L2).unwrap();
-    // fp32 and f16 run the same products (f16 weights, f32 sums): near rounding. The block formats
-    // quantize activations per row on both sides, through different kernels: within 1%.
+    // fp32 runs the same products: near rounding. f16 keeps its weights at f16 on both sides,
+    // but candle (a GPU cell's path) rounds the activations to f16 too where slimbench's kernels
+    // keep them f32: within 0.1%. The block formats quantize activations per row on both sides,
+    // through different kernels: within 1%.
     let cases = [
         ("fp32", llama.clone(), 1e-5),
-        ("f16", variant("f16"), 1e-5),
+        ("f16", variant("f16"), 1e-3),
         ("q8_0", variant("q8_0"), 1e-2),
         ("q4_1-all", variant("q4_1-all"), 1e-2),
         ("q4k", variant("q4k"), 1e-2),

@@ -1,9 +1,11 @@
 //! slimbench's own bf16 product for a Linear on CPUs with AVX512_BF16 (`vdpbf16ps`: 32 bf16
 //! multiply-adds an instruction into 16 f32 sums, twice the f32 FMA's work): the activations
-//! rounded to bf16 once a product (as the widening path rounds them), the `k x n` transposed bf16
-//! weight packed by each task into pairs of inputs, sums kept in f32, the bias, residual and GELU
-//! applied as each tile is stored. Without AVX512_BF16 (or with `SLIMBENCH_KERNELS` narrowed below
-//! AVX-512) the layer goes through candle, which widens bf16 to f32.
+//! rounded to bf16 once a product (as the widening path rounds them), the `out x in` bf16 weight
+//! packed by each task into pairs of inputs, sums kept in f32, the bias, residual and GELU
+//! applied as each tile is stored. Products of one to four rows (a decode step) stream the weight
+//! through [`f32_rows`](crate::kernels::f32_rows) instead, widened to f32 on every path; larger
+//! ones without AVX512_BF16 (or with `SLIMBENCH_KERNELS` narrowed below AVX-512) go through candle,
+//! which widens bf16 to f32.
 
 use half::bf16;
 
@@ -29,13 +31,16 @@ pub fn runs_on(isa: Isa) -> bool {
 }
 
 /// What runs a bf16 Linear of slimbench's own CPU inference on the path in use, as records name
-/// it: this kernel, or candle (which widens bf16 to f32).
-pub fn linear_kernel_name() -> &'static str {
-    if runs_on(Isa::get()) {
+/// it: this kernel (or candle, which widens bf16 to f32) for five rows or more, then the one-row
+/// kernel (`bf16-avx512bf16+bf16-rows-avx512`, `candle-widened-f32+bf16-rows-avx2`, ...).
+pub fn linear_kernel_name() -> String {
+    let isa = Isa::get();
+    let tiles = if runs_on(isa) {
         NAME
     } else {
         "candle-widened-f32"
-    }
+    };
+    format!("{tiles}+{}", crate::kernels::f32_rows::half_name(isa, true))
 }
 
 /// Rounds `x` to bf16 (to nearest, ties to even) in pairs of inputs: `rows x k.div_ceil(2)` words,
@@ -84,83 +89,51 @@ unsafe fn round_pairs_avx512(row: &[f32], words: &mut [u32]) -> usize {
     16 * blocks
 }
 
-/// Packs columns `col0..col0 + width` (`width <= 32`) of the `k x n` weight into `k2` rows of 32
-/// words: word `p * 32 + c` holds inputs `2p` and `2p + 1` of column `col0 + c`, as `vdpbf16ps`
-/// pairs them (zero past `width` and past `k`).
-fn pack_panel(w_t: &[bf16], k: usize, n: usize, col0: usize, width: usize, packed: &mut [u32]) {
-    assert!(col0 + width <= n && w_t.len() >= k * n && packed.len() >= k.div_ceil(2) * TILE_COLS);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: `matmul` runs only where `runs_on` found AVX-512 (F, BW, VL: the Isa's AVX-512
-    // paths); the shapes are asserted above.
-    unsafe {
-        pack_panel_avx512(w_t, k, n, col0, width, packed);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    for (p, words) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
-        for (c, word) in words[..width].iter_mut().enumerate() {
-            let lo = w_t[2 * p * n + col0 + c].to_bits() as u32;
-            let hi = if 2 * p + 1 < k {
-                w_t[(2 * p + 1) * n + col0 + c].to_bits() as u32
-            } else {
-                0
+/// Packs channels `col0..col0 + width` (`width <= 32`) of the `n x k` (`out x in`) weight into
+/// `k2` rows of 32 words: word `p * 32 + c` holds inputs `2p` and `2p + 1` of channel `col0 + c`,
+/// as `vdpbf16ps` pairs them (zero past `width` and past `k`). A pair is one 32-bit word of the
+/// channel's row, so with `k` even each 16 channels are a 16 x 16 transpose of words in registers
+/// (the f32 tiles' [`transpose_16_channels`](crate::kernels::x86::avx512::transpose_16_channels));
+/// the rest is copied a pair at a time.
+fn pack_panel(w: &[bf16], k: usize, n: usize, col0: usize, width: usize, packed: &mut [u32]) {
+    let k2 = k.div_ceil(2);
+    assert!(col0 + width <= n && w.len() >= k * n && packed.len() >= k2 * TILE_COLS);
+    for half in 0..TILE_COLS / 16 {
+        let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if k.is_multiple_of(2) && c1 - c0.min(c1) == 16 {
+            // SAFETY: `matmul` runs only where `runs_on` found AVX-512 F; the 16 channels of `k`
+            // bf16 (`k2` words each, `k2` words apart, read unaligned) lie in `w` (asserted
+            // above), and the panel holds `k2` rows of 32 words from column `c0 <= 16`.
+            done = unsafe {
+                crate::kernels::x86::avx512::transpose_16_channels(
+                    w.as_ptr().add((col0 + c0) * k).cast::<f32>(),
+                    k2,
+                    k2,
+                    packed[c0..].as_mut_ptr().cast::<f32>(),
+                )
             };
-            *word = lo | (hi << 16);
         }
-    }
-}
-
-/// [`pack_panel`] sixteen columns at a time: each half-row widened to 32-bit lanes, the odd
-/// input shifted into the high halves.
-///
-/// # Safety
-/// AVX-512 F, BW and VL; the shapes [`pack_panel`] asserts.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn pack_panel_avx512(
-    w_t: &[bf16],
-    k: usize,
-    n: usize,
-    col0: usize,
-    width: usize,
-    packed: &mut [u32],
-) {
-    use std::arch::x86_64::*;
-    let lanes = |w: usize| -> __mmask16 { ((1u32 << w.min(16)) - 1) as __mmask16 };
-    let masks = [lanes(width), lanes(width.saturating_sub(16))];
-    let base = w_t.as_ptr().cast::<i16>();
-    for p in 0..k.div_ceil(2) {
-        for (half, &mask) in masks.iter().enumerate() {
-            let col = col0 + 16 * half;
-            // SAFETY: masked lanes lie in columns `col0..col0 + width` of rows 2p and 2p + 1
-            // (the latter only below `k`); the 16 words lie in `packed`'s row p.
-            unsafe {
-                let even = _mm256_maskz_loadu_epi16(mask, base.add(2 * p * n + col));
-                let odd = if 2 * p + 1 < k {
-                    _mm256_maskz_loadu_epi16(mask, base.add((2 * p + 1) * n + col))
-                } else {
-                    _mm256_setzero_si256()
-                };
-                let words = _mm512_or_si512(
-                    _mm512_cvtepu16_epi32(even),
-                    _mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(odd)),
-                );
-                _mm512_storeu_si512(
-                    packed.as_mut_ptr().add(p * TILE_COLS + 16 * half).cast(),
-                    words,
-                );
+        for c in c0..c1 {
+            let channel = &w[(col0 + c) * k..(col0 + c + 1) * k];
+            for p in done..k2 {
+                let lo = channel[2 * p].to_bits() as u32;
+                let hi = channel.get(2 * p + 1).map_or(0, |v| v.to_bits() as u32);
+                packed[p * TILE_COLS + c] = lo | (hi << 16);
             }
         }
     }
 }
 
-/// `dst = epilogue(x W)` for the contiguous `rows x k` activations `x` (rounded to bf16 here)
-/// and the row-major `k x n` bf16 weight `w_t`, into `dst` (`rows x n`), sums in f32. Returns
+/// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` (rounded to bf16 here)
+/// and the row-major `n x k` (`out x in`) bf16 weight `w`, into `dst` (`rows x n`), sums in f32. Returns
 /// `false`, touching nothing, when `isa` does not run it. Panics, like indexing, when a slice is
 /// shorter than its shape.
 pub(crate) fn matmul(
     isa: Isa,
     x: MatRef<'_>,
-    w_t: &[bf16],
+    w: &[bf16],
     n: usize,
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
@@ -174,12 +147,12 @@ pub(crate) fn matmul(
         "contiguous activations"
     );
     assert!(x.data.len() >= rows * k, "activations shape");
-    assert!(w_t.len() >= k * n, "weight shape");
+    assert!(w.len() >= k * n, "weight shape");
     let k2 = k.div_ceil(2);
     let a = pairs(x.data, rows, k);
     let pack = |col0: usize, width: usize| {
         let mut packed = vec![0u32; k2 * TILE_COLS];
-        pack_panel(w_t, k, n, col0, width, &mut packed);
+        pack_panel(w, k, n, col0, width, &mut packed);
         packed
     };
     let tile = |packed: &Vec<u32>, row: usize, mr: usize, sums: &mut TileSums| {
@@ -250,7 +223,7 @@ mod tests {
             )
         };
         let round = |v: f32| bf16::from_f32(v).to_f32() as f64;
-        let value = |p: usize, c: usize| w[p * n + c].to_f32() as f64;
+        let value = |p: usize, c: usize| w[c * k + p].to_f32() as f64;
         assert_matches_straightforward((rows, k, n), round, value, product, tolerance);
     }
 
@@ -282,7 +255,9 @@ mod tests {
     #[test]
     fn threaded_products_and_the_epilogue_match() {
         let Some(isa) = bf16_isa() else { return };
+        // An odd `k` packs a pair at a time, an even one by 16 x 16 transposes.
         check(isa, (200, 385, 300), 1e-4);
+        check(isa, (130, 384, 100), 1e-4);
         let (k, n) = (37, 45);
         let w = weight(k, n, 5);
         crate::kernels::epilogue::assert_fused_epilogue(13, k, n, random, |x, rows, dst, e| {

@@ -1,44 +1,132 @@
-//! f32 products of one to four rows (a decode step's Linears) by an `out x in` weight: dot
-//! products that read each channel's inputs contiguously, so the weight streams from memory once
-//! for all rows, in equal contiguous ranges of channels a thread. On a Zen 5 VM this streams
-//! SmolLM2's f32 weights at about 40 GB/s, where the `gemm` crate's one-row product over the
-//! transposed weight reached 25-28 (a stand-alone sweep of every decode-step shape, 2 threads).
-//! AVX-512 (16 inputs a step, four rows of four channels), AVX2 + FMA (8 a step, two rows of four
-//! channels) and a portable path the compiler vectorises, picked by [`Isa`].
+//! Products of one to four f32 rows (a decode step's Linears) by an `out x in` weight in f32,
+//! f16 or bf16: dot products that read each channel's inputs contiguously, so the weight streams
+//! from memory once for all rows, in equal contiguous ranges of channels a thread. On a Zen 5 VM
+//! this streams SmolLM2's f32 weights at about 40 GB/s, where the `gemm` crate's one-row product
+//! over the transposed weight reached 25-28 (a stand-alone sweep of every decode-step shape, 2
+//! threads). Half-precision weights are widened to f32 as each vector is loaded (the sums and
+//! the activations stay f32), so they stream at half the bytes. AVX-512 (16 inputs a step, four
+//! rows of four channels), AVX2 + FMA (8 a step, two rows of four channels; F16C for f16) and a
+//! portable path the compiler vectorises, picked by [`Isa`].
 
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
-use crate::kernels::portable::dots_f32_portable;
+use crate::kernels::portable::{dots_f32_portable, dots_widened_portable};
 use crate::kernels::qgemm::{worth_threads, ONE_ROW_MAX_ROWS};
 use crate::kernels::sgemm::MatRef;
 use crate::kernels::thread_count;
+
+/// An `out x in` weight the kernels stream, in its stored precision.
+#[derive(Debug, Clone, Copy)]
+pub enum RowWeights<'a> {
+    /// f32.
+    F32(&'a [f32]),
+    /// IEEE half precision.
+    F16(&'a [f16]),
+    /// bfloat16.
+    Bf16(&'a [bf16]),
+}
+
+impl<'a> RowWeights<'a> {
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(w) => w.len(),
+            Self::F16(w) => w.len(),
+            Self::Bf16(w) => w.len(),
+        }
+    }
+
+    /// Channels `c0..c0 + width` of `k` inputs each.
+    fn channels(&self, c0: usize, width: usize, k: usize) -> RowWeights<'a> {
+        let range = c0 * k..(c0 + width) * k;
+        match *self {
+            Self::F32(w) => Self::F32(&w[range]),
+            Self::F16(w) => Self::F16(&w[range]),
+            Self::Bf16(w) => Self::Bf16(&w[range]),
+        }
+    }
+
+    /// The precision's name in the kernel's name (`f32`, `f16`, `bf16`).
+    fn precision(&self) -> &'static str {
+        match self {
+            Self::F32(_) => "f32",
+            Self::F16(_) => "f16",
+            Self::Bf16(_) => "bf16",
+        }
+    }
+}
 
 /// Output channels of one block of dot products.
 const BLOCK: usize = 4;
 /// Tasks a thread gets: a few, so one thread held up by the VM does not hold up the product.
 const TASKS_PER_THREAD: usize = 4;
 
-/// The name records give this kernel on `isa`'s path (`f32-rows-avx512`, ...).
+/// The name records give this kernel on `isa`'s path for f32 weights (`f32-rows-avx512`, ...).
 pub fn name(isa: Isa) -> &'static str {
-    if isa.avx512() {
-        "f32-rows-avx512"
-    } else if isa.avx2_fma() {
-        "f32-rows-avx2"
+    match path(isa, RowWeights::F32(&[])) {
+        RowPath::Avx512 => "f32-rows-avx512",
+        RowPath::Avx2 => "f32-rows-avx2",
+        RowPath::Portable => "f32-rows-portable",
+    }
+}
+
+/// The name records give this kernel on `isa`'s path for half-precision weights (`bf16` picks
+/// bf16 over f16): `bf16-rows-avx512`, `f16-rows-avx2`, ...
+pub fn half_name(isa: Isa, bf16: bool) -> String {
+    let w = if bf16 {
+        RowWeights::Bf16(&[])
     } else {
-        "f32-rows-portable"
+        RowWeights::F16(&[])
+    };
+    let path = match path(isa, w) {
+        RowPath::Avx512 => "avx512",
+        RowPath::Avx2 => "avx2",
+        RowPath::Portable => "portable",
+    };
+    format!("{}-rows-{path}", w.precision())
+}
+
+/// The instructions a product of `w`'s precision runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowPath {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+fn path(isa: Isa, w: RowWeights<'_>) -> RowPath {
+    if isa.avx512() {
+        RowPath::Avx512
+    } else if isa.avx2_fma() && (matches!(w, RowWeights::F32(_)) || has_f16c()) {
+        RowPath::Avx2
+    } else {
+        RowPath::Portable
+    }
+}
+
+/// Whether the CPU has F16C, which the AVX2 half-precision kernel is compiled with (every AVX2
+/// CPU known has it; checked all the same).
+fn has_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
 /// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` and the `n x k` weight
-/// `w`, into `dst` (`rows x n`), on `isa`'s path. Returns `false`, touching nothing, when the
+/// `w` (f32, f16 or bf16), into `dst` (`rows x n`), on `isa`'s path. Returns `false`, touching nothing, when the
 /// product has more than [`ONE_ROW_MAX_ROWS`] rows (then it is compute-bound: tiles). Panics,
 /// like indexing, when a slice is shorter than its shape.
 pub(crate) fn matmul(
     isa: Isa,
     x: MatRef<'_>,
-    w: &[f32],
+    w: RowWeights<'_>,
     n: usize,
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
@@ -77,7 +165,7 @@ pub(crate) fn matmul(
                 isa,
                 &x.data[..rows * k],
                 rows,
-                &w[c0 * k..(c0 + width) * k],
+                w.channels(c0, width, k),
                 width,
                 k,
                 &mut sums,
@@ -103,18 +191,18 @@ fn block(
     isa: Isa,
     x: &[f32],
     rows: usize,
-    w: &[f32],
+    w: RowWeights<'_>,
     width: usize,
     k: usize,
     sums: &mut [[f32; BLOCK]; ONE_ROW_MAX_ROWS],
 ) {
     if width < BLOCK {
         // The last few channels of a product whose width is not a multiple of four.
-        for (c, w) in w.chunks_exact(k).enumerate() {
-            for (r, x) in x.chunks_exact(k).enumerate() {
+        for c in 0..width {
+            for (x, row_sums) in x.chunks_exact(k).zip(sums.iter_mut()) {
                 let mut one = [[0f32; 1]; 1];
-                channel_block(isa, x, w, k, &mut one);
-                sums[r][c] = one[0][0];
+                channel_block(isa, x, w.channels(c, 1, k), k, &mut one);
+                row_sums[c] = one[0][0];
             }
         }
         return;
@@ -131,11 +219,11 @@ fn block(
 fn rows_block<const R: usize>(
     isa: Isa,
     x: &[f32],
-    w: &[f32],
+    w: RowWeights<'_>,
     k: usize,
     sums: &mut [[f32; BLOCK]; ONE_ROW_MAX_ROWS],
 ) {
-    if !isa.avx512() && isa.avx2_fma() && R > 2 {
+    if path(isa, w) == RowPath::Avx2 && R > 2 {
         // AVX2's 16 registers hold two rows of four channels' sums: rows in pairs.
         for (pair, x) in x.chunks(2 * k).enumerate() {
             let rows = x.len() / k;
@@ -162,7 +250,7 @@ fn rows_block<const R: usize>(
 fn channel_block<const R: usize, const C: usize>(
     isa: Isa,
     x: &[f32],
-    w: &[f32],
+    w: RowWeights<'_>,
     k: usize,
     out: &mut [[f32; C]; R],
 ) {
@@ -170,18 +258,44 @@ fn channel_block<const R: usize, const C: usize>(
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::x86::{avx2, avx512};
-        if isa.avx512() {
-            // SAFETY: the path is AVX-512 (an `Isa` is made by detection); the operands hold
-            // `R` and `C` rows of `k` (asserted above).
-            return unsafe { avx512::dots_f32(x.as_ptr(), w.as_ptr(), k, out) };
-        }
-        if isa.avx2_fma() {
-            // SAFETY: as above, for AVX2 and FMA.
-            return unsafe { avx2::dots_f32(x.as_ptr(), w.as_ptr(), k, out) };
+        let xp = x.as_ptr();
+        // SAFETY (every arm): the path was detected (an `Isa` is made by detection, F16C
+        // checked by `path`); the operands hold `R` and `C` rows of `k` (asserted above); f16 and
+        // bf16 are 16-bit values, read as their bits.
+        match (path(isa, w), w) {
+            (RowPath::Avx512, RowWeights::F32(w)) => {
+                // SAFETY: as above.
+                return unsafe { avx512::dots_f32(xp, w.as_ptr(), k, out) };
+            }
+            (RowPath::Avx512, RowWeights::F16(w)) => {
+                // SAFETY: as above.
+                return unsafe { avx512::dots_half::<R, C, false>(xp, w.as_ptr().cast(), k, out) };
+            }
+            (RowPath::Avx512, RowWeights::Bf16(w)) => {
+                // SAFETY: as above.
+                return unsafe { avx512::dots_half::<R, C, true>(xp, w.as_ptr().cast(), k, out) };
+            }
+            (RowPath::Avx2, RowWeights::F32(w)) => {
+                // SAFETY: as above.
+                return unsafe { avx2::dots_f32(xp, w.as_ptr(), k, out) };
+            }
+            (RowPath::Avx2, RowWeights::F16(w)) => {
+                // SAFETY: as above.
+                return unsafe { avx2::dots_half::<R, C, false>(xp, w.as_ptr().cast(), k, out) };
+            }
+            (RowPath::Avx2, RowWeights::Bf16(w)) => {
+                // SAFETY: as above.
+                return unsafe { avx2::dots_half::<R, C, true>(xp, w.as_ptr().cast(), k, out) };
+            }
+            (RowPath::Portable, _) => {}
         }
     }
     let _ = isa;
-    dots_f32_portable(x, w, k, out);
+    match w {
+        RowWeights::F32(w) => dots_f32_portable(x, w, k, out),
+        RowWeights::F16(w) => dots_widened_portable(x, w, k, f16::to_f32, out),
+        RowWeights::Bf16(w) => dots_widened_portable(x, w, k, bf16::to_f32, out),
+    }
 }
 
 #[cfg(test)]
@@ -191,21 +305,60 @@ mod tests {
 
     use crate::kernels::panels::{assert_matches_straightforward, test_values as random};
 
-    /// The kernel on `isa` against the straightforward product of `rows x k` by `n x k`.
+    /// One weight in each precision the kernel streams, with the values it stands for.
+    struct Weight {
+        f32: Vec<f32>,
+        f16: Vec<f16>,
+        bf16: Vec<bf16>,
+    }
+
+    impl Weight {
+        fn random(len: usize, seed: u64) -> Self {
+            let f32 = random(len, seed);
+            Self {
+                f16: f32.iter().map(|v| f16::from_f32(*v)).collect(),
+                bf16: f32.iter().map(|v| bf16::from_f32(*v)).collect(),
+                f32,
+            }
+        }
+
+        /// Each precision's weights and the value of each element.
+        fn each(&self) -> [(RowWeights<'_>, Vec<f64>); 3] {
+            [
+                (
+                    RowWeights::F32(&self.f32),
+                    self.f32.iter().map(|v| *v as f64).collect(),
+                ),
+                (
+                    RowWeights::F16(&self.f16),
+                    self.f16.iter().map(|v| v.to_f64()).collect(),
+                ),
+                (
+                    RowWeights::Bf16(&self.bf16),
+                    self.bf16.iter().map(|v| v.to_f64()).collect(),
+                ),
+            ]
+        }
+    }
+
+    /// The kernel on `isa` against the straightforward product of `rows x k` by `n x k`, in each
+    /// precision of the weight.
     fn check(isa: Isa, (rows, k, n): (usize, usize, usize)) {
-        let w = random(n * k, 3);
-        let product = |x: &[f32], dst: &mut [f32]| {
-            matmul(
-                isa,
-                MatRef::new(x, rows, k),
-                &w,
-                n,
-                dst,
-                Epilogue::default(),
-            )
-        };
-        let weight = |p: usize, c: usize| w[c * k + p] as f64;
-        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+        let w = Weight::random(n * k, 3);
+        for (weights, values) in w.each() {
+            let product = |x: &[f32], dst: &mut [f32]| {
+                matmul(
+                    isa,
+                    MatRef::new(x, rows, k),
+                    weights,
+                    n,
+                    dst,
+                    Epilogue::default(),
+                )
+            };
+            let weight = |p: usize, c: usize| values[c * k + p];
+            assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+        }
     }
 
     proptest! {
@@ -234,19 +387,31 @@ mod tests {
     #[test]
     fn the_epilogue_is_fused_on_every_path() {
         let (k, n) = (37, 45);
-        let w = random(n * k, 5);
+        let w = Weight::random(n * k, 5);
         for isa in Isa::available() {
-            for rows in 1..=4 {
-                crate::kernels::epilogue::assert_fused_epilogue(
-                    rows,
-                    k,
-                    n,
-                    random,
-                    |x, rows, dst, e| {
-                        assert!(matmul(isa, MatRef::new(x, rows, k), &w, n, dst, e));
-                    },
-                );
+            for (weights, _) in w.each() {
+                for rows in 1..=4 {
+                    crate::kernels::epilogue::assert_fused_epilogue(
+                        rows,
+                        k,
+                        n,
+                        random,
+                        |x, rows, dst, e| {
+                            assert!(matmul(isa, MatRef::new(x, rows, k), weights, n, dst, e));
+                        },
+                    );
+                }
             }
+        }
+    }
+
+    #[test]
+    fn each_path_and_precision_has_its_name() {
+        for isa in Isa::available() {
+            let suffix = name(isa).strip_prefix("f32-rows-").expect("an f32 name");
+            assert!(["avx512", "avx2", "portable"].contains(&suffix), "{suffix}");
+            assert_eq!(half_name(isa, true), format!("bf16-rows-{suffix}"));
+            assert_eq!(half_name(isa, false), format!("f16-rows-{suffix}"));
         }
     }
 
@@ -257,7 +422,7 @@ mod tests {
         assert!(!matmul(
             Isa::get(),
             MatRef::new(&x, 5, 2),
-            &x,
+            RowWeights::F32(&x),
             2,
             &mut dst,
             Epilogue::default()

@@ -9,6 +9,8 @@
 //! of 32 by the task. Products of up to four rows (a decode step, memory-bound) are dot products
 //! instead ([`crate::kernels::f32_rows`]).
 
+use half::f16;
+
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
 use crate::kernels::panels::{by_tile_rows, run_tiles, run_tiles_into, TileSums, TILE_COLS};
@@ -42,7 +44,38 @@ pub(crate) enum Weights<'a> {
         /// Elements between consecutive inputs.
         stride: usize,
     },
+    /// As [`Weights::Channels`] in f16, widened to f32 as each panel is packed: an f16 Linear.
+    HalfChannels {
+        /// The elements.
+        data: &'a [f16],
+        /// Elements between consecutive channels.
+        stride: usize,
+    },
 }
+
+/// [`matmul`] for an f16 `n x k` weight, widened to f32 exactly as each task packs its panel
+/// (`vcvtph2ps`), so an f16 Linear of five rows or more runs at the f32 tiles' speed while
+/// stored at two bytes a weight.
+pub(crate) fn matmul_f16(
+    isa: Isa,
+    x: MatRef<'_>,
+    w: &[f16],
+    n: usize,
+    dst: &mut [f32],
+    epilogue: Epilogue<'_>,
+) -> bool {
+    let (rows, k) = (x.rows, x.cols);
+    if !runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
+        return false;
+    }
+    let weights = Weights::HalfChannels { data: w, stride: k };
+    let (pack, tile) = operands(isa, x, weights, n, 1.0);
+    run_tiles((rows, k, n), dst, epilogue, pack, tile);
+    true
+}
+
+/// The name records give an f16 Linear's tiles (`technique_params.f16_kernel`).
+pub const F16_NAME: &str = "f16-tiles-avx512";
 
 /// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` and the `n x k` weight
 /// `w`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an AVX-512
@@ -129,6 +162,10 @@ fn operands<'a>(
             n == 0 || k == 0 || data.len() >= (n - 1) * stride + k,
             "weight shape"
         ),
+        Weights::HalfChannels { data, stride } => assert!(
+            n == 0 || k == 0 || data.len() >= (n - 1) * stride + k,
+            "weight shape"
+        ),
         Weights::Inputs { data, stride } => assert!(
             n == 0 || k == 0 || data.len() >= (k - 1) * stride + n,
             "weight shape"
@@ -139,6 +176,9 @@ fn operands<'a>(
         match weights {
             Weights::Channels { data, stride } => {
                 pack_channels(data, stride, k, col0, width, &mut packed)
+            }
+            Weights::HalfChannels { data, stride } => {
+                pack_half_channels(data, stride, k, col0, width, &mut packed)
             }
             Weights::Inputs { data, stride } => {
                 for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
@@ -206,6 +246,41 @@ fn pack_channels(
     }
 }
 
+/// [`pack_channels`] for an f16 weight, each value widened to f32 (exactly) as it is packed.
+fn pack_half_channels(
+    w: &[f16],
+    stride: usize,
+    k: usize,
+    col0: usize,
+    width: usize,
+    packed: &mut [f32],
+) {
+    for half in 0..TILE_COLS / 16 {
+        let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if c1 - c0.min(c1) == 16 {
+            let channels = &w[(col0 + c0) * stride..(col0 + c0 + 15) * stride + k];
+            // SAFETY: as in `pack_channels`; f16 values are read as their bits.
+            done = unsafe {
+                crate::kernels::x86::avx512::transpose_16_channels_f16(
+                    channels.as_ptr().cast::<u16>(),
+                    stride,
+                    k,
+                    packed[c0..].as_mut_ptr(),
+                )
+            };
+        }
+        for c in (c0..c1).filter(|_| done < k) {
+            let channel = &w[(col0 + c) * stride + done..(col0 + c) * stride + k];
+            let column = packed[done * TILE_COLS + c..].iter_mut().step_by(TILE_COLS);
+            for (dst, v) in column.zip(channel) {
+                *dst = v.to_f32();
+            }
+        }
+    }
+}
+
 /// The sums of `MR` rows (`a`, `k` inputs each, `lda` apart) against a packed panel (`b`: `k`
 /// rows of 32), into `out`'s first `MR` rows.
 ///
@@ -265,6 +340,23 @@ mod tests {
         assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, tolerance);
     }
 
+    /// [`matmul_f16`] against the straightforward product with the f16 weight's values.
+    fn check_f16(isa: Isa, (rows, k, n): (usize, usize, usize)) {
+        let w: Vec<f16> = random(n * k, 4).into_iter().map(f16::from_f32).collect();
+        let product = |x: &[f32], dst: &mut [f32]| {
+            matmul_f16(
+                isa,
+                MatRef::new(x, rows, k),
+                &w,
+                n,
+                dst,
+                Epilogue::default(),
+            )
+        };
+        let weight = |p: usize, c: usize| w[c * k + p].to_f64();
+        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+    }
+
     fn avx512() -> Option<Isa> {
         let isa = Isa::available().into_iter().find(|i| runs_on(*i));
         if isa.is_none() {
@@ -281,6 +373,21 @@ mod tests {
             let Some(isa) = avx512() else { return Ok(()) };
             check(isa, (rows, k, n), 1e-4);
         }
+
+        #[test]
+        fn f16_tiles_match_the_straightforward_product(
+            rows in 5usize..40, k in 1usize..70, n in 1usize..80,
+        ) {
+            let Some(isa) = avx512() else { return Ok(()) };
+            check_f16(isa, (rows, k, n));
+        }
+    }
+
+    #[test]
+    fn f16_products_of_minilm_shapes_match_over_threads() {
+        let Some(isa) = avx512() else { return };
+        check_f16(isa, (128, 384, 1536));
+        check_f16(isa, (130, 1536, 385));
     }
 
     #[test]

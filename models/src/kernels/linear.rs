@@ -14,7 +14,7 @@ use crate::kernels::{f32_rows, f32_tile, thread_count, Isa};
 /// already holds the bias and residual, and GELU runs after. [`kernel_name`] says which runs.
 pub fn linear(x: MatRef<'_>, w: &[f32], n: usize, dst: &mut [f32], epilogue: Epilogue<'_>) {
     let isa = Isa::get();
-    if f32_rows::matmul(isa, x, w, n, dst, epilogue)
+    if f32_rows::matmul(isa, x, f32_rows::RowWeights::F32(w), n, dst, epilogue)
         || f32_tile::matmul(isa, x, w, n, dst, epilogue)
     {
         return;
@@ -58,4 +58,17 @@ fn gemm_crate_has_fma() -> bool {
         return true;
     }
     false
+}
+
+/// What runs an f16 Linear on the path in use, as records name it: the f32 tiles widening each
+/// panel (AVX-512) or candle's widening for five rows or more, then the one-row kernel
+/// (`f16-tiles-avx512+f16-rows-avx512`, `candle-widened-f32+f16-rows-avx2`, ...).
+pub fn f16_kernel_name() -> String {
+    let isa = Isa::get();
+    let tiles = if f32_tile::runs_on(isa) {
+        f32_tile::F16_NAME
+    } else {
+        "candle-widened-f32"
+    };
+    format!("{tiles}+{}", f32_rows::half_name(isa, false))
 }

@@ -67,6 +67,38 @@ pub(crate) fn quantized(v: f32, inv: f32) -> u8 {
     ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8
 }
 
+/// [`dots_f32_portable`] for a weight of any element `T`, each widened to f32 by `widen` as it
+/// is read (the half-precision weights of the one-row kernels).
+pub(crate) fn dots_widened_portable<T: Copy, const R: usize, const C: usize>(
+    x: &[f32],
+    w: &[T],
+    k: usize,
+    widen: impl Fn(T) -> f32,
+    out: &mut [[f32; C]; R],
+) {
+    const LANES: usize = 8;
+    for (r, out) in out.iter_mut().enumerate() {
+        let x = &x[r * k..(r + 1) * k];
+        for (j, o) in out.iter_mut().enumerate() {
+            let w = &w[j * k..(j + 1) * k];
+            let mut acc = [0f32; LANES];
+            let (xs, ws) = (x.chunks_exact(LANES), w.chunks_exact(LANES));
+            let tail: f32 = xs
+                .remainder()
+                .iter()
+                .zip(ws.remainder())
+                .map(|(a, b)| a * widen(*b))
+                .sum();
+            for (xc, wc) in xs.zip(ws) {
+                for ((a, xv), wv) in acc.iter_mut().zip(xc).zip(wc) {
+                    *a += xv * widen(*wv);
+                }
+            }
+            *o = acc.iter().sum::<f32>() + tail;
+        }
+    }
+}
+
 /// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
 /// an `out x in` weight (`w`, `k` apart), into `out[r][c]`, eight partial sums a product in an
 /// order the compiler vectorises.

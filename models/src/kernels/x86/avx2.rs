@@ -214,6 +214,69 @@ pub(crate) unsafe fn quantize_span_avx2(x: &[f32], q: &mut [u8]) -> f32 {
     }
 }
 
+/// [`dots_f32`] for a half-precision weight (`w`: f16 if `!BF16`, else bf16 bits), each vector
+/// of 8 weights widened to f32 as it is loaded (F16C's `vcvtph2ps`; bf16 shifted into the high
+/// half of each lane, exact), the ragged tail one at a time. At most two rows of four channels.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `x` valid for `R` rows of `k` reads, `w` for `C` rows of `k`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dots_half<const R: usize, const C: usize, const BF16: bool>(
+    x: *const f32,
+    w: *const u16,
+    k: usize,
+    out: &mut [[f32; C]; R],
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    let widen_one = |bits: u16| -> f32 {
+        if BF16 {
+            half::bf16::from_bits(bits).to_f32()
+        } else {
+            half::f16::from_bits(bits).to_f32()
+        }
+    };
+    // SAFETY: every read lies in the rows the caller vouches for (`p + 8 <= k`, then `p < k`).
+    unsafe {
+        let widen = |p: *const u16| -> __m256 {
+            let halves = _mm_loadu_si128(p.cast::<__m128i>());
+            if BF16 {
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves)))
+            } else {
+                _mm256_cvtph_ps(halves)
+            }
+        };
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        let body = k / LANES * LANES;
+        let mut p = 0;
+        while p < body {
+            let mut wv = [_mm256_setzero_ps(); C];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = widen(w.add(j * k + p));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm256_loadu_ps(x.add(r * k + p));
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm256_fmadd_ps(xv, *wv, *a);
+                }
+            }
+            p += LANES;
+        }
+        for (r, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
+            for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+                let half = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
+                let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+                let one = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
+                let mut sum = _mm_cvtss_f32(one);
+                for q in body..k {
+                    sum += *x.add(r * k + q) * widen_one(*w.add(j * k + q));
+                }
+                *o = sum;
+            }
+        }
+    }
+}
+
 /// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
 /// an `out x in` weight (`w`, `k` apart), into `out[r][c]`: 8 inputs a step on FMA, the ragged
 /// tail one at a time. `R * C` accumulators and `C` weight vectors must fit AVX2's 16 registers:

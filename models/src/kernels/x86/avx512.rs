@@ -289,6 +289,60 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
     }
 }
 
+/// [`dots_f32`] for a half-precision weight (`w`: f16 if `!BF16`, else bf16 bits), each vector
+/// of 16 weights widened to f32 as it is loaded (`vcvtph2ps`; bf16 shifted into the high half
+/// of each lane, exact), so the weight streams at two bytes an input and the sums stay in f32.
+///
+/// # Safety
+/// AVX-512 F, BW and VL; `x` valid for `R` rows of `k` reads, `w` for `C` rows of `k`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn dots_half<const R: usize, const C: usize, const BF16: bool>(
+    x: *const f32,
+    w: *const u16,
+    k: usize,
+    out: &mut [[f32; C]; R],
+) {
+    // SAFETY: every read lies in the rows the caller vouches for (`p + 16 <= k`, then the
+    // masked tail's lanes below `k`).
+    unsafe {
+        let widen = |p: *const u16, mask: __mmask16| -> __m512 {
+            let halves = _mm256_maskz_loadu_epi16(mask, p.cast::<i16>());
+            if BF16 {
+                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
+            } else {
+                _mm512_cvtph_ps(halves)
+            }
+        };
+        let mut acc = [[_mm512_setzero_ps(); C]; R];
+        let step = |p: usize, mask: __mmask16, acc: &mut [[__m512; C]; R]| {
+            let mut wv = [_mm512_setzero_ps(); C];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = widen(w.add(j * k + p), mask);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xv = _mm512_maskz_loadu_ps(mask, x.add(r * k + p));
+                for (a, wv) in acc.iter_mut().zip(&wv) {
+                    *a = _mm512_fmadd_ps(xv, *wv, *a);
+                }
+            }
+        };
+        let body = k / LANES * LANES;
+        let mut p = 0;
+        while p < body {
+            step(p, 0xFFFF, &mut acc);
+            p += LANES;
+        }
+        if p < k {
+            step(p, lanes_left(k - p), &mut acc);
+        }
+        for (out, acc) in out.iter_mut().zip(&acc) {
+            for (o, a) in out.iter_mut().zip(acc) {
+                *o = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+}
+
 /// Transposes 16 output channels of an `out x in` f32 weight (`w`, channels `stride` apart, `k`
 /// inputs each) into a tile panel: `dst[p * 32 + c] = w[c * stride + p]` for `c < 16` and
 /// `p < k / 16 * 16`, one 16 x 16 block
@@ -315,29 +369,7 @@ pub(crate) unsafe fn transpose_16_channels(
             for (c, v) in r.iter_mut().enumerate() {
                 *v = _mm512_loadu_ps(w.add(c * stride + p));
             }
-            let mut t = [_mm512_setzero_ps(); 16];
-            for i in 0..8 {
-                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-            }
-            for i in 0..4 {
-                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
-                r[4 * i] = _mm512_shuffle_ps::<0x44>(a, c);
-                r[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
-                r[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, d);
-                r[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
-            }
-            for half in 0..2 {
-                let base = 8 * half;
-                for i in 0..4 {
-                    t[base + i] = _mm512_shuffle_f32x4::<0x88>(r[base + i], r[base + 4 + i]);
-                    t[base + 4 + i] = _mm512_shuffle_f32x4::<0xDD>(r[base + i], r[base + 4 + i]);
-                }
-            }
-            for i in 0..8 {
-                r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
-                r[8 + i] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[8 + i]);
-            }
+            transpose_16x16(&mut r);
             for (i, v) in r.iter().enumerate() {
                 _mm512_storeu_ps(dst.add((p + i) * 32), *v);
             }
@@ -345,4 +377,71 @@ pub(crate) unsafe fn transpose_16_channels(
         }
     }
     body
+}
+
+/// [`transpose_16_channels`] for an f16 weight (`w`: the bits of `k` halves a channel, channels
+/// `stride` halves apart), each row of 16 halves widened to f32 (`vcvtph2ps`, exact) as it is
+/// loaded: the packed panel is the f32 one the f32 tiles multiply.
+///
+/// # Safety
+/// AVX-512 F; `w` valid for 16 rows of `k` reads `stride` apart, `dst` for writes of `k` rows
+/// of 32.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn transpose_16_channels_f16(
+    w: *const u16,
+    stride: usize,
+    k: usize,
+    dst: *mut f32,
+) -> usize {
+    let body = k / LANES * LANES;
+    // SAFETY: every read is in the 16 rows of `k` and every write in the `k` rows of 32 the
+    // caller vouches for (`p + 16 <= body <= k`).
+    unsafe {
+        let mut p = 0;
+        while p < body {
+            let mut r = [_mm512_setzero_ps(); 16];
+            for (c, v) in r.iter_mut().enumerate() {
+                *v = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(c * stride + p).cast()));
+            }
+            transpose_16x16(&mut r);
+            for (i, v) in r.iter().enumerate() {
+                _mm512_storeu_ps(dst.add((p + i) * 32), *v);
+            }
+            p += LANES;
+        }
+    }
+    body
+}
+
+/// Transposes 16 vectors of 16 lanes in registers: lane `j` of vector `i` goes to lane `i` of
+/// vector `j` (`vunpcklps`/`vunpckhps`, `vshufps`, then `vshuff32x4` twice).
+#[inline(always)]
+fn transpose_16x16(r: &mut [__m512; 16]) {
+    // SAFETY: register shuffles only; inlined into the AVX-512 F functions above, which their
+    // callers run on AVX-512 paths only.
+    unsafe {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        for i in 0..4 {
+            let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+            r[4 * i] = _mm512_shuffle_ps::<0x44>(a, c);
+            r[4 * i + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+            r[4 * i + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+            r[4 * i + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+        }
+        for half in 0..2 {
+            let base = 8 * half;
+            for i in 0..4 {
+                t[base + i] = _mm512_shuffle_f32x4::<0x88>(r[base + i], r[base + 4 + i]);
+                t[base + 4 + i] = _mm512_shuffle_f32x4::<0xDD>(r[base + i], r[base + 4 + i]);
+            }
+        }
+        for i in 0..8 {
+            r[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+            r[8 + i] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[8 + i]);
+        }
+    }
 }
