@@ -49,18 +49,25 @@ impl Epilogue<'_> {
             // SAFETY: the caller's promise.
             let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.add(at), width) };
             dst_row.copy_from_slice(&sums[..width]);
-            if let Some(bias) = self.bias {
-                for (d, b) in dst_row.iter_mut().zip(&bias[col0..]) {
-                    *d += b;
-                }
-            }
-            if let Some(res) = self.residual {
-                for (d, v) in dst_row.iter_mut().zip(&res[at..at + width]) {
-                    *d += v;
-                }
-            }
+            self.add_bias_and_residual(dst_row, at, col0);
             if self.gelu {
                 gelu_erf_in_place(dst_row);
+            }
+        }
+    }
+
+    /// Adds the bias from channel `col0` and the residual from element `at` to one row of a
+    /// tile (`row.len()` channels).
+    fn add_bias_and_residual(&self, row: &mut [f32], at: usize, col0: usize) {
+        if let Some(bias) = self.bias {
+            for (d, b) in row.iter_mut().zip(&bias[col0..]) {
+                *d += b;
+            }
+        }
+        if let Some(res) = self.residual {
+            let width = row.len();
+            for (d, v) in row.iter_mut().zip(&res[at..at + width]) {
+                *d += v;
             }
         }
     }
@@ -86,17 +93,7 @@ impl Epilogue<'_> {
         for (r, (t, sums)) in tile.iter_mut().zip(sums).enumerate() {
             let t = &mut t[..width];
             t.copy_from_slice(&sums[..width]);
-            if let Some(bias) = self.bias {
-                for (d, b) in t.iter_mut().zip(&bias[col0..]) {
-                    *d += b;
-                }
-            }
-            if let Some(res) = self.residual {
-                let at = (row + r) * out_dim + col0;
-                for (d, v) in t.iter_mut().zip(&res[at..at + width]) {
-                    *d += v;
-                }
-            }
+            self.add_bias_and_residual(t, (row + r) * out_dim + col0, col0);
         }
         let rows = sums.len();
         gelu_erf_in_place(&mut tile[..rows].as_flattened_mut()[..(rows - 1) * N + width]);

@@ -64,14 +64,11 @@ pub(crate) fn matmul_f16(
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
 ) -> bool {
-    let (rows, k) = (x.rows, x.cols);
-    if !runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
-        return false;
-    }
-    let weights = Weights::HalfChannels { data: w, stride: k };
-    let (pack, tile) = operands(isa, x, weights, n, 1.0);
-    run_tiles((rows, k, n), dst, epilogue, pack, tile);
-    true
+    let weights = Weights::HalfChannels {
+        data: w,
+        stride: x.cols,
+    };
+    linear_product(isa, x, weights, n, dst, epilogue)
 }
 
 /// The name records give an f16 Linear's tiles (`technique_params.f16_kernel`).
@@ -89,11 +86,26 @@ pub(crate) fn matmul(
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
 ) -> bool {
+    let weights = Weights::Channels {
+        data: w,
+        stride: x.cols,
+    };
+    linear_product(isa, x, weights, n, dst, epilogue)
+}
+
+/// A Linear's product of five rows or more on the tiles ([`matmul`], [`matmul_f16`]).
+fn linear_product(
+    isa: Isa,
+    x: MatRef<'_>,
+    weights: Weights<'_>,
+    n: usize,
+    dst: &mut [f32],
+    epilogue: Epilogue<'_>,
+) -> bool {
     let (rows, k) = (x.rows, x.cols);
     if !runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
         return false;
     }
-    let weights = Weights::Channels { data: w, stride: k };
     let (pack, tile) = operands(isa, x, weights, n, 1.0);
     run_tiles((rows, k, n), dst, epilogue, pack, tile);
     true

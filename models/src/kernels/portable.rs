@@ -67,8 +67,10 @@ pub(crate) fn quantized(v: f32, inv: f32) -> u8 {
     ((v * inv).round_ties_even().clamp(-127.0, 127.0) as i32 + 128) as u8
 }
 
-/// [`dots_f32_portable`] for a weight of any element `T`, each widened to f32 by `widen` as it
-/// is read (the half-precision weights of the one-row kernels).
+/// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
+/// an `out x in` weight of any element `T` (`w`, `k` apart; f32, or f16 and bf16 widened to f32
+/// by `widen` as each is read), into `out[r][c]`, eight partial sums a product in an order the
+/// compiler vectorises.
 pub(crate) fn dots_widened_portable<T: Copy, const R: usize, const C: usize>(
     x: &[f32],
     w: &[T],
@@ -99,34 +101,12 @@ pub(crate) fn dots_widened_portable<T: Copy, const R: usize, const C: usize>(
     }
 }
 
-/// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
-/// an `out x in` weight (`w`, `k` apart), into `out[r][c]`, eight partial sums a product in an
-/// order the compiler vectorises.
+/// [`dots_widened_portable`] for an f32 weight.
 pub(crate) fn dots_f32_portable<const R: usize, const C: usize>(
     x: &[f32],
     w: &[f32],
     k: usize,
     out: &mut [[f32; C]; R],
 ) {
-    const LANES: usize = 8;
-    for (r, out) in out.iter_mut().enumerate() {
-        let x = &x[r * k..(r + 1) * k];
-        for (j, o) in out.iter_mut().enumerate() {
-            let w = &w[j * k..(j + 1) * k];
-            let mut acc = [0f32; LANES];
-            let (xs, ws) = (x.chunks_exact(LANES), w.chunks_exact(LANES));
-            let tail: f32 = xs
-                .remainder()
-                .iter()
-                .zip(ws.remainder())
-                .map(|(a, b)| a * b)
-                .sum();
-            for (xc, wc) in xs.zip(ws) {
-                for ((a, xv), wv) in acc.iter_mut().zip(xc).zip(wc) {
-                    *a += xv * wv;
-                }
-            }
-            *o = acc.iter().sum::<f32>() + tail;
-        }
-    }
+    dots_widened_portable(x, w, k, |v| v, out)
 }

@@ -228,53 +228,27 @@ pub(crate) unsafe fn dots_half<const R: usize, const C: usize, const BF16: bool>
     out: &mut [[f32; C]; R],
 ) {
     use std::arch::x86_64::*;
-    const LANES: usize = 8;
-    let widen_one = |bits: u16| -> f32 {
+    // SAFETY: the loads lie in the `C` rows of `k` the caller vouches for (`dots` reads whole
+    // vectors below `k` and single values in the tail).
+    let load = |p: usize| unsafe {
+        let halves = _mm_loadu_si128(w.add(p).cast::<__m128i>());
+        if BF16 {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves)))
+        } else {
+            _mm256_cvtph_ps(halves)
+        }
+    };
+    // SAFETY: as above.
+    let one = |p: usize| unsafe {
+        let bits = *w.add(p);
         if BF16 {
             half::bf16::from_bits(bits).to_f32()
         } else {
             half::f16::from_bits(bits).to_f32()
         }
     };
-    // SAFETY: every read lies in the rows the caller vouches for (`p + 8 <= k`, then `p < k`).
-    unsafe {
-        let widen = |p: *const u16| -> __m256 {
-            let halves = _mm_loadu_si128(p.cast::<__m128i>());
-            if BF16 {
-                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves)))
-            } else {
-                _mm256_cvtph_ps(halves)
-            }
-        };
-        let mut acc = [[_mm256_setzero_ps(); C]; R];
-        let body = k / LANES * LANES;
-        let mut p = 0;
-        while p < body {
-            let mut wv = [_mm256_setzero_ps(); C];
-            for (j, v) in wv.iter_mut().enumerate() {
-                *v = widen(w.add(j * k + p));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm256_loadu_ps(x.add(r * k + p));
-                for (a, wv) in acc.iter_mut().zip(&wv) {
-                    *a = _mm256_fmadd_ps(xv, *wv, *a);
-                }
-            }
-            p += LANES;
-        }
-        for (r, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
-            for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-                let half = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
-                let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-                let one = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
-                let mut sum = _mm_cvtss_f32(one);
-                for q in body..k {
-                    sum += *x.add(r * k + q) * widen_one(*w.add(j * k + q));
-                }
-                *o = sum;
-            }
-        }
-    }
+    // SAFETY: the caller's promise on `x`, passed on.
+    unsafe { dots(x, k, load, one, out) }
 }
 
 /// The f32 dot products of `R` rows of activations (`x`, `k` apart) with `C` output channels of
@@ -291,9 +265,34 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
     k: usize,
     out: &mut [[f32; C]; R],
 ) {
+    // SAFETY: the loads lie in the `C` rows of `k` the caller vouches for (`dots` reads whole
+    // vectors below `k` and single values in the tail).
+    let load = |p: usize| unsafe { std::arch::x86_64::_mm256_loadu_ps(w.add(p)) };
+    // SAFETY: as above.
+    let one = |p: usize| unsafe { *w.add(p) };
+    // SAFETY: the caller's promise on `x`, passed on.
+    unsafe { dots(x, k, load, one, out) }
+}
+
+/// The loop of [`dots_f32`] and [`dots_half`]: `load(j * k + p)` gives 8 weights of channel `j`
+/// from input `p` as f32, `one(j * k + q)` one weight of the ragged tail. Inlined into those AVX2
+/// functions, whose closures it calls.
+///
+/// # Safety
+/// AVX2 and FMA in the caller; `x` valid for `R` rows of `k` reads; `load` and `one` valid for
+/// every channel's inputs below `k`.
+#[inline(always)]
+unsafe fn dots<const R: usize, const C: usize>(
+    x: *const f32,
+    k: usize,
+    load: impl Fn(usize) -> std::arch::x86_64::__m256,
+    one: impl Fn(usize) -> f32,
+    out: &mut [[f32; C]; R],
+) {
     use std::arch::x86_64::*;
     const LANES: usize = 8;
-    // SAFETY: every read lies in the rows the caller vouches for (`p + 8 <= k`, then `p < k`).
+    // SAFETY: every read of `x` lies in the rows the caller vouches for (`p + 8 <= k`, then
+    // `p < k`); the intrinsics run in the caller's AVX2 functions.
     unsafe {
         let mut acc = [[_mm256_setzero_ps(); C]; R];
         let body = k / LANES * LANES;
@@ -301,7 +300,7 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
         while p < body {
             let mut wv = [_mm256_setzero_ps(); C];
             for (j, v) in wv.iter_mut().enumerate() {
-                *v = _mm256_loadu_ps(w.add(j * k + p));
+                *v = load(j * k + p);
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let xv = _mm256_loadu_ps(x.add(r * k + p));
@@ -315,10 +314,10 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
             for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
                 let half = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
                 let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-                let one = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
-                let mut sum = _mm_cvtss_f32(one);
+                let first = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
+                let mut sum = _mm_cvtss_f32(first);
                 for q in body..k {
-                    sum += *x.add(r * k + q) * *w.add(j * k + q);
+                    sum += *x.add(r * k + q) * one(j * k + q);
                 }
                 *o = sum;
             }

@@ -256,37 +256,11 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
     k: usize,
     out: &mut [[f32; C]; R],
 ) {
-    // SAFETY: every read lies in the rows the caller vouches for (`p + 16 <= k`, then the
-    // masked tail's lanes below `k`).
-    unsafe {
-        let mut acc = [[_mm512_setzero_ps(); C]; R];
-        let step = |p: usize, mask: __mmask16, acc: &mut [[__m512; C]; R]| {
-            let mut wv = [_mm512_setzero_ps(); C];
-            for (j, v) in wv.iter_mut().enumerate() {
-                *v = _mm512_maskz_loadu_ps(mask, w.add(j * k + p));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm512_maskz_loadu_ps(mask, x.add(r * k + p));
-                for (a, wv) in acc.iter_mut().zip(&wv) {
-                    *a = _mm512_fmadd_ps(xv, *wv, *a);
-                }
-            }
-        };
-        let body = k / LANES * LANES;
-        let mut p = 0;
-        while p < body {
-            step(p, 0xFFFF, &mut acc);
-            p += LANES;
-        }
-        if p < k {
-            step(p, lanes_left(k - p), &mut acc);
-        }
-        for (out, acc) in out.iter_mut().zip(&acc) {
-            for (o, a) in out.iter_mut().zip(acc) {
-                *o = _mm512_reduce_add_ps(*a);
-            }
-        }
-    }
+    // SAFETY: the loads lie in the `C` rows of `k` the caller vouches for (`dots` reads lanes
+    // below `k` only).
+    let load = |p: usize, mask: __mmask16| unsafe { _mm512_maskz_loadu_ps(mask, w.add(p)) };
+    // SAFETY: the caller's promise on `x`, passed on.
+    unsafe { dots(x, k, load, out) }
 }
 
 /// [`dots_f32`] for a half-precision weight (`w`: f16 if `!BF16`, else bf16 bits), each vector
@@ -302,42 +276,78 @@ pub(crate) unsafe fn dots_half<const R: usize, const C: usize, const BF16: bool>
     k: usize,
     out: &mut [[f32; C]; R],
 ) {
-    // SAFETY: every read lies in the rows the caller vouches for (`p + 16 <= k`, then the
-    // masked tail's lanes below `k`).
+    // SAFETY: the loads lie in the `C` rows of `k` the caller vouches for (`dots` reads lanes
+    // below `k` only).
+    let load = |p: usize, mask: __mmask16| unsafe {
+        let halves = _mm256_maskz_loadu_epi16(mask, w.add(p).cast::<i16>());
+        if BF16 {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
+        } else {
+            _mm512_cvtph_ps(halves)
+        }
+    };
+    // SAFETY: the caller's promise on `x`, passed on.
+    unsafe { dots(x, k, load, out) }
+}
+
+/// The loop of [`dots_f32`] and [`dots_half`]: `load(j * k + p, mask)` gives the 16 weights of
+/// channel `j` from input `p` as f32 (the masked lanes zero), 16 inputs a step, the ragged tail
+/// through masks. Inlined into those AVX-512 functions, whose closures it calls.
+///
+/// # Safety
+/// AVX-512 F in the caller; `x` valid for `R` rows of `k` reads; `load` valid for every
+/// channel's lanes below `k`.
+#[inline(always)]
+unsafe fn dots<const R: usize, const C: usize>(
+    x: *const f32,
+    k: usize,
+    load: impl Fn(usize, __mmask16) -> __m512,
+    out: &mut [[f32; C]; R],
+) {
+    // SAFETY: every read of `x` lies in the rows the caller vouches for (`p + 16 <= k`, then the
+    // masked tail's lanes below `k`); the intrinsics run in the caller's AVX-512 functions.
     unsafe {
-        let widen = |p: *const u16, mask: __mmask16| -> __m512 {
-            let halves = _mm256_maskz_loadu_epi16(mask, p.cast::<i16>());
-            if BF16 {
-                _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
-            } else {
-                _mm512_cvtph_ps(halves)
-            }
-        };
         let mut acc = [[_mm512_setzero_ps(); C]; R];
-        let step = |p: usize, mask: __mmask16, acc: &mut [[__m512; C]; R]| {
-            let mut wv = [_mm512_setzero_ps(); C];
-            for (j, v) in wv.iter_mut().enumerate() {
-                *v = widen(w.add(j * k + p), mask);
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let xv = _mm512_maskz_loadu_ps(mask, x.add(r * k + p));
-                for (a, wv) in acc.iter_mut().zip(&wv) {
-                    *a = _mm512_fmadd_ps(xv, *wv, *a);
-                }
-            }
-        };
         let body = k / LANES * LANES;
         let mut p = 0;
         while p < body {
-            step(p, 0xFFFF, &mut acc);
+            dots_step(x, k, p, 0xFFFF, &load, &mut acc);
             p += LANES;
         }
         if p < k {
-            step(p, lanes_left(k - p), &mut acc);
+            dots_step(x, k, p, lanes_left(k - p), &load, &mut acc);
         }
         for (out, acc) in out.iter_mut().zip(&acc) {
             for (o, a) in out.iter_mut().zip(acc) {
                 *o = _mm512_reduce_add_ps(*a);
+            }
+        }
+    }
+}
+
+/// One step of [`dots`]: the `mask`ed lanes of inputs `p..p + 16` of every row and channel.
+///
+/// # Safety
+/// As for [`dots`].
+#[inline(always)]
+unsafe fn dots_step<const R: usize, const C: usize>(
+    x: *const f32,
+    k: usize,
+    p: usize,
+    mask: __mmask16,
+    load: &impl Fn(usize, __mmask16) -> __m512,
+    acc: &mut [[__m512; C]; R],
+) {
+    // SAFETY: as for `dots`.
+    unsafe {
+        let mut wv = [_mm512_setzero_ps(); C];
+        for (j, v) in wv.iter_mut().enumerate() {
+            *v = load(j * k + p, mask);
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let xv = _mm512_maskz_loadu_ps(mask, x.add(r * k + p));
+            for (a, wv) in acc.iter_mut().zip(&wv) {
+                *a = _mm512_fmadd_ps(xv, *wv, *a);
             }
         }
     }
