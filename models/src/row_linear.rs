@@ -76,7 +76,7 @@ pub(crate) fn linear_into(
 ) -> Result<()> {
     let (k, n) = (layer.in_dim, layer.out_dim);
     dst.resize(rows * n, 0.0);
-    let half_native = match &layer.weight {
+    let own_kernel = match &layer.weight {
         WeightStorage::Half { weight } => {
             rows <= ONE_ROW_MAX_ROWS
                 || match weight.dtype() {
@@ -89,7 +89,7 @@ pub(crate) fn linear_into(
             WeightStorage::F32 { .. } | WeightStorage::Int8 { .. } | WeightStorage::Blocks { .. }
         ),
     };
-    if half_native {
+    if own_kernel {
         // slimbench's own products add the bias (read in place: a decode step of a language
         // model runs over a hundred of these, and none should copy it), the residual and GELU as
         // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`); f16 and
