@@ -29,6 +29,7 @@ HARNESS_MAY_NAME = {
     "build_cost",  # what a build step cost, recorded
     "kernels",  # Isa (the path the records name) and the peak kernels, for calibration
     "device",  # device names
+    "engine",  # the engines a cell may run on, their names recorded
     "cache",  # the cache folder
     "fetch",  # the models folder
     "error",  # ModelError, to tell not-applicable from failed

@@ -5,6 +5,7 @@
 //! models = ["digits-mlp"]
 //! techniques = ["fp32", "q8_0", "q4_0"]
 //! devices = ["cpu"]
+//! engines = ["slimbench", "ort"]  # ort: ONNX Runtime (after `slimbench fetch onnxruntime`)
 //! batch_sizes = [1, 32]
 //! warmup = 10
 //! min_iters = 50
@@ -43,6 +44,8 @@ pub struct PlanConfig {
     pub techniques: Option<Vec<String>>,
     /// Devices.
     pub devices: Option<Vec<String>>,
+    /// Engines (`slimbench`, `ort`).
+    pub engines: Option<Vec<String>>,
     /// Batch sizes.
     pub batch_sizes: Option<Vec<usize>>,
     /// The values of each plan dimension beyond the batch size given in the file, by the
@@ -53,7 +56,8 @@ pub struct PlanConfig {
 
 impl PlanConfig {
     /// The plan's config keys but the dimensions' ([`PlanConfig::keys`] has them all).
-    const FIXED_KEYS: &'static [&'static str] = &["models", "techniques", "devices", "batch_sizes"];
+    const FIXED_KEYS: &'static [&'static str] =
+        &["models", "techniques", "devices", "engines", "batch_sizes"];
 
     /// The plan's config keys: the fixed ones, then each plan dimension's.
     pub fn keys() -> Vec<&'static str> {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use slimbench_models::catalog;
 use slimbench_models::device::{cuda_ordinal, CUDA_BUILT};
 use slimbench_models::dimension::{self, Dimension};
+use slimbench_models::engine::Engine;
 use slimbench_models::technique::{technique_names, Technique};
 use slimbench_models::workload::Cell;
 
@@ -211,6 +212,7 @@ impl Plan {
                                 device: device.clone(),
                                 batch_size,
                                 dims: dims.clone(),
+                                engine: Engine::Slimbench,
                             });
                         }
                     }
@@ -218,6 +220,36 @@ impl Plan {
             }
         }
         cells.dedup();
+        Ok(Self { cells })
+    }
+
+    /// The plan with each cell on each of `engines` (names; `slimbench` alone leaves it as it
+    /// is), every engine's cells after the previous engine's, baselines first within each. The
+    /// ort engine needs ONNX Runtime's library: without it this is a usage error that names the
+    /// fetch.
+    pub fn on_engines(self, engines: &[String]) -> Result<Self, UsageError> {
+        if engines.is_empty() {
+            return Err(UsageError(
+                "--engines needs one or more engines: slimbench, ort".into(),
+            ));
+        }
+        let mut parsed: Vec<Engine> = Vec::new();
+        for name in engines {
+            let engine = name
+                .parse::<Engine>()
+                .map_err(|e| UsageError(format!("--engines (config key engines): {e}")))?;
+            if !parsed.contains(&engine) {
+                parsed.push(engine);
+            }
+        }
+        for engine in &parsed {
+            catalog::check_engine(*engine)
+                .map_err(|e| UsageError(format!("--engines {engine}: {e}")))?;
+        }
+        let cells = parsed
+            .iter()
+            .flat_map(|engine| self.cells.iter().map(move |c| c.clone().on_engine(*engine)))
+            .collect();
         Ok(Self { cells })
     }
 }
@@ -228,6 +260,25 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn engines_repeat_the_plan_each_after_the_last_baseline_first_and_a_repeat_is_dropped() {
+        let p = Plan::new(
+            &s(&["digits-mlp"]),
+            &s(&["q8_0", "fp32"]),
+            &s(&["cpu"]),
+            &Shapes::batches(&[1]),
+        )
+        .unwrap()
+        .on_engines(&s(&["slimbench", "slimbench"]))
+        .unwrap();
+        let names: Vec<String> = p.cells.iter().map(|c| c.to_string()).collect();
+        // The own engine alone keeps the cells' names as they were before engines.
+        assert_eq!(names, ["digits-mlp/fp32/cpu/b1", "digits-mlp/q8_0/cpu/b1"]);
+        let e = p.clone().on_engines(&s(&["slimbench", "trt"])).unwrap_err();
+        assert!(e.0.contains("unknown engine \"trt\""), "{}", e.0);
+        assert!(p.on_engines(&[]).is_err());
     }
 
     #[test]

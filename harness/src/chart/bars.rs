@@ -96,7 +96,7 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
     let mut techniques: Vec<String> = Vec::new();
     let mut batches: Vec<usize> = Vec::new();
     for r in &ok {
-        let technique = r.key.technique.to_string();
+        let technique = r.key.variant_label();
         if !techniques.contains(&technique) {
             techniques.push(technique);
         }
@@ -131,7 +131,7 @@ pub fn bars_chart(records: &[&Record], metric: BarMetric, title: &str) -> Option
             .map(|r| {
                 let v = metric.value(r);
                 (
-                    r.key.technique.to_string(),
+                    r.key.variant_label(),
                     r.key.batch_size,
                     v.map(|v| scale.of(v.0)),
                     v.and_then(|v| v.1)

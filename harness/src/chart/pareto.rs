@@ -184,7 +184,7 @@ pub fn pareto_chart(
     let mut points: Vec<ParetoPoint> = raw
         .iter()
         .map(|(r, (c, c_ci), (q, q_ci))| {
-            let technique = r.key.technique.to_string();
+            let technique = r.key.variant_label();
             ParetoPoint {
                 baseline: technique == slimbench_models::technique::BASELINE,
                 control: r.key.technique.is_control(),

@@ -37,6 +37,17 @@ pub struct PlanArgs {
         DEFAULT_DEVICES.join(",")
     ))]
     pub devices: Vec<String>,
+    /// Engines, comma-separated: `slimbench` (its own), `ort` (ONNX Runtime, after `slimbench
+    /// fetch onnxruntime`); each cell runs on each.
+    #[arg(long, value_delimiter = ',', help = format!(
+        "Engines, comma-separated: {} [default: slimbench]",
+        slimbench_models::engine::ENGINES
+            .iter()
+            .map(|(n, about)| format!("{n} ({about})"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ))]
+    pub engines: Vec<String>,
     /// Batch sizes, comma-separated; the help text gives the defaults.
     #[arg(long, value_delimiter = ',', help = format!(
         "Batch sizes, comma-separated [default: each model's own: {}]",
@@ -186,6 +197,7 @@ impl PlanArgs {
             || !self.models.is_empty()
             || !self.techniques.is_empty()
             || !self.devices.is_empty()
+            || !self.engines.is_empty()
             || !self.batch_sizes.is_empty()
             || !self.dims.0.is_empty()
             || !self.model_dir.is_empty()
@@ -246,6 +258,7 @@ impl PlanArgs {
                 crate::meter::nvml::gpu_count().map_err(|e| e.to_string())
             })?;
         }
+        let engines = pick(&self.engines, &config.plan.engines, &["slimbench"]);
         Plan::new(
             &models,
             &pick(
@@ -255,6 +268,7 @@ impl PlanArgs {
             ),
             &devices,
             &shapes,
-        )
+        )?
+        .on_engines(&engines)
     }
 }

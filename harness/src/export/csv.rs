@@ -85,6 +85,7 @@ pub fn columns(r: &Record) -> Vec<(&'static str, String)> {
         ("technique", r.key.technique.to_string()),
         ("technique_params", r.technique_params.to_string()),
         ("device", r.key.device.clone()),
+        ("engine", r.key.engine.name().to_string()),
         ("threads", opt(r.threads)),
         ("batch_size", r.key.batch_size.to_string()),
     ];

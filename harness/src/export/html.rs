@@ -114,7 +114,7 @@ pub fn charts(data: &RunData) -> Vec<(String, String, Chart)> {
                             && rec.baseline.batch_size == b
                     })
                     .and_then(|rec| rec.pick.as_ref())
-                    .map(|p| p.key.technique.to_string());
+                    .map(|p| p.key.variant_label());
                 if let Some(c) = pareto_chart(
                     &at,
                     cost,

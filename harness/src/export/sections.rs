@@ -379,15 +379,20 @@ fn recommendation(
     let recs = recommendations(&data.records, budget, &data.manifest.spec.carbon, volume);
     let mut rows = Vec::new();
     let mut paragraphs = vec![format!(
-        "For each model, device and batch size: among the variants within {} point(s) of the baseline's quality (control arms excluded), the one with the least energy per item; variants whose energy is within the measurement's uncertainty of it are tied, and the tie goes to the better quality (a difference inside the binomial interval is itself a tie), then to the smaller model. When even the best saving lies inside its uncertainty, keep the baseline. Build energy is what making the pick cost (its training steps, metered like a cell, and its post-training step; not the base it shares with the baseline; a cached step's cost is the one recorded when it was built); it pays back after build energy / energy saved per inference. Projection: {} inferences a day for {} days; car equivalent: {}.",
+        "For each model, device, engine and batch size: among the variants within {} point(s) of the baseline's quality (control arms excluded), the one with the least energy per item; variants whose energy is within the measurement's uncertainty of it are tied, and the tie goes to the better quality (a difference inside the binomial interval is itself a tie), then to the smaller model. When even the best saving lies inside its uncertainty, keep the baseline. Build energy is what making the pick cost (its training steps, metered like a cell, and its post-training step; not the base it shares with the baseline; a cached step's cost is the one recorded when it was built); it pays back after build energy / energy saved per inference. Projection: {} inferences a day for {} days; car equivalent: {}.",
         budget.max_drop_points,
         sig(volume.items_per_day, 3),
         volume.days,
         CAR_FACTOR_SOURCE
     )];
     for r in &recs {
+        let engine = if r.baseline.engine.is_default() {
+            String::new()
+        } else {
+            format!(" on {}", r.baseline.engine)
+        };
         let setting = format!(
-            "{} / {} / batch {}",
+            "{} / {}{engine} / batch {}",
             r.baseline.model,
             r.baseline.device,
             r.baseline.batch_label()
@@ -395,8 +400,8 @@ fn recommendation(
         let pick = r.pick.as_ref();
         rows.push(vec![
             setting.clone(),
-            pick.map(|p| p.key.technique.to_string())
-                .unwrap_or_else(|| format!("keep {}", r.baseline.technique)),
+            pick.map(|p| p.key.variant_label())
+                .unwrap_or_else(|| format!("keep {}", r.baseline.variant_label())),
             opt(pick.and_then(|p| p.energy).map(|e| e.saved_pct), |v| {
                 format!("{v:.0}%")
             }),
@@ -640,6 +645,98 @@ fn language_models(records: &[Record], measured: bool) -> Option<Section> {
     })
 }
 
+/// A record's quality for the engines' table: fidelity (cosine to fp32) where the model has it,
+/// else its metric's value.
+fn quality_text(r: &Record) -> String {
+    match r.quality.as_ref() {
+        Some(q) => match q.fidelity {
+            Some(f) => format!("cosine {f:.5}"),
+            None => format!("{} {:.2}%", q.metric, q.value_pct),
+        },
+        None => "-".into(),
+    }
+}
+
+/// The same model, technique, device and batch on each engine of the run, side by side: one row
+/// a cell that ran on more than one engine, with each engine's median latency, energy per item and
+/// quality, and the other engines' latency as a ratio to slimbench's. `None` for a run on one
+/// engine.
+fn engines_side_by_side(records: &[Record], measured: bool) -> Option<Section> {
+    let mut engines: Vec<slimbench_models::engine::Engine> =
+        records.iter().map(|r| r.key.engine).collect();
+    engines.sort();
+    engines.dedup();
+    if engines.len() < 2 {
+        return None;
+    }
+    let ok: Vec<&Record> = records.iter().filter(|r| r.status == Status::Ok).collect();
+    let mut rows = Vec::new();
+    let mut seen: Vec<&slimbench_models::workload::Cell> = Vec::new();
+    for r in &ok {
+        let on = |engine| {
+            ok.iter().copied().find(|o| {
+                o.key.engine == engine
+                    && o.key.technique == r.key.technique
+                    && o.key.model == r.key.model
+                    && o.key.device == r.key.device
+                    && o.key.batch_size == r.key.batch_size
+                    && o.key.dims == r.key.dims
+            })
+        };
+        let cells: Vec<Option<&Record>> = engines.iter().map(|e| on(*e)).collect();
+        let first = cells.iter().flatten().next().map(|c| &c.key);
+        if cells.iter().flatten().count() < 2 || first.is_some_and(|k| seen.contains(&k)) {
+            continue;
+        }
+        seen.extend(first);
+        let own_p50 = cells[0].and_then(|c| c.latency.as_ref()).map(|l| l.p50_ms);
+        let mut row = vec![
+            r.key.model.clone(),
+            r.key.technique.to_string(),
+            r.key.device.clone(),
+            r.key.batch_label(),
+        ];
+        for (i, c) in cells.iter().enumerate() {
+            let p50 = c.and_then(|c| c.latency.as_ref()).map(|l| l.p50_ms);
+            let mut latency = opt(p50, time);
+            if let (true, Some(p), Some(own)) = (i > 0, p50, own_p50) {
+                latency.push_str(&format!(" ({:.2}x)", p / own));
+            }
+            row.push(latency);
+            row.push(
+                c.and_then(|c| c.energy.as_ref())
+                    .map(|e| with_band(e.energy_per_item_j, e.band_factors(), energy))
+                    .unwrap_or_else(|| "-".into()),
+            );
+            row.push(c.map_or_else(|| "-".into(), quality_text));
+        }
+        rows.push(row);
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    let est = if measured { "" } else { " (estimated)" };
+    let mut header = vec![s("model"), s("technique"), s("device"), s("batch")];
+    for e in &engines {
+        header.push(format!("{e}: p50 / batch"));
+        header.push(format!("{e}: energy / item{est}"));
+        header.push(format!("{e}: quality"));
+    }
+    Some(Section {
+        title: s("Engines side by side"),
+        paragraphs: vec![format!(
+            "The same variant on each engine: slimbench's own (its own kernels) and \
+             ONNX Runtime (ort: the variant written as an ONNX graph, each Linear in the ONNX form \
+             of the technique, run by ONNX Runtime's CPU provider with the cell's threads, \
+             sequential execution and every graph optimisation; the record's \
+             technique_params.engine names the library, its version and the operators). The ratio \
+             after another engine's latency is its median over slimbench's: below 1 it is faster. \
+             Each engine's variants are compared with its own fp32 in the other sections."
+        )],
+        table: Some(Table { header, rows }),
+    })
+}
+
 /// Every section of the report, in order.
 pub fn sections(data: &RunData) -> Vec<Section> {
     let budget = data.budget();
@@ -652,6 +749,7 @@ pub fn sections(data: &RunData) -> Vec<Section> {
         results(&data.records, measured),
     ]
     .into_iter()
+    .chain(engines_side_by_side(&data.records, measured))
     .chain(language)
     .chain([
         sci(data, measured),

@@ -98,6 +98,12 @@ fn result_columns(records: &[Record], measured: bool) -> Vec<Column> {
         column("model", Everywhere, |r| r.key.model.clone()),
         column("technique", Everywhere, |r| r.key.technique.to_string()),
         column("device", Everywhere, |r| r.key.device.clone()),
+    ];
+    // A run on more than slimbench's own engine names each cell's.
+    if records.iter().any(|r| !r.key.engine.is_default()) {
+        columns.push(column("engine", Everywhere, |r| r.key.engine.to_string()));
+    }
+    columns.extend([
         column("batch", Everywhere, |r| r.key.batch_label()),
         column("status", InReport, status_text),
         column("status", OnConsole, |r| r.status.as_str().to_string()),
@@ -111,7 +117,7 @@ fn result_columns(records: &[Record], measured: bool) -> Vec<Column> {
                 format!("{v:+.2}")
             })
         }),
-    ];
+    ]);
     if records
         .iter()
         .any(|r| r.quality.as_ref().and_then(|q| q.fidelity).is_some())

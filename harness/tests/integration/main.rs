@@ -3,6 +3,7 @@
 mod charts;
 mod cli;
 mod compare;
+mod engines;
 mod exporters;
 mod fake_powercap;
 mod hostile;

@@ -20,6 +20,7 @@ fn every_numeric_column_names_its_unit() {
         "technique",
         "technique_params",
         "device",
+        "engine",
         "batch_size",
         "status",
         "error",

@@ -6,6 +6,7 @@ pub mod data;
 pub mod distill;
 pub mod mlp;
 pub mod net;
+pub mod onnx;
 pub mod prune;
 pub mod train;
 pub mod workload;
@@ -213,6 +214,10 @@ impl Family for Digits {
         variant: Variant<Network, ()>,
     ) -> Result<Built> {
         workload::build(spec, device, variant)
+    }
+
+    fn ort_workload(&self, spec: &WorkloadSpec, variant: Variant<Network, ()>) -> Result<Built> {
+        onnx::build(spec, variant)
     }
 }
 

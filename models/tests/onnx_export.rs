@@ -1,0 +1,180 @@
+//! slimbench's graphs on ONNX Runtime: the digits networks' export gives the own engine's f32
+//! outputs to 1e-4, and each ONNX format of a Linear multiplies by the weights it claims to
+//! (int8 dynamic, 4-bit `MatMulNBits` with and without zero points). Needs the library
+//! (`slimbench fetch onnxruntime` or `ORT_DYLIB_PATH`); without it each test says why it skips,
+//! unless SLIMBENCH_REQUIRE_ORT=1 (CI sets it) makes its absence a failure.
+
+use candle_core::{Device, Tensor};
+use slimbench_models::digits::data::digits_split;
+use slimbench_models::digits::net::Network;
+use slimbench_models::digits::{cnn, mlp, onnx};
+use slimbench_models::onnx::graph::{decode, Dim, GraphBuilder};
+use slimbench_models::onnx::linear::{dequantized, emit, LinearParams, OnnxFormat};
+use slimbench_models::onnx::proto::tensor_proto::DataType;
+use slimbench_models::onnx::runtime::{self, Input, OrtModel};
+
+fn library_or_skip(test: &str) -> bool {
+    match runtime::library_path() {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("SLIMBENCH_REQUIRE_ORT").is_ok_and(|v| v == "1") {
+                panic!("SLIMBENCH_REQUIRE_ORT=1 but ONNX Runtime is absent: {e}");
+            }
+            eprintln!("skipping {test}: {e}");
+            false
+        }
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check_digits_export(net: &Network, what: &str) {
+    let (_, test) = digits_split().unwrap();
+    let (bytes, reports) = onnx::graph(net, OnnxFormat::F32).unwrap();
+    assert_eq!(reports.len(), net.convs.len() + net.dense.len());
+    let model_proto = decode(&bytes).expect("the graph decodes as an ONNX model");
+    assert_eq!(
+        model_proto.graph.as_ref().unwrap().input[0].name.as_deref(),
+        Some(onnx::INPUT)
+    );
+    let mut model = OrtModel::new(
+        &bytes,
+        2,
+        vec![Input::F32(
+            vec![test.len(), test.dim],
+            test.features.clone(),
+        )],
+    )
+    .unwrap();
+    let (shape, got) = model.run().unwrap().remove(0);
+    assert_eq!(shape, vec![test.len(), 10]);
+    let x = Tensor::from_slice(&test.features, (test.len(), test.dim), &Device::Cpu).unwrap();
+    let want = net
+        .forward(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let diff = max_abs_diff(&got, &want);
+    assert!(
+        diff <= 1e-4,
+        "{what}: ONNX Runtime's logits differ from the own engine's by {diff}"
+    );
+}
+
+#[test]
+fn the_digits_mlp_and_cnn_exported_give_the_own_engines_logits_to_1e_4() {
+    if !library_or_skip("the digits export check") {
+        return;
+    }
+    check_digits_export(&Network::init(&mlp::spec(), 7).unwrap(), "digits-mlp");
+    check_digits_export(&Network::init(&cnn::spec(), 7).unwrap(), "digits-cnn");
+}
+
+/// A Linear of `out x inputs` with a ragged last block (inputs not a multiple of 32), run alone
+/// in `format` on rows `x`; returns ONNX Runtime's output.
+fn run_linear(format: OnnxFormat, x: &[f32], rows: usize, p: LinearParams<'_>) -> Vec<f32> {
+    let mut g = GraphBuilder::new("linear");
+    let input = g.input(
+        "x",
+        DataType::Float,
+        &[Dim::Named("rows"), Dim::Fixed(p.inputs)],
+    );
+    let y = emit(&mut g, &input, p, format);
+    g.output(
+        &y,
+        "y",
+        DataType::Float,
+        &[Dim::Named("rows"), Dim::Fixed(p.out)],
+    );
+    let mut model = OrtModel::new(
+        &g.finish(),
+        1,
+        vec![Input::F32(vec![rows, p.inputs], x.to_vec())],
+    )
+    .unwrap();
+    model.run().unwrap().remove(0).1
+}
+
+fn reference(
+    x: &[f32],
+    rows: usize,
+    w: &[f32],
+    bias: &[f32],
+    out: usize,
+    inputs: usize,
+) -> Vec<f32> {
+    let mut y = vec![0.0; rows * out];
+    for r in 0..rows {
+        for o in 0..out {
+            let dot: f32 = (0..inputs)
+                .map(|i| x[r * inputs + i] * w[o * inputs + i])
+                .sum();
+            y[r * out + o] = dot + bias[o];
+        }
+    }
+    y
+}
+
+#[test]
+fn each_onnx_format_of_a_linear_multiplies_by_the_weights_it_stores() {
+    if !library_or_skip("the ONNX formats check") {
+        return;
+    }
+    let (out, inputs, rows) = (24, 80, 5);
+    let weight: Vec<f32> = (0..out * inputs)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+        .collect();
+    let bias: Vec<f32> = (0..out).map(|i| i as f32 * 0.1 - 1.0).collect();
+    let x: Vec<f32> = (0..rows * inputs)
+        .map(|i| ((i * 13 % 29) as f32 - 14.0) / 10.0)
+        .collect();
+    let p = LinearParams {
+        name: "fc",
+        out,
+        inputs,
+        weight: &weight,
+        bias: &bias,
+    };
+    let exact = reference(&x, rows, &weight, &bias, out, inputs);
+    let scale = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    for format in [
+        OnnxFormat::F32,
+        OnnxFormat::Int8Dynamic,
+        OnnxFormat::Q4 { zero_points: false },
+        OnnxFormat::Q4 { zero_points: true },
+    ] {
+        let got = run_linear(format, &x, rows, p);
+        let stored = reference(&x, rows, &dequantized(p, format), &bias, out, inputs);
+        // Against the weights as stored, only the activations' rounding is left (none for f32,
+        // 8 bits for int8 dynamic and MatMulNBits' accuracy level 4): within 1% of the outputs'
+        // scale. A wrong nibble order or scale would be off by tens of percent.
+        let diff = max_abs_diff(&got, &stored);
+        let bound = if format == OnnxFormat::F32 {
+            1e-4
+        } else {
+            0.01 * scale
+        };
+        assert!(
+            diff <= bound,
+            "{}: ONNX Runtime differs from the stored weights' product by {diff} (bound {bound})",
+            format.name()
+        );
+        // And the format's rounding of the weights moves the outputs, but by little.
+        if format != OnnxFormat::F32 {
+            let moved = max_abs_diff(&stored, &exact);
+            assert!(
+                moved > 0.0 && moved < 0.2 * scale,
+                "{}: {moved}",
+                format.name()
+            );
+        }
+    }
+}
