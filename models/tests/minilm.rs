@@ -119,3 +119,78 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
     assert!(layers.iter().any(|l| l.format == "q8_0"));
     assert_eq!(layers[0].format, "f32", "embeddings stay f32");
 }
+
+/// MiniLM exported to ONNX and run by ONNX Runtime: fp32 gives the own engine's embeddings to
+/// 1e-4, and int8 dynamic (as `quantize_dynamic` writes it) keeps the fidelity ONNX Runtime's own
+/// quantizer reaches (the peer's 0.946 on its inputs), within 0.01. Needs ONNX Runtime too.
+#[test]
+fn minilm_on_onnx_runtime_matches_the_own_engine_and_int8_dynamic_keeps_its_fidelity() {
+    let Some(files) = minilm_files() else { return };
+    if let Err(why) = slimbench_models::onnx::runtime::library_path() {
+        if std::env::var("SLIMBENCH_REQUIRE_ORT").is_ok_and(|v| v == "1") {
+            panic!("SLIMBENCH_REQUIRE_ORT=1 but ONNX Runtime is absent: {why}");
+        }
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let bert = Bert::from_tensors(
+        &files.config().unwrap(),
+        &files.tensors().unwrap(),
+        "minilm",
+    )
+    .unwrap();
+    let mut tok = TextTokenizer::load(&files.tokenizer).unwrap();
+    let texts = [
+        "A man is eating food.",
+        "The new movie is awesome, and the cast is great for a summer evening out.",
+    ];
+    let input = tok.encode(&texts, Padding::Longest(128)).unwrap();
+    use slimbench_models::onnx::linear::OnnxFormat;
+    use slimbench_models::text::onnx as text_onnx;
+    let (graph, _) = text_onnx::graph(&bert, OnnxFormat::F32).unwrap();
+    let mut model = slimbench_models::onnx::runtime::OrtModel::new(
+        &graph,
+        2,
+        text_onnx::inputs(&input).unwrap(),
+    )
+    .unwrap();
+    let got = text_onnx::embed(&mut model, &input).unwrap();
+    let want = bert.embed(&input, false).unwrap();
+    let diff = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        diff <= 1e-4,
+        "fp32 MiniLM on ONNX Runtime differs by {diff}"
+    );
+    let spec = |technique: &str| WorkloadSpec {
+        cell: Cell::new("minilm", technique.parse().unwrap(), "cpu", 2)
+            .with_dim(&slimbench_models::dimension::SEQ_LEN, 32)
+            .on_engine(slimbench_models::engine::Engine::Ort),
+        cache_dir: cache().path().to_path_buf(),
+    };
+    let fp32 = build_workload(&spec("fp32")).unwrap();
+    let q = fp32.workload.quality().unwrap();
+    let fidelity = q.fidelity.unwrap();
+    assert!(
+        fidelity > 0.99999,
+        "fp32 on ONNX Runtime: fidelity {fidelity}"
+    );
+    let int8 = build_workload(&spec("int8")).unwrap();
+    let fidelity = int8.workload.quality().unwrap().fidelity.unwrap();
+    assert!(
+        (fidelity - 0.946).abs() < 0.01,
+        "int8 dynamic on ONNX Runtime: fidelity {fidelity}"
+    );
+    assert_eq!(
+        int8.report.technique_params["engine"]["linear_format"],
+        "int8-dynamic"
+    );
+}

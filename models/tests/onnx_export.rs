@@ -178,3 +178,73 @@ fn each_onnx_format_of_a_linear_multiplies_by_the_weights_it_stores() {
         }
     }
 }
+
+fn tiny_bert() -> (
+    tempfile::TempDir,
+    slimbench_models::text::bert::Bert,
+    slimbench_models::text::tokenize::TextTokenizer,
+) {
+    use slimbench_models::text::files::ModelFiles;
+    let dir = tempfile::tempdir().unwrap();
+    slimbench_models::text::tiny::write_tiny_checkpoint(dir.path(), 7).unwrap();
+    let files = ModelFiles::locate(dir.path(), "test").unwrap();
+    let bert = slimbench_models::text::bert::Bert::from_tensors(
+        &files.config().unwrap(),
+        &files.tensors().unwrap(),
+        "tiny",
+    )
+    .unwrap();
+    let tok = slimbench_models::text::tokenize::TextTokenizer::load(&files.tokenizer).unwrap();
+    (dir, bert, tok)
+}
+
+fn check_bert_export(bert: &slimbench_models::text::bert::Bert, what: &str) {
+    use slimbench_models::text::onnx as text_onnx;
+    use slimbench_models::text::tokenize::Padding;
+    let (_dir, _, mut tok) = tiny_bert();
+    // Texts of different lengths: the shorter ones padded, so the mask and the pooling count.
+    let texts = [
+        "win free money now !",
+        "please see the attached report .",
+        "team lunch tomorrow ? thanks , the small model is fast",
+    ];
+    let input = tok.encode(&texts, Padding::Longest(32)).unwrap();
+    let (bytes, _) = text_onnx::graph(bert, OnnxFormat::F32).unwrap();
+    let mut model = OrtModel::new(&bytes, 2, text_onnx::inputs(&input).unwrap()).unwrap();
+    let got = text_onnx::embed(&mut model, &input)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let want = bert
+        .embed(&input, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let diff = max_abs_diff(&got, &want);
+    assert!(
+        diff <= 1e-4,
+        "{what}: ONNX Runtime's embeddings differ from the own engine's by {diff}"
+    );
+}
+
+#[test]
+fn a_bert_exported_with_its_pooling_gives_the_own_engines_embeddings_to_1e_4() {
+    if !library_or_skip("the BERT export check") {
+        return;
+    }
+    let (_dir, bert, _) = tiny_bert();
+    check_bert_export(&bert, "tiny BERT");
+    // Structured pruning leaves fewer heads and a narrower feed-forward: a smaller graph.
+    let pruned = slimbench_models::text::compress::prune_bert_structured(
+        &bert,
+        0.5,
+        slimbench_models::pruning::Norm::L2,
+    )
+    .unwrap();
+    assert!(pruned.layers[0].heads < bert.layers[0].heads);
+    check_bert_export(&pruned, "tiny BERT pruned to half its heads");
+}

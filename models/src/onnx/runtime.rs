@@ -80,14 +80,35 @@ pub fn init() -> Result<&'static ort::environment::Environment> {
     }
 }
 
-/// The version string of the loaded library (`1.31.0`).
+/// The version string of the library (`1.31.0`), as its `OrtGetApiBase()->GetVersionString()`
+/// says; read once.
 pub fn version() -> Result<String> {
-    init()?;
-    Ok(ort::info()
-        .split(',')
-        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
-        .map(str::to_string)
-        .unwrap_or_else(|| ORT_RELEASE.to_string()))
+    static VERSION: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let path = library_path().map_err(|e| e.to_string())?;
+            read_version(&path).map_err(|e| format!("{}: {e}", path.display()))
+        })
+        .clone()
+        .map_err(ModelError::Invalid)
+}
+
+fn read_version(path: &std::path::Path) -> std::result::Result<String, String> {
+    // SAFETY: loading ONNX Runtime runs its initialisers, which have no preconditions; ort loads
+    // the same file, and a second load of it only counts one more reference.
+    let library = unsafe { libloading::Library::new(path) }.map_err(|e| e.to_string())?;
+    // SAFETY: `OrtGetApiBase` is ONNX Runtime's C entry point, of this signature in every release.
+    let get_base: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+        unsafe { library.get(b"OrtGetApiBase") }.map_err(|e| e.to_string())?;
+    // SAFETY: the symbol was found in the library just loaded, which stays loaded while it runs.
+    let base = unsafe { get_base() };
+    if base.is_null() {
+        return Err("OrtGetApiBase returned null".into());
+    }
+    // SAFETY: `base` points at the library's static OrtApiBase, whose GetVersionString returns a
+    // static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(((*base).GetVersionString)()) };
+    Ok(version.to_string_lossy().into_owned())
 }
 
 /// One input of a run: its name and its values.

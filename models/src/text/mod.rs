@@ -8,6 +8,7 @@ pub mod emails;
 pub mod fetch;
 pub mod files;
 pub mod infer;
+pub mod onnx;
 pub mod probe;
 pub mod tiny;
 pub mod tokenize;
@@ -160,6 +161,14 @@ impl Family for Text {
         variant: Variant<Bert, TextSource>,
     ) -> Result<Built> {
         workload::build(spec, device, variant)
+    }
+
+    fn ort_workload(
+        &self,
+        spec: &WorkloadSpec,
+        variant: Variant<Bert, TextSource>,
+    ) -> Result<Built> {
+        onnx::build(spec, variant)
     }
 }
 

@@ -16,7 +16,7 @@ use crate::text::bert::{row_cosines, Bert};
 use crate::text::emails::{emails_path, load_split, EmailSplit};
 use crate::text::files::{models_dir, ModelFiles};
 use crate::text::probe::Probe;
-use crate::text::tokenize::{Padding, TextTokenizer};
+use crate::text::tokenize::{Encoded, Padding, TextTokenizer};
 use crate::text::TextSource;
 use crate::workload::{Built, Footprint, Quality, VariantReport, Workload, WorkloadSpec};
 
@@ -103,13 +103,32 @@ pub fn cache_stem(model: &str) -> String {
 /// Sentence embeddings of `texts` at the quality sequence length, as rows (on the CPU, computed on
 /// the model's device).
 pub fn embed_texts(bert: &Bert, tokenizer: &mut TextTokenizer, texts: &[&str]) -> Result<Tensor> {
-    let mut parts = Vec::new();
     let device = bert.device();
+    embed_texts_with(
+        &mut |input: &Encoded| {
+            Ok(bert
+                .embed(&input.to_device(&device)?, false)?
+                .to_device(&Device::Cpu)?)
+        },
+        tokenizer,
+        texts,
+    )
+}
+
+/// A function from an encoded batch to its sentence embeddings (on the CPU): the own engine's
+/// model, or a graph on ONNX Runtime.
+pub type EmbedFn<'a> = dyn FnMut(&Encoded) -> Result<Tensor> + 'a;
+
+/// [`embed_texts`] through `embed`.
+pub fn embed_texts_with(
+    embed: &mut EmbedFn<'_>,
+    tokenizer: &mut TextTokenizer,
+    texts: &[&str],
+) -> Result<Tensor> {
+    let mut parts = Vec::new();
     for chunk in texts.chunks(QUALITY_BATCH) {
-        let input = tokenizer
-            .encode(chunk, Padding::Longest(QUALITY_SEQ_LEN))?
-            .to_device(&device)?;
-        parts.push(bert.embed(&input, false)?.to_device(&Device::Cpu)?);
+        let input = tokenizer.encode(chunk, Padding::Longest(QUALITY_SEQ_LEN))?;
+        parts.push(embed(&input)?);
     }
     Ok(Tensor::cat(&parts, 0)?)
 }
@@ -180,9 +199,10 @@ fn reference(
     })
 }
 
-/// Fidelity and spam accuracy of `variant` against the fp32 reference.
-fn text_quality(
-    variant: &Bert,
+/// Fidelity and spam accuracy of the variant that `embed` runs (its embeddings cached under
+/// `variant_key`) against the fp32 reference.
+pub(crate) fn text_quality(
+    embed: &mut EmbedFn<'_>,
     base: &Base<Bert, TextSource>,
     variant_key: &str,
     split: &EmailSplit,
@@ -197,7 +217,7 @@ fn text_quality(
         let test: Vec<&str> = split.test.iter().map(|e| e.text.as_str()).collect();
         Ok(HashMap::from([(
             "test_embeddings".to_string(),
-            embed_texts(variant, tok, &test)?,
+            embed_texts_with(embed, tok, &test)?,
         )]))
     })?;
     let emb = tensors
@@ -254,7 +274,11 @@ pub(crate) fn build(
         .to_device(device)?;
     // The corpus and the tokenizer, read once, serve the timed batch and the quality tasks.
     let quality = text_quality(
-        &bert,
+        &mut |input: &Encoded| {
+            Ok(bert
+                .embed(&input.to_device(device)?, false)?
+                .to_device(&Device::Cpu)?)
+        },
         &variant.base,
         &variant.key,
         &split,
