@@ -23,6 +23,7 @@ fn spec() -> WorkloadSpec {
             1,
         ),
         cache_dir: slimbench_models::cache::default_cache_dir(),
+        model_inputs: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ pub fn default_variants() -> Vec<(&'static str, Vec<Variant>)> {
                     let spec = WorkloadSpec {
                         cell: Cell::new(model, technique_typed, "cpu", batch_size),
                         cache_dir: cache.clone(),
+                        model_inputs: Default::default(),
                     };
                     match build_workload(&spec) {
                         Ok(w) => variants.push((technique.to_string(), batch_size, w.workload)),

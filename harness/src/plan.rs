@@ -246,6 +246,11 @@ impl Plan {
             catalog::check_engine(*engine)
                 .map_err(|e| UsageError(format!("--engines {engine}: {e}")))?;
         }
+        let mut models: Vec<&str> = self.cells.iter().map(|c| c.model.as_str()).collect();
+        models.dedup();
+        for model in models {
+            catalog::check_model(model, &parsed).map_err(|e| UsageError(e.to_string()))?;
+        }
         let cells = parsed
             .iter()
             .flat_map(|engine| self.cells.iter().map(move |c| c.clone().on_engine(*engine)))

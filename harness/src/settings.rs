@@ -16,6 +16,7 @@ use crate::meter::choose::EnergyChoice;
 use crate::meter::rapl::powercap_root;
 use crate::runner::manifest::RunSpec;
 use crate::runner::TimingSettings;
+use slimbench_models::workload::ModelInputs;
 
 /// Folder under which run folders are created when the setting `out` is not given.
 pub const DEFAULT_OUT: &str = "reports";
@@ -201,6 +202,26 @@ run_settings! {
     /// Threads each cell's model uses [default: $RAYON_NUM_THREADS, else the physical cores].
     #[arg(long)]
     threads: usize, key "threads", range limits::THREADS;
+    /// A user's ONNX model (onnx@PATH) fed these arrays: a .npz with one array a graph input,
+    /// named as the input [default: generated from the graph's declared inputs].
+    #[arg(long, value_name = "FILE.npz")]
+    inputs: PathBuf, key "inputs";
+    /// The sizes of a user's ONNX model's named input dimensions, for generated inputs:
+    /// name=value, comma-separated (sequence=128); the first dimension is the batch size.
+    #[arg(long, value_name = "NAME=N,...")]
+    dims: String, key "dims";
+    /// Class labels of a user's ONNX model's input items (.npy of int64, or one integer a line):
+    /// quality is then accuracy too.
+    #[arg(long, value_name = "FILE")]
+    labels: PathBuf, key "labels";
+}
+
+/// `path` made absolute (the workers run elsewhere), or a usage error naming `flag`.
+fn existing_file(path: &std::path::Path, flag: &str) -> Result<PathBuf, UsageError> {
+    path.canonicalize()
+        .ok()
+        .filter(|p| p.is_file())
+        .ok_or_else(|| UsageError(format!("{flag} {}: no such file", path.display())))
 }
 
 impl SettingValues {
@@ -231,6 +252,24 @@ impl SettingValues {
             embodied_kg: self.embodied_kg,
             lifetime_years: self.lifetime_years,
             max_quality_drop_points: self.max_quality_drop,
+            model_inputs: ModelInputs {
+                inputs: self
+                    .inputs
+                    .as_deref()
+                    .map(|p| existing_file(p, "--inputs"))
+                    .transpose()?,
+                dims: match self.dims.as_deref() {
+                    Some(text) => {
+                        ModelInputs::parse_dims(text).map_err(|e| UsageError(e.to_string()))?
+                    }
+                    None => Default::default(),
+                },
+                labels: self
+                    .labels
+                    .as_deref()
+                    .map(|p| existing_file(p, "--labels"))
+                    .transpose()?,
+            },
             timing,
             energy: self.energy.unwrap_or(EnergyChoice::Auto),
             powercap_root: powercap_root(self.powercap_root.as_deref()),

@@ -261,6 +261,7 @@ fn spec(cache: &Path) -> RunSpec {
         embodied_kg: None,
         lifetime_years: None,
         max_quality_drop_points: None,
+        model_inputs: Default::default(),
     }
 }
 

@@ -123,6 +123,9 @@ pub fn family_of(model: &str) -> Result<&'static dyn ModelFamily> {
     if model.starts_with(crate::llm::workload::FILE_PREFIX) {
         return Ok(&Lm);
     }
+    if model.starts_with(crate::onnx_file::PREFIX) {
+        return Ok(&crate::onnx_file::OnnxFile);
+    }
     families()
         .into_iter()
         .find(|(models, _)| models.iter().any(|(n, _)| *n == model))
@@ -260,6 +263,25 @@ pub fn fetch(
     }
     done.push(("SpamAssassin corpus", fetch_emails(models_dir)?));
     Ok(done)
+}
+
+/// True for a user's own model file (`onnx@PATH`), whose quality is its outputs' fidelity.
+pub fn is_user_model(model: &str) -> bool {
+    model.starts_with(crate::onnx_file::PREFIX)
+}
+
+/// Checks a model a plan names before any run folder exists: a user's ONNX file must read and
+/// decode, and runs on the ort engine only. `engines` are the plan's.
+pub fn check_model(model: &str, engines: &[crate::engine::Engine]) -> Result<()> {
+    if model.starts_with(crate::onnx_file::PREFIX) {
+        crate::onnx_file::load(model)?;
+        if !engines.contains(&crate::engine::Engine::Ort) {
+            return Err(ModelError::Invalid(format!(
+                "{model}: a user's ONNX model runs on ONNX Runtime only; add --engines ort"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `engine` can run here: the ort engine needs ONNX Runtime's library, and the error

@@ -535,6 +535,7 @@ mod tests {
         WorkloadSpec {
             cell: Cell::new("toy", technique.parse().unwrap(), "cpu", 1),
             cache_dir: cache.to_path_buf(),
+            model_inputs: Default::default(),
         }
     }
 

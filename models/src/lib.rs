@@ -17,6 +17,7 @@ pub mod layer;
 pub mod linears;
 pub mod llm;
 pub mod onnx;
+pub mod onnx_file;
 pub mod pruning;
 pub mod quality;
 pub(crate) mod row_linear;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dimension::{DimValues, Dimension};
 use crate::engine::Engine;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::layer::LayerReport;
 use crate::quality::LanguageQuality;
 use crate::technique::Technique;
@@ -213,6 +213,56 @@ pub struct WorkloadSpec {
     pub cell: Cell,
     /// The prepared-weights cache folder.
     pub cache_dir: PathBuf,
+    /// What a model given as a file (`onnx@PATH`) is fed; the catalogue's models ignore it.
+    #[serde(default, skip_serializing_if = "ModelInputs::is_empty")]
+    pub model_inputs: ModelInputs,
+}
+
+/// The inputs of a user's ONNX model (`--inputs`, `--dims`, `--labels`): arrays from a `.npz`,
+/// or generated from the graph's declaration with these sizes for its named dimensions; and
+/// class labels for accuracy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInputs {
+    /// A `.npz` with one array a graph input, named as the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<PathBuf>,
+    /// The size of each named dimension of the generated inputs (`sequence` -> 128).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub dims: std::collections::BTreeMap<String, usize>,
+    /// Class labels of the inputs' items (`.npy` of int64, or one integer a line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<PathBuf>,
+}
+
+impl ModelInputs {
+    /// True when nothing is given.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Parses `--dims`: `name=value` pairs, comma-separated (`sequence=128,height=224`).
+    pub fn parse_dims(text: &str) -> Result<std::collections::BTreeMap<String, usize>> {
+        let mut dims = std::collections::BTreeMap::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part.split_once('=').ok_or_else(|| {
+                ModelError::Invalid(format!(
+                    "--dims {part:?}: give name=value pairs, comma-separated (sequence=128)"
+                ))
+            })?;
+            let value: usize = value
+                .trim()
+                .parse()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    ModelError::Invalid(format!(
+                        "--dims {part:?}: the value must be a whole number of at least 1"
+                    ))
+                })?;
+            dims.insert(name.trim().to_string(), value);
+        }
+        Ok(dims)
+    }
 }
 
 /// Quality of a variant and of its uncompressed baseline on the same held-out data.

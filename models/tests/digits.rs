@@ -183,6 +183,7 @@ fn every_default_technique_builds_a_workload_that_runs() {
             let spec = WorkloadSpec {
                 cell: Cell::new(model, technique.parse().unwrap(), "cpu", 4),
                 cache_dir: dir.path().to_path_buf(),
+                model_inputs: Default::default(),
             };
             let mut w = match build_workload(&spec) {
                 Ok(w) => w,

@@ -33,6 +33,7 @@ fn spec(model: &str, technique: &str, device: &str, cache: &std::path::Path) -> 
             cell
         },
         cache_dir: cache.to_path_buf(),
+        model_inputs: Default::default(),
     }
 }
 
@@ -145,6 +146,7 @@ fn a_tiny_llama_generates_on_cuda_with_the_cpus_quality() {
         .with_dim(&slimbench_models::dimension::SEQ_LEN, 16)
         .with_dim(&slimbench_models::dimension::GEN_TOKENS, 4),
         cache_dir: dir.path().join("cache"),
+        model_inputs: Default::default(),
     };
     for technique in [
         "fp32",

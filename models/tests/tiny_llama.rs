@@ -41,6 +41,7 @@ fn cell(model: &Path, technique: &str) -> WorkloadSpec {
         .with_dim(&slimbench_models::dimension::SEQ_LEN, 16)
         .with_dim(&slimbench_models::dimension::GEN_TOKENS, 4),
         cache_dir: fixture().0.path().join("cache"),
+        model_inputs: Default::default(),
     }
 }
 
@@ -164,6 +165,7 @@ fn an_8_bit_key_value_cache_holds_a_quarter_of_the_bytes_and_keeps_the_answers()
     let digits = WorkloadSpec {
         cell: Cell::new("digits-mlp", "kv-q8_0".parse().unwrap(), "cpu", 1),
         cache_dir: fixture().0.path().join("cache"),
+        model_inputs: Default::default(),
     };
     match build_workload(&digits) {
         Err(ModelError::NotApplicable(why)) => assert!(why.contains("no key/value cache"), "{why}"),

@@ -378,6 +378,9 @@ pub enum Holds {
     Dimension(&'static dimension::Dimension),
     /// A text embedding model (fidelity of its embeddings).
     TextModel,
+    /// A model whose quality has a fidelity: a text embedding model, or a user's ONNX model (its
+    /// outputs' cosine to the fp32 graph's).
+    Fidelity,
     /// A language model (its phases, perplexity, KL divergence).
     LanguageModel,
     /// A cell on a GPU.
@@ -396,7 +399,7 @@ pub enum Holds {
 
 /// The columns that need more than [`Holds::Always`]; every other column is always written.
 pub const COLUMN_NEEDS: &[(&str, Holds)] = &[
-    ("fidelity_cosine", Holds::TextModel),
+    ("fidelity_cosine", Holds::Fidelity),
     ("perplexity", Holds::LanguageModel),
     ("perplexity_err", Holds::LanguageModel),
     ("reference_perplexity", Holds::LanguageModel),
@@ -471,6 +474,12 @@ pub fn run_has(data: &RunData, holds: Holds) -> bool {
         Holds::TextModel => records
             .iter()
             .any(|r| r.key.dim(&dimension::SEQ_LEN).is_some() && !language(r)),
+        Holds::Fidelity => {
+            run_has(data, Holds::TextModel)
+                || records
+                    .iter()
+                    .any(|r| slimbench_models::catalog::is_user_model(&r.key.model))
+        }
         Holds::LanguageModel => records.iter().any(language),
         Holds::Gpu => records.iter().any(|r| r.key.device != "cpu"),
         Holds::MeasuredEnergy => records

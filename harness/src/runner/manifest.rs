@@ -11,7 +11,7 @@ use crate::error::UsageError;
 use crate::meter::choose::EnergyChoice;
 use crate::plan::Plan;
 use crate::results::SCHEMA_VERSION;
-use slimbench_models::workload::Cell;
+use slimbench_models::workload::{Cell, ModelInputs};
 
 /// One share of a plan: every `count`-th cell starting at cell `index - 1` (1-based `index`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +89,9 @@ pub struct RunSpec {
     /// Points of quality a recommended variant may lose (`--max-quality-drop`; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_quality_drop_points: Option<f64>,
+    /// What a user's ONNX model is fed (`--inputs`, `--dims`, `--labels`).
+    #[serde(default, skip_serializing_if = "ModelInputs::is_empty")]
+    pub model_inputs: ModelInputs,
 }
 
 impl RunSpec {

@@ -109,6 +109,7 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
     let spec = WorkloadSpec {
         cell: req.key.clone(),
         cache_dir: req.spec.cache_dir.clone(),
+        model_inputs: req.spec.model_inputs.clone(),
     };
     // The sample storage is allocated before the model, so that the memory the model adds is
     // measured apart from the harness's (which stays the same at any iteration count).

@@ -137,6 +137,7 @@ pub fn sample_run() -> RunData {
                 embodied_kg: None,
                 lifetime_years: None,
                 max_quality_drop_points: None,
+                model_inputs: Default::default(),
             },
             slimbench_version: "0.1.0".into(),
             commit: "abc123".into(),

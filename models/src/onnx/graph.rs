@@ -45,6 +45,7 @@ pub enum Attr {
 #[derive(Debug, Default)]
 pub struct GraphBuilder {
     name: String,
+    prefix: String,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     inputs: Vec<ValueInfoProto>,
@@ -111,10 +112,25 @@ impl GraphBuilder {
         }
     }
 
+    /// A builder of nodes to splice into another graph: every name it makes starts with
+    /// `prefix`, so none clashes with the other graph's.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            ..Self::new("")
+        }
+    }
+
     /// A fresh value name starting with `stem`.
     pub fn fresh(&mut self, stem: &str) -> String {
         self.next += 1;
-        format!("{stem}_{}", self.next)
+        format!("{}{stem}_{}", self.prefix, self.next)
+    }
+
+    /// The nodes, initializers and non-standard domains made so far, to splice elsewhere.
+    pub fn into_parts(self) -> (Vec<NodeProto>, Vec<TensorProto>, Vec<String>) {
+        let domains = self.domains.into_keys().filter(|d| !d.is_empty()).collect();
+        (self.nodes, self.initializers, domains)
     }
 
     /// Declares a graph input; returns its name.

@@ -122,11 +122,11 @@ pub struct LinearParams<'a> {
     pub inputs: usize,
     /// The weight, `out x in`, row-major.
     pub weight: &'a [f32],
-    /// The bias, length `out`.
+    /// The bias, length `out`; empty for none (a bare `MatMul`).
     pub bias: &'a [f32],
 }
 
-/// Writes `x W^T + b` into `g` in `format`; returns the output's name. `x`'s last dimension is
+/// Writes `x W^T + b` into `g` in `format` (`x W^T` without a bias); returns the output's name. `x`'s last dimension is
 /// the input width (any leading dimensions).
 pub fn emit(g: &mut GraphBuilder, x: &str, p: LinearParams<'_>, format: OnnxFormat) -> String {
     let product = match format {
@@ -141,6 +141,9 @@ pub fn emit(g: &mut GraphBuilder, x: &str, p: LinearParams<'_>, format: OnnxForm
         OnnxFormat::Int8Dynamic => emit_int8_dynamic(g, x, p),
         OnnxFormat::Q4 { zero_points } => emit_nbits(g, x, p, zero_points),
     };
+    if p.bias.is_empty() {
+        return product;
+    }
     let b = g.initializer_f32(&format!("{}.bias", p.name), &[p.out], p.bias);
     g.node("Add", &[&product, &b], vec![])
 }

@@ -165,7 +165,8 @@ impl OrtModel {
         Ok(Self { session, inputs })
     }
 
-    /// Runs the graph on its inputs; returns each output's shape and f32 values.
+    /// Runs the graph on its inputs; returns each output's shape and values as f32 (integer
+    /// outputs, such as class indices, converted).
     pub fn run(&mut self) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
         let inputs: Vec<(&str, &DynValue)> =
             self.inputs.iter().map(|(n, v)| (n.as_str(), v)).collect();
@@ -176,14 +177,30 @@ impl OrtModel {
         outputs
             .iter()
             .map(|(name, value)| {
-                let (shape, data) = value
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| ort_err(&format!("output {name}"), e))?;
-                Ok((
-                    shape.iter().map(|d| (*d).max(0) as usize).collect(),
-                    data.to_vec(),
-                ))
+                let dims = |shape: &ort::value::Shape| -> Vec<usize> {
+                    shape.iter().map(|d| (*d).max(0) as usize).collect()
+                };
+                if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+                    return Ok((dims(shape), data.to_vec()));
+                }
+                if let Ok((shape, data)) = value.try_extract_tensor::<i64>() {
+                    return Ok((dims(shape), data.iter().map(|v| *v as f32).collect()));
+                }
+                Err(ModelError::Invalid(format!(
+                    "ONNX Runtime: output {name} is of type {:?}; slimbench reads f32 and i64 \
+                     outputs",
+                    value.dtype()
+                )))
             })
+            .collect()
+    }
+
+    /// The graph's output names, in order.
+    pub fn output_names(&self) -> Vec<String> {
+        self.session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
             .collect()
     }
 
