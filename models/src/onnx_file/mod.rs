@@ -113,7 +113,9 @@ fn agreement(a: &[f32], b: &[f32], items: usize) -> (f64, f64) {
         .zip(b)
         .map(|(p, q)| f64::from((p - q).abs()))
         .fold(0.0, f64::max);
-    (cosines / a.chunks(width).count().max(1) as f64, max_abs)
+    // Rounding can put a cosine of identical outputs a hair above 1.
+    let mean = cosines / a.chunks(width).count().max(1) as f64;
+    (mean.clamp(-1.0, 1.0), max_abs)
 }
 
 fn argmax_rows(values: &[f32], items: usize) -> Vec<u32> {
@@ -297,5 +299,24 @@ impl Workload for OrtFile {
 
     fn quality(&self) -> Result<Quality> {
         Ok(self.quality.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_of_equal_outputs_is_one_at_most_and_a_difference_shows_in_both_figures() {
+        let a: Vec<f32> = (0..384).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+        let (cosine, max_abs) = agreement(&a, &a, 1);
+        assert!(cosine <= 1.0 && cosine > 1.0 - 1e-12, "{cosine}");
+        assert_eq!(max_abs, 0.0);
+        let mut b = a.clone();
+        b[0] += 10.0;
+        let (cosine, max_abs) = agreement(&a, &b, 2);
+        assert!(cosine < 1.0);
+        assert_eq!(max_abs, 10.0);
+        assert_eq!(argmax_rows(&[0.1, 0.9, 0.5, 0.2], 2), vec![1, 0]);
     }
 }
