@@ -121,18 +121,16 @@ fn q8_0_keeps_fidelity_and_fp32_detects_spam() {
     assert_eq!(layers[0].format, "f32", "embeddings stay f32");
 }
 
-/// MiniLM exported to ONNX and run by ONNX Runtime: fp32 gives the own engine's embeddings to
-/// 1e-4, and int8 dynamic (as `quantize_dynamic` writes it) keeps the fidelity ONNX Runtime's own
-/// quantizer reaches (the peer's 0.946 on its inputs), within 0.01. Needs ONNX Runtime too.
-#[test]
-fn minilm_on_onnx_runtime_matches_the_own_engine_and_int8_dynamic_keeps_its_fidelity() {
-    let Some(files) = minilm_files() else { return };
+/// MiniLM's files and fp32 model when both it and ONNX Runtime are there; `None` (with the
+/// reason printed) when either is absent and not required.
+fn minilm_and_ort() -> Option<(ModelFiles, Bert)> {
+    let files = minilm_files()?;
     if let Err(why) = slimbench_models::onnx::runtime::library_path() {
         if std::env::var("SLIMBENCH_REQUIRE_ORT").is_ok_and(|v| v == "1") {
             panic!("SLIMBENCH_REQUIRE_ORT=1 but ONNX Runtime is absent: {why}");
         }
         eprintln!("skipped: {why}");
-        return;
+        return None;
     }
     let bert = Bert::from_tensors(
         &files.config().unwrap(),
@@ -140,6 +138,17 @@ fn minilm_on_onnx_runtime_matches_the_own_engine_and_int8_dynamic_keeps_its_fide
         "minilm",
     )
     .unwrap();
+    Some((files, bert))
+}
+
+/// MiniLM exported to ONNX and run by ONNX Runtime: fp32 gives the own engine's embeddings to
+/// 1e-4, and int8 dynamic (as `quantize_dynamic` writes it) keeps the fidelity ONNX Runtime's own
+/// quantizer reaches (the peer's 0.946 on its inputs), within 0.01. Needs ONNX Runtime too.
+#[test]
+fn minilm_on_onnx_runtime_matches_the_own_engine_and_int8_dynamic_keeps_its_fidelity() {
+    let Some((files, bert)) = minilm_and_ort() else {
+        return;
+    };
     let mut tok = TextTokenizer::load(&files.tokenizer).unwrap();
     let texts = [
         "A man is eating food.",
@@ -202,20 +211,9 @@ fn minilm_on_onnx_runtime_matches_the_own_engine_and_int8_dynamic_keeps_its_fide
 /// (cosine above 0.8), fp32 leaves them exact.
 #[test]
 fn minilm_exported_to_a_file_runs_as_a_users_onnx_model() {
-    let Some(files) = minilm_files() else { return };
-    if let Err(why) = slimbench_models::onnx::runtime::library_path() {
-        if std::env::var("SLIMBENCH_REQUIRE_ORT").is_ok_and(|v| v == "1") {
-            panic!("SLIMBENCH_REQUIRE_ORT=1 but ONNX Runtime is absent: {why}");
-        }
-        eprintln!("skipped: {why}");
+    let Some((_, bert)) = minilm_and_ort() else {
         return;
-    }
-    let bert = Bert::from_tensors(
-        &files.config().unwrap(),
-        &files.tensors().unwrap(),
-        "minilm",
-    )
-    .unwrap();
+    };
     let (graph, _) =
         slimbench_models::text::onnx::graph(&bert, slimbench_models::onnx::linear::OnnxFormat::F32)
             .unwrap();

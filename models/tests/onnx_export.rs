@@ -55,17 +55,16 @@ fn check_digits_export(net: &Network, what: &str) {
     let (shape, got) = model.run().unwrap().remove(0);
     assert_eq!(shape, vec![test.len(), 10]);
     let x = Tensor::from_slice(&test.features, (test.len(), test.dim), &Device::Cpu).unwrap();
-    let want = net
-        .forward(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let diff = max_abs_diff(&got, &want);
+    assert_within_1e_4(&got, &net.forward(&x).unwrap(), &format!("{what}'s logits"));
+}
+
+/// ONNX Runtime's `got` against the own engine's `want`, to 1e-4 in every value.
+fn assert_within_1e_4(got: &[f32], want: &Tensor, what: &str) {
+    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff = max_abs_diff(got, &want);
     assert!(
         diff <= 1e-4,
-        "{what}: ONNX Runtime's logits differ from the own engine's by {diff}"
+        "{what}: ONNX Runtime's differ from the own engine's by {diff}"
     );
 }
 
@@ -147,20 +146,21 @@ fn each_onnx_format_of_a_linear_multiplies_by_the_weights_it_stores() {
     let scale = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     for format in [
         OnnxFormat::F32,
+        OnnxFormat::F16,
         OnnxFormat::Int8Dynamic,
         OnnxFormat::Q4 { zero_points: false },
         OnnxFormat::Q4 { zero_points: true },
     ] {
         let got = run_linear(format, &x, rows, p);
         let stored = reference(&x, rows, &dequantized(p, format), &bias, out, inputs);
-        // Against the weights as stored, only the activations' rounding is left (none for f32,
-        // 8 bits for int8 dynamic and MatMulNBits' accuracy level 4): within 1% of the outputs'
-        // scale. A wrong nibble order or scale would be off by tens of percent.
+        // Against the weights as stored, only the activations' rounding is left (none for f32
+        // and for f16 weights, widened and multiplied in f32; 8 bits for int8 dynamic and
+        // MatMulNBits' accuracy level 4): within 1% of the outputs' scale. A wrong nibble order
+        // or scale would be off by tens of percent.
         let diff = max_abs_diff(&got, &stored);
-        let bound = if format == OnnxFormat::F32 {
-            1e-4
-        } else {
-            0.01 * scale
+        let bound = match format {
+            OnnxFormat::F32 | OnnxFormat::F16 => 1e-4,
+            _ => 0.01 * scale,
         };
         assert!(
             diff <= bound,
@@ -217,17 +217,10 @@ fn check_bert_export(bert: &slimbench_models::text::bert::Bert, what: &str) {
         .unwrap()
         .to_vec1::<f32>()
         .unwrap();
-    let want = bert
-        .embed(&input, false)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let diff = max_abs_diff(&got, &want);
-    assert!(
-        diff <= 1e-4,
-        "{what}: ONNX Runtime's embeddings differ from the own engine's by {diff}"
+    assert_within_1e_4(
+        &got,
+        &bert.embed(&input, false).unwrap(),
+        &format!("{what}'s embeddings"),
     );
 }
 

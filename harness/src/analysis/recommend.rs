@@ -7,7 +7,9 @@ use serde::Serialize;
 use crate::results::{Record, Status};
 use slimbench_models::workload::Cell;
 
-use super::compare::{accuracy_difference_half_width, variant_rows, VariantRow};
+use super::compare::{
+    accuracy_difference_half_width, energy_rel_uncertainty, variant_rows, VariantRow,
+};
 use super::projection::{band_factors_of, build_summary, project, BuildSummary, Projection};
 use super::{QualityBudget, Volume};
 use crate::carbon::CarbonSettings;
@@ -205,6 +207,97 @@ pub fn recommendations(
                 .map(|j| projection.kwh_saved - j / 3.6e6),
             projection: Some(projection),
             build,
+        });
+    }
+    out
+}
+
+/// The (technique, engine) pair to ship for one model, device and batch size that ran on more
+/// than one engine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EngineChoice {
+    /// What each engine would ship (its own recommendation: a variant or its fp32), with its
+    /// energy per item in J and that figure's relative 95% uncertainty; least energy first.
+    pub candidates: Vec<(Cell, f64, f64)>,
+    /// The pair to ship; `None` when the least energy is tied with another engine's (inside the
+    /// uncertainty of both figures).
+    pub pick: Option<Cell>,
+    /// One sentence with the figures.
+    pub reason: String,
+}
+
+/// Across engines: for each setting with a recommendation on two engines or more, what each
+/// engine would ship (its own pick, or its fp32 when it keeps it), compared on energy per item.
+/// Each engine's choice is within the quality budget of its own fp32, and the engines' fp32
+/// graphs are the same model (the export is checked to 1e-4), so the budget holds across them.
+/// The least energy is the pick unless another engine's lies within the uncertainty of both.
+pub fn across_engines(recs: &[Recommendation], records: &[Record]) -> Vec<EngineChoice> {
+    let setting = |c: &Cell| {
+        (
+            c.model.clone(),
+            c.device.clone(),
+            c.batch_size,
+            c.dims.clone(),
+        )
+    };
+    // Every engine named, its own included: the sentence compares engines.
+    let on = |c: &Cell| format!("{} on {}", c.technique, c.engine);
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for r in recs {
+        let key = setting(&r.baseline);
+        if seen.contains(&key) {
+            continue;
+        }
+        let group: Vec<&Recommendation> = recs
+            .iter()
+            .filter(|o| setting(&o.baseline) == key)
+            .collect();
+        seen.push(key);
+        if group.len() < 2 {
+            continue;
+        }
+        let mut candidates: Vec<(Cell, f64, f64)> = group
+            .iter()
+            .filter_map(|g| {
+                let cell = g.pick.as_ref().map_or(&g.baseline, |p| &p.key);
+                let record = records.iter().find(|x| &x.key == cell)?;
+                let energy = record.energy.as_ref()?.energy_per_item_j;
+                Some((cell.clone(), energy, energy_rel_uncertainty(record)))
+            })
+            .collect();
+        if candidates.len() < 2 {
+            continue;
+        }
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (best, next) = (&candidates[0], &candidates[1]);
+        let bound = ((best.1 * best.2).powi(2) + (next.1 * next.2).powi(2)).sqrt();
+        let tied = next.1 - best.1 <= bound;
+        let figures: Vec<String> = candidates
+            .iter()
+            .map(|(c, e, rel)| format!("{} {} J +/- {:.0}%", on(c), sig(*e, 3), 100.0 * rel))
+            .collect();
+        let reason = if tied {
+            format!(
+                "a tie on energy per item between {} and {} (inside the uncertainty of both): ship \
+                 either; {}",
+                on(&best.0),
+                on(&next.0),
+                figures.join(", ")
+            )
+        } else {
+            format!(
+                "ship {}: {:.2}x less energy per item than {}, the next engine's choice; {}",
+                on(&best.0),
+                next.1 / best.1.max(f64::MIN_POSITIVE),
+                on(&next.0),
+                figures.join(", ")
+            )
+        };
+        out.push(EngineChoice {
+            pick: (!tied).then(|| best.0.clone()),
+            candidates,
+            reason,
         });
     }
     out

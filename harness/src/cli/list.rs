@@ -1,4 +1,5 @@
-//! `slimbench list`: the models, techniques and devices known, and each energy source's state here.
+//! `slimbench list`: the models, techniques, devices and engines known, and each engine's and
+//! energy source's state here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +39,15 @@ pub fn run(args: ListArgs) -> anyhow::Result<ExitCode> {
         }
     } else {
         println!("  cuda: not available: built without the cuda feature");
+    }
+    println!("engines:");
+    for (name, about) in slimbench_models::engine::ENGINES {
+        let engine: slimbench_models::engine::Engine = name.parse().map_err(anyhow::Error::msg)?;
+        let state = match catalog::check_engine(engine) {
+            Ok(()) => "available".to_string(),
+            Err(e) => format!("not available: {e}"),
+        };
+        println!("  {name:<28} {about}; {state}");
     }
     let host = HostInfo::detect();
     println!(

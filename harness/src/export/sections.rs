@@ -6,7 +6,7 @@ use super::numbers::{banded, opt, with_band};
 use super::numbers::{co2e, distance, energy, kwh, time};
 use super::table::{results_table, Shown, Table};
 use crate::analysis::compare::{variant_rows, ENERGY_REL_FLOOR};
-use crate::analysis::recommend::recommendations;
+use crate::analysis::recommend::{across_engines, recommendations};
 use crate::analysis::{energy_sources, QualityBudget, RunData, Volume};
 use crate::carbon::CAR_FACTOR_SOURCE;
 use crate::export::method::method_text;
@@ -437,6 +437,16 @@ fn recommendation(
     }
     if recs.is_empty() {
         paragraphs.push(s("No setting has both a baseline and a variant measured."));
+    }
+    for choice in across_engines(&recs, &data.records) {
+        let c = &choice.candidates[0].0;
+        paragraphs.push(format!(
+            "Across engines, {} / {} / batch {}: {}.",
+            c.model,
+            c.device,
+            c.batch_label(),
+            choice.reason
+        ));
     }
     Section {
         title: s("Recommendation"),

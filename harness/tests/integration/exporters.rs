@@ -346,6 +346,43 @@ fn a_saving_inside_the_uncertainty_keeps_the_baseline() {
     );
 }
 
+/// Issue 34: across engines, the pair with the least energy per item is shipped when the
+/// difference clears both figures' uncertainty, and a difference inside it is a tie.
+#[test]
+fn across_engines_the_least_energy_pair_is_shipped_unless_it_is_a_tie() {
+    use slimbench_models::engine::Engine;
+    let on_ort = |mut r: Record| {
+        r.key = r.key.clone().on_engine(Engine::Ort);
+        r
+    };
+    let records = vec![
+        record("fp32", 1, 98.0, 0.010, 5.0e-4, 200_000),
+        record("q8_0", 1, 98.0, 0.004, 2.0e-4, 55_000),
+        on_ort(record("fp32", 1, 98.0, 0.008, 4.0e-4, 200_000)),
+        on_ort(record("int8", 1, 98.0, 0.002, 0.8e-4, 50_000)),
+    ];
+    let recs = recommend(&records);
+    assert_eq!(recs.len(), 2, "one recommendation an engine");
+    let across = slimbench::analysis::recommend::across_engines(&recs, &records);
+    assert_eq!(across.len(), 1);
+    let pick = across[0].pick.as_ref().expect("int8 on ort uses 2.5x less");
+    assert_eq!(pick.variant_label(), "int8 on ort", "{}", across[0].reason);
+    assert!(across[0]
+        .reason
+        .contains("2.50x less energy per item than q8_0"));
+    // Within the uncertainty: a tie, said so.
+    let close = vec![
+        record("fp32", 1, 98.0, 0.010, 5.0e-4, 200_000),
+        record("q8_0", 1, 98.0, 0.004, 2.0e-4, 55_000),
+        on_ort(record("fp32", 1, 98.0, 0.008, 4.0e-4, 200_000)),
+        on_ort(record("int8", 1, 98.0, 0.004, 1.99e-4, 50_000)),
+    ];
+    let recs = recommend(&close);
+    let across = slimbench::analysis::recommend::across_engines(&recs, &close);
+    assert!(across[0].pick.is_none(), "{}", across[0].reason);
+    assert!(across[0].reason.starts_with("a tie on energy per item"));
+}
+
 #[test]
 fn report_rerenders_a_folder_from_its_files() {
     let tmp = tempfile::tempdir().unwrap();

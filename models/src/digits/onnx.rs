@@ -1,6 +1,6 @@
 //! A digits network as an ONNX graph (`pixels` `batch x 64` in, `logits` `batch x 10` out: the
 //! convolutions as `Conv` + `Relu` + `MaxPool`, each Linear in the cell's ONNX format) and its
-//! workload on ONNX Runtime, judged by accuracy as the own engine's is.
+//! workload on ONNX Runtime, judged by accuracy on the held-out split as the own engine's is.
 
 use candle_core::Tensor;
 
@@ -14,9 +14,9 @@ use crate::onnx::graph::{Attr, Dim, GraphBuilder};
 use crate::onnx::linear::OnnxFormat;
 use crate::onnx::proto::tensor_proto::DataType;
 use crate::onnx::runtime::{Input, OrtModel};
-use crate::onnx::workload::{engine_params, LinearValues};
+use crate::onnx::workload::{engine_params, LinearValues, OrtWorkload};
 use crate::quality::accuracy_pct;
-use crate::workload::{Built, Footprint, Quality, VariantReport, Workload, WorkloadSpec};
+use crate::workload::{Built, Footprint, Quality, VariantReport, WorkloadSpec};
 
 /// The graph's input: pixels scaled to 0..1, `batch x 64`.
 pub const INPUT: &str = "pixels";
@@ -123,61 +123,45 @@ pub(crate) fn build(spec: &WorkloadSpec, variant: Variant<Network, ()>) -> Resul
         layers,
         flops_per_item: Some(net.flops_per_item()),
     };
+    let quality = held_out_quality(&bytes, threads, &variant.base.model, &test)?;
     Ok(Built {
-        workload: Box::new(OrtClassifier {
+        workload: Box::new(OrtWorkload {
             model,
-            graph: bytes,
-            threads,
-            base: variant.base.model,
-            test,
             batch_size: cell.batch_size,
+            quality,
         }),
         report,
     })
 }
 
-/// A digits variant on ONNX Runtime, with its graph kept to evaluate the held-out split.
-struct OrtClassifier {
-    model: OrtModel,
-    graph: Vec<u8>,
+/// Accuracy of the graph's predictions on the held-out split, against the uncompressed model's
+/// (on the own engine) on the same images.
+fn held_out_quality(
+    graph: &[u8],
     threads: usize,
-    base: Network,
-    test: Dataset,
-    batch_size: usize,
-}
-
-impl Workload for OrtClassifier {
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
-    fn run_batch(&mut self) -> Result<()> {
-        std::hint::black_box(self.model.run()?);
-        Ok(())
-    }
-
-    fn quality(&self) -> Result<Quality> {
-        let mut whole = OrtModel::new(&self.graph, self.threads, vec![pixels(&self.test)])?;
-        let (shape, logits) = whole.run()?.remove(0);
-        let variant = predictions(&Tensor::from_vec(
-            logits,
-            (shape[0], shape[1]),
-            &candle_core::Device::Cpu,
-        )?)?;
-        let (test_x, _) = tensors_of(&self.test)?;
-        let baseline = predictions(&self.base.forward(&test_x)?)?;
-        let labels = &self.test.labels;
-        Ok(Quality {
-            metric: "accuracy".into(),
-            value_pct: accuracy_pct(&variant, labels),
-            baseline_pct: accuracy_pct(&baseline, labels),
-            items: labels.len(),
-            fidelity: None,
-            language: None,
-            paired: Some(crate::quality::PairedOutcomes::from_correct(
-                &crate::quality::correct(&baseline, labels),
-                &crate::quality::correct(&variant, labels),
-            )),
-        })
-    }
+    base: &Network,
+    test: &Dataset,
+) -> Result<Quality> {
+    let mut whole = OrtModel::new(graph, threads, vec![pixels(test)])?;
+    let (shape, logits) = whole.run()?.remove(0);
+    let variant = predictions(&Tensor::from_vec(
+        logits,
+        (shape[0], shape[1]),
+        &candle_core::Device::Cpu,
+    )?)?;
+    let (test_x, _) = tensors_of(test)?;
+    let baseline = predictions(&base.forward(&test_x)?)?;
+    let labels = &test.labels;
+    Ok(Quality {
+        metric: "accuracy".into(),
+        value_pct: accuracy_pct(&variant, labels),
+        baseline_pct: accuracy_pct(&baseline, labels),
+        items: labels.len(),
+        fidelity: None,
+        language: None,
+        paired: Some(crate::quality::PairedOutcomes::from_correct(
+            &crate::quality::correct(&baseline, labels),
+            &crate::quality::correct(&variant, labels),
+        )),
+    })
 }

@@ -1,5 +1,5 @@
 //! A Linear (`y = x W^T + b`, `W` `out x in`) written into an ONNX graph in each format ONNX
-//! Runtime runs: f32 `MatMul`; int8 dynamic as `onnxruntime.quantization.quantize_dynamic`
+//! Runtime runs: f32 `MatMul`; f16 weights cast to f32; int8 dynamic as `onnxruntime.quantization.quantize_dynamic`
 //! writes it (`DynamicQuantizeLinear` + `MatMulInteger`, int8 weights symmetric per tensor);
 //! 4-bit weight-only as `com.microsoft` `MatMulNBits` (blocks of 32 along the inputs, GGML's
 //! `q4_0` rounding without zero points, ONNX Runtime's asymmetric rounding with 4-bit zero
@@ -9,7 +9,7 @@ use crate::error::{ModelError, Result};
 use crate::kernels::blocks::BlockFormat;
 use crate::onnx::graph::{Attr, GraphBuilder, MICROSOFT};
 use crate::onnx::proto::tensor_proto::DataType;
-use crate::technique::{PostStep, Technique};
+use crate::technique::{HalfType, PostStep, Technique};
 
 /// Inputs a `MatMulNBits` block covers.
 pub const NBITS_BLOCK: usize = 32;
@@ -22,6 +22,9 @@ pub const NBITS_ACCURACY_LEVEL: i64 = 4;
 pub enum OnnxFormat {
     /// f32 weights, `MatMul`.
     F32,
+    /// f16 weights stored in the graph, cast to f32 before the `MatMul` (ONNX Runtime folds the
+    /// cast when it loads the graph: the file is half the size, the product runs in f32).
+    F16,
     /// int8 weights (symmetric, one scale per tensor) times activations quantized per tensor at
     /// run time (uint8 with a zero point): `DynamicQuantizeLinear` + `MatMulInteger`.
     Int8Dynamic,
@@ -41,6 +44,9 @@ impl OnnxFormat {
         match technique.post() {
             None | Some(PostStep::PruneOneShot { .. }) => Ok(Self::F32),
             Some(PostStep::Int8) => Ok(Self::Int8Dynamic),
+            Some(PostStep::Cast {
+                dtype: HalfType::F16,
+            }) => Ok(Self::F16),
             Some(PostStep::Quantize {
                 format,
                 embeddings: false,
@@ -50,9 +56,9 @@ impl OnnxFormat {
                 embeddings: false,
             }) if *format == BlockFormat::Q4_1 => Ok(Self::Q4 { zero_points: true }),
             Some(other) => Err(ModelError::NotApplicable(format!(
-                "{technique}: the ort engine writes f32, int8 dynamic (MatMulInteger) and 4-bit \
-                 MatMulNBits (q4_0, q4_1) Linears; ONNX Runtime's CPU provider has no operator \
-                 for {} weights",
+                "{technique}: the ort engine writes f32, f16 weights, int8 dynamic \
+                 (MatMulInteger) and 4-bit MatMulNBits (q4_0, q4_1) Linears; ONNX Runtime's CPU \
+                 provider has no operator for {} weights",
                 post_name(other)
             ))),
         }
@@ -62,6 +68,7 @@ impl OnnxFormat {
     pub fn name(&self) -> &'static str {
         match self {
             Self::F32 => "f32",
+            Self::F16 => "f16-weights",
             Self::Int8Dynamic => "int8-dynamic",
             Self::Q4 { zero_points: false } => "q4-nbits",
             Self::Q4 { zero_points: true } => "q4-nbits-zp",
@@ -72,6 +79,7 @@ impl OnnxFormat {
     pub fn operators(&self) -> &'static str {
         match self {
             Self::F32 => "MatMul + Add",
+            Self::F16 => "Cast (f16 to f32, folded at load) + MatMul + Add",
             Self::Int8Dynamic => "DynamicQuantizeLinear + MatMulInteger + Cast + Mul + Add",
             Self::Q4 { .. } => {
                 "com.microsoft MatMulNBits (bits 4, block 32, accuracy level 4) + Add"
@@ -85,6 +93,7 @@ impl OnnxFormat {
         out * 4
             + match self {
                 Self::F32 => out * inputs * 4,
+                Self::F16 => out * inputs * 2,
                 Self::Int8Dynamic => out * inputs + 4 + 1,
                 Self::Q4 { zero_points } => {
                     out * blocks * (NBITS_BLOCK / 2 + 4)
@@ -135,6 +144,24 @@ pub fn emit(g: &mut GraphBuilder, x: &str, p: LinearParams<'_>, format: OnnxForm
                 &format!("{}.weight_t", p.name),
                 &[p.inputs, p.out],
                 &transpose(p),
+            );
+            g.node("MatMul", &[x, &w], vec![])
+        }
+        OnnxFormat::F16 => {
+            let bytes = transpose(p)
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect();
+            let w16 = g.initializer_raw(
+                &format!("{}.weight_t_f16", p.name),
+                DataType::Float16,
+                &[p.inputs, p.out],
+                bytes,
+            );
+            let w = g.node(
+                "Cast",
+                &[&w16],
+                vec![("to", Attr::Int(DataType::Float as i64))],
             );
             g.node("MatMul", &[x, &w], vec![])
         }
@@ -301,6 +328,11 @@ fn emit_nbits(g: &mut GraphBuilder, x: &str, p: LinearParams<'_>, zero_points: b
 pub fn dequantized(p: LinearParams<'_>, format: OnnxFormat) -> Vec<f32> {
     match format {
         OnnxFormat::F32 => p.weight.to_vec(),
+        OnnxFormat::F16 => p
+            .weight
+            .iter()
+            .map(|v| half::f16::from_f32(*v).to_f32())
+            .collect(),
         OnnxFormat::Int8Dynamic => {
             let amax = p.weight.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let scale = if amax > 0.0 { amax / 127.0 } else { 1.0 };

@@ -1,12 +1,14 @@
 //! What every family's ONNX Runtime workload shares: a Linear's f32 parameters read from a
-//! [`DenseLayer`], its report in an ONNX format, and the engine's recorded parameters (library
-//! version, threads, execution mode, graph optimisation, formats written).
+//! [`DenseLayer`], its report in an ONNX format, the engine's recorded parameters (library
+//! version, threads, execution mode, graph optimisation, formats written), and the timed
+//! workload itself ([`OrtWorkload`]).
 
 use crate::error::{ModelError, Result};
 use crate::layer::{DenseLayer, LayerReport};
 use crate::onnx::graph::GraphBuilder;
 use crate::onnx::linear::{emit, LinearParams, OnnxFormat, NBITS_ACCURACY_LEVEL, NBITS_BLOCK};
-use crate::onnx::runtime;
+use crate::onnx::runtime::{self, OrtModel};
+use crate::workload::{Quality, Workload};
 
 /// A Linear's f32 weight (`out x in`, row-major) and bias.
 pub struct LinearValues {
@@ -90,4 +92,30 @@ pub fn engine_params(format: OnnxFormat, threads: usize) -> Result<serde_json::V
         params["accuracy_level"] = NBITS_ACCURACY_LEVEL.into();
     }
     Ok(params)
+}
+
+/// A variant on ONNX Runtime: its session with the fixed timing inputs, and its quality,
+/// evaluated when it was built (from ONNX Runtime's outputs).
+pub struct OrtWorkload {
+    /// The session, its inputs set.
+    pub model: OrtModel,
+    /// Items a timed call runs.
+    pub batch_size: usize,
+    /// The variant's quality against the uncompressed model.
+    pub quality: Quality,
+}
+
+impl Workload for OrtWorkload {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn run_batch(&mut self) -> Result<()> {
+        std::hint::black_box(self.model.run()?);
+        Ok(())
+    }
+
+    fn quality(&self) -> Result<Quality> {
+        Ok(self.quality.clone())
+    }
 }

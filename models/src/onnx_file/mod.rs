@@ -20,9 +20,9 @@ use crate::family::{MethodText, ModelFamily, PlanDims};
 use crate::onnx::linear::OnnxFormat;
 use crate::onnx::proto::ModelProto;
 use crate::onnx::runtime::OrtModel;
-use crate::onnx::workload::engine_params;
+use crate::onnx::workload::{engine_params, OrtWorkload};
 use crate::technique::{PostStep, Technique};
-use crate::workload::{Built, Footprint, Quality, VariantReport, Workload, WorkloadSpec};
+use crate::workload::{Built, Footprint, Quality, VariantReport, WorkloadSpec};
 use inputs::{declared, from_npz, generate, labels};
 use rewrite::{f32_values, rewrite};
 
@@ -270,35 +270,13 @@ impl ModelFamily for OnnxFile {
             flops_per_item: None,
         };
         Ok(Built {
-            workload: Box::new(OrtFile {
+            workload: Box::new(OrtWorkload {
                 model,
                 batch_size: cell.batch_size,
                 quality,
             }),
             report,
         })
-    }
-}
-
-/// A user's ONNX variant on ONNX Runtime, with its inputs and its quality, computed once.
-struct OrtFile {
-    model: OrtModel,
-    batch_size: usize,
-    quality: Quality,
-}
-
-impl Workload for OrtFile {
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
-    fn run_batch(&mut self) -> Result<()> {
-        std::hint::black_box(self.model.run()?);
-        Ok(())
-    }
-
-    fn quality(&self) -> Result<Quality> {
-        Ok(self.quality.clone())
     }
 }
 

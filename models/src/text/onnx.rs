@@ -13,12 +13,12 @@ use crate::onnx::graph::{Attr, Dim, GraphBuilder};
 use crate::onnx::linear::OnnxFormat;
 use crate::onnx::proto::tensor_proto::DataType;
 use crate::onnx::runtime::{Input, OrtModel};
-use crate::onnx::workload::{engine_params, LinearValues};
+use crate::onnx::workload::{engine_params, LinearValues, OrtWorkload};
 use crate::text::bert::{Bert, LayerNorm};
 use crate::text::tokenize::{Encoded, Padding, TextTokenizer};
 use crate::text::workload::{email_split, text_quality, DEFAULT_SEQ_LEN};
 use crate::text::TextSource;
-use crate::workload::{Built, Footprint, Quality, VariantReport, Workload, WorkloadSpec};
+use crate::workload::{Built, Footprint, VariantReport, WorkloadSpec};
 
 /// The graph's inputs, in order.
 pub const INPUTS: [&str; 3] = ["input_ids", "token_type_ids", "attention_mask"];
@@ -290,33 +290,11 @@ pub(crate) fn build(spec: &WorkloadSpec, variant: Variant<Bert, TextSource>) -> 
         layers,
     };
     Ok(Built {
-        workload: Box::new(OrtText {
+        workload: Box::new(OrtWorkload {
             model,
             batch_size: cell.batch_size,
             quality,
         }),
         report,
     })
-}
-
-/// A text variant on ONNX Runtime with its fixed timing batch and its quality, computed once.
-struct OrtText {
-    model: OrtModel,
-    batch_size: usize,
-    quality: Quality,
-}
-
-impl Workload for OrtText {
-    fn batch_size(&self) -> usize {
-        self.batch_size
-    }
-
-    fn run_batch(&mut self) -> Result<()> {
-        std::hint::black_box(self.model.run()?);
-        Ok(())
-    }
-
-    fn quality(&self) -> Result<Quality> {
-        Ok(self.quality.clone())
-    }
 }
