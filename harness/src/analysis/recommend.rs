@@ -275,7 +275,7 @@ pub fn across_engines(recs: &[Recommendation], records: &[Record]) -> Vec<Engine
         let tied = next.1 - best.1 <= bound;
         let figures: Vec<String> = candidates
             .iter()
-            .map(|(c, e, rel)| format!("{} {} J +/- {:.0}%", on(c), sig(*e, 3), 100.0 * rel))
+            .map(|(c, e, rel)| format!("{} {} +/- {:.0}%", on(c), in_joules(*e), 100.0 * rel))
             .collect();
         let reason = if tied {
             format!(
@@ -301,6 +301,12 @@ pub fn across_engines(recs: &[Recommendation], records: &[Record]) -> Vec<Engine
         });
     }
     out
+}
+
+/// Energy in the unit that fits it (`39.1 µJ`, `0.127 J` as `127 mJ`), three figures.
+fn in_joules(joules: f64) -> String {
+    let scale = crate::units::energy_j(&[joules]);
+    format!("{} {}", sig(scale.of(joules), 3), scale.unit)
 }
 
 /// The run's carbon settings with the intensity and PUE that `key`'s record used (shares merged

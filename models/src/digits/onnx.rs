@@ -124,14 +124,7 @@ pub(crate) fn build(spec: &WorkloadSpec, variant: Variant<Network, ()>) -> Resul
         flops_per_item: Some(net.flops_per_item()),
     };
     let quality = held_out_quality(&bytes, threads, &variant.base.model, &test)?;
-    Ok(Built {
-        workload: Box::new(OrtWorkload {
-            model,
-            batch_size: cell.batch_size,
-            quality,
-        }),
-        report,
-    })
+    Ok(OrtWorkload::built(model, cell.batch_size, quality, report))
 }
 
 /// Accuracy of the graph's predictions on the held-out split, against the uncompressed model's

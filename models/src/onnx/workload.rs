@@ -8,7 +8,7 @@ use crate::layer::{DenseLayer, LayerReport};
 use crate::onnx::graph::GraphBuilder;
 use crate::onnx::linear::{emit, LinearParams, OnnxFormat, NBITS_ACCURACY_LEVEL, NBITS_BLOCK};
 use crate::onnx::runtime::{self, OrtModel};
-use crate::workload::{Quality, Workload};
+use crate::workload::{Built, Quality, VariantReport, Workload};
 
 /// A Linear's f32 weight (`out x in`, row-major) and bias.
 pub struct LinearValues {
@@ -103,6 +103,25 @@ pub struct OrtWorkload {
     pub batch_size: usize,
     /// The variant's quality against the uncompressed model.
     pub quality: Quality,
+}
+
+impl OrtWorkload {
+    /// A cell's build: `model` timed on batches of `batch_size`, with its `quality` and `report`.
+    pub fn built(
+        model: OrtModel,
+        batch_size: usize,
+        quality: Quality,
+        report: VariantReport,
+    ) -> Built {
+        Built {
+            workload: Box::new(Self {
+                model,
+                batch_size,
+                quality,
+            }),
+            report,
+        }
+    }
 }
 
 impl Workload for OrtWorkload {

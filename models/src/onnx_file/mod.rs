@@ -269,14 +269,7 @@ impl ModelFamily for OnnxFile {
             layers: rewritten.layers,
             flops_per_item: None,
         };
-        Ok(Built {
-            workload: Box::new(OrtWorkload {
-                model,
-                batch_size: cell.batch_size,
-                quality,
-            }),
-            report,
-        })
+        Ok(OrtWorkload::built(model, cell.batch_size, quality, report))
     }
 }
 

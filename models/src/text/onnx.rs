@@ -289,12 +289,5 @@ pub(crate) fn build(spec: &WorkloadSpec, variant: Variant<Bert, TextSource>) -> 
         }),
         layers,
     };
-    Ok(Built {
-        workload: Box::new(OrtWorkload {
-            model,
-            batch_size: cell.batch_size,
-            quality,
-        }),
-        report,
-    })
+    Ok(OrtWorkload::built(model, cell.batch_size, quality, report))
 }
