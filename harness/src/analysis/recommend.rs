@@ -136,9 +136,11 @@ pub fn recommendations(
                 baseline: base.key.clone(),
                 pick: None,
                 tied_with: Vec::new(),
-                reason: format!(
-                    "keep {}: the best variant within the budget, {}, saves {:+.0}% +/- {:.0}% energy per item, inside the uncertainty",
-                    base.key.technique, pick.key.technique, e.saved_pct, e.half_width_pct
+                reason: keep_baseline_reason(
+                    &base.key.technique.to_string(),
+                    &pick.key.technique.to_string(),
+                    e.saved_pct,
+                    e.half_width_pct,
                 ),
                 projection: None,
                 build: None,
@@ -323,4 +325,30 @@ fn own_carbon(records: &[Record], key: &Cell, carbon: &CarbonSettings) -> Carbon
         own.source = c.intensity_source.clone();
     }
     own
+}
+
+/// Why the baseline stays when the variant with the least energy per item within the quality
+/// budget (`best`) saves no more than the uncertainty of the difference: it either uses more
+/// energy than the baseline by more than the uncertainty, or differs by less than it (a tie).
+/// `saved_pct` is the saving (negative when the variant uses more), `half_width_pct` its 95%
+/// half-width, both in percent of the baseline's energy per item.
+fn keep_baseline_reason(baseline: &str, best: &str, saved_pct: f64, half_width_pct: f64) -> String {
+    if saved_pct < -half_width_pct {
+        format!(
+            "keep {baseline}: every variant within the budget uses more energy per item; the \
+             least, {best}, uses {:.0}% +/- {:.0}% more",
+            -saved_pct, half_width_pct
+        )
+    } else if saved_pct < 0.0 {
+        format!(
+            "keep {baseline}: the best variant within the budget, {best}, uses {:.0}% +/- {:.0}% \
+             more energy per item, inside the uncertainty (a tie)",
+            -saved_pct, half_width_pct
+        )
+    } else {
+        format!(
+            "keep {baseline}: the best variant within the budget, {best}, saves {saved_pct:.0}% \
+             +/- {half_width_pct:.0}% energy per item, inside the uncertainty (a tie)"
+        )
+    }
 }

@@ -346,6 +346,34 @@ fn a_saving_inside_the_uncertainty_keeps_the_baseline() {
     );
 }
 
+/// A variant that uses more energy than the baseline is said to use more, not to save a negative
+/// share ("saves -11%"), and a small difference either way is called a tie.
+#[test]
+fn keeping_the_baseline_says_whether_the_best_variant_uses_more_or_ties() {
+    let more = recommend(&[
+        record("fp32", 1, 98.0, 0.010, 1.0e-4, 200_000),
+        record("q8_0", 1, 98.0, 0.010, 1.5e-4, 55_000),
+    ]);
+    assert!(more[0].pick.is_none(), "{:?}", more[0]);
+    let reason = &more[0].reason;
+    assert!(
+        reason.starts_with("keep fp32: every variant within the budget uses more energy per item")
+            && reason.contains("q8_0, uses 50% +/-"),
+        "{reason}"
+    );
+    assert!(!reason.contains("saves"), "{reason}");
+    let tie = recommend(&[
+        record("fp32", 1, 98.0, 0.010, 1.0e-4, 200_000),
+        record("q8_0", 1, 98.0, 0.010, 1.01e-4, 55_000),
+    ]);
+    let reason = &tie[0].reason;
+    assert!(tie[0].pick.is_none(), "{:?}", tie[0]);
+    assert!(
+        reason.contains("q8_0, uses 1% +/-") && reason.ends_with("inside the uncertainty (a tie)"),
+        "{reason}"
+    );
+}
+
 /// Issue 34: across engines, the pair with the least energy per item is shipped when the
 /// difference clears both figures' uncertainty, and a difference inside it is a tie.
 #[test]
