@@ -190,7 +190,7 @@ fn operands<'a>(
                 pack_channels(data, stride, k, col0, width, &mut packed)
             }
             Weights::HalfChannels { data, stride } => {
-                pack_half_channels(data, stride, k, col0, width, &mut packed)
+                pack_channels(data, stride, k, col0, width, &mut packed)
             }
             Weights::Inputs { data, stride } => {
                 for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
@@ -220,10 +220,49 @@ fn operands<'a>(
     (pack, tile)
 }
 
+/// A weight element the f32 tiles pack: f32 as it is, f16 widened (exactly) as it is packed.
+trait PanelElement: Copy {
+    fn to_f32(self) -> f32;
+
+    /// Packs 16 channels' first `k / 16 * 16` inputs as
+    /// [`transpose_16_channels`](crate::kernels::x86::avx512::transpose_16_channels) does;
+    /// returns how many inputs it packed.
+    ///
+    /// # Safety
+    /// As for that function: AVX-512 F, `w` valid for 16 rows of `k` reads `stride` apart,
+    /// `dst` for writes of `k` rows of 32.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose_16(w: *const Self, stride: usize, k: usize, dst: *mut f32) -> usize;
+}
+
+impl PanelElement for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose_16(w: *const f32, stride: usize, k: usize, dst: *mut f32) -> usize {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { crate::kernels::x86::avx512::transpose_16_channels(w, stride, k, dst) }
+    }
+}
+
+impl PanelElement for f16 {
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose_16(w: *const f16, stride: usize, k: usize, dst: *mut f32) -> usize {
+        // SAFETY: the caller's promise, passed on; f16 values are read as their bits.
+        unsafe { crate::kernels::x86::avx512::transpose_16_channels_f16(w.cast(), stride, k, dst) }
+    }
+}
+
 /// Transposes channels `col0..col0 + width` (each `k` inputs, `stride` apart in `w`) into
-/// `packed`'s `k` rows of 32: 16 x 16 blocks in registers, the ragged rest one at a time.
-fn pack_channels(
-    w: &[f32],
+/// `packed`'s `k` rows of 32, as f32: 16 x 16 blocks in registers, the ragged rest one at a time.
+fn pack_channels<T: PanelElement>(
+    w: &[T],
     stride: usize,
     k: usize,
     col0: usize,
@@ -239,49 +278,8 @@ fn pack_channels(
             // SAFETY: the callers run on AVX-512 paths only (`operands` asserts it); `channels`
             // holds 16 rows of `k`, `stride` apart, and the panel `k` rows of 32 from column
             // `c0 <= 16`.
-            done = unsafe {
-                crate::kernels::x86::avx512::transpose_16_channels(
-                    channels.as_ptr(),
-                    stride,
-                    k,
-                    packed[c0..].as_mut_ptr(),
-                )
-            };
-        }
-        for c in (c0..c1).filter(|_| done < k) {
-            let channel = &w[(col0 + c) * stride + done..(col0 + c) * stride + k];
-            let column = packed[done * TILE_COLS + c..].iter_mut().step_by(TILE_COLS);
-            for (dst, v) in column.zip(channel) {
-                *dst = *v;
-            }
-        }
-    }
-}
-
-/// [`pack_channels`] for an f16 weight, each value widened to f32 (exactly) as it is packed.
-fn pack_half_channels(
-    w: &[f16],
-    stride: usize,
-    k: usize,
-    col0: usize,
-    width: usize,
-    packed: &mut [f32],
-) {
-    for half in 0..TILE_COLS / 16 {
-        let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if c1 - c0.min(c1) == 16 {
-            let channels = &w[(col0 + c0) * stride..(col0 + c0 + 15) * stride + k];
-            // SAFETY: as in `pack_channels`; f16 values are read as their bits.
-            done = unsafe {
-                crate::kernels::x86::avx512::transpose_16_channels_f16(
-                    channels.as_ptr().cast::<u16>(),
-                    stride,
-                    k,
-                    packed[c0..].as_mut_ptr(),
-                )
-            };
+            done =
+                unsafe { T::transpose_16(channels.as_ptr(), stride, k, packed[c0..].as_mut_ptr()) };
         }
         for c in (c0..c1).filter(|_| done < k) {
             let channel = &w[(col0 + c) * stride + done..(col0 + c) * stride + k];

@@ -369,24 +369,9 @@ pub(crate) unsafe fn transpose_16_channels(
     k: usize,
     dst: *mut f32,
 ) -> usize {
-    let body = k / LANES * LANES;
-    // SAFETY: every read is in the 16 rows of `k` and every write in the `k` rows of 32 the
-    // caller vouches for (`p + 16 <= body <= k`).
-    unsafe {
-        let mut p = 0;
-        while p < body {
-            let mut r = [_mm512_setzero_ps(); 16];
-            for (c, v) in r.iter_mut().enumerate() {
-                *v = _mm512_loadu_ps(w.add(c * stride + p));
-            }
-            transpose_16x16(&mut r);
-            for (i, v) in r.iter().enumerate() {
-                _mm512_storeu_ps(dst.add((p + i) * 32), *v);
-            }
-            p += LANES;
-        }
-    }
-    body
+    // SAFETY: the loads lie in the 16 rows of `k` the caller vouches for (`transpose_loaded`
+    // loads 16 inputs from `p + 16 <= k`); `dst` passed on.
+    unsafe { transpose_loaded(stride, k, dst, |at| _mm512_loadu_ps(w.add(at))) }
 }
 
 /// [`transpose_16_channels`] for an f16 weight (`w`: the bits of `k` halves a channel, channels
@@ -403,6 +388,28 @@ pub(crate) unsafe fn transpose_16_channels_f16(
     k: usize,
     dst: *mut f32,
 ) -> usize {
+    // SAFETY: as in `transpose_16_channels`, for halves.
+    unsafe {
+        transpose_loaded(stride, k, dst, |at| {
+            _mm512_cvtph_ps(_mm256_loadu_si256(w.add(at).cast()))
+        })
+    }
+}
+
+/// The loop of [`transpose_16_channels`] and [`transpose_16_channels_f16`]: `load(c * stride +
+/// p)` gives inputs `p..p + 16` of channel `c` as f32. Inlined into those AVX-512 functions,
+/// whose closures it calls.
+///
+/// # Safety
+/// AVX-512 F in the caller; `load` valid for 16 channels' inputs below `k / 16 * 16`; `dst` for
+/// writes of `k` rows of 32.
+#[inline(always)]
+unsafe fn transpose_loaded(
+    stride: usize,
+    k: usize,
+    dst: *mut f32,
+    load: impl Fn(usize) -> __m512,
+) -> usize {
     let body = k / LANES * LANES;
     // SAFETY: every read is in the 16 rows of `k` and every write in the `k` rows of 32 the
     // caller vouches for (`p + 16 <= body <= k`).
@@ -411,7 +418,7 @@ pub(crate) unsafe fn transpose_16_channels_f16(
         while p < body {
             let mut r = [_mm512_setzero_ps(); 16];
             for (c, v) in r.iter_mut().enumerate() {
-                *v = _mm512_cvtph_ps(_mm256_loadu_si256(w.add(c * stride + p).cast()));
+                *v = load(c * stride + p);
             }
             transpose_16x16(&mut r);
             for (i, v) in r.iter().enumerate() {
