@@ -382,6 +382,16 @@ impl<M: Linears + Clone, S> Variant<M, S> {
             None => Ok((self.trained.clone(), reports(&self.trained)?)),
         }
     }
+
+    /// The f32 model an exporter writes: the post step's when it leaves f32 weights (one-shot
+    /// pruning zeroes some), else the trained one, which a format's writer (`f32_weights` false)
+    /// quantizes itself.
+    pub(crate) fn f32_model_to_export(&self, f32_weights: bool) -> &M {
+        match &self.post {
+            Some(mapped) if f32_weights => &mapped.model,
+            _ => &self.trained,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -99,13 +99,8 @@ fn pixels(data: &Dataset) -> Input {
 pub(crate) fn build(spec: &WorkloadSpec, variant: Variant<Network, ()>) -> Result<Built> {
     let cell = &spec.cell;
     let format = OnnxFormat::of(&cell.technique)?;
-    // One-shot pruning zeroes f32 weights: its model is the one to write. Every other post step
-    // is a format, written from the trained f32 weights.
-    let net = match (&variant.post, format) {
-        (Some(mapped), OnnxFormat::F32) => mapped.model.clone(),
-        _ => variant.trained.clone(),
-    };
-    let (bytes, layers) = graph(&net, format)?;
+    let net = variant.f32_model_to_export(format == OnnxFormat::F32);
+    let (bytes, layers) = graph(net, format)?;
     let (_, test) = digits_split()?;
     let rows: Vec<usize> = (0..cell.batch_size).map(|i| i % test.len()).collect();
     let threads = crate::kernels::thread_count();

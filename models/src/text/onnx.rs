@@ -243,17 +243,14 @@ pub(crate) fn build(spec: &WorkloadSpec, variant: Variant<Bert, TextSource>) -> 
     let seq_len = cell
         .dim(&crate::dimension::SEQ_LEN)
         .unwrap_or(DEFAULT_SEQ_LEN);
-    let bert = match (&variant.post, format) {
-        (Some(mapped), OnnxFormat::F32) => mapped.model.clone(),
-        _ => variant.trained.clone(),
-    };
+    let bert = variant.f32_model_to_export(format == OnnxFormat::F32);
     let positions = bert.position_embeddings.dim(0)?;
     if seq_len > positions {
         return Err(ModelError::NotApplicable(format!(
             "sequence length {seq_len} exceeds the model's {positions} position embeddings"
         )));
     }
-    let (bytes, layers) = graph(&bert, format)?;
+    let (bytes, layers) = graph(bert, format)?;
     let threads = crate::kernels::thread_count();
     let split = email_split()?;
     let texts: Vec<&str> = (0..cell.batch_size)
