@@ -2,7 +2,8 @@
 //! each precision slimbench has (every GGML block format on slimbench's own kernels), with the fidelity of each to fp32 (mean cosine of the pooled
 //! embeddings of 32 held-out emails). Run it beside `../shared/peer/run.sh` in the same session:
 //! `cargo run --release -p slimbench-models --example minilm_engine [runs] [fp32,int8,...]`
-//! (needs `slimbench fetch minilm`; threads follow `RAYON_NUM_THREADS`).
+//! (needs `slimbench fetch minilm`; threads follow `RAYON_NUM_THREADS`). `MINILM_BATCH1_ONLY=1`
+//! times batch 1 alone (for a profiler: `perf record` then sees batch 1's time, not batch 32's).
 
 use std::time::Instant;
 
@@ -63,6 +64,7 @@ fn main() -> slimbench_models::Result<()> {
         slimbench_models::kernels::bf16_tile::linear_kernel_name(),
         slimbench_models::kernels::linear::f16_kernel_name(),
     );
+    let batch1_only = std::env::var_os("MINILM_BATCH1_ONLY").is_some_and(|v| v == "1");
     println!("| precision | batch 1 ms | batch 32 ms | fidelity |");
     println!("| --- | --- | --- | --- |");
     for (name, bert) in &variants {
@@ -70,10 +72,14 @@ fn main() -> slimbench_models::Result<()> {
             continue;
         }
         let b1 = median_ms(bert, &batch1, runs);
-        let b32 = median_ms(bert, &batch32, (runs / 4).max(3));
+        let b32 = if batch1_only {
+            "-".to_string()
+        } else {
+            format!("{:.0}", median_ms(bert, &batch32, (runs / 4).max(3)))
+        };
         let cos = row_cosines(&reference, &bert.embed(&batch32, false)?)?;
         let fidelity = cos.iter().sum::<f32>() / cos.len() as f32;
-        println!("| {name} | {b1:.1} | {b32:.0} | {fidelity:.5} |");
+        println!("| {name} | {b1:.1} | {b32} | {fidelity:.5} |");
     }
     Ok(())
 }

@@ -207,15 +207,10 @@ fn operands<'a>(
         // SAFETY: `isa` is an AVX-512 path (asserted above; an `Isa` is made by detection); `a`
         // holds `mr` rows of `k`, `lda` apart, and `b` `k` rows of 32 (asserted above).
         unsafe {
-            by_tile_rows!(mr, tile_avx512(a, lda, k, b, sums))
+            by_tile_rows!(mr, tile_avx512(a, lda, k, b, scale, sums))
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (a, b, sums, isa);
-        if scale != 1.0 {
-            for v in sums.iter_mut().take(mr).flatten() {
-                *v *= scale;
-            }
-        }
+        let _ = (a, b, sums, isa, scale);
     };
     (pack, tile)
 }
@@ -292,7 +287,7 @@ fn pack_channels<T: PanelElement>(
 }
 
 /// The sums of `MR` rows (`a`, `k` inputs each, `lda` apart) against a packed panel (`b`: `k`
-/// rows of 32), into `out`'s first `MR` rows.
+/// rows of 32), times `scale`, into `out`'s first `MR` rows.
 ///
 /// # Safety
 /// AVX-512 F; `a` valid for `MR` rows of `k` reads `lda` apart, `b` for `k * 32` reads.
@@ -303,6 +298,7 @@ unsafe fn tile_avx512<const MR: usize>(
     lda: usize,
     k: usize,
     b: *const f32,
+    scale: f32,
     out: &mut TileSums,
 ) {
     use std::arch::x86_64::*;
@@ -317,6 +313,12 @@ unsafe fn tile_avx512<const MR: usize>(
                 let x = _mm512_set1_ps(*a.add(i * lda + p));
                 acc[0] = _mm512_fmadd_ps(x, b0, acc[0]);
                 acc[1] = _mm512_fmadd_ps(x, b1, acc[1]);
+            }
+        }
+        if scale != 1.0 {
+            let scale = _mm512_set1_ps(scale);
+            for acc in acc.iter_mut().flatten() {
+                *acc = _mm512_mul_ps(*acc, scale);
             }
         }
         for (i, acc) in acc.iter().enumerate() {

@@ -81,9 +81,10 @@ pub(crate) unsafe fn run_tiles_into<P>(
         let row_end = ((chunk + 1) * chunk_rows).min(rows);
         let mut row = chunk * chunk_rows;
         let packed = pack(col0, width);
+        // Each tile writes the rows it stores; zeroed once a task, not once a tile.
+        let mut sums = [[0f32; TILE_COLS]; TILE_ROWS];
         while row < row_end {
             let mr = (row_end - row).min(TILE_ROWS);
-            let mut sums = [[0f32; TILE_COLS]; TILE_ROWS];
             tile(&packed, row, mr, &mut sums);
             // SAFETY: the tile's rows and columns lie in the output the caller vouches for, and
             // no other task writes them.

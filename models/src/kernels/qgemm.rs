@@ -150,9 +150,10 @@ pub(crate) fn matmul<S: PanelSource>(
         let col0 = tile * TILE_COLS;
         let width = TILE_COLS.min(out_dim - col0);
         let mut row = chunk * chunk_rows;
+        // Each tile writes the rows it stores; zeroed once a task, not once a tile.
+        let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
         while row < row_end {
             let mr = (row_end - row).min(TILE_ROWS);
-            let mut out = [[0f32; TILE_COLS]; TILE_ROWS];
             tile_sums(&panel, q, row, mr, &mut out, isa);
             // SAFETY: the tile's rows and columns lie in `dst` and no other task writes them.
             unsafe { epilogue.store(&out[..mr], dst_addr as *mut f32, row, col0, width, out_dim) };
@@ -166,8 +167,9 @@ pub(crate) fn matmul<S: PanelSource>(
     }
 }
 
-/// The f32 sums of rows `row..row + mr` of `q` against the 32 channels of `panel`, on `isa`'s
-/// path (an `Isa` exists only for paths this CPU runs).
+/// The f32 sums of rows `row..row + mr` of `q` against the 32 channels of `panel`, written over
+/// the first `mr` rows of `out` (whatever they held), on `isa`'s path (an `Isa` exists only for
+/// paths this CPU runs).
 pub(crate) fn tile_sums(
     panel: &Panel<'_>,
     q: &QuantizedRows,

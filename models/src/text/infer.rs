@@ -59,49 +59,70 @@ fn attention(
             row_stride: stride,
             col_stride: 1,
         };
-        let mut scores = vec![0f32; t * t];
-        let isa = Isa::get();
-        let keys = Weights::Channels {
-            data: &qkv[base + width..],
-            stride,
-        };
-        // SAFETY: `scores` holds `t x t` and is this task's own.
-        if !unsafe { f32_tile::product_into(isa, view(0), keys, t, scale, scores.as_mut_ptr(), t) }
-        {
-            matmul_into(
-                &mut scores,
-                t,
-                view(0),
-                view(width).t(),
-                scale,
-                false,
-                Threads::One,
-            );
-        }
-        softmax_rows_in_place(&mut scores, t, &mask_bias[b * t..(b + 1) * t]);
-        let context_at = (context_addr as *mut f32).wrapping_add(b * t * width + h * head_dim);
-        let probabilities = MatRef::new(&scores, t, t);
-        let values = Weights::Inputs {
-            data: &qkv[base + 2 * width..],
-            stride,
-        };
-        // SAFETY: this task alone writes columns h*head_dim..(h+1)*head_dim of rows
-        // b*t..(b+1)*t of `context`, which was sized above to hold them.
-        unsafe {
-            if !f32_tile::product_into(isa, probabilities, values, head_dim, 1.0, context_at, width)
-            {
-                matmul_into_ptr(
-                    context_at,
-                    width,
-                    probabilities,
-                    view(2 * width),
-                    1.0,
+        SCORES.with_borrow_mut(|scores| {
+            if scores.len() < t * t {
+                scores.resize(t * t, 0.0);
+            }
+            let scores = &mut scores[..t * t];
+            let isa = Isa::get();
+            let keys = Weights::Channels {
+                data: &qkv[base + width..],
+                stride,
+            };
+            // SAFETY: `scores` holds `t x t` and is this task's own.
+            if !unsafe {
+                f32_tile::product_into(isa, view(0), keys, t, scale, scores.as_mut_ptr(), t)
+            } {
+                matmul_into(
+                    scores,
+                    t,
+                    view(0),
+                    view(width).t(),
+                    scale,
                     false,
                     Threads::One,
                 );
             }
-        }
+            softmax_rows_in_place(scores, t, &mask_bias[b * t..(b + 1) * t]);
+            let context_at = (context_addr as *mut f32).wrapping_add(b * t * width + h * head_dim);
+            let probabilities = MatRef::new(scores, t, t);
+            let values = Weights::Inputs {
+                data: &qkv[base + 2 * width..],
+                stride,
+            };
+            // SAFETY: this task alone writes columns h*head_dim..(h+1)*head_dim of rows
+            // b*t..(b+1)*t of `context`, which was sized above to hold them.
+            unsafe {
+                if !f32_tile::product_into(
+                    isa,
+                    probabilities,
+                    values,
+                    head_dim,
+                    1.0,
+                    context_at,
+                    width,
+                ) {
+                    matmul_into_ptr(
+                        context_at,
+                        width,
+                        probabilities,
+                        view(2 * width),
+                        1.0,
+                        false,
+                        Threads::One,
+                    );
+                }
+            }
+        });
     });
+}
+
+thread_local! {
+    /// Each thread's attention scores (one head's `t x t`), kept from head to head so that they
+    /// are not allocated and zeroed for each (12 heads of 64 KB a layer for MiniLM at batch 1);
+    /// the score product overwrites all of them before softmax reads them. The attention task
+    /// runs on one thread without handing work to rayon, so the buffer is never borrowed twice.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Milliseconds spent in each phase of the forward pass (summed over layers), when asked for.
