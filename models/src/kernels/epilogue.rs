@@ -44,7 +44,27 @@ impl Epilogue<'_> {
             // SAFETY: the caller's promise, passed on.
             return unsafe { self.store_gelu(sums, dst, row, col0, width, out_dim) };
         }
-        for (r, sums) in sums.iter().enumerate() {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.store_strided(sums.as_flattened(), N, dst, row, col0, width, out_dim) }
+    }
+
+    /// [`store`](Self::store) for sums held in one slice, each row's `width` values `stride`
+    /// apart (`stride >= width`): the one-row kernels gather a task's sums and store them once.
+    ///
+    /// # Safety
+    /// As for [`store`](Self::store), for the `sums.len().div_ceil(stride)` rows.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn store_strided(
+        &self,
+        sums: &[f32],
+        stride: usize,
+        dst: *mut f32,
+        row: usize,
+        col0: usize,
+        width: usize,
+        out_dim: usize,
+    ) {
+        for (r, sums) in sums.chunks(stride).enumerate() {
             let at = (row + r) * out_dim + col0;
             // SAFETY: the caller's promise.
             let dst_row = unsafe { std::slice::from_raw_parts_mut(dst.add(at), width) };

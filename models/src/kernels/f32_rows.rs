@@ -156,8 +156,13 @@ pub(crate) fn matmul(
         .next_multiple_of(BLOCK);
     let dst_addr = dst.as_mut_ptr() as usize;
     let run_task = |task: usize| {
+        let start = task * task_channels;
         let end = ((task + 1) * task_channels).min(n);
-        let mut c0 = task * task_channels;
+        let task_width = end - start;
+        // The task's sums, `rows` rows of `task_width`, stored once at the end: between the
+        // blocks the loop only computes, so the next block's loads follow at once.
+        let mut task_sums = vec![0f32; rows * task_width];
+        let mut c0 = start;
         while c0 < end {
             let width = BLOCK.min(end - c0);
             let mut sums = [[0f32; BLOCK]; ONE_ROW_MAX_ROWS];
@@ -170,11 +175,24 @@ pub(crate) fn matmul(
                 k,
                 &mut sums,
             );
-            // SAFETY: rows `0..rows`, channels `c0..c0 + width` lie in `dst` (`rows x n`,
-            // asserted above) and only this task writes them.
-            unsafe { epilogue.store(&sums[..rows], dst_addr as *mut f32, 0, c0, width, n) };
+            for (r, sums) in sums[..rows].iter().enumerate() {
+                task_sums[r * task_width + c0 - start..][..width].copy_from_slice(&sums[..width]);
+            }
             c0 += width;
         }
+        // SAFETY: rows `0..rows`, channels `start..end` lie in `dst` (`rows x n`, asserted
+        // above) and only this task writes them.
+        unsafe {
+            epilogue.store_strided(
+                &task_sums,
+                task_width,
+                dst_addr as *mut f32,
+                0,
+                start,
+                task_width,
+                n,
+            )
+        };
     };
     let tasks = n.div_ceil(task_channels);
     if threads > 1 && tasks > 1 {
