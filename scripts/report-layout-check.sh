@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The report as a reader sees it: opens RUN_DIR/report.html in headless Chromium at 1400, 420 and
-# 360 px and fails if the page scrolls sideways, a table runs past the screen's edge, or chart
-# text is displayed under 11 px; leaves a full-page screenshot of each width in OUT_DIR (default
+# The report as a reader sees it: opens RUN_DIR/report.html in headless Chromium at 1400, 1024, 420
+# and 360 px and fails if the page scrolls sideways, a table runs past the screen's edge (at 1024 px
+# a wide table may scroll in its own box; at 1400 px it must fit), or chart text is displayed
+# under 11 px; leaves a full-page screenshot of each width in OUT_DIR (default
 # target/screenshots). Chromium comes from Debian (installed here when missing, as root),
 # playwright-core from npm into target/report-layout (pinned in scripts/report-layout/).
 #
