@@ -137,8 +137,8 @@ pub fn recommendations(
                 pick: None,
                 tied_with: Vec::new(),
                 reason: keep_baseline_reason(
-                    &base.key.technique.to_string(),
-                    &pick.key.technique.to_string(),
+                    &base.key.technique,
+                    &pick.key.technique,
                     e.saved_pct,
                     e.half_width_pct,
                 ),
@@ -332,7 +332,12 @@ fn own_carbon(records: &[Record], key: &Cell, carbon: &CarbonSettings) -> Carbon
 /// energy than the baseline by more than the uncertainty, or differs by less than it (a tie).
 /// `saved_pct` is the saving (negative when the variant uses more), `half_width_pct` its 95%
 /// half-width, both in percent of the baseline's energy per item.
-fn keep_baseline_reason(baseline: &str, best: &str, saved_pct: f64, half_width_pct: f64) -> String {
+fn keep_baseline_reason(
+    baseline: &impl std::fmt::Display,
+    best: &impl std::fmt::Display,
+    saved_pct: f64,
+    half_width_pct: f64,
+) -> String {
     if saved_pct < -half_width_pct {
         format!(
             "keep {baseline}: every variant within the budget uses more energy per item; the \

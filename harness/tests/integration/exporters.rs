@@ -383,12 +383,16 @@ fn across_engines_the_least_energy_pair_is_shipped_unless_it_is_a_tie() {
         r.key = r.key.clone().on_engine(Engine::Ort);
         r
     };
-    let records = vec![
-        record("fp32", 1, 98.0, 0.010, 5.0e-4, 200_000),
-        record("q8_0", 1, 98.0, 0.004, 2.0e-4, 55_000),
-        on_ort(record("fp32", 1, 98.0, 0.008, 4.0e-4, 200_000)),
-        on_ort(record("int8", 1, 98.0, 0.002, 0.8e-4, 50_000)),
-    ];
+    // slimbench's fp32 and q8_0 beside ort's fp32 and an int8 of the given p50 and energy.
+    let two_engines = |int8_p50: f64, int8_j: f64| {
+        vec![
+            record("fp32", 1, 98.0, 0.010, 5.0e-4, 200_000),
+            record("q8_0", 1, 98.0, 0.004, 2.0e-4, 55_000),
+            on_ort(record("fp32", 1, 98.0, 0.008, 4.0e-4, 200_000)),
+            on_ort(record("int8", 1, 98.0, int8_p50, int8_j, 50_000)),
+        ]
+    };
+    let records = two_engines(0.002, 0.8e-4);
     let recs = recommend(&records);
     assert_eq!(recs.len(), 2, "one recommendation an engine");
     let across = slimbench::analysis::recommend::across_engines(&recs, &records);
@@ -399,12 +403,7 @@ fn across_engines_the_least_energy_pair_is_shipped_unless_it_is_a_tie() {
         .reason
         .contains("2.50x less energy per item than q8_0"));
     // Within the uncertainty: a tie, said so.
-    let close = vec![
-        record("fp32", 1, 98.0, 0.010, 5.0e-4, 200_000),
-        record("q8_0", 1, 98.0, 0.004, 2.0e-4, 55_000),
-        on_ort(record("fp32", 1, 98.0, 0.008, 4.0e-4, 200_000)),
-        on_ort(record("int8", 1, 98.0, 0.004, 1.99e-4, 50_000)),
-    ];
+    let close = two_engines(0.004, 1.99e-4);
     let recs = recommend(&close);
     let across = slimbench::analysis::recommend::across_engines(&recs, &close);
     assert!(across[0].pick.is_none(), "{}", across[0].reason);
