@@ -274,6 +274,99 @@ pub(crate) unsafe fn dots_f32<const R: usize, const C: usize>(
     unsafe { dots(x, k, load, one, out) }
 }
 
+/// The f32 dot product of one row of activations (`x`) with one output channel of an `out x in`
+/// weight (`w`), `k` inputs each, read in order: 32 inputs a step into four accumulators, then
+/// 8, then the ragged tail one at a time, so a thread reads the weight as one sequential stream
+/// (see the AVX-512 `dot_f32`).
+///
+/// # Safety
+/// AVX2 and FMA; `x` and `w` valid for `k` reads.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_f32(x: *const f32, w: *const f32, k: usize) -> f32 {
+    // SAFETY: the loads lie in the `k` values the caller vouches for (`dot` reads whole vectors
+    // below `k` and single values in the tail).
+    let load = |p: usize| unsafe { std::arch::x86_64::_mm256_loadu_ps(w.add(p)) };
+    // SAFETY: as above.
+    let one = |p: usize| unsafe { *w.add(p) };
+    // SAFETY: the caller's promise on `x`, passed on.
+    unsafe { dot(x, k, load, one) }
+}
+
+/// [`dot_f32`] for a half-precision weight (`w`: f16 if `!BF16`, else bf16 bits), each vector
+/// widened as [`dots_half`] widens it.
+///
+/// # Safety
+/// AVX2, FMA and F16C; `x` and `w` valid for `k` reads.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_half<const BF16: bool>(x: *const f32, w: *const u16, k: usize) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: the loads lie in the `k` values the caller vouches for (`dot` reads whole vectors
+    // below `k` and single values in the tail).
+    let load = |p: usize| unsafe {
+        let halves = _mm_loadu_si128(w.add(p).cast::<__m128i>());
+        if BF16 {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(halves)))
+        } else {
+            _mm256_cvtph_ps(halves)
+        }
+    };
+    // SAFETY: as above.
+    let one = |p: usize| unsafe {
+        let bits = *w.add(p);
+        if BF16 {
+            half::bf16::from_bits(bits).to_f32()
+        } else {
+            half::f16::from_bits(bits).to_f32()
+        }
+    };
+    // SAFETY: the caller's promise on `x`, passed on.
+    unsafe { dot(x, k, load, one) }
+}
+
+/// The loop of [`dot_f32`] and [`dot_half`]: `load(p)` gives the 8 weights from input `p` as f32,
+/// `one(q)` one weight of the ragged tail. Inlined into those AVX2 functions.
+///
+/// # Safety
+/// AVX2 and FMA in the caller; `x` valid for `k` reads; `load` and `one` valid below `k`.
+#[inline(always)]
+unsafe fn dot(
+    x: *const f32,
+    k: usize,
+    load: impl Fn(usize) -> std::arch::x86_64::__m256,
+    one: impl Fn(usize) -> f32,
+) -> f32 {
+    use std::arch::x86_64::*;
+    const LANES: usize = 8;
+    const STEP: usize = 4 * LANES;
+    // SAFETY: every read of `x` lies below `k` (`p + 32 <= k`, then `p + 8 <= k`, then `p < k`);
+    // the intrinsics run in the caller's AVX2 functions.
+    unsafe {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut p = 0;
+        while p + STEP <= k {
+            for (i, a) in acc.iter_mut().enumerate() {
+                let q = p + i * LANES;
+                *a = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(q)), load(q), *a);
+            }
+            p += STEP;
+        }
+        while p + LANES <= k {
+            acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(p)), load(p), acc[0]);
+            p += LANES;
+        }
+        let all = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let half = _mm_add_ps(_mm256_castps256_ps128(all), _mm256_extractf128_ps::<1>(all));
+        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        let first = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
+        let mut sum = _mm_cvtss_f32(first);
+        while p < k {
+            sum += *x.add(p) * one(p);
+            p += 1;
+        }
+        sum
+    }
+}
+
 /// The loop of [`dots_f32`] and [`dots_half`]: `load(j * k + p)` gives 8 weights of channel `j`
 /// from input `p` as f32, `one(j * k + q)` one weight of the ragged tail. Inlined into those AVX2
 /// functions, whose closures it calls.
