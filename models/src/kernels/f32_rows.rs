@@ -6,9 +6,10 @@
 //! this streams SmolLM2's f32 weights at about 40 GB/s, where the `gemm` crate's one-row product
 //! over the transposed weight reached 25-28 (a stand-alone sweep of every decode-step shape, 2
 //! threads). Half-precision weights are widened to f32 as each vector is loaded (the sums and
-//! the activations stay f32), so they stream at half the bytes. AVX-512 (16 inputs a step, four
-//! rows of four channels), AVX2 + FMA (8 a step, two rows of four channels; F16C for f16) and a
-//! portable path the compiler vectorises, picked by [`Isa`].
+//! the activations stay f32), so they stream at half the bytes. AVX-512 (16 inputs a vector, four
+//! rows of four channels; one f32 row in AVX2's 256-bit dot, which streamed faster on Zen 4),
+//! AVX2 + FMA (8 a vector, two rows of four channels; F16C for f16) and a portable path the
+//! compiler vectorises, picked by [`Isa`].
 
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -274,10 +275,11 @@ fn rows_block<const R: usize>(
 }
 
 /// The dot product of one row `x` with one channel `w` (`k` inputs each) on `isa`'s vector path,
-/// read in order with four accumulators (`dot_f32`, `dot_half`). One row's products read their
-/// channels this way: four channels read side by side, four streams a thread, reached 27 GB/s
-/// where one stream reached 32 (the read ceiling) on a Zen 4 VM on two threads, 14 against 24
-/// on one. Panics on the portable path, which [`block`] keeps on [`channel_block`].
+/// read in order with four accumulators, 128 bytes of weight a step (`dot_f32`, in 256-bit
+/// vectors on the AVX-512 path too; `dot_half`). One row's products read their channels this
+/// way: four channels read side by side, four streams a thread, reached 27 GB/s where one
+/// stream reached 32 (the read ceiling) on a Zen 4 VM on two threads, 14 against 24 on one.
+/// Panics on the portable path, which [`block`] keeps on [`channel_block`].
 fn channel_dot(isa: Isa, x: &[f32], w: RowWeights<'_>, k: usize) -> f32 {
     assert!(x.len() >= k && w.len() >= k, "dot product operands");
     #[cfg(target_arch = "x86_64")]
@@ -288,9 +290,9 @@ fn channel_dot(isa: Isa, x: &[f32], w: RowWeights<'_>, k: usize) -> f32 {
         // checked by `path`); both operands hold `k` values (asserted above); f16 and bf16 are
         // 16-bit values, read as their bits.
         match (path(isa, w), w) {
-            (RowPath::Avx512, RowWeights::F32(w)) => {
-                // SAFETY: as above.
-                return unsafe { avx512::dot_f32(xp, w.as_ptr(), k) };
+            (RowPath::Avx512 | RowPath::Avx2, RowWeights::F32(w)) => {
+                // SAFETY: as above (every AVX-512 path has AVX2 and FMA: `Isa::avx2_fma`).
+                return unsafe { avx2::dot_f32(xp, w.as_ptr(), k) };
             }
             (RowPath::Avx512, RowWeights::F16(w)) => {
                 // SAFETY: as above.
@@ -299,10 +301,6 @@ fn channel_dot(isa: Isa, x: &[f32], w: RowWeights<'_>, k: usize) -> f32 {
             (RowPath::Avx512, RowWeights::Bf16(w)) => {
                 // SAFETY: as above.
                 return unsafe { avx512::dot_half::<true>(xp, w.as_ptr().cast(), k) };
-            }
-            (RowPath::Avx2, RowWeights::F32(w)) => {
-                // SAFETY: as above.
-                return unsafe { avx2::dot_f32(xp, w.as_ptr(), k) };
             }
             (RowPath::Avx2, RowWeights::F16(w)) => {
                 // SAFETY: as above.

@@ -353,25 +353,12 @@ unsafe fn dots_step<const R: usize, const C: usize>(
     }
 }
 
-/// The f32 dot product of one row of activations (`x`) with one output channel of an `out x in`
-/// weight (`w`), `k` inputs each, read in order: 64 inputs a step into four accumulators, then
-/// 16, then the masked tail. One channel at a time makes a thread's reads of the weight one
-/// sequential stream, which the hardware prefetchers follow at the read ceiling; four channels
-/// read side by side (four streams, [`dots_f32`]) fell 15-40% short of it on Zen 4.
-///
-/// # Safety
-/// AVX-512 F; `x` and `w` valid for `k` reads.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn dot_f32(x: *const f32, w: *const f32, k: usize) -> f32 {
-    // SAFETY: the loads lie in the `k` values the caller vouches for (`dot` reads lanes below
-    // `k` only).
-    let load = |p: usize, mask: __mmask16| unsafe { _mm512_maskz_loadu_ps(mask, w.add(p)) };
-    // SAFETY: the caller's promise on `x`, passed on.
-    unsafe { dot(x, k, load) }
-}
-
-/// [`dot_f32`] for a half-precision weight (`w`: f16 if `!BF16`, else bf16 bits), each vector
-/// widened as [`dots_half`] widens it.
+/// The dot product of one row of activations (`x`) with one output channel of a half-precision
+/// `out x in` weight (`w`: f16 if `!BF16`, else bf16 bits), `k` inputs each, read in order: 64
+/// inputs (128 bytes of weight) a step into four accumulators, then 16, then the masked tail,
+/// each vector widened as [`dots_half`] widens it. One channel at a time makes a thread's reads
+/// of the weight one sequential stream, which the hardware prefetchers follow at the read
+/// ceiling (f32's one-row dot is the AVX2 kernel's `dot_f32`, 128 bytes a step on both paths).
 ///
 /// # Safety
 /// AVX-512 F, BW and VL; `x` and `w` valid for `k` reads.
@@ -391,8 +378,8 @@ pub(crate) unsafe fn dot_half<const BF16: bool>(x: *const f32, w: *const u16, k:
     unsafe { dot(x, k, load) }
 }
 
-/// The loop of [`dot_f32`] and [`dot_half`]: `load(p, mask)` gives the weights of inputs
-/// `p..p + 16` as f32 (the masked lanes zero). Inlined into those AVX-512 functions.
+/// The loop of [`dot_half`]: `load(p, mask)` gives the weights of inputs `p..p + 16` as f32 (the
+/// masked lanes zero).
 ///
 /// # Safety
 /// AVX-512 F in the caller; `x` valid for `k` reads; `load` valid for the lanes below `k`.
@@ -400,7 +387,7 @@ pub(crate) unsafe fn dot_half<const BF16: bool>(x: *const f32, w: *const u16, k:
 unsafe fn dot(x: *const f32, k: usize, load: impl Fn(usize, __mmask16) -> __m512) -> f32 {
     const STEP: usize = 4 * LANES;
     // SAFETY: every read of `x` lies below `k` (`p + 64 <= k` in the body, then the lanes
-    // `lanes_left` leaves); the intrinsics run in the caller's AVX-512 functions.
+    // `lanes_left` leaves); the intrinsics run in the caller's AVX-512 function.
     unsafe {
         let mut acc = [_mm512_setzero_ps(); 4];
         let mut p = 0;
