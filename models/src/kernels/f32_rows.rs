@@ -67,6 +67,8 @@ const BLOCK: usize = 4;
 const TASKS_PER_THREAD: usize = 4;
 
 /// The name records give this kernel on `isa`'s path for f32 weights (`f32-rows-avx512`, ...).
+/// The name is the path's: on `f32-rows-avx512` one row runs AVX2's 256-bit dot (see
+/// `channel_dot`), two to four rows 512-bit vectors.
 pub fn name(isa: Isa) -> &'static str {
     match path(isa, RowWeights::F32(&[])) {
         RowPath::Avx512 => "f32-rows-avx512",
