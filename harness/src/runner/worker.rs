@@ -15,7 +15,7 @@ use slimbench_models::ModelError;
 pub use super::timing::{TimingSettings, MIN_ENERGY_WINDOW_S};
 use crate::calibrate::Calibration;
 use crate::host::HostInfo;
-use crate::memory::{current_rss_bytes, peak_rss_bytes, reset_peak_rss};
+use crate::memory::{current_rss_bytes, peak_rss_bytes, release_free_heap, reset_peak_rss};
 use crate::meter::choose::open_meter;
 use crate::meter::record::{energy_record, trace_csv, Windows};
 use crate::meter::sampler::{Sample, Sampler};
@@ -126,6 +126,9 @@ fn measure(req: &WorkerRequest) -> anyhow::Result<Record> {
         report,
     } = build_workload(&spec)?;
     drop(build_meter);
+    // What building freed (a base model dropped once its variant is made) leaves the resident
+    // size before it is read, and before the timed windows' peak starts from it.
+    release_free_heap();
     let model_rss_bytes = rss_before_model
         .zip(current_rss_bytes())
         .map(|(before, after)| after.saturating_sub(before));
