@@ -7,7 +7,7 @@
 //! over the transposed weight reached 25-28 (a stand-alone sweep of every decode-step shape, 2
 //! threads). Half-precision weights are widened to f32 as each vector is loaded (the sums and
 //! the activations stay f32), so they stream at half the bytes. AVX-512 (16 inputs a vector, four
-//! rows of four channels; one f32 row in AVX2's 256-bit dot, which streamed faster on Zen 4),
+//! rows of four channels; one row in AVX2's 256-bit dots, which streamed faster on Zen 4),
 //! AVX2 + FMA (8 a vector, two rows of four channels; F16C for f16) and a portable path the
 //! compiler vectorises, picked by [`Isa`].
 
@@ -68,7 +68,7 @@ const TASKS_PER_THREAD: usize = 4;
 
 /// The name records give this kernel on `isa`'s path for f32 weights (`f32-rows-avx512`, ...).
 /// The name is the path's: on `f32-rows-avx512` one row runs AVX2's 256-bit dot (see
-/// `channel_dot`), two to four rows 512-bit vectors.
+/// `channel_dot`), two to four rows 512-bit vectors; so do the half-precision names.
 pub fn name(isa: Isa) -> &'static str {
     match path(isa, RowWeights::F32(&[])) {
         RowPath::Avx512 => "f32-rows-avx512",
@@ -219,7 +219,7 @@ fn block(
     k: usize,
     sums: &mut [[f32; BLOCK]; ONE_ROW_MAX_ROWS],
 ) {
-    if rows == 1 && path(isa, w) != RowPath::Portable {
+    if rows == 1 && streams_one_channel(isa, w) {
         // One row: channel after channel, each read in order, so the thread's reads of the
         // weight are one sequential stream (see `channel_dot`).
         for (c, sum) in sums[0][..width].iter_mut().enumerate() {
@@ -276,47 +276,41 @@ fn rows_block<const R: usize>(
     sums[..R].copy_from_slice(&out);
 }
 
-/// The dot product of one row `x` with one channel `w` (`k` inputs each) on `isa`'s vector path,
-/// read in order with four accumulators, 128 bytes of weight a step (`dot_f32`, in 256-bit
-/// vectors on the AVX-512 path too; `dot_half`). One row's products read their channels this
-/// way: four channels read side by side, four streams a thread, reached 27 GB/s where one
-/// stream reached 32 (the read ceiling) on a Zen 4 VM on two threads, 14 against 24 on one.
-/// Panics on the portable path, which [`block`] keeps on [`channel_block`].
+/// Whether one row's products on `isa` read channel after channel through [`channel_dot`]: on
+/// every vector path (AVX2 and FMA, which every AVX-512 path has; F16C for half precision).
+fn streams_one_channel(isa: Isa, w: RowWeights<'_>) -> bool {
+    isa.avx2_fma() && (matches!(w, RowWeights::F32(_)) || has_f16c())
+}
+
+/// The dot product of one row `x` with one channel `w` (`k` inputs each), read in order with
+/// four accumulators, 128 bytes of f32 weight (64 of half precision) a step in 256-bit vectors
+/// (`avx2::dot_f32`, `avx2::dot_half`), on the AVX-512 paths too. One row's products read their
+/// channels this way: four channels read side by side, four streams a thread, reached 27 GB/s
+/// where one stream reached 32 (the read ceiling) on a Zen 4 VM on two threads, 14 against 24
+/// on one; and 512-bit steps streamed 10-20% slower there (Zen 4 splits each 512-bit load in
+/// two; SmolLM2 bf16 decode 84 against 101-105 tokens/s). Panics where
+/// [`streams_one_channel`] is false, where [`block`] keeps [`channel_block`].
 fn channel_dot(isa: Isa, x: &[f32], w: RowWeights<'_>, k: usize) -> f32 {
     assert!(x.len() >= k && w.len() >= k, "dot product operands");
+    assert!(streams_one_channel(isa, w), "a vector path");
     #[cfg(target_arch = "x86_64")]
     {
-        use crate::kernels::x86::{avx2, avx512};
+        use crate::kernels::x86::avx2;
         let xp = x.as_ptr();
-        // SAFETY (every arm): the path was detected (an `Isa` is made by detection, F16C
-        // checked by `path`); both operands hold `k` values (asserted above); f16 and bf16 are
-        // 16-bit values, read as their bits.
-        match (path(isa, w), w) {
-            (RowPath::Avx512 | RowPath::Avx2, RowWeights::F32(w)) => {
-                // SAFETY: as above (every AVX-512 path has AVX2 and FMA: `Isa::avx2_fma`).
-                return unsafe { avx2::dot_f32(xp, w.as_ptr(), k) };
-            }
-            (RowPath::Avx512, RowWeights::F16(w)) => {
-                // SAFETY: as above.
-                return unsafe { avx512::dot_half::<false>(xp, w.as_ptr().cast(), k) };
-            }
-            (RowPath::Avx512, RowWeights::Bf16(w)) => {
-                // SAFETY: as above.
-                return unsafe { avx512::dot_half::<true>(xp, w.as_ptr().cast(), k) };
-            }
-            (RowPath::Avx2, RowWeights::F16(w)) => {
-                // SAFETY: as above.
-                return unsafe { avx2::dot_half::<false>(xp, w.as_ptr().cast(), k) };
-            }
-            (RowPath::Avx2, RowWeights::Bf16(w)) => {
-                // SAFETY: as above.
-                return unsafe { avx2::dot_half::<true>(xp, w.as_ptr().cast(), k) };
-            }
-            (RowPath::Portable, _) => {}
+        // SAFETY (every arm): AVX2, FMA and, for half precision, F16C were detected (asserted
+        // above: an `Isa` is made by detection, F16C checked by `has_f16c`); both operands hold
+        // `k` values (asserted above); f16 and bf16 are 16-bit values, read as their bits.
+        match w {
+            // SAFETY: as above.
+            RowWeights::F32(w) => unsafe { avx2::dot_f32(xp, w.as_ptr(), k) },
+            // SAFETY: as above.
+            RowWeights::F16(w) => unsafe { avx2::dot_half::<false>(xp, w.as_ptr().cast(), k) },
+            // SAFETY: as above.
+            RowWeights::Bf16(w) => unsafe { avx2::dot_half::<true>(xp, w.as_ptr().cast(), k) },
         }
     }
-    let _ = (isa, x, w, k);
-    unreachable!("the portable path reads blocks of channels (`channel_block`)")
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("no vector path off x86-64")
 }
 
 /// The `R x C` dot products of `x` (`R` rows of `k`) and `w` (`C` channels of `k`) on `isa`'s

@@ -278,14 +278,7 @@ pub(crate) unsafe fn dots_half<const R: usize, const C: usize, const BF16: bool>
 ) {
     // SAFETY: the loads lie in the `C` rows of `k` the caller vouches for (`dots` reads lanes
     // below `k` only).
-    let load = |p: usize, mask: __mmask16| unsafe {
-        let halves = _mm256_maskz_loadu_epi16(mask, w.add(p).cast::<i16>());
-        if BF16 {
-            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
-        } else {
-            _mm512_cvtph_ps(halves)
-        }
-    };
+    let load = |p: usize, mask: __mmask16| unsafe { widen16::<BF16>(w.add(p), mask) };
     // SAFETY: the caller's promise on `x`, passed on.
     unsafe { dots(x, k, load, out) }
 }
@@ -353,59 +346,22 @@ unsafe fn dots_step<const R: usize, const C: usize>(
     }
 }
 
-/// The dot product of one row of activations (`x`) with one output channel of a half-precision
-/// `out x in` weight (`w`: f16 if `!BF16`, else bf16 bits), `k` inputs each, read in order: 64
-/// inputs (128 bytes of weight) a step into four accumulators, then 16, then the masked tail,
-/// each vector widened as [`dots_half`] widens it. One channel at a time makes a thread's reads
-/// of the weight one sequential stream, which the hardware prefetchers follow at the read
-/// ceiling (f32's one-row dot is the AVX2 kernel's `dot_f32`, 128 bytes a step on both paths).
+/// The `mask`ed lanes of 16 half-precision weights at `w` (f16 if `!BF16`, else bf16 bits),
+/// widened to f32 (`vcvtph2ps`; bf16 shifted into the high half of each lane, exact); the
+/// masked lanes zero.
 ///
 /// # Safety
-/// AVX-512 F, BW and VL; `x` and `w` valid for `k` reads.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(crate) unsafe fn dot_half<const BF16: bool>(x: *const f32, w: *const u16, k: usize) -> f32 {
-    // SAFETY: the loads lie in the `k` values the caller vouches for (`dot` reads lanes below
-    // `k` only).
-    let load = |p: usize, mask: __mmask16| unsafe {
-        let halves = _mm256_maskz_loadu_epi16(mask, w.add(p).cast::<i16>());
+/// AVX-512 F, BW and VL in the caller; `w` valid for reads of the lanes `mask` sets.
+#[inline(always)]
+unsafe fn widen16<const BF16: bool>(w: *const u16, mask: __mmask16) -> __m512 {
+    // SAFETY: the caller's promises.
+    unsafe {
+        let halves = _mm256_maskz_loadu_epi16(mask, w.cast::<i16>());
         if BF16 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(halves)))
         } else {
             _mm512_cvtph_ps(halves)
         }
-    };
-    // SAFETY: the caller's promise on `x`, passed on.
-    unsafe { dot(x, k, load) }
-}
-
-/// The loop of [`dot_half`]: `load(p, mask)` gives the weights of inputs `p..p + 16` as f32 (the
-/// masked lanes zero).
-///
-/// # Safety
-/// AVX-512 F in the caller; `x` valid for `k` reads; `load` valid for the lanes below `k`.
-#[inline(always)]
-unsafe fn dot(x: *const f32, k: usize, load: impl Fn(usize, __mmask16) -> __m512) -> f32 {
-    const STEP: usize = 4 * LANES;
-    // SAFETY: every read of `x` lies below `k` (`p + 64 <= k` in the body, then the lanes
-    // `lanes_left` leaves); the intrinsics run in the caller's AVX-512 function.
-    unsafe {
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut p = 0;
-        while p + STEP <= k {
-            for (i, a) in acc.iter_mut().enumerate() {
-                let q = p + i * LANES;
-                *a = _mm512_fmadd_ps(_mm512_loadu_ps(x.add(q)), load(q, 0xFFFF), *a);
-            }
-            p += STEP;
-        }
-        while p < k {
-            let mask = lanes_left(k - p);
-            let xv = _mm512_maskz_loadu_ps(mask, x.add(p));
-            acc[0] = _mm512_fmadd_ps(xv, load(p, mask), acc[0]);
-            p += LANES;
-        }
-        let sum = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        _mm512_reduce_add_ps(sum)
     }
 }
 
