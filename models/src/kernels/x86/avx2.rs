@@ -328,6 +328,21 @@ pub(crate) unsafe fn dot_half<const BF16: bool>(x: *const f32, w: *const u16, k:
     unsafe { dot(x, k, load, one) }
 }
 
+/// The sum of the 8 lanes of `v` (halves, then quarters, then the last pair).
+///
+/// # Safety
+/// AVX in the caller.
+#[inline(always)]
+unsafe fn sum8(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise.
+    unsafe {
+        let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        _mm_cvtss_f32(_mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter)))
+    }
+}
+
 /// The loop of [`dot_f32`] and [`dot_half`]: `load(p)` gives the 8 weights from input `p` as f32,
 /// `one(q)` one weight of the ragged tail. Inlined into those AVX2 functions.
 ///
@@ -360,10 +375,7 @@ unsafe fn dot(
             p += LANES;
         }
         let all = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let half = _mm_add_ps(_mm256_castps256_ps128(all), _mm256_extractf128_ps::<1>(all));
-        let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-        let first = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
-        let mut sum = _mm_cvtss_f32(first);
+        let mut sum = sum8(all);
         while p < k {
             sum += *x.add(p) * one(p);
             p += 1;
@@ -410,10 +422,7 @@ unsafe fn dots<const R: usize, const C: usize>(
         }
         for (r, (out, acc)) in out.iter_mut().zip(&acc).enumerate() {
             for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-                let half = _mm_add_ps(_mm256_castps256_ps128(*a), _mm256_extractf128_ps::<1>(*a));
-                let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
-                let first = _mm_add_ss(quarter, _mm_shuffle_ps::<1>(quarter, quarter));
-                let mut sum = _mm_cvtss_f32(first);
+                let mut sum = sum8(*a);
                 for q in body..k {
                     sum += *x.add(r * k + q) * one(j * k + q);
                 }
