@@ -67,8 +67,10 @@ pub fn int8<M: Linears>(model: &M) -> Result<Mapped<M>> {
     map_every_linear(model, DenseLayer::int8)
 }
 
-/// Casts every Linear's weight to f16 or bf16 (on x86 CPUs candle widens half-precision
-/// products to f32: the cast saves memory, not time).
+/// Casts every Linear's weight to f16 or bf16. slimbench's own CPU inference (text and language
+/// models) multiplies them on its kernels, widened to f32 as they are read or packed (bf16 on
+/// `vdpbf16ps` where the CPU has AVX512_BF16); candle's forward pass (the digits models) widens
+/// the whole weight to f32 each product.
 pub fn cast<M: Linears>(model: &M, dtype: HalfType) -> Result<Mapped<M>> {
     map_every_linear(model, |l| l.cast(dtype.dtype()))
 }

@@ -77,12 +77,9 @@ pub(crate) fn linear_into(
     let (k, n) = (layer.in_dim, layer.out_dim);
     dst.resize(rows * n, 0.0);
     let own_kernel = match &layer.weight {
-        WeightStorage::Half { weight } => {
-            rows <= ONE_ROW_MAX_ROWS
-                || match weight.dtype() {
-                    DType::BF16 => bf16_tile::runs_on(Isa::get()),
-                    _ => f32_tile::runs_on(Isa::get()),
-                }
+        WeightStorage::Half { .. } => {
+            // bf16 on `vdpbf16ps` or, like f16, on the f32 tiles.
+            rows <= ONE_ROW_MAX_ROWS || f32_tile::runs_half_on(Isa::get())
         }
         storage => matches!(
             storage,
@@ -92,9 +89,10 @@ pub(crate) fn linear_into(
     if own_kernel {
         // slimbench's own products add the bias (read in place: a decode step of a language
         // model runs over a hundred of these, and none should copy it), the residual and GELU as
-        // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`); f16 and
-        // bf16 of one to four rows streamed and widened (`f32_rows`), f16 of more on the f32
-        // tiles (each panel widened), bf16 of more on `vdpbf16ps`; int8 and the block formats on the integer kernels.
+        // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`); f16 and bf16 of
+        // one to four rows streamed and widened (`f32_rows`), f16 of more on the f32 tiles (each
+        // panel widened), bf16 of more on `vdpbf16ps` where the CPU has it, else on the f32 tiles
+        // too; int8 and the block formats on the integer kernels.
         return with_f32_slice(&layer.bias, |bias| {
             let epilogue = Epilogue {
                 bias: Some(bias),
@@ -115,8 +113,10 @@ pub(crate) fn linear_into(
                     })
                 }
                 WeightStorage::Half { weight } => with_slice(weight, |w: &[half::bf16]| {
-                    if !f32_rows::matmul(isa, x, RowWeights::Bf16(w), n, dst, epilogue) {
-                        bf16_tile::matmul(isa, x, w, n, dst, epilogue);
+                    if !f32_rows::matmul(isa, x, RowWeights::Bf16(w), n, dst, epilogue)
+                        && !bf16_tile::matmul(isa, x, w, n, dst, epilogue)
+                    {
+                        f32_tile::matmul_bf16(isa, x, w, n, dst, epilogue);
                     }
                 }),
                 // int8 and the block formats (the only other storages let in above).
@@ -127,8 +127,8 @@ pub(crate) fn linear_into(
             }
         })?;
     }
-    // candle's kernels for half precision of five rows or more (without AVX512_BF16 for bf16),
-    // CSR and the block formats off the CPU.
+    // candle's kernels for half precision of five rows or more on the portable path, CSR and
+    // the block formats off the CPU.
     let input = Tensor::from_slice(x, (rows, k), &candle_core::Device::Cpu)?;
     let y = to_vec(&candle_core::Module::forward(layer, &input)?)?;
     match residual {

@@ -4,8 +4,9 @@
 //! packed by each task into pairs of inputs, sums kept in f32, the bias, residual and GELU
 //! applied as each tile is stored. Products of one to four rows (a decode step) stream the weight
 //! through [`f32_rows`](crate::kernels::f32_rows) instead, widened to f32 on every path; larger
-//! ones without AVX512_BF16 (or with `SLIMBENCH_KERNELS` narrowed below AVX-512) go through candle,
-//! which widens bf16 to f32.
+//! ones without AVX512_BF16 (or with `SLIMBENCH_KERNELS` narrowed below AVX-512) run the f32
+//! tiles, each task widening its panel ([`f32_tile`](crate::kernels::f32_tile)), and on the
+//! portable path candle, which widens the whole weight to f32.
 
 use half::bf16;
 
@@ -31,14 +32,17 @@ pub fn runs_on(isa: Isa) -> bool {
 }
 
 /// What runs a bf16 Linear of slimbench's own CPU inference on the path in use, as records name
-/// it: this kernel (or candle, which widens bf16 to f32) for five rows or more, then the one-row
-/// kernel (`bf16-avx512bf16+bf16-rows-avx512`, `candle-widened-f32+bf16-rows-avx2`, ...).
+/// it: this kernel for five rows or more (else the f32 tiles widening each panel, else candle,
+/// which widens the whole weight), then the one-row kernel (`bf16-avx512bf16+bf16-rows-avx512`,
+/// `bf16-tiles-avx2+bf16-rows-avx2`, `candle-widened-f32+bf16-rows-portable`).
 pub fn linear_kernel_name() -> String {
     let isa = Isa::get();
     let tiles = if runs_on(isa) {
-        NAME
+        NAME.to_string()
+    } else if crate::kernels::f32_tile::runs_half_on(isa) {
+        crate::kernels::f32_tile::name(isa, "bf16")
     } else {
-        "candle-widened-f32"
+        "candle-widened-f32".into()
     };
     format!("{tiles}+{}", crate::kernels::f32_rows::half_name(isa, true))
 }

@@ -1,15 +1,21 @@
-//! slimbench's own f32 product for a Linear on AVX-512: tiles of 8 rows by 32 output channels
-//! (16 accumulators of 16 lanes) over panels of the `n x k` weight, with the bias, residual and
-//! GELU applied as each tile is stored. The `gemm` crate that candle uses compiles
-//! its AVX-512 kernels only behind a feature whose choice cannot be narrowed at run time, so on
-//! AVX-512 CPUs the f32 baseline ran 256-bit FMA at half the machine's width; elsewhere
-//! ([`crate::kernels::sgemm`]) it still does what the CPU allows.
+//! slimbench's own f32 product for a Linear: tiles of 8 rows by 32 output channels over panels
+//! of the `n x k` weight, with the bias, residual and GELU applied as each tile is stored.
+//! AVX-512 holds a tile in 16 accumulators of 16 lanes; AVX2, with 16 registers, sums it four rows
+//! by 16 channels at a time (8 accumulators of 8 lanes).
+//!
+//! Which weights run here: f32 on AVX-512, where the `gemm` crate that candle uses would run
+//! 256-bit FMA (it compiles its AVX-512 kernels only behind a feature whose choice cannot be
+//! narrowed at run time); on AVX2 the `gemm` crate's own f32 kernel (16 channels by 6 rows a
+//! step) ran MiniLM as fast as these tiles, so f32 stays there ([`crate::kernels::sgemm`]).
+//! f16 and bf16 on every path with AVX2, each task widening its panel to f32 as it packs it
+//! (exactly), where candle widened the whole weight every product (bf16 on a CPU with
+//! AVX512_BF16 runs `vdpbf16ps` instead, [`crate::kernels::bf16_tile`]).
 //!
 //! Tasks are a chunk of rows by one panel of 32 channels (`panels.rs`), transposed into `k` rows
 //! of 32 by the task. Products of up to four rows (a decode step, memory-bound) are dot products
 //! instead ([`crate::kernels::f32_rows`]).
 
-use half::f16;
+use half::{bf16, f16};
 
 use crate::kernels::epilogue::Epilogue;
 use crate::kernels::isa::Isa;
@@ -17,13 +23,23 @@ use crate::kernels::panels::{by_tile_rows, run_tiles, run_tiles_into, TileSums, 
 use crate::kernels::qgemm::ONE_ROW_MAX_ROWS;
 use crate::kernels::sgemm::MatRef;
 
-/// The name records give this kernel (`technique_params.f32_kernel`, beside the one-row
-/// kernel's).
-pub const NAME: &str = "f32-tiles-avx512";
+/// The name records give this kernel on `isa` for a weight of `precision` (`f32`, `f16`,
+/// `bf16`), beside the one-row kernel's (`technique_params.f32_kernel`, `f16_kernel`,
+/// `bf16_kernel`): `f32-tiles-avx512`, `bf16-tiles-avx2`, ...
+pub fn name(isa: Isa, precision: &str) -> String {
+    let width = if isa.avx512() { "avx512" } else { "avx2" };
+    format!("{precision}-tiles-{width}")
+}
 
-/// Whether the kernel runs on `isa` (the AVX-512 paths).
+/// Whether f32 weights (and attention's products) run on the tiles on `isa`: the AVX-512 paths.
 pub fn runs_on(isa: Isa) -> bool {
     cfg!(target_arch = "x86_64") && isa.avx512()
+}
+
+/// Whether f16 and bf16 weights run on the tiles on `isa`, widened as each panel is packed: the
+/// AVX-512 paths and every path with AVX2, FMA and F16C.
+pub fn runs_half_on(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64") && isa.avx2_fma()
 }
 
 /// The weight operand of the tile kernel: `n` output channels over `k` inputs, in either order.
@@ -51,6 +67,24 @@ pub(crate) enum Weights<'a> {
         /// Elements between consecutive channels.
         stride: usize,
     },
+    /// As [`Weights::Channels`] in bf16, widened to f32 as each panel is packed: a bf16 Linear
+    /// where `vdpbf16ps` is not at hand ([`crate::kernels::bf16_tile`] runs it where it is).
+    Bf16Channels {
+        /// The elements.
+        data: &'a [bf16],
+        /// Elements between consecutive channels.
+        stride: usize,
+    },
+}
+
+impl Weights<'_> {
+    /// Whether the tiles run this weight on `isa` ([`runs_on`], [`runs_half_on`]).
+    fn runs_on(self, isa: Isa) -> bool {
+        match self {
+            Weights::Channels { .. } | Weights::Inputs { .. } => runs_on(isa),
+            Weights::HalfChannels { .. } | Weights::Bf16Channels { .. } => runs_half_on(isa),
+        }
+    }
 }
 
 /// [`matmul`] for an f16 `n x k` weight, widened to f32 exactly as each task packs its panel
@@ -71,8 +105,23 @@ pub(crate) fn matmul_f16(
     linear_product(isa, x, weights, n, dst, epilogue)
 }
 
-/// The name records give an f16 Linear's tiles (`technique_params.f16_kernel`).
-pub const F16_NAME: &str = "f16-tiles-avx512";
+/// [`matmul`] for a bf16 `n x k` weight, widened to f32 exactly as each task packs its panel
+/// (a 16-bit shift), so a bf16 Linear of five rows or more runs at the f32 tiles' speed on a CPU
+/// without AVX512_BF16, where candle widened the whole weight every product.
+pub(crate) fn matmul_bf16(
+    isa: Isa,
+    x: MatRef<'_>,
+    w: &[bf16],
+    n: usize,
+    dst: &mut [f32],
+    epilogue: Epilogue<'_>,
+) -> bool {
+    let weights = Weights::Bf16Channels {
+        data: w,
+        stride: x.cols,
+    };
+    linear_product(isa, x, weights, n, dst, epilogue)
+}
 
 /// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` and the `n x k` weight
 /// `w`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an AVX-512
@@ -103,7 +152,7 @@ fn linear_product(
     epilogue: Epilogue<'_>,
 ) -> bool {
     let (rows, k) = (x.rows, x.cols);
-    if !runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
+    if !weights.runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
         return false;
     }
     let (pack, tile) = operands(isa, x, weights, n, 1.0);
@@ -114,7 +163,7 @@ fn linear_product(
 /// `dst = scale * x W^T` on the calling thread, for activations `x` whose rows may lie apart
 /// (columns contiguous), the weight in either order, into rows `dst_stride` apart: attention's
 /// products of one head (scores from queries and keys, context from scores and values). Returns
-/// `false`, touching nothing, when `isa` is not an AVX-512 path.
+/// `false`, touching nothing, when the tiles do not run `weights` on `isa`.
 ///
 /// # Safety
 /// `dst` must be valid for writes of `x.rows` rows of `n` elements `dst_stride` apart, and no
@@ -128,7 +177,7 @@ pub(crate) unsafe fn product_into(
     dst: *mut f32,
     dst_stride: usize,
 ) -> bool {
-    if !runs_on(isa) {
+    if !weights.runs_on(isa) {
         return false;
     }
     let (pack, tile) = operands(isa, x, weights, n, scale);
@@ -149,7 +198,7 @@ pub(crate) unsafe fn product_into(
 
 /// The two halves of a product on the tiles: packing a panel of 32 channels into `k` rows of 32
 /// (zero past `width`), so the tiles stream it in order, one 64-byte line for two broadcasts a
-/// step; and one tile's sums, times `scale`. `isa` must be an AVX-512 path. Panics, like
+/// step; and one tile's sums, times `scale`. `isa` must be a path the tiles run on. Panics, like
 /// indexing, when an operand is shorter than its shape.
 #[allow(clippy::type_complexity)]
 fn operands<'a>(
@@ -162,7 +211,10 @@ fn operands<'a>(
     impl Fn(usize, usize) -> Vec<f32> + Sync + 'a,
     impl Fn(&Vec<f32>, usize, usize, &mut TileSums) + Sync + 'a,
 ) {
-    assert!(runs_on(isa), "the f32 tiles run on AVX-512 paths only");
+    assert!(
+        weights.runs_on(isa),
+        "a weight the tiles do not run on this path"
+    );
     let (rows, k, lda) = (x.rows, x.cols, x.row_stride);
     assert!(x.col_stride == 1, "activations with contiguous columns");
     assert!(
@@ -178,6 +230,10 @@ fn operands<'a>(
             n == 0 || k == 0 || data.len() >= (n - 1) * stride + k,
             "weight shape"
         ),
+        Weights::Bf16Channels { data, stride } => assert!(
+            n == 0 || k == 0 || data.len() >= (n - 1) * stride + k,
+            "weight shape"
+        ),
         Weights::Inputs { data, stride } => assert!(
             n == 0 || k == 0 || data.len() >= (k - 1) * stride + n,
             "weight shape"
@@ -187,10 +243,13 @@ fn operands<'a>(
         let mut packed = vec![0f32; k * TILE_COLS];
         match weights {
             Weights::Channels { data, stride } => {
-                pack_channels(data, stride, k, col0, width, &mut packed)
+                pack_channels(isa, data, stride, k, col0, width, &mut packed)
             }
             Weights::HalfChannels { data, stride } => {
-                pack_channels(data, stride, k, col0, width, &mut packed)
+                pack_channels(isa, data, stride, k, col0, width, &mut packed)
+            }
+            Weights::Bf16Channels { data, stride } => {
+                pack_channels(isa, data, stride, k, col0, width, &mut packed)
             }
             Weights::Inputs { data, stride } => {
                 for (p, dst) in packed.chunks_exact_mut(TILE_COLS).enumerate() {
@@ -204,10 +263,16 @@ fn operands<'a>(
         assert!(row + mr <= rows && packed.len() == k * TILE_COLS);
         let (a, b) = (x.data[row * lda..].as_ptr(), packed.as_ptr());
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `isa` is an AVX-512 path (asserted above; an `Isa` is made by detection); `a`
-        // holds `mr` rows of `k`, `lda` apart, and `b` `k` rows of 32 (asserted above).
+        // SAFETY: `isa` is an AVX-512 path, or else one with AVX2 and FMA (asserted above; an
+        // `Isa` is made by detection); `a` holds `mr` rows of `k`, `lda` apart, and `b` `k` rows
+        // of 32 (asserted above).
         unsafe {
-            by_tile_rows!(mr, tile_avx512(a, lda, k, b, scale, sums))
+            if isa.avx512() {
+                by_tile_rows!(mr, tile_avx512(a, lda, k, b, scale, sums))
+            } else {
+                use crate::kernels::x86::avx2::f32_tile;
+                by_tile_rows!(mr, f32_tile(a, lda, k, b, scale, sums))
+            }
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (a, b, sums, isa, scale);
@@ -215,19 +280,28 @@ fn operands<'a>(
     (pack, tile)
 }
 
-/// A weight element the f32 tiles pack: f32 as it is, f16 widened (exactly) as it is packed.
+/// A weight element the f32 tiles pack: f32 as it is, f16 and bf16 widened (exactly) as they
+/// are packed.
 trait PanelElement: Copy {
     fn to_f32(self) -> f32;
 
-    /// Packs 16 channels' first `k / 16 * 16` inputs as
-    /// [`transpose_16_channels`](crate::kernels::x86::avx512::transpose_16_channels) does;
-    /// returns how many inputs it packed.
+    /// Packs 16 channels' first `k / 16 * 16` inputs (AVX-512) or 8 channels' first `k / 8 * 8`
+    /// (AVX2) as [`transpose_16_channels`](crate::kernels::x86::avx512::transpose_16_channels)
+    /// and [`transpose_8_channels`](crate::kernels::x86::avx2::transpose_8_channels) do; returns
+    /// how many inputs it packed.
     ///
     /// # Safety
-    /// As for that function: AVX-512 F, `w` valid for 16 rows of `k` reads `stride` apart,
-    /// `dst` for writes of `k` rows of 32.
+    /// As for those functions: AVX-512 F, BW and VL if `wide`, else AVX2, FMA and F16C; `w`
+    /// valid for 16 (`wide`) or 8 rows of `k` reads `stride` apart, `dst` for writes of `k` rows
+    /// of 32.
     #[cfg(target_arch = "x86_64")]
-    unsafe fn transpose_16(w: *const Self, stride: usize, k: usize, dst: *mut f32) -> usize;
+    unsafe fn transpose(
+        wide: bool,
+        w: *const Self,
+        stride: usize,
+        k: usize,
+        dst: *mut f32,
+    ) -> usize;
 }
 
 impl PanelElement for f32 {
@@ -236,9 +310,42 @@ impl PanelElement for f32 {
     }
 
     #[cfg(target_arch = "x86_64")]
-    unsafe fn transpose_16(w: *const f32, stride: usize, k: usize, dst: *mut f32) -> usize {
+    unsafe fn transpose(
+        wide: bool,
+        w: *const f32,
+        stride: usize,
+        k: usize,
+        dst: *mut f32,
+    ) -> usize {
+        if !wide {
+            // f32 runs on the tiles on AVX-512 paths only (`runs_on`); packed one at a time.
+            return 0;
+        }
         // SAFETY: the caller's promise, passed on.
         unsafe { crate::kernels::x86::avx512::transpose_16_channels(w, stride, k, dst) }
+    }
+}
+
+/// [`PanelElement::transpose`] for the bits of a half-precision weight (f16 if `!BF16`).
+///
+/// # Safety
+/// As for that function.
+#[cfg(target_arch = "x86_64")]
+unsafe fn transpose_half<const BF16: bool>(
+    wide: bool,
+    w: *const u16,
+    stride: usize,
+    k: usize,
+    dst: *mut f32,
+) -> usize {
+    use crate::kernels::x86::{avx2, avx512};
+    // SAFETY: the caller's promise, passed on.
+    unsafe {
+        if wide {
+            avx512::transpose_16_channels_half::<BF16>(w, stride, k, dst)
+        } else {
+            avx2::transpose_8_channels_half::<BF16>(w, stride, k, dst)
+        }
     }
 }
 
@@ -248,15 +355,41 @@ impl PanelElement for f16 {
     }
 
     #[cfg(target_arch = "x86_64")]
-    unsafe fn transpose_16(w: *const f16, stride: usize, k: usize, dst: *mut f32) -> usize {
+    unsafe fn transpose(
+        wide: bool,
+        w: *const f16,
+        stride: usize,
+        k: usize,
+        dst: *mut f32,
+    ) -> usize {
         // SAFETY: the caller's promise, passed on; f16 values are read as their bits.
-        unsafe { crate::kernels::x86::avx512::transpose_16_channels_f16(w.cast(), stride, k, dst) }
+        unsafe { transpose_half::<false>(wide, w.cast(), stride, k, dst) }
+    }
+}
+
+impl PanelElement for bf16 {
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn transpose(
+        wide: bool,
+        w: *const bf16,
+        stride: usize,
+        k: usize,
+        dst: *mut f32,
+    ) -> usize {
+        // SAFETY: the caller's promise, passed on; bf16 values are read as their bits.
+        unsafe { transpose_half::<true>(wide, w.cast(), stride, k, dst) }
     }
 }
 
 /// Transposes channels `col0..col0 + width` (each `k` inputs, `stride` apart in `w`) into
-/// `packed`'s `k` rows of 32, as f32: 16 x 16 blocks in registers, the ragged rest one at a time.
+/// `packed`'s `k` rows of 32, as f32: 16 x 16 blocks in registers on AVX-512, 8 x 8 on AVX2, the
+/// ragged rest one at a time.
 fn pack_channels<T: PanelElement>(
+    isa: Isa,
     w: &[T],
     stride: usize,
     k: usize,
@@ -264,17 +397,27 @@ fn pack_channels<T: PanelElement>(
     width: usize,
     packed: &mut [f32],
 ) {
-    for half in 0..TILE_COLS / 16 {
-        let (c0, c1) = (16 * half, width.min(16 * (half + 1)));
+    let (wide, block) = if isa.avx512() { (true, 16) } else { (false, 8) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = wide;
+    for part in 0..TILE_COLS / block {
+        let (c0, c1) = (block * part, width.min(block * (part + 1)));
         let mut done = 0;
         #[cfg(target_arch = "x86_64")]
-        if c1 - c0.min(c1) == 16 {
-            let channels = &w[(col0 + c0) * stride..(col0 + c0 + 15) * stride + k];
-            // SAFETY: the callers run on AVX-512 paths only (`operands` asserts it); `channels`
-            // holds 16 rows of `k`, `stride` apart, and the panel `k` rows of 32 from column
-            // `c0 <= 16`.
-            done =
-                unsafe { T::transpose_16(channels.as_ptr(), stride, k, packed[c0..].as_mut_ptr()) };
+        if isa.avx2_fma() && c1 - c0.min(c1) == block {
+            let channels = &w[(col0 + c0) * stride..(col0 + c0 + block - 1) * stride + k];
+            // SAFETY: `isa` (made by detection) is an AVX-512 path if `wide`, else one with AVX2,
+            // FMA and F16C; `channels` holds `block` rows of `k`, `stride` apart, and the panel
+            // `k` rows of 32 from column `c0 <= 32 - block`.
+            done = unsafe {
+                T::transpose(
+                    wide,
+                    channels.as_ptr(),
+                    stride,
+                    k,
+                    packed[c0..].as_mut_ptr(),
+                )
+            };
         }
         for c in (c0..c1).filter(|_| done < k) {
             let channel = &w[(col0 + c) * stride + done..(col0 + c) * stride + k];
@@ -369,12 +512,45 @@ mod tests {
         assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
     }
 
-    fn avx512() -> Option<Isa> {
-        let isa = Isa::available().into_iter().find(|i| runs_on(*i));
-        if isa.is_none() {
-            eprintln!("skipped: this CPU has no AVX-512, the f32 tile kernel does not run here");
+    /// [`matmul_bf16`] against the straightforward product with the bf16 weight's values.
+    fn check_bf16(isa: Isa, (rows, k, n): (usize, usize, usize)) {
+        let w: Vec<bf16> = random(n * k, 6).into_iter().map(bf16::from_f32).collect();
+        let product = |x: &[f32], dst: &mut [f32]| {
+            matmul_bf16(
+                isa,
+                MatRef::new(x, rows, k),
+                &w,
+                n,
+                dst,
+                Epilogue::default(),
+            )
+        };
+        let weight = |p: usize, c: usize| w[c * k + p].to_f64();
+        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+    }
+
+    /// The paths the tiles run half-precision weights on here, one for each width (AVX-512's
+    /// 16 x 16 packing and 8 x 32 tiles, AVX2's 8 x 8 and four rows by 16), whatever
+    /// `SLIMBENCH_KERNELS` says.
+    fn paths() -> Vec<Isa> {
+        let mut paths: Vec<Isa> = Isa::available()
+            .into_iter()
+            .filter(|i| runs_half_on(*i))
+            .collect();
+        paths.dedup_by_key(|i| i.avx512());
+        if paths.is_empty() {
+            eprintln!("skipped: this CPU has no AVX2 and FMA, the tiles do not run here");
         }
-        isa
+        paths
+    }
+
+    /// The paths among [`paths`] that run f32 weights on the tiles (AVX-512).
+    fn f32_paths() -> Vec<Isa> {
+        let paths: Vec<Isa> = paths().into_iter().filter(|i| runs_on(*i)).collect();
+        if paths.is_empty() {
+            eprintln!("skipped: this CPU has no AVX-512, f32 does not run on the tiles here");
+        }
+        paths
     }
 
     proptest! {
@@ -382,71 +558,111 @@ mod tests {
         fn tiles_match_the_straightforward_product(
             rows in 5usize..40, k in 1usize..70, n in 1usize..80,
         ) {
-            let Some(isa) = avx512() else { return Ok(()) };
-            check(isa, (rows, k, n), 1e-4);
+            for isa in f32_paths() {
+                check(isa, (rows, k, n), 1e-4);
+            }
         }
 
         #[test]
-        fn f16_tiles_match_the_straightforward_product(
+        fn f16_and_bf16_tiles_match_the_straightforward_product(
             rows in 5usize..40, k in 1usize..70, n in 1usize..80,
         ) {
-            let Some(isa) = avx512() else { return Ok(()) };
-            check_f16(isa, (rows, k, n));
+            for isa in paths() {
+                check_f16(isa, (rows, k, n));
+                check_bf16(isa, (rows, k, n));
+            }
         }
     }
 
     #[test]
-    fn f16_products_of_minilm_shapes_match_over_threads() {
-        let Some(isa) = avx512() else { return };
-        check_f16(isa, (128, 384, 1536));
-        check_f16(isa, (130, 1536, 385));
+    fn half_precision_products_of_minilm_shapes_match_over_threads() {
+        for isa in paths() {
+            check_f16(isa, (128, 384, 1536));
+            check_f16(isa, (130, 1536, 385));
+            check_bf16(isa, (128, 384, 1536));
+        }
+    }
+
+    #[test]
+    fn half_precision_products_of_many_inputs_match_over_blocks_of_inputs() {
+        // 300 inputs: two whole blocks of the AVX2 tile's inputs and a ragged third.
+        for isa in paths() {
+            check_bf16(isa, (21, 300, 70));
+        }
+    }
+
+    #[test]
+    fn f32_products_without_avx512_are_left_to_the_gemm_crate() {
+        for isa in paths().into_iter().filter(|i| !i.avx512()) {
+            let x = [1.0f32; 10];
+            let mut dst = [7.0f32; 10];
+            let view = MatRef::new(&x, 5, 2);
+            assert!(!matmul(isa, view, &x, 2, &mut dst, Epilogue::default()));
+            assert_eq!(dst, [7.0; 10]);
+        }
     }
 
     #[test]
     fn products_of_up_to_four_rows_are_left_to_the_row_kernel() {
-        let Some(isa) = avx512() else { return };
-        let x = [1.0f32; 8];
-        let mut dst = [7.0f32; 8];
-        assert!(!matmul(
-            isa,
-            MatRef::new(&x, 4, 2),
-            &x,
-            2,
-            &mut dst,
-            Epilogue::default()
-        ));
-        assert_eq!(dst, [7.0; 8]);
+        for isa in f32_paths() {
+            let x = [1.0f32; 8];
+            let mut dst = [7.0f32; 8];
+            assert!(!matmul(
+                isa,
+                MatRef::new(&x, 4, 2),
+                &x,
+                2,
+                &mut dst,
+                Epilogue::default()
+            ));
+            assert_eq!(dst, [7.0; 8]);
+        }
     }
 
     #[test]
     fn products_over_many_tasks_and_threads_match() {
-        let Some(isa) = avx512() else { return };
-        // 200 rows (three tasks of rows, a tail of 8), 300 channels (a tail of 12), a
-        // MiniLM-wide input: the threaded path.
-        check(isa, (200, 384, 300), 1e-4);
+        for isa in f32_paths() {
+            // 200 rows (three tasks of rows, a tail of 8), 300 channels (a tail of 12), a
+            // MiniLM-wide input: the threaded path.
+            check(isa, (200, 384, 300), 1e-4);
+        }
     }
 
     #[test]
     fn the_epilogue_is_fused() {
-        let Some(isa) = avx512() else { return };
         let (k, n) = (37, 45);
         let w = random(k * n, 5);
-        for rows in [13, 5] {
-            crate::kernels::epilogue::assert_fused_epilogue(
-                rows,
-                k,
-                n,
-                random,
-                |x, rows, dst, e| {
-                    assert!(matmul(isa, MatRef::new(x, rows, k), &w, n, dst, e));
-                },
-            );
+        for isa in f32_paths() {
+            for rows in [13, 5] {
+                crate::kernels::epilogue::assert_fused_epilogue(
+                    rows,
+                    k,
+                    n,
+                    random,
+                    |x, rows, dst, e| {
+                        assert!(matmul(isa, MatRef::new(x, rows, k), &w, n, dst, e));
+                    },
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_say_the_width_and_the_precision() {
+        for isa in paths() {
+            let width = if isa.avx512() { "avx512" } else { "avx2" };
+            assert_eq!(name(isa, "bf16"), format!("bf16-tiles-{width}"));
         }
     }
 
     #[test]
     fn strided_products_in_either_weight_order_match_attention_shapes() {
-        let Some(isa) = avx512() else { return };
+        for isa in f32_paths() {
+            strided_products_match(isa);
+        }
+    }
+
+    fn strided_products_match(isa: Isa) {
         // One head of attention in a fused row of 3 x 40 (queries, keys, values of 8 heads of 5,
         // and ragged sizes): 37 tokens, head width 21, scores scaled, context into a wider row.
         let (t, hd, stride, out_stride) = (37, 21, 120, 50);

@@ -36,17 +36,18 @@ pub fn linear(x: MatRef<'_>, w: &[f32], n: usize, dst: &mut [f32], epilogue: Epi
 
 /// What runs the f32 Linears of slimbench's own CPU inference (text and language models) on the
 /// path in use, as records name it (`technique_params.f32_kernel`): the products of more than
-/// four rows ([`f32_tile`] on AVX-512, else the `gemm` crate, which picks its own instructions,
-/// FMA where the CPU has it whatever `SLIMBENCH_KERNELS` says), then `+` the one-row kernel
-/// ([`f32_rows`]): `f32-tiles-avx512+f32-rows-avx512`, `gemm-crate-fma+f32-rows-avx2`, ...
+/// four rows ([`f32_tile`] on AVX-512, else the `gemm` crate, which picks its own
+/// instructions, FMA where the CPU has it whatever `SLIMBENCH_KERNELS` says), then `+` the
+/// one-row kernel ([`f32_rows`]): `f32-tiles-avx512+f32-rows-avx512`,
+/// `gemm-crate-fma+f32-rows-avx2`, `gemm-crate+f32-rows-portable`, ...
 pub fn kernel_name() -> String {
     let isa = Isa::get();
     let tiles = if f32_tile::runs_on(isa) {
-        f32_tile::NAME
+        f32_tile::name(isa, "f32")
     } else if gemm_crate_has_fma() {
-        "gemm-crate-fma"
+        "gemm-crate-fma".into()
     } else {
-        "gemm-crate"
+        "gemm-crate".into()
     };
     format!("{tiles}+{}", f32_rows::name(isa))
 }
@@ -61,14 +62,15 @@ fn gemm_crate_has_fma() -> bool {
 }
 
 /// What runs an f16 Linear on the path in use, as records name it: the f32 tiles widening each
-/// panel (AVX-512) or candle's widening for five rows or more, then the one-row kernel
-/// (`f16-tiles-avx512+f16-rows-avx512`, `candle-widened-f32+f16-rows-avx2`, ...).
+/// panel (AVX-512, AVX2) or candle's widening (portable) for five rows or more, then the one-row
+/// kernel (`f16-tiles-avx512+f16-rows-avx512`, `f16-tiles-avx2+f16-rows-avx2`,
+/// `candle-widened-f32+f16-rows-portable`).
 pub fn f16_kernel_name() -> String {
     let isa = Isa::get();
-    let tiles = if f32_tile::runs_on(isa) {
-        f32_tile::F16_NAME
+    let tiles = if f32_tile::runs_half_on(isa) {
+        f32_tile::name(isa, "f16")
     } else {
-        "candle-widened-f32"
+        "candle-widened-f32".into()
     };
     format!("{tiles}+{}", f32_rows::half_name(isa, false))
 }

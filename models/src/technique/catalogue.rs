@@ -213,7 +213,7 @@ fn cast() -> StepDef {
         syntax: "f16, bf16".to_string(),
         family: StepFamily::Cast,
         controls: None,
-        about: "Linear weights cast to {type} (saves memory; bf16 multiplies natively where the CPU has AVX512_BF16, otherwise x86 widens to f32)".to_string(),
+        about: "Linear weights cast to {type} (saves memory; bf16 multiplies natively where the CPU has AVX512_BF16, otherwise the weights are widened to f32 as the kernels read them)".to_string(),
         generic: vec![("type", "half precision".into())],
         parse: Box::new(|n| {
             let dtype = [HalfType::F16, HalfType::Bf16]

@@ -431,3 +431,157 @@ unsafe fn dots<const R: usize, const C: usize>(
         }
     }
 }
+
+/// Transposes 8 output channels of an `out x in` half-precision weight (`w`: f16 bits if
+/// `!BF16`, else bf16; channels `stride` halves apart, `k` inputs each) into a panel of the f32
+/// tiles, widening each 8 halves to f32 as they are loaded (F16C's `vcvtph2ps`; bf16 shifted
+/// into the high half of each lane; both exact): `dst[p * 32 + c] = w[c * stride + p]` for
+/// `c < 8` and `p < k / 8 * 8`, one 8 x 8 block at a time in registers (`vunpcklps`/`vunpckhps`,
+/// `vshufps`, `vperm2f128`). Returns how many inputs it wrote (the rest, fewer than 8, are the
+/// caller's): AVX2's half of the packing that
+/// [`transpose_16_channels_half`](super::avx512::transpose_16_channels_half) does on AVX-512.
+///
+/// # Safety
+/// AVX2 and F16C; `w` valid for 8 rows of `k` reads `stride` apart, `dst` for writes of `k` rows
+/// of 32.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn transpose_8_channels_half<const BF16: bool>(
+    w: *const u16,
+    stride: usize,
+    k: usize,
+    dst: *mut f32,
+) -> usize {
+    use std::arch::x86_64::*;
+    let body = k / 8 * 8;
+    // SAFETY: every read is in the 8 rows of `k` and every write in the `k` rows of 32 the caller
+    // vouches for (`p + 8 <= body <= k`); the shuffles touch registers only.
+    unsafe {
+        let mut p = 0;
+        while p < body {
+            let mut r = [_mm256_setzero_ps(); 8];
+            for (c, v) in r.iter_mut().enumerate() {
+                *v = widen8::<BF16>(w.add(c * stride + p));
+            }
+            // Lane j of vector i to lane i of vector j: pairs, then quads, then 128-bit halves.
+            let mut t = [_mm256_setzero_ps(); 8];
+            for i in 0..4 {
+                t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for i in 0..2 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                r[4 * i] = _mm256_shuffle_ps::<0x44>(a, c);
+                r[4 * i + 1] = _mm256_shuffle_ps::<0xEE>(a, c);
+                r[4 * i + 2] = _mm256_shuffle_ps::<0x44>(b, d);
+                r[4 * i + 3] = _mm256_shuffle_ps::<0xEE>(b, d);
+            }
+            for i in 0..4 {
+                let low = _mm256_permute2f128_ps::<0x20>(r[i], r[4 + i]);
+                let high = _mm256_permute2f128_ps::<0x31>(r[i], r[4 + i]);
+                _mm256_storeu_ps(dst.add((p + i) * 32), low);
+                _mm256_storeu_ps(dst.add((p + 4 + i) * 32), high);
+            }
+            p += 8;
+        }
+    }
+    body
+}
+
+/// The f32 sums of `MR <= 8` rows of activations (`a`, `k` inputs each, `lda` apart) against a
+/// packed panel of the f32 tiles (`b`: `k` rows of 32 channels), times `scale`, into `out`'s first
+/// `MR` rows: four rows by 16 channels at a time (8 accumulators, two weight vectors and a
+/// broadcast in AVX2's 16 registers), over blocks of [`F32_TILE_INPUTS`] inputs, so the
+/// four passes over each block of the panel (two halves by two groups of rows) read it from L1.
+///
+/// # Safety
+/// AVX2 and FMA; `a` valid for `MR` rows of `k` reads `lda` apart, `b` for `k * 32` reads.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn f32_tile<const MR: usize>(
+    a: *const f32,
+    lda: usize,
+    k: usize,
+    b: *const f32,
+    scale: f32,
+    out: &mut [[f32; 32]],
+) {
+    assert!(MR <= out.len());
+    let blocks = k.div_ceil(F32_TILE_INPUTS).max(1);
+    for block in 0..blocks {
+        let p0 = block * F32_TILE_INPUTS;
+        let inputs = F32_TILE_INPUTS.min(k - p0);
+        for half in 0..2 {
+            let mut row = 0;
+            while row < MR {
+                let rows = (MR - row).min(4);
+                // SAFETY: rows `row..row + rows` and inputs `p0..p0 + inputs` lie in the `MR`
+                // rows of `k` the caller vouches for, and the panel's rows `p0..p0 + inputs`.
+                unsafe {
+                    let (a, b) = (a.add(row * lda + p0), b.add(p0 * 32 + 16 * half));
+                    let (out, first) = (&mut out[row..], block == 0);
+                    match rows {
+                        4 => f32_quarter_tile::<4>(a, lda, inputs, b, first, out, half),
+                        3 => f32_quarter_tile::<3>(a, lda, inputs, b, first, out, half),
+                        2 => f32_quarter_tile::<2>(a, lda, inputs, b, first, out, half),
+                        _ => f32_quarter_tile::<1>(a, lda, inputs, b, first, out, half),
+                    }
+                }
+                row += rows;
+            }
+        }
+    }
+    if scale != 1.0 {
+        for sum in out[..MR].iter_mut().flatten() {
+            *sum *= scale;
+        }
+    }
+}
+
+/// Inputs of one block of [`f32_tile`]: 128 rows of the panel are 16 KB, which stay in a 32 KB L1
+/// data cache beside the tile's activations while four passes read them.
+pub(crate) const F32_TILE_INPUTS: usize = 128;
+
+/// [`f32_tile`]'s `R <= 4` rows against half `half` (16 channels) of `inputs` rows of the panel
+/// (`b`, at that half's first channel, rows 32 apart): the sums start at zero if `first`, else
+/// from `out`'s, and are stored back to `out[..R][16 * half..]`.
+///
+/// # Safety
+/// As for [`f32_tile`], with `R` rows and `inputs` inputs.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn f32_quarter_tile<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    inputs: usize,
+    b: *const f32,
+    first: bool,
+    out: &mut [[f32; 32]],
+    half: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(R <= out.len() && half < 2);
+    // SAFETY: every read lies in the rows and the panel the caller vouches for, every write in
+    // `out`'s first `R` rows (asserted above).
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        if !first {
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let sums = out[i].as_ptr().add(16 * half);
+                *acc = [_mm256_loadu_ps(sums), _mm256_loadu_ps(sums.add(8))];
+            }
+        }
+        for p in 0..inputs {
+            let row = b.add(p * 32);
+            let (b0, b1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*a.add(i * lda + p));
+                acc[0] = _mm256_fmadd_ps(x, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(x, b1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let sums = out[i].as_mut_ptr().add(16 * half);
+            _mm256_storeu_ps(sums, acc[0]);
+            _mm256_storeu_ps(sums.add(8), acc[1]);
+        }
+    }
+}

@@ -386,29 +386,27 @@ pub(crate) unsafe fn transpose_16_channels(
     unsafe { transpose_loaded(stride, k, dst, |at| _mm512_loadu_ps(w.add(at))) }
 }
 
-/// [`transpose_16_channels`] for an f16 weight (`w`: the bits of `k` halves a channel, channels
-/// `stride` halves apart), each row of 16 halves widened to f32 (`vcvtph2ps`, exact) as it is
-/// loaded: the packed panel is the f32 one the f32 tiles multiply.
+/// [`transpose_16_channels`] for a half-precision weight (`w`: f16 bits if `!BF16`, else bf16,
+/// `k` a channel, channels `stride` halves apart), each row of 16 halves widened to f32 as it is
+/// loaded (`vcvtph2ps`; bf16 shifted into the high half of each lane): both widenings are exact,
+/// so the packed panel is the f32 one the f32 tiles multiply.
 ///
 /// # Safety
-/// AVX-512 F; `w` valid for 16 rows of `k` reads `stride` apart, `dst` for writes of `k` rows
-/// of 32.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn transpose_16_channels_f16(
+/// AVX-512 F, BW and VL; `w` valid for 16 rows of `k` reads `stride` apart, `dst` for writes of
+/// `k` rows of 32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn transpose_16_channels_half<const BF16: bool>(
     w: *const u16,
     stride: usize,
     k: usize,
     dst: *mut f32,
 ) -> usize {
-    // SAFETY: as in `transpose_16_channels`, for halves.
-    unsafe {
-        transpose_loaded(stride, k, dst, |at| {
-            _mm512_cvtph_ps(_mm256_loadu_si256(w.add(at).cast()))
-        })
-    }
+    // SAFETY: as in `transpose_16_channels`, for halves (all 16 lanes of each load lie in the
+    // channel's `k`).
+    unsafe { transpose_loaded(stride, k, dst, |at| widen16::<BF16>(w.add(at), 0xFFFF)) }
 }
 
-/// The loop of [`transpose_16_channels`] and [`transpose_16_channels_f16`]: `load(c * stride +
+/// The loop of [`transpose_16_channels`] and [`transpose_16_channels_half`]: `load(c * stride +
 /// p)` gives inputs `p..p + 16` of channel `c` as f32. Inlined into those AVX-512 functions,
 /// whose closures it calls.
 ///
