@@ -108,7 +108,7 @@ pub(crate) fn linear_into(
                 WeightStorage::Half { weight } if weight.dtype() == DType::F16 => {
                     with_slice(weight, |w: &[half::f16]| {
                         if !f32_rows::matmul(isa, x, RowWeights::F16(w), n, dst, epilogue) {
-                            f32_tile::matmul_f16(isa, x, w, n, dst, epilogue);
+                            f32_tile::matmul(isa, x, w, n, dst, epilogue);
                         }
                     })
                 }
@@ -116,7 +116,7 @@ pub(crate) fn linear_into(
                     if !f32_rows::matmul(isa, x, RowWeights::Bf16(w), n, dst, epilogue)
                         && !bf16_tile::matmul(isa, x, w, n, dst, epilogue)
                     {
-                        f32_tile::matmul_bf16(isa, x, w, n, dst, epilogue);
+                        f32_tile::matmul(isa, x, w, n, dst, epilogue);
                     }
                 }),
                 // int8 and the block formats (the only other storages let in above).

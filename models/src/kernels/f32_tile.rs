@@ -87,71 +87,23 @@ impl Weights<'_> {
     }
 }
 
-/// [`matmul`] for an f16 `n x k` weight, widened to f32 exactly as each task packs its panel
-/// (`vcvtph2ps`), so an f16 Linear of five rows or more runs at the f32 tiles' speed while
-/// stored at two bytes a weight.
-pub(crate) fn matmul_f16(
-    isa: Isa,
-    x: MatRef<'_>,
-    w: &[f16],
-    n: usize,
-    dst: &mut [f32],
-    epilogue: Epilogue<'_>,
-) -> bool {
-    let weights = Weights::HalfChannels {
-        data: w,
-        stride: x.cols,
-    };
-    linear_product(isa, x, weights, n, dst, epilogue)
-}
-
-/// [`matmul`] for a bf16 `n x k` weight, widened to f32 exactly as each task packs its panel
-/// (a 16-bit shift), so a bf16 Linear of five rows or more runs at the f32 tiles' speed on a CPU
-/// without AVX512_BF16, where candle widened the whole weight every product.
-pub(crate) fn matmul_bf16(
-    isa: Isa,
-    x: MatRef<'_>,
-    w: &[bf16],
-    n: usize,
-    dst: &mut [f32],
-    epilogue: Epilogue<'_>,
-) -> bool {
-    let weights = Weights::Bf16Channels {
-        data: w,
-        stride: x.cols,
-    };
-    linear_product(isa, x, weights, n, dst, epilogue)
-}
-
 /// `dst = epilogue(x W^T)` for the contiguous `rows x k` activations `x` and the `n x k` weight
-/// `w`, into `dst` (`rows x n`). Returns `false`, touching nothing, when `isa` is not an AVX-512
-/// path or the product has at most four rows (memory-bound: the caller then uses
-/// [`crate::kernels::f32_rows`]). Panics, like indexing, when a slice is shorter than its shape.
-pub(crate) fn matmul(
+/// `w`, into `dst` (`rows x n`): f32, or f16 or bf16 widened to f32 exactly as each task packs its
+/// panel (`vcvtph2ps`, a 16-bit shift), so a half-precision Linear runs at the f32 tiles' speed
+/// while stored at two bytes a weight. Returns `false`, touching nothing, when the tiles do not
+/// run `w`'s precision on `isa` ([`runs_on`], [`runs_half_on`]) or the product has at most four
+/// rows (memory-bound: the caller then uses [`crate::kernels::f32_rows`]). Panics, like indexing,
+/// when a slice is shorter than its shape.
+pub(crate) fn matmul<T: PanelElement>(
     isa: Isa,
     x: MatRef<'_>,
-    w: &[f32],
-    n: usize,
-    dst: &mut [f32],
-    epilogue: Epilogue<'_>,
-) -> bool {
-    let weights = Weights::Channels {
-        data: w,
-        stride: x.cols,
-    };
-    linear_product(isa, x, weights, n, dst, epilogue)
-}
-
-/// A Linear's product of five rows or more on the tiles ([`matmul`], [`matmul_f16`]).
-fn linear_product(
-    isa: Isa,
-    x: MatRef<'_>,
-    weights: Weights<'_>,
+    w: &[T],
     n: usize,
     dst: &mut [f32],
     epilogue: Epilogue<'_>,
 ) -> bool {
     let (rows, k) = (x.rows, x.cols);
+    let weights = T::channels(w, k);
     if !weights.runs_on(isa) || rows <= ONE_ROW_MAX_ROWS {
         return false;
     }
@@ -280,9 +232,13 @@ fn operands<'a>(
     (pack, tile)
 }
 
-/// A weight element the f32 tiles pack: f32 as it is, f16 and bf16 widened (exactly) as they
+/// A weight element the f32 tiles take: f32 as it is, f16 and bf16 widened (exactly) as they
 /// are packed.
-trait PanelElement: Copy {
+pub(crate) trait PanelElement: Copy + Sync {
+    /// The `out x in` weight `data`, channels `stride` apart, as the tiles' operand.
+    fn channels(data: &[Self], stride: usize) -> Weights<'_>;
+
+    /// The value as f32.
     fn to_f32(self) -> f32;
 
     /// Packs 16 channels' first `k / 16 * 16` inputs (AVX-512) or 8 channels' first `k / 8 * 8`
@@ -305,6 +261,10 @@ trait PanelElement: Copy {
 }
 
 impl PanelElement for f32 {
+    fn channels(data: &[f32], stride: usize) -> Weights<'_> {
+        Weights::Channels { data, stride }
+    }
+
     fn to_f32(self) -> f32 {
         self
     }
@@ -350,6 +310,10 @@ unsafe fn transpose_half<const BF16: bool>(
 }
 
 impl PanelElement for f16 {
+    fn channels(data: &[f16], stride: usize) -> Weights<'_> {
+        Weights::HalfChannels { data, stride }
+    }
+
     fn to_f32(self) -> f32 {
         f16::to_f32(self)
     }
@@ -368,6 +332,10 @@ impl PanelElement for f16 {
 }
 
 impl PanelElement for bf16 {
+    fn channels(data: &[bf16], stride: usize) -> Weights<'_> {
+        Weights::Bf16Channels { data, stride }
+    }
+
     fn to_f32(self) -> f32 {
         bf16::to_f32(self)
     }
@@ -495,11 +463,16 @@ mod tests {
         assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, tolerance);
     }
 
-    /// [`matmul_f16`] against the straightforward product with the f16 weight's values.
-    fn check_f16(isa: Isa, (rows, k, n): (usize, usize, usize)) {
-        let w: Vec<f16> = random(n * k, 4).into_iter().map(f16::from_f32).collect();
+    /// [`matmul`] of a half-precision weight (`from_f32` rounds test values to it) against the
+    /// straightforward product with the weight's values.
+    fn check_half<T: PanelElement>(
+        isa: Isa,
+        (rows, k, n): (usize, usize, usize),
+        from_f32: fn(f32) -> T,
+    ) {
+        let w: Vec<T> = random(n * k, 4).into_iter().map(from_f32).collect();
         let product = |x: &[f32], dst: &mut [f32]| {
-            matmul_f16(
+            matmul(
                 isa,
                 MatRef::new(x, rows, k),
                 &w,
@@ -508,25 +481,16 @@ mod tests {
                 Epilogue::default(),
             )
         };
-        let weight = |p: usize, c: usize| w[c * k + p].to_f64();
+        let weight = |p: usize, c: usize| w[c * k + p].to_f32() as f64;
         assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
     }
 
-    /// [`matmul_bf16`] against the straightforward product with the bf16 weight's values.
-    fn check_bf16(isa: Isa, (rows, k, n): (usize, usize, usize)) {
-        let w: Vec<bf16> = random(n * k, 6).into_iter().map(bf16::from_f32).collect();
-        let product = |x: &[f32], dst: &mut [f32]| {
-            matmul_bf16(
-                isa,
-                MatRef::new(x, rows, k),
-                &w,
-                n,
-                dst,
-                Epilogue::default(),
-            )
-        };
-        let weight = |p: usize, c: usize| w[c * k + p].to_f64();
-        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+    fn check_f16(isa: Isa, shape: (usize, usize, usize)) {
+        check_half(isa, shape, f16::from_f32);
+    }
+
+    fn check_bf16(isa: Isa, shape: (usize, usize, usize)) {
+        check_half(isa, shape, bf16::from_f32);
     }
 
     /// The paths the tiles run half-precision weights on here, one for each width (AVX-512's
