@@ -1,6 +1,7 @@
 //! Times SmolLM2's prefill and decode steps for each technique named on the command line (no
 //! energy, no quality): `cargo run --release -p slimbench-models --example smollm2_decode -- fp32 q4_0`.
-//! `SMOLLM2_PROMPT` sets the prompt's length (128), `SMOLLM2_REPS` the repetitions (4).
+//! `SMOLLM2_PROMPT` sets the prompt's length (128), `SMOLLM2_REPS` the repetitions (4),
+//! `SMOLLM2_DECODE` the decode steps after each prefill (64; 0 times prefill alone, for a profile).
 //! Needs `slimbench fetch smollm2`. For A/B comparisons of the kernels; `slimbench run` is the
 //! measurement of record.
 
@@ -15,7 +16,7 @@ use slimbench_models::technique::Technique;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +34,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(step) => apply_post_step(&base, step, &name)?.model,
             None => base.clone(),
         };
-        let mut cache = KvCache::new(&model, prompt_len + 64);
+        let steps: u32 = std::env::var("SMOLLM2_DECODE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64);
+        let mut cache = KvCache::new(&model, prompt_len + steps as usize);
         let mut prefill = Vec::new();
         let mut decode = Vec::new();
         let reps: usize = std::env::var("SMOLLM2_REPS")
@@ -45,7 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let t = Instant::now();
             forward(&model, &prompt, &mut cache, Logits::Last)?;
             prefill.push(t.elapsed().as_secs_f64() * 1e3);
-            for i in 0..64u32 {
+            for i in 0..steps {
                 let t = Instant::now();
                 forward(&model, &[200 + i], &mut cache, Logits::Last)?;
                 decode.push(t.elapsed().as_secs_f64() * 1e3);

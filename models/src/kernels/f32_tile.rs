@@ -5,8 +5,9 @@
 //!
 //! Which weights run here: f32 on AVX-512, where the `gemm` crate that candle uses would run
 //! 256-bit FMA (it compiles its AVX-512 kernels only behind a feature whose choice cannot be
-//! narrowed at run time); on AVX2 the `gemm` crate's own f32 kernel (16 channels by 6 rows a
-//! step) ran MiniLM as fast as these tiles, so f32 stays there ([`crate::kernels::sgemm`]).
+//! narrowed at run time); f32 on AVX2 runs dot tiles that pack nothing instead
+//! ([`crate::kernels::f32_dots`]: these tiles, packing each panel, were no faster there than the
+//! `gemm` crate, which packs too).
 //! f16 and bf16 on every path with AVX2, each task widening its panel to f32 as it packs it
 //! (exactly), where candle widened the whole weight every product (bf16 on a CPU with
 //! AVX512_BF16 runs `vdpbf16ps` instead, [`crate::kernels::bf16_tile`]).
@@ -556,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn f32_products_without_avx512_are_left_to_the_gemm_crate() {
+    fn f32_products_without_avx512_are_left_to_the_dot_tiles() {
         for isa in paths().into_iter().filter(|i| !i.avx512()) {
             let x = [1.0f32; 10];
             let mut dst = [7.0f32; 10];

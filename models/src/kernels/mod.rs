@@ -8,6 +8,7 @@ pub mod bf16_tile;
 pub mod blocks;
 pub(crate) mod elementwise;
 pub mod epilogue;
+pub mod f32_dots;
 pub mod f32_rows;
 pub mod f32_tile;
 pub mod int8;

@@ -1,6 +1,10 @@
-//! The task scheme of slimbench's floating-point tile kernels (f32 and bf16 on AVX-512): equal
-//! chunks of rows, in whole tiles, by panels of 32 output channels; each task packs its panel
-//! once for all its tiles and stores each tile through the epilogue, so the output is written once.
+//! The task scheme of slimbench's floating-point tile kernels (f32, f16 and bf16 tiles, and
+//! AVX2's f32 dot tiles): equal chunks of rows, in whole tiles, by panels of 32 output channels;
+//! each task packs its panel once for all its tiles and stores each tile through the epilogue
+//! ([`run_tiles`]), or orders its work itself and stores its sums once ([`run_chunks`]), so the
+//! output is written once.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -65,26 +69,16 @@ pub(crate) unsafe fn run_tiles_into<P>(
     pack: impl Fn(usize, usize) -> P + Sync,
     tile: impl Fn(&P, usize, usize, &mut TileSums) + Sync,
 ) {
-    if rows == 0 || n == 0 {
-        return;
-    }
-    let panels = n.div_ceil(TILE_COLS);
-    // Chunks of equal rows, in whole tiles (MiniLM's 128 tokens: two of 64, not 96 and 32).
-    let chunks = rows.div_ceil(TASK_ROWS);
-    let chunk_rows = rows.div_ceil(chunks).next_multiple_of(TILE_ROWS);
-    let chunks = rows.div_ceil(chunk_rows);
+    let tasks = Tasks::new(rows, n);
     let dst_addr = dst as usize;
-    let run_task = |task: usize| {
-        let (chunk, panel) = (task / panels, task % panels);
-        let col0 = panel * TILE_COLS;
-        let width = TILE_COLS.min(n - col0);
-        let row_end = ((chunk + 1) * chunk_rows).min(rows);
-        let mut row = chunk * chunk_rows;
+    tasks.run(parallel, |task| {
+        let (chunk, col0, width) = tasks.get(task);
         let packed = pack(col0, width);
         // Each tile writes the rows it stores; zeroed once a task, not once a tile.
         let mut sums = [[0f32; TILE_COLS]; TILE_ROWS];
-        while row < row_end {
-            let mr = (row_end - row).min(TILE_ROWS);
+        let mut row = chunk.start;
+        while row < chunk.end {
+            let mr = (chunk.end - row).min(TILE_ROWS);
             tile(&packed, row, mr, &mut sums);
             // SAFETY: the tile's rows and columns lie in the output the caller vouches for, and
             // no other task writes them.
@@ -100,12 +94,86 @@ pub(crate) unsafe fn run_tiles_into<P>(
             };
             row += mr;
         }
-    };
-    let tasks = chunks * panels;
-    if parallel && tasks > 1 {
-        (0..tasks).into_par_iter().for_each(run_task);
-    } else {
-        (0..tasks).for_each(run_task);
+    });
+}
+
+/// `dst = epilogue(sums)` for a `rows x n` product with `k` inputs over [`run_tiles`]' tasks,
+/// for a kernel that orders a task's work itself: `chunk(rows, col0, width, &mut sums)` fills
+/// `sums[r - rows.start][..width]` with the products of row `r` against channels `col0..col0 +
+/// width` for each row of the range, and the task stores them once. On the thread pool when the
+/// product is worth it.
+pub(crate) fn run_chunks(
+    (rows, k, n): (usize, usize, usize),
+    dst: &mut [f32],
+    epilogue: Epilogue<'_>,
+    chunk: impl Fn(Range<usize>, usize, usize, &mut [[f32; TILE_COLS]]) + Sync,
+) {
+    assert_eq!(dst.len(), rows * n, "output shape");
+    epilogue.check(rows, n);
+    let tasks = Tasks::new(rows, n);
+    let dst_addr = dst.as_mut_ptr() as usize;
+    tasks.run(worth_threads(rows, k, n), |task| {
+        let (range, col0, width) = tasks.get(task);
+        let mut sums = vec![[0f32; TILE_COLS]; range.len()];
+        let row = range.start;
+        chunk(range, col0, width, &mut sums);
+        // SAFETY: the task's rows and columns lie in `dst` (asserted above), borrowed mutably,
+        // and no other task writes them.
+        unsafe { epilogue.store(&sums, dst_addr as *mut f32, row, col0, width, n) };
+    });
+}
+
+/// The tasks of a `rows x n` product: equal chunks of rows, in whole tiles (MiniLM's 128 tokens
+/// are two of 64, not 96 and 32), by panels of [`TILE_COLS`] channels.
+#[derive(Debug, Clone, Copy)]
+struct Tasks {
+    rows: usize,
+    n: usize,
+    chunk_rows: usize,
+    panels: usize,
+    count: usize,
+}
+
+impl Tasks {
+    fn new(rows: usize, n: usize) -> Self {
+        if rows == 0 || n == 0 {
+            return Self {
+                rows,
+                n,
+                chunk_rows: 1,
+                panels: 0,
+                count: 0,
+            };
+        }
+        let panels = n.div_ceil(TILE_COLS);
+        let chunks = rows.div_ceil(TASK_ROWS);
+        let chunk_rows = rows.div_ceil(chunks).next_multiple_of(TILE_ROWS);
+        let chunks = rows.div_ceil(chunk_rows);
+        Self {
+            rows,
+            n,
+            chunk_rows,
+            panels,
+            count: chunks * panels,
+        }
+    }
+
+    /// Task `task`'s rows, first channel and number of channels.
+    fn get(&self, task: usize) -> (Range<usize>, usize, usize) {
+        let (chunk, panel) = (task / self.panels, task % self.panels);
+        let col0 = panel * TILE_COLS;
+        let start = chunk * self.chunk_rows;
+        let end = (start + self.chunk_rows).min(self.rows);
+        (start..end, col0, TILE_COLS.min(self.n - col0))
+    }
+
+    /// Runs `task` for every task, on the thread pool if `parallel` and there are several.
+    fn run(&self, parallel: bool, task: impl Fn(usize) + Sync + Send) {
+        if parallel && self.count > 1 {
+            (0..self.count).into_par_iter().for_each(task);
+        } else {
+            (0..self.count).for_each(task);
+        }
     }
 }
 

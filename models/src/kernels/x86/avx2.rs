@@ -585,3 +585,96 @@ unsafe fn f32_quarter_tile<const R: usize>(
         }
     }
 }
+
+/// The dot products of `RM <= 4` channels of an `out x in` f32 weight (`w`, `ldw` apart) with
+/// `RN <= 3` rows of activations (`x`, `ldx` apart) over `k` inputs, into (or, if `accumulate`,
+/// onto) `out[j][col + i]` for row `j` and channel `i`: 8 inputs a step in `RM x RN`
+/// accumulators, summed across their lanes at the end, so neither operand is packed
+/// (llamafile's tinyBLAS scheme; [`crate::kernels::f32_dots`]). A ragged tail of `k % 8` inputs
+/// is read through masked loads, which touch nothing past `k`.
+///
+/// # Safety
+/// AVX2 and FMA; `w` valid for `RM` rows of `k` reads `ldw` apart, `x` for `RN` rows of `k`
+/// reads `ldx` apart.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn f32_dot_tile<const RM: usize, const RN: usize>(
+    (w, ldw): (*const f32, usize),
+    (x, ldx): (*const f32, usize),
+    k: usize,
+    accumulate: bool,
+    out: &mut [[f32; 32]],
+    col: usize,
+) {
+    use std::arch::x86_64::*;
+    assert!(RN <= out.len() && col + RM <= 32);
+    // SAFETY: every read lies in the rows the caller vouches for (the tail's masked lanes read
+    // nothing), every write in `out`'s first `RN` rows (asserted above).
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); RM]; RN];
+        let whole = k / 8 * 8;
+        let mut p = 0;
+        while p < whole {
+            dot_tile_step(
+                (w.add(p), ldw),
+                (x.add(p), ldx),
+                |at| _mm256_loadu_ps(at),
+                &mut acc,
+            );
+            p += 8;
+        }
+        if whole < k {
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - whole) as i32), lanes);
+            let load = |at| _mm256_maskload_ps(at, mask);
+            dot_tile_step((w.add(whole), ldw), (x.add(whole), ldx), load, &mut acc);
+        }
+        // Each row's four channel sums in one vector: two rounds of pairwise sums within the
+        // 128-bit halves, then the halves added.
+        for (acc, out) in acc.iter().zip(out.iter_mut()) {
+            let lane = |i: usize| if i < RM { acc[i] } else { _mm256_setzero_ps() };
+            let pairs = [
+                _mm256_hadd_ps(lane(0), lane(1)),
+                _mm256_hadd_ps(lane(2), lane(3)),
+            ];
+            let quads = _mm256_hadd_ps(pairs[0], pairs[1]);
+            let sums = _mm_add_ps(
+                _mm256_castps256_ps128(quads),
+                _mm256_extractf128_ps::<1>(quads),
+            );
+            let mut four = [0f32; 4];
+            _mm_storeu_ps(four.as_mut_ptr(), sums);
+            for (dst, sum) in out[col..col + RM].iter_mut().zip(four) {
+                *dst = if accumulate { *dst + sum } else { sum };
+            }
+        }
+    }
+}
+
+/// One step of [`f32_dot_tile`]: `load` reads 8 inputs of each of the `RN` rows (`x`, `ldx`
+/// apart) and the `RM` channels (`w`, `ldw` apart), and each pair's product is added to its
+/// accumulator. Inlined into that AVX2 function, whose closures it calls.
+///
+/// # Safety
+/// AVX2 and FMA in the caller; `load` valid at each row's and channel's pointer.
+#[inline(always)]
+unsafe fn dot_tile_step<const RM: usize, const RN: usize>(
+    (w, ldw): (*const f32, usize),
+    (x, ldx): (*const f32, usize),
+    load: impl Fn(*const f32) -> std::arch::x86_64::__m256,
+    acc: &mut [[std::arch::x86_64::__m256; RM]; RN],
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise; the intrinsics run in the caller's AVX2 function.
+    unsafe {
+        let mut rows = [_mm256_setzero_ps(); RN];
+        for (j, row) in rows.iter_mut().enumerate() {
+            *row = load(x.add(j * ldx));
+        }
+        for i in 0..RM {
+            let channel = load(w.add(i * ldw));
+            for (acc, row) in acc.iter_mut().zip(&rows) {
+                acc[i] = _mm256_fmadd_ps(channel, *row, acc[i]);
+            }
+        }
+    }
+}
