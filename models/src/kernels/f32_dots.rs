@@ -6,7 +6,7 @@
 //!
 //! A task is a chunk of rows by a panel of 32 channels (`panels.rs`): it walks the panel four
 //! channels at a time, each against every row of the chunk, so the four channels stay in L1 while
-//! the rows stream from L2; inputs come in blocks of at most [`BLOCK_INPUTS`] so that four
+//! the rows stream from L2; inputs come in blocks of at most 768 so that four
 //! channels and three rows of a block fit L1 together. AVX-512 paths run their own tiles
 //! ([`crate::kernels::f32_tile`]); products of up to four rows are [`crate::kernels::f32_rows`].
 
