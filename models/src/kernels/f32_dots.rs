@@ -28,8 +28,8 @@ const TILE_CHANNELS: usize = 4;
 const TILE_ROWS: usize = 3;
 /// The most inputs one pass of a tile reads: 768 inputs of four channels and three rows are
 /// 21 KB, inside a 32 KB L1 data cache. A longer product is summed in blocks (SmolLM2's
-/// `down` projection, 1536 inputs, in two: 178-188 GFLOP/s against 162-174 unblocked on Zen 4
-/// with `SLIMBENCH_KERNELS=avx2`).
+/// `down` projection, 1536 inputs, in two: 177-186 GFLOP/s against 165-174 unblocked, three runs
+/// on Zen 4 with `SLIMBENCH_KERNELS=avx2`).
 const BLOCK_INPUTS: usize = 768;
 
 /// Whether f32 Linears run on the dot tiles on `isa`: the paths with AVX2 and FMA but not
