@@ -207,23 +207,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use crate::kernels::panels::{assert_matches_straightforward, test_values as random};
+    use crate::kernels::panels::{assert_f32_matmul_matches, test_values as random};
 
     /// The dot tiles against the straightforward product of a `rows x k` by `n x k` weight.
-    fn check(isa: Isa, (rows, k, n): (usize, usize, usize)) {
-        let w = random(n * k, 2);
-        let product = |x: &[f32], dst: &mut [f32]| {
-            matmul(
-                isa,
-                MatRef::new(x, rows, k),
-                &w,
-                n,
-                dst,
-                Epilogue::default(),
-            )
-        };
-        let weight = |p: usize, c: usize| w[c * k + p] as f64;
-        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+    fn check(isa: Isa, shape: (usize, usize, usize)) {
+        assert_f32_matmul_matches(shape, |x, w, n, dst, epilogue| {
+            matmul(isa, x, w, n, dst, epilogue)
+        });
     }
 
     /// The path the dot tiles run on here (AVX2's, or AVX-VNNI's where the CPU has it), whatever

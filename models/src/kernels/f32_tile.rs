@@ -445,23 +445,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    use crate::kernels::panels::{assert_matches_straightforward, test_values as random};
+    use crate::kernels::panels::{
+        assert_f32_matmul_matches, assert_matches_straightforward, test_values as random,
+    };
 
     /// The tile kernel against the straightforward product of a `rows x k` by `n x k` weight.
-    fn check(isa: Isa, (rows, k, n): (usize, usize, usize), tolerance: f64) {
-        let w = random(n * k, 2);
-        let product = |x: &[f32], dst: &mut [f32]| {
-            matmul(
-                isa,
-                MatRef::new(x, rows, k),
-                &w,
-                n,
-                dst,
-                Epilogue::default(),
-            )
-        };
-        let weight = |p: usize, c: usize| w[c * k + p] as f64;
-        assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, tolerance);
+    fn check(isa: Isa, shape: (usize, usize, usize)) {
+        assert_f32_matmul_matches(shape, |x, w, n, dst, epilogue| {
+            matmul(isa, x, w, n, dst, epilogue)
+        });
     }
 
     /// [`matmul`] of a half-precision weight (`from_f32` rounds test values to it) against the
@@ -524,7 +516,7 @@ mod tests {
             rows in 5usize..40, k in 1usize..70, n in 1usize..80,
         ) {
             for isa in f32_paths() {
-                check(isa, (rows, k, n), 1e-4);
+                check(isa, (rows, k, n));
             }
         }
 
@@ -589,7 +581,7 @@ mod tests {
         for isa in f32_paths() {
             // 200 rows (three tasks of rows, a tail of 8), 300 channels (a tail of 12), a
             // MiniLM-wide input: the threaded path.
-            check(isa, (200, 384, 300), 1e-4);
+            check(isa, (200, 384, 300));
         }
     }
 

@@ -206,6 +206,24 @@ pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// What the f32 kernels' tests check: `matmul(x, w, n, dst, epilogue)` (a Linear's product of
+/// `x` by the `n x k` weight `w`, as [`crate::kernels::f32_tile`] and
+/// [`crate::kernels::f32_dots`] take it) equals the straightforward product for a `rows x k` by
+/// `n x k` weight of test values, to 1e-4 of each sum's size.
+#[cfg(test)]
+pub(crate) fn assert_f32_matmul_matches(
+    (rows, k, n): (usize, usize, usize),
+    matmul: impl Fn(crate::kernels::sgemm::MatRef<'_>, &[f32], usize, &mut [f32], Epilogue<'_>) -> bool,
+) {
+    use crate::kernels::sgemm::MatRef;
+    let w = test_values(n * k, 2);
+    let product = |x: &[f32], dst: &mut [f32]| {
+        matmul(MatRef::new(x, rows, k), &w, n, dst, Epilogue::default())
+    };
+    let weight = |p: usize, c: usize| w[c * k + p] as f64;
+    assert_matches_straightforward((rows, k, n), |v| v as f64, weight, product, 1e-4);
+}
+
 /// What the tile kernels' tests check: `product(x, dst)` (rows of `x`, `k` wide, into the `rows x
 /// n` `dst`; `false` when it declined) equals the straightforward sums of `round(x)` times
 /// `weight(input, channel)`, in f64, to `tolerance` relative to each sum's size.
