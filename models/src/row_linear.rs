@@ -89,10 +89,11 @@ pub(crate) fn linear_into(
     if own_kernel {
         // slimbench's own products add the bias (read in place: a decode step of a language
         // model runs over a hundred of these, and none should copy it), the residual and GELU as
-        // they store. f32 on the AVX-512 tiles or the gemm crate (`kernels::linear`); f16 and
-        // bf16 of one to four rows streamed and widened (`f32_rows`), f16 of more on the f32
-        // tiles (each panel widened), bf16 of more on `vdpbf16ps` where the CPU has it, else on
-        // the f32 tiles too; int8 and the block formats on the integer kernels.
+        // they store. f32 on the AVX-512 tiles, AVX2's dot tiles or the gemm crate
+        // (`kernels::linear`); f16 and bf16 of one to four rows streamed and widened
+        // (`f32_rows`), f16 of more on the f32 tiles (each panel widened), bf16 of more on
+        // `vdpbf16ps` where the CPU has it, else on the f32 tiles too; int8 and the block
+        // formats on the integer kernels.
         return with_f32_slice(&layer.bias, |bias| {
             let epilogue = Epilogue {
                 bias: Some(bias),

@@ -71,10 +71,8 @@ pub(crate) fn matmul(
                 let next = channels.end..col0 + (c + 2 * TILE_CHANNELS).min(width);
                 let quad = Quad {
                     w,
-                    k,
                     x,
                     inputs: inputs.clone(),
-                    first: p0 == 0,
                 };
                 quad.run(isa, channels, next, range.clone(), sums, c);
             }
@@ -88,14 +86,10 @@ pub(crate) fn matmul(
 struct Quad<'a> {
     /// The `n x k` weight.
     w: &'a [f32],
-    /// Inputs of a channel (and of a row of `x`).
-    k: usize,
-    /// The activations.
+    /// The activations (`k` columns).
     x: MatRef<'a>,
-    /// The block's inputs.
+    /// The block's inputs (the first block's sums start from zero, a later one's from `sums`).
     inputs: Range<usize>,
-    /// Whether this is the first block (the sums start from zero, else from `sums`).
-    first: bool,
 }
 
 impl Quad<'_> {
@@ -114,7 +108,7 @@ impl Quad<'_> {
         col: usize,
     ) {
         debug_assert!(runs_on(isa), "the dot tiles on a path without AVX2 and FMA");
-        let (k, ldx, inputs) = (self.k, self.x.row_stride, self.inputs.clone());
+        let (k, ldx, inputs) = (self.x.cols, self.x.row_stride, self.inputs.clone());
         let line_floats = 16;
         let channel_lines = inputs.len().div_ceil(line_floats);
         let next_lines = next.len() * channel_lines;
@@ -137,7 +131,7 @@ impl Quad<'_> {
                     w: (w, k),
                     x: (x, ldx),
                     inputs: inputs.len(),
-                    accumulate: !self.first,
+                    accumulate: inputs.start > 0,
                 };
                 tile.run(channels.len(), tile_rows, out, col)
             };
